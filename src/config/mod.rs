@@ -1,0 +1,333 @@
+//! The one TOML file that configures every part of rallypoint.
+//!
+//! The schema below is a contract: `config/rallypoint.toml` documents every key with its default,
+//! tests parse that file and compare it with [`Config::default`], and keys are only ever added.
+//! Loading reports errors with `file:line:col`, the key path and, for a misspelt key, the key that
+//! was probably meant (see [`diagnostics`]); [`validate`] adds the checks that span several keys.
+
+mod diagnostics;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use diagnostics::ConfigError;
+use units::{BitRate, ByteSize, Duration, PortRange};
+
+/// Where the packaged service keeps its configuration.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/rallypoint/rallypoint.toml";
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub web: Web,
+    pub tls: Tls,
+    pub signal: Signal,
+    pub turn: Turn,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Public DNS name; used in TURN URLs and as the allowed WebSocket origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    pub log_level: LogLevel,
+    /// How long a stopping server lets open sessions finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            domain: None,
+            log_level: LogLevel::Info,
+            shutdown_grace: secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for log::LevelFilter {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Web {
+    /// Plain HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners; need `[tls]`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The folder holding the game's HTML5 export.
+    pub root: PathBuf,
+    pub cross_origin_isolation: CrossOriginIsolation,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Web {
+            listen: vec![addr("127.0.0.1:8080")],
+            tls_listen: vec![],
+            root: PathBuf::from("www"),
+            cross_origin_isolation: CrossOriginIsolation::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrossOriginIsolation {
+    /// Isolate a Godot export whose HTML says `GODOT_THREADS_ENABLED = true`.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain, used by `web.tls_listen` and `turn.tls_listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<PathBuf>,
+    /// PEM private key for `certificate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Signal {
+    /// WebSocket endpoint on the web listeners.
+    pub path: String,
+    /// Origins allowed to open the WebSocket; empty = same host, "*" = any.
+    pub allowed_origins: Vec<String>,
+    pub max_peers: u32,
+    pub max_lobbies: u32,
+    /// 0 = unlimited.
+    pub max_lobby_members: u32,
+    pub max_message_size: ByteSize,
+    pub join_timeout: Duration,
+    pub seal_close_delay: Duration,
+    pub ping_interval: Duration,
+}
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal {
+            path: "/ws".into(),
+            allowed_origins: vec![],
+            max_peers: 4096,
+            max_lobbies: 1024,
+            max_lobby_members: 0,
+            max_message_size: ByteSize(64 * 1024),
+            join_timeout: secs(1),
+            seal_close_delay: secs(10),
+            ping_interval: secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Turn {
+    /// UDP and TCP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// TURN over TLS listeners; need `[tls]`.
+    pub tls_listen: Vec<SocketAddr>,
+    pub realm: String,
+    /// Address relay sockets bind to and advertise.
+    pub relay_ip: RelayIp,
+    /// Advertised instead of `relay_ip` behind a 1:1 NAT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<IpAddr>,
+    pub relay_ports: PortRange,
+    /// TURN REST shared secrets: all verify, the first mints.
+    pub secrets: Vec<String>,
+    pub credential_ttl: Duration,
+    pub allow_peers: Vec<IpNet>,
+    pub deny_peers: Vec<IpNet>,
+    pub max_allocations: u32,
+    pub max_allocations_per_user: u32,
+    /// 0 = unlimited.
+    pub max_bandwidth_per_allocation: BitRate,
+    /// Static long-term credentials, name = password.
+    pub users: BTreeMap<String, String>,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Turn {
+            listen: vec![addr("127.0.0.1:3478")],
+            tls_listen: vec![],
+            realm: "rallypoint".into(),
+            relay_ip: RelayIp::Auto,
+            external_ip: None,
+            relay_ports: PortRange {
+                first: 49152,
+                last: 65535,
+            },
+            secrets: vec![],
+            credential_ttl: secs(24 * 3600),
+            users: BTreeMap::new(),
+            allow_peers: vec![],
+            deny_peers: vec![],
+            max_allocations: 10_000,
+            max_allocations_per_user: 10,
+            max_bandwidth_per_allocation: BitRate { bits_per_second: 0 },
+        }
+    }
+}
+
+/// `"auto"` or a fixed address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RelayIp {
+    /// The TURN listen address when it is a specific one, else the address of the interface
+    /// that holds the default route.
+    Auto,
+    Fixed(IpAddr),
+}
+
+impl TryFrom<String> for RelayIp {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(RelayIp::Auto);
+        }
+        s.parse().map(RelayIp::Fixed).map_err(|_| {
+            format!(
+                "invalid relay address {s:?}; write \"auto\" or an IP address like \"203.0.113.7\""
+            )
+        })
+    }
+}
+
+impl From<RelayIp> for String {
+    fn from(r: RelayIp) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for RelayIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayIp::Auto => f.write_str("auto"),
+            RelayIp::Fixed(ip) => ip.fmt(f),
+        }
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration(std::time::Duration::from_secs(n))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("built-in address")
+}
+
+const MASK: &str = "<hidden>";
+
+impl Config {
+    /// Parses and validates `text`; `file` names it in error messages.
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
+        let source = diagnostics::Source::new(text, file);
+        let config: Config = source.deserialize().map_err(|e| vec![e])?;
+        let errors = validate::check(&config, &source);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError::unlocated(
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )]
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The effective configuration as TOML, with every secret and password replaced.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        for s in &mut masked.turn.secrets {
+            *s = MASK.into();
+        }
+        for p in masked.turn.users.values_mut() {
+            *p = MASK.into();
+        }
+        toml::to_string(&masked).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotated_default_file_equals_built_in_defaults() {
+        let text = include_str!("../../config/rallypoint.toml");
+        let parsed = Config::from_toml(text, "config/rallypoint.toml").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn masked_output_parses_back_and_hides_secrets() {
+        let mut c = Config::default();
+        c.turn.secrets = vec!["a-very-secret-secret".into()];
+        c.turn
+            .users
+            .insert("alice".into(), "hunter2-password".into());
+        c.server.domain = Some("game.example.org".into());
+        c.turn.max_bandwidth_per_allocation = "2Mbit/s".parse().unwrap();
+        let text = c.to_masked_toml();
+        assert!(
+            !text.contains("a-very-secret-secret") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.turn.users["alice"], MASK);
+        assert_eq!(back.server.domain, c.server.domain);
+        assert_eq!(
+            back.turn.max_bandwidth_per_allocation,
+            c.turn.max_bandwidth_per_allocation
+        );
+    }
+
+    #[test]
+    fn an_empty_file_means_the_defaults() {
+        assert_eq!(
+            Config::from_toml("", "empty.toml").unwrap(),
+            Config::default()
+        );
+    }
+}

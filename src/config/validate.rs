@@ -1,0 +1,217 @@
+//! Checks that span several keys or need the filesystem; serde has already checked each value's
+//! own form. Every problem is reported, not just the first.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::diagnostics::{ConfigError, Source};
+use super::{Config, RelayIp};
+
+/// Shortest TURN REST secret accepted: HMAC-SHA1 keys shorter than this are guessable offline.
+pub const MIN_SECRET_LEN: usize = 16;
+
+pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut err = |key: &str, msg: String| errors.push(src.error_at(key, msg));
+
+    // TLS: listeners need a certificate; the files named must be readable PEM.
+    let tls_users: Vec<&str> = [
+        ("web.tls_listen", c.web.tls_listen.is_empty()),
+        ("turn.tls_listen", c.turn.tls_listen.is_empty()),
+    ]
+    .into_iter()
+    .filter(|(_, empty)| !empty)
+    .map(|(k, _)| k)
+    .collect();
+    for key in &tls_users {
+        if c.tls.certificate.is_none() || c.tls.private_key.is_none() {
+            err(
+                key,
+                format!(
+                    "{key} needs a certificate: set tls.certificate and tls.private_key (PEM files)"
+                ),
+            );
+        }
+    }
+    match (&c.tls.certificate, &c.tls.private_key) {
+        (Some(_), None) => err(
+            "tls.certificate",
+            "tls.certificate is set but tls.private_key is not".into(),
+        ),
+        (None, Some(_)) => err(
+            "tls.private_key",
+            "tls.private_key is set but tls.certificate is not".into(),
+        ),
+        _ => {}
+    }
+    for (key, path) in [
+        ("tls.certificate", &c.tls.certificate),
+        ("tls.private_key", &c.tls.private_key),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = readable_pem(path) {
+                err(key, e);
+            }
+        }
+    }
+
+    // Listeners: one socket per address and protocol.
+    let tcp: Vec<(String, SocketAddr)> = [
+        ("web.listen", &c.web.listen),
+        ("web.tls_listen", &c.web.tls_listen),
+        ("turn.listen", &c.turn.listen),
+        ("turn.tls_listen", &c.turn.tls_listen),
+    ]
+    .into_iter()
+    .flat_map(|(key, addrs)| {
+        addrs
+            .iter()
+            .enumerate()
+            .map(move |(i, a)| (format!("{key}[{i}]"), *a))
+    })
+    .collect();
+    for (i, (key, a)) in tcp.iter().enumerate() {
+        if let Some((first, _)) = tcp[..i].iter().find(|(_, b)| clash(*a, *b)) {
+            err(
+                key,
+                format!("{a} is already used by {first}; each TCP listener needs its own port"),
+            );
+        }
+    }
+
+    // Signalling.
+    let s = &c.signal;
+    if !s.path.starts_with('/') || s.path.contains(['?', '#', ' ']) {
+        err(
+            "signal.path",
+            format!(
+                "{:?} is not a URL path; it must start with \"/\", like \"/ws\"",
+                s.path
+            ),
+        );
+    }
+    for (i, origin) in s.allowed_origins.iter().enumerate() {
+        if let Err(e) = check_origin(origin) {
+            err(&format!("signal.allowed_origins[{i}]"), e);
+        }
+    }
+    if s.max_message_size.0 < 1024 {
+        err(
+            "signal.max_message_size",
+            "must be at least 1KiB: an SDP offer alone is several hundred bytes".into(),
+        );
+    }
+    for (key, d) in [
+        ("signal.join_timeout", s.join_timeout),
+        ("signal.ping_interval", s.ping_interval),
+    ] {
+        if d.0.is_zero() {
+            err(key, "must be longer than 0s".into());
+        }
+    }
+
+    // TURN.
+    let t = &c.turn;
+    if t.realm.trim().is_empty() {
+        err(
+            "turn.realm",
+            "must not be empty: clients hash it into their key".into(),
+        );
+    }
+    for (i, secret) in t.secrets.iter().enumerate() {
+        if secret.len() < MIN_SECRET_LEN {
+            err(
+                &format!("turn.secrets[{i}]"),
+                format!(
+                    "secret is {} bytes; use at least {MIN_SECRET_LEN} (for example `openssl rand -hex 32`)",
+                    secret.len()
+                ),
+            );
+        }
+    }
+    for (name, password) in &t.users {
+        if password.is_empty() {
+            err(
+                &format!("turn.users.{name}"),
+                "password must not be empty".into(),
+            );
+        }
+        if name.is_empty() || name.contains(':') {
+            err(
+                &format!("turn.users.{name}"),
+                "user names must be non-empty and free of ':' (that marks REST credentials)".into(),
+            );
+        }
+    }
+    if let RelayIp::Fixed(ip) = t.relay_ip {
+        if ip.is_unspecified() {
+            err(
+                "turn.relay_ip",
+                format!(
+                    "{ip} is not an address peers can reach; name one interface address or \"auto\""
+                ),
+            );
+        }
+    }
+    if let Some(ip) = t.external_ip {
+        if ip.is_unspecified() || ip.is_loopback() {
+            err(
+                "turn.external_ip",
+                format!("{ip} cannot be reached from outside; use the public address"),
+            );
+        }
+    }
+    if t.credential_ttl.0.is_zero() {
+        err("turn.credential_ttl", "must be longer than 0s".into());
+    }
+    if t.max_allocations_per_user > t.max_allocations {
+        err(
+            "turn.max_allocations_per_user",
+            format!(
+                "{} is more than turn.max_allocations ({})",
+                t.max_allocations_per_user, t.max_allocations
+            ),
+        );
+    }
+    errors
+}
+
+/// Two TCP listeners that cannot both bind: same port, and same address or a wildcard of the same
+/// family. Port 0 asks the kernel for a free port, so it never clashes.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn readable_pem(path: &Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!(
+            "{} is not a PEM file (no \"-----BEGIN\" line)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "{origin:?} is not an origin; write it like \"https://game.example.org\" or \"*\""
+            )
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+        return Err(format!(
+            "{origin:?} is not an origin: scheme, host and optional port only, like \"https://game.example.org:8443\""
+        ));
+    }
+    Ok(())
+}

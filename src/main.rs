@@ -1,0 +1,143 @@
+//! The `rallypoint` command: parses the command line, calls the library, maps errors to exit
+//! codes (0 success, 1 invalid configuration, 2 usage, 3 cannot start).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use rallypoint::config::{Config, SYSTEM_CONFIG_PATH, units};
+use rallypoint::credentials;
+use rallypoint::service::{self, ConfigSource, StartError};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "TURN/STUN relay, Godot WebRTC signalling and web server in one binary"
+)]
+struct Cli {
+    /// Configuration file [default: /etc/rallypoint/rallypoint.toml if it exists, else built-in
+    /// development defaults]
+    #[arg(long, short, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default)
+    Run,
+    /// Validate a configuration file and print every error
+    CheckConfig {
+        /// File to check [default: as for --config]
+        path: Option<PathBuf>,
+    },
+    /// Print the effective configuration with defaults filled in and secrets hidden
+    PrintConfig,
+    /// Mint a TURN credential and print the iceServers JSON for Godot's WebRTCPeerConnection
+    Credentials {
+        /// Name embedded in the username (`<expiry>:<user>`)
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Validity, like "1h" [default: turn.credential_ttl]
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+}
+
+const EXIT_CONFIG: u8 = 1;
+const EXIT_START: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let source = config_source(cli.config.as_deref());
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(source),
+        Command::CheckConfig { path } => {
+            let source = path.map_or(source, ConfigSource::File);
+            with_config(&source, |_| {
+                if let ConfigSource::File(p) = &source {
+                    println!("{}: ok", p.display());
+                } else {
+                    println!("no configuration file; the built-in defaults are valid");
+                }
+            })
+        }
+        Command::PrintConfig => with_config(&source, |c| print!("{}", c.to_masked_toml())),
+        Command::Credentials { user, ttl } => {
+            with_config(&source, |c| print_credentials(c, &user, ttl))
+        }
+    }
+}
+
+fn config_source(explicit: Option<&Path>) -> ConfigSource {
+    match explicit {
+        Some(p) => ConfigSource::File(p.to_path_buf()),
+        None if Path::new(SYSTEM_CONFIG_PATH).exists() => {
+            ConfigSource::File(SYSTEM_CONFIG_PATH.into())
+        }
+        None => ConfigSource::Defaults,
+    }
+}
+
+fn with_config(source: &ConfigSource, f: impl FnOnce(&Config)) -> ExitCode {
+    match service::load(source) {
+        Ok(config) => {
+            f(&config);
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
+    let Some(secret) = config.turn.secrets.first() else {
+        eprintln!("error: turn.secrets is empty; credentials are signed with its first secret");
+        std::process::exit(EXIT_CONFIG.into());
+    };
+    let ttl = ttl.unwrap_or(config.turn.credential_ttl.0);
+    let credential = credentials::mint(secret, user, ttl, SystemTime::now());
+    let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(credential.expires);
+    println!("username: {}", credential.username);
+    println!("password: {}", credential.password);
+    println!("expires:  {}", humantime::format_rfc3339_seconds(expires));
+    println!();
+    println!("{}", credentials::ice_servers(config, &credential));
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<units::Duration>().map(Duration::from)
+}
+
+fn run(source: ConfigSource) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    match runtime.block_on(rallypoint::run(source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Config(errors)) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(StartError::Bind(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_START)
+        }
+        Err(StartError::Io(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The process lifecycle around the services: bind, start, tell systemd, reload on SIGHUP, drain
+//! and stop on SIGTERM/SIGINT.
+//!
+//! systemd protocol (sd_notify): `READY=1` only after every listener is bound; `RELOADING=1` then
+//! `READY=1` around a reload, whether the new file was applied or refused; `STOPPING=1` on stop;
+//! `WATCHDOG=1` at half of `WATCHDOG_USEC`; `STATUS=` lines a person reads in `systemctl status`.
+//! The READY status names the bound addresses (`web=127.0.0.1:8080 turn=...`), which is also how
+//! tests find ephemeral ports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, ConfigError};
+use crate::listeners::{BindError, Listeners};
+use crate::{credentials, logging, turn, web};
+
+/// Where the running configuration comes from, and so what SIGHUP re-reads.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// Built-in development defaults; SIGHUP has nothing to re-read.
+    Defaults,
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    Config(Vec<ConfigError>),
+    Bind(BindError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::Io(e)
+    }
+}
+
+/// Runs every service until SIGTERM or SIGINT, then drains them for `server.shutdown_grace`.
+pub async fn run(source: ConfigSource) -> Result<(), StartError> {
+    // Handlers first: SIGHUP's default action would kill a process that is still starting.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+
+    let mut config = load(&source).map_err(StartError::Config)?;
+    logging::init(config.server.log_level);
+    let generated_secret = (config.turn.secrets.is_empty() && config.turn.users.is_empty()).then(|| {
+        let secret = credentials::random_secret();
+        log::warn!(
+            "no turn.secrets or turn.users configured; generated the TURN secret {secret} for this run \
+             (set turn.secrets to keep credentials valid across restarts)"
+        );
+        secret
+    });
+    add_generated_secret(&mut config, generated_secret.as_deref());
+
+    for (key, addrs) in [
+        ("web.tls_listen", &config.web.tls_listen),
+        ("turn.tls_listen", &config.turn.tls_listen),
+    ] {
+        if !addrs.is_empty() {
+            log::error!(
+                "{key} is set, but this version of rallypoint does not serve TLS yet; not listening there"
+            );
+        }
+    }
+    let listeners = Listeners::bind(&config).map_err(StartError::Bind)?;
+    let status = listening_status(&listeners);
+    for l in &listeners.web {
+        log::info!("serving http://{}/", l.local_addr()?);
+    }
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(web::serve(
+        listeners.web,
+        config_rx.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(turn::serve(
+        listeners.turn_udp,
+        listeners.turn_tcp,
+        config_rx.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    log::info!("rallypoint {} ready: {status}", env!("CARGO_PKG_VERSION"));
+    let watchdog = start_watchdog();
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&source, &config_tx, generated_secret.as_deref(), &status),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    let grace = Duration::from(config_tx.borrow().server.shutdown_grace);
+    log::info!(
+        "stopping; letting open connections finish for up to {}",
+        humantime::format_duration(grace)
+    );
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        log::warn!("grace period over; closing the remaining connections");
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    Ok(())
+}
+
+pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
+    match source {
+        ConfigSource::File(path) => Config::load(path),
+        ConfigSource::Defaults => Ok(Config::default()),
+    }
+}
+
+/// A config without any credential source gets the secret generated at start, so credentials
+/// minted before a reload stay valid after it.
+fn add_generated_secret(config: &mut Config, generated: Option<&str>) {
+    if let Some(secret) = generated {
+        if config.turn.secrets.is_empty() && config.turn.users.is_empty() {
+            config.turn.secrets.push(secret.to_string());
+        }
+    }
+}
+
+fn reload(
+    source: &ConfigSource,
+    config_tx: &watch::Sender<Arc<Config>>,
+    generated: Option<&str>,
+    status: &str,
+) {
+    notify_reloading();
+    if let ConfigSource::Defaults = source {
+        log::info!("running on built-in defaults: no configuration file to re-read");
+        notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+        return;
+    }
+    match load(source) {
+        Ok(mut new) => {
+            add_generated_secret(&mut new, generated);
+            let old = config_tx.borrow().clone();
+            for (key, changed) in [
+                ("web.listen", old.web.listen != new.web.listen),
+                ("web.tls_listen", old.web.tls_listen != new.web.tls_listen),
+                ("turn.listen", old.turn.listen != new.turn.listen),
+                (
+                    "turn.tls_listen",
+                    old.turn.tls_listen != new.turn.tls_listen,
+                ),
+            ] {
+                if changed {
+                    log::warn!(
+                        "{key} changed; listeners move only on restart, the old ones stay bound"
+                    );
+                }
+            }
+            if !logging::set_level(new.server.log_level)
+                && old.server.log_level != new.server.log_level
+            {
+                log::info!("server.log_level changed, but RUST_LOG overrides it");
+            }
+            config_tx.send_replace(Arc::new(new));
+            log::info!("configuration reloaded");
+        }
+        Err(errors) => {
+            for e in &errors {
+                log::error!("{e}");
+            }
+            log::error!(
+                "reload refused: the new configuration has {} error(s); still running on the previous one",
+                errors.len()
+            );
+        }
+    }
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+fn notify_reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    // systemd ≥ 253 matches the reload to its request by this timestamp.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    notify(&states);
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        log::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// Pings the systemd watchdog at half its period, when one is configured.
+fn start_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return None;
+    }
+    let period = Duration::from_micros(usec) / 2;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    }))
+}
+
+/// `web=ADDR ... turn=ADDR ...`: what `systemctl status` shows and tests parse.
+fn listening_status(l: &Listeners) -> String {
+    let mut parts = Vec::new();
+    let groups = [("web", &l.web), ("turn", &l.turn_tcp)];
+    for (name, sockets) in groups {
+        for s in sockets {
+            if let Ok(a) = s.local_addr() {
+                parts.push(format!("{name}={a}"));
+            }
+        }
+    }
+    format!("listening {}", parts.join(" "))
+}

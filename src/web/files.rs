@@ -1,0 +1,141 @@
+//! Maps a request path to a file under the web root, and nothing outside it.
+//!
+//! Two layers: the decoded path must consist of normal components only (no `..`, `.`, empty,
+//! dotfile, backslash or NUL segments), and the canonical result must still lie under the canonical
+//! root, so a symlink cannot lead out of it.
+
+use std::path::{Path, PathBuf};
+
+use percent_encoding::percent_decode_str;
+
+/// Why a request path maps to no file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a path a file could have: traversal, dotfile, bad encoding.
+    Malformed,
+    /// A fine path with no file behind it (or only outside the root).
+    NotFound,
+}
+
+/// The file a request for `path` (the URL path, still percent-encoded) should get.
+pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
+    let decoded = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Refused::Malformed)?;
+    let mut relative = PathBuf::new();
+    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+        let bad = segment.starts_with('.')
+            || segment.contains(['\\', '\0', ':'])
+            || segment.contains('%');
+        if bad {
+            return Err(Refused::Malformed);
+        }
+        relative.push(segment);
+    }
+    let root = root.canonicalize().map_err(|_| Refused::NotFound)?;
+    let mut full = root
+        .join(&relative)
+        .canonicalize()
+        .map_err(|_| Refused::NotFound)?;
+    if full.is_dir() {
+        full = full
+            .join("index.html")
+            .canonicalize()
+            .map_err(|_| Refused::NotFound)?;
+    }
+    if !full.starts_with(&root) || !full.is_file() {
+        return Err(Refused::NotFound);
+    }
+    Ok(full)
+}
+
+/// The Content-Type for a file name.
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "pck" => "application/octet-stream",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "css" => "text/css; charset=utf-8",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rallypoint-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("www/game")).unwrap();
+        std::fs::write(dir.join("www/index.html"), "home").unwrap();
+        std::fs::write(dir.join("www/game/index.html"), "game").unwrap();
+        std::fs::write(dir.join("www/.env"), "secret").unwrap();
+        std::fs::write(dir.join("outside.txt"), "secret").unwrap();
+        let _ = std::os::unix::fs::symlink(dir.join("outside.txt"), dir.join("www/link.txt"));
+        dir
+    }
+
+    #[test]
+    fn serves_files_and_directory_indexes() {
+        let dir = tree();
+        let root = dir.join("www");
+        assert!(resolve(&root, "/").unwrap().ends_with("www/index.html"));
+        assert!(
+            resolve(&root, "/game/")
+                .unwrap()
+                .ends_with("game/index.html")
+        );
+        assert!(
+            resolve(&root, "/game")
+                .unwrap()
+                .ends_with("game/index.html")
+        );
+        assert!(
+            resolve(&root, "/gam%65/index.html")
+                .unwrap()
+                .ends_with("game/index.html")
+        );
+    }
+
+    #[test]
+    fn never_leaves_the_root() {
+        let dir = tree();
+        let root = dir.join("www");
+        for path in [
+            "/../outside.txt",
+            "/%2e%2e/outside.txt",
+            "/..%2foutside.txt",
+            "/%252e%252e/outside.txt",
+            "/..\\outside.txt",
+            "/index.html%00.png",
+            "/C:\\outside.txt",
+            "/.env",
+            "/%ff",
+        ] {
+            assert_eq!(resolve(&root, path), Err(Refused::Malformed), "{path}");
+        }
+        assert_eq!(resolve(&root, "/link.txt"), Err(Refused::NotFound));
+        assert_eq!(resolve(&root, "/missing.js"), Err(Refused::NotFound));
+    }
+
+    #[test]
+    fn godot_export_types() {
+        assert_eq!(content_type(Path::new("game.wasm")), "application/wasm");
+        assert_eq!(
+            content_type(Path::new("game.pck")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            content_type(Path::new("game.JS")),
+            "text/javascript; charset=utf-8"
+        );
+    }
+}

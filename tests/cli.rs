@@ -1,0 +1,165 @@
+//! The command line: check-config, print-config and credentials, run as the real binary.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+
+use common::{BIN, temp_dir};
+
+fn rallypoint(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SECRET: &str = "an-example-secret-0123456789";
+
+fn config_file(text: &str) -> String {
+    let path = temp_dir("cli").join("rallypoint.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_shipped_config_checks_clean() {
+    let out = rallypoint(&["check-config", "config/rallypoint.toml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("config/rallypoint.toml: ok"));
+}
+
+#[test]
+fn check_config_prints_every_error_and_exits_one() {
+    let path =
+        config_file("[signal]\npath = \"ws\"\n[turn]\nsecrets = [\"short\", \"also-short\"]\n");
+    let out = rallypoint(&["check-config", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].contains(&format!("{path}:2:8: signal.path")),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("turn.secrets[0]") && lines[2].contains("turn.secrets[1]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn print_config_fills_defaults_and_never_prints_a_secret() {
+    let path = config_file(&format!(
+        "[server]\ndomain = \"game.example.org\"\n[turn]\nsecrets = [\"{SECRET}\"]\n[turn.users]\nalice = \"correct-horse-battery\"\n"
+    ));
+    let out = rallypoint(&["print-config", "--config", &path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains(SECRET) && !text.contains("correct-horse"),
+        "{text}"
+    );
+    assert!(text.contains("domain = \"game.example.org\""), "{text}");
+    assert!(
+        text.contains("max_lobbies = 1024"),
+        "defaults filled in: {text}"
+    );
+    assert!(text.contains("alice = \"<hidden>\""), "{text}");
+    // The printed form is itself a valid config file.
+    let printed = config_file(&text.replace("<hidden>", "some-long-enough-password"));
+    assert!(rallypoint(&["check-config", &printed]).status.success());
+}
+
+#[test]
+fn credentials_verify_against_the_secret() {
+    let path = config_file(&format!(
+        "[server]\ndomain = \"game.example.org\"\n[turn]\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = rallypoint(&[
+        "credentials",
+        "--config",
+        &path,
+        "--user",
+        "bob",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .to_string()
+    };
+    let username = field("username:");
+    let password = field("password:");
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, "bob");
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(
+        (before + 3600..=before + 3602).contains(&expiry),
+        "{expiry} vs {before}"
+    );
+
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(password, expected);
+
+    let json_line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("iceServers JSON");
+    let json: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let server = &json["iceServers"][0];
+    assert_eq!(server["username"], username.as_str());
+    assert_eq!(server["credential"], password.as_str());
+    assert!(
+        server["urls"]
+            .as_array()
+            .unwrap()
+            .contains(&"turn:game.example.org:3478?transport=udp".into())
+    );
+}
+
+#[test]
+fn credentials_without_a_secret_explain_why() {
+    let path = config_file("[turn.users]\nalice = \"correct-horse-battery\"\n");
+    let out = rallypoint(&["credentials", "--config", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("turn.secrets is empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = rallypoint(&["credentials", "--ttl", "forever"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid duration"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&rallypoint(&["--version"])).contains(env!("CARGO_PKG_VERSION")));
+}

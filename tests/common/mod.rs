@@ -1,0 +1,226 @@
+//! Runs the real `rallypoint` binary as a child process on ephemeral ports, with a systemd notify
+//! socket bound by the test, and reads what it says on that socket and on stderr.
+
+#![allow(dead_code)] // each test binary uses its own part of this helper
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rallypoint");
+
+/// A fresh directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rallypoint-test-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A config that listens on ephemeral loopback ports only.
+pub fn ephemeral_config(extra: &str) -> String {
+    format!(
+        "[server]\nshutdown_grace = \"3s\"\n{extra}\n[web]\nlisten = [\"127.0.0.1:0\"]\n[turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"0123456789abcdef0123\"]\n"
+    )
+}
+
+pub struct Server {
+    pid: i32,
+    exit: Receiver<ExitStatus>,
+    exited: Option<ExitStatus>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    notify: UnixDatagram,
+    stderr: Receiver<String>,
+    /// Every stderr line read so far.
+    pub log: Vec<String>,
+    pub web: SocketAddr,
+    pub turn: SocketAddr,
+}
+
+impl Server {
+    /// Starts the binary on `config_text` and waits for READY=1.
+    pub fn start(config_text: &str) -> Server {
+        let mut s = Server::spawn(config_text);
+        let ready = s.wait_notification("READY=1");
+        let status = ready
+            .lines()
+            .find_map(|l| l.strip_prefix("STATUS="))
+            .expect("READY carries a STATUS");
+        let addr = |name: &str| -> SocketAddr {
+            status
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {status:?}"))
+                .parse()
+                .unwrap()
+        };
+        s.web = addr("web");
+        s.turn = addr("turn");
+        s
+    }
+
+    /// Starts the binary without waiting for anything.
+    pub fn spawn(config_text: &str) -> Server {
+        let dir = temp_dir("server");
+        let config = dir.join("rallypoint.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let notify_path = dir.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(&dir)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (tx, stderr) = channel();
+        let pipe = child.stderr.take().unwrap();
+        let (exit_tx, exit) = channel();
+        std::thread::spawn(move || {
+            let _ = exit_tx.send(child.wait().unwrap());
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        Server {
+            pid,
+            exit,
+            exited: None,
+            dir,
+            config,
+            notify,
+            stderr,
+            log: Vec::new(),
+            web: unset,
+            turn: unset,
+        }
+    }
+
+    /// The next datagram on the notify socket, which must contain `expected`.
+    pub fn wait_notification(&mut self, expected: &str) -> String {
+        self.notify
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = self.notify.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no notification containing {expected:?}: {e}; log:\n{}",
+                self.drain_log()
+            )
+        });
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            msg.lines().any(|l| l == expected),
+            "expected {expected:?}, got {msg:?}"
+        );
+        msg
+    }
+
+    /// Waits for a stderr line containing `needle` and returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no log line containing {needle:?}; log:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    fn drain_log(&mut self) -> String {
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.pid, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let status = self
+            .exit
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still running after {limit:?}"));
+        self.exited = Some(status);
+        status
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        if let Ok(status) = self.exit.try_recv() {
+            self.exited = Some(status);
+        }
+        self.exited.is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.is_running() {
+            // SAFETY: as in `signal`.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.exit.recv_timeout(Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,261 @@
+//! Broken config files get messages that name the place (`file:line:col`), the key path, what was
+//! expected, and for a misspelt key the key that was meant.
+
+use rallypoint::config::Config;
+
+/// (name, file text, key path expected in the message, other text the message must contain,
+///  expected line:col)
+const CASES: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "syntax error",
+        "[web]\nlisten = [\"127.0.0.1:8080\"\n",
+        "",
+        "expected `]`",
+        "3:1",
+    ),
+    (
+        "unclosed table header",
+        "[web\nroot = \"x\"\n",
+        "",
+        "",
+        "1:",
+    ),
+    (
+        "unknown key suggests",
+        "[web]\nlisen = [\"127.0.0.1:80\"]\n",
+        "web.lisen",
+        "did you mean `listen`?",
+        "2:1",
+    ),
+    (
+        "unknown section suggests",
+        "[trun]\nrealm = \"x\"\n",
+        "trun",
+        "did you mean [turn]?",
+        "1:",
+    ),
+    (
+        "unknown key far from any",
+        "[signal]\nbanana = 1\n",
+        "signal.banana",
+        "the keys are",
+        "2:1",
+    ),
+    (
+        "wrong type",
+        "[signal]\nmax_peers = \"many\"\n",
+        "signal.max_peers",
+        "expected u32",
+        "2:13",
+    ),
+    (
+        "negative count",
+        "[turn]\nmax_allocations = -1\n",
+        "turn.max_allocations",
+        "u32",
+        "2:19",
+    ),
+    (
+        "bad duration",
+        "[signal]\njoin_timeout = \"soon\"\n",
+        "signal.join_timeout",
+        "10s",
+        "2:16",
+    ),
+    (
+        "bad size",
+        "[signal]\nmax_message_size = \"64 parsecs\"\n",
+        "signal.max_message_size",
+        "64KiB",
+        "2:20",
+    ),
+    (
+        "bad bit rate",
+        "[turn]\nmax_bandwidth_per_allocation = \"fast\"\n",
+        "turn.max_bandwidth_per_allocation",
+        "2Mbit/s",
+        "2:32",
+    ),
+    (
+        "bad cidr",
+        "[turn]\ndeny_peers = [\"10.0.0.0/33\"]\n",
+        "turn.deny_peers[0]",
+        "",
+        "2:15",
+    ),
+    (
+        "bad address",
+        "[web]\nlisten = [\"localhost:80\"]\n",
+        "web.listen[0]",
+        "socket address",
+        "2:11",
+    ),
+    (
+        "bad port range",
+        "[turn]\nrelay_ports = \"65535-49152\"\n",
+        "turn.relay_ports",
+        "reversed",
+        "2:15",
+    ),
+    (
+        "port range zero",
+        "[turn]\nrelay_ports = \"0-100\"\n",
+        "turn.relay_ports",
+        "starts at 0",
+        "2:15",
+    ),
+    (
+        "bad relay ip",
+        "[turn]\nrelay_ip = \"my-box\"\n",
+        "turn.relay_ip",
+        "\"auto\"",
+        "2:12",
+    ),
+    (
+        "bad log level",
+        "[server]\nlog_level = \"loud\"\n",
+        "server.log_level",
+        "debug",
+        "2:13",
+    ),
+    (
+        "short secret",
+        "[turn]\nsecrets = [\"0123456789abcdef\", \"short\"]\n",
+        "turn.secrets[1]",
+        "at least 16",
+        "2:32",
+    ),
+    (
+        "tls without certificate",
+        "[web]\ntls_listen = [\"127.0.0.1:8443\"]\n",
+        "web.tls_listen",
+        "tls.certificate",
+        "2:14",
+    ),
+    (
+        "turn tls without certificate",
+        "[turn]\ntls_listen = [\"127.0.0.1:5349\"]\n",
+        "turn.tls_listen",
+        "tls.private_key",
+        "2:14",
+    ),
+    (
+        "unreadable private key",
+        "[tls]\ncertificate = \"Cargo.toml\"\nprivate_key = \"/nonexistent/key.pem\"\n",
+        "tls.private_key",
+        "cannot read /nonexistent/key.pem",
+        "3:15",
+    ),
+    (
+        "certificate not pem",
+        "[tls]\ncertificate = \"Cargo.toml\"\nprivate_key = \"Cargo.toml\"\n",
+        "tls.certificate",
+        "not a PEM file",
+        "2:15",
+    ),
+    (
+        "duplicate listen",
+        "[web]\nlisten = [\"127.0.0.1:3478\"]\n[turn]\nlisten = [\"127.0.0.1:3478\"]\n",
+        "turn.listen[0]",
+        "already used by web.listen[0]",
+        "4:11",
+    ),
+    (
+        "wildcard overlaps",
+        "[web]\nlisten = [\"0.0.0.0:8080\", \"127.0.0.1:8080\"]\n",
+        "web.listen[1]",
+        "already used by web.listen[0]",
+        "2:27",
+    ),
+    (
+        "signal path without slash",
+        "[signal]\npath = \"ws\"\n",
+        "signal.path",
+        "must start with \"/\"",
+        "2:8",
+    ),
+    (
+        "bad origin",
+        "[signal]\nallowed_origins = [\"game.example.org\"]\n",
+        "signal.allowed_origins[0]",
+        "https://",
+        "2:20",
+    ),
+    (
+        "origin with path",
+        "[signal]\nallowed_origins = [\"https://a.example/x\"]\n",
+        "signal.allowed_origins[0]",
+        "scheme, host",
+        "2:20",
+    ),
+    (
+        "empty realm",
+        "[turn]\nrealm = \"\"\n",
+        "turn.realm",
+        "must not be empty",
+        "2:9",
+    ),
+    (
+        "per-user cap above total",
+        "[turn]\nmax_allocations = 5\nmax_allocations_per_user = 6\n",
+        "turn.max_allocations_per_user",
+        "more than",
+        "3:28",
+    ),
+    (
+        "zero ping interval",
+        "[signal]\nping_interval = \"0s\"\n",
+        "signal.ping_interval",
+        "longer than 0s",
+        "2:17",
+    ),
+    (
+        "empty user password",
+        "[turn.users]\nalice = \"\"\n",
+        "turn.users.alice",
+        "must not be empty",
+        "2:9",
+    ),
+];
+
+#[test]
+fn each_broken_file_gets_a_located_message_naming_the_key() {
+    let mut failures = Vec::new();
+    for (name, text, key, contains, line_col) in CASES {
+        let errors = match Config::from_toml(text, "bad.toml") {
+            Ok(_) => {
+                failures.push(format!("{name}: accepted"));
+                continue;
+            }
+            Err(errors) => errors,
+        };
+        let Some(e) = errors.iter().find(|e| e.key == *key) else {
+            failures.push(format!("{name}: no error for {key:?} in {errors:?}"));
+            continue;
+        };
+        let msg = e.to_string();
+        let located = msg.starts_with(&format!("bad.toml:{line_col}"));
+        if !located || !msg.contains(key) || !msg.contains(contains) || e.key != *key {
+            failures.push(format!("{name}: {msg}  (key {:?})", e.key));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_cross_field_problem_is_reported_at_once() {
+    let text = "[web]\ntls_listen = [\"127.0.0.1:8443\"]\n[signal]\npath = \"ws\"\n[turn]\nsecrets = [\"short\"]\n";
+    let errors = Config::from_toml(text, "bad.toml").unwrap_err();
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["web.tls_listen", "signal.path", "turn.secrets[0]"]);
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let errors = Config::load("/nonexistent/rallypoint.toml".as_ref()).unwrap_err();
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("cannot read /nonexistent/rallypoint.toml")
+    );
+}
