@@ -10,11 +10,12 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ()> {
         return Ok(None);
     }
     let length = u16::from_be_bytes([buf[2], buf[3]]) as usize;
-    match buf[0] >> 6 {
+    match buf[0] {
         // STUN: 20-byte header, attributes padded to 4 already counted in the length.
-        0b00 if length % 4 == 0 => Ok(Some(20 + length)),
-        // ChannelData: 4-byte header; over streams the data is padded to 4 (§12.5).
-        0b01 => Ok(Some(4 + length.next_multiple_of(4))),
+        0x00..=0x3f if length % 4 == 0 => Ok(Some(20 + length)),
+        // ChannelData, channels 0x4000-0x4FFF: 4-byte header; over streams the data is padded
+        // to 4 (§12.5).
+        0x40..=0x4f => Ok(Some(4 + length.next_multiple_of(4))),
         _ => Err(()),
     }
 }
@@ -33,8 +34,12 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        assert_eq!(frame_len(b"GET / HTTP/1.1"), Err(()));
+        // 'P' is 0x50, a reserved channel number. ("GET " would pass as a frame for channel
+        // 0x4745; the relay drops data for channels that are not bound.)
+        assert_eq!(frame_len(b"POST / HTTP/1.1"), Err(()));
         assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x07]), Err(()));
         assert_eq!(frame_len(&[0xc0, 0, 0, 0]), Err(()));
+        // 0x5000-0x7FFF are reserved channel numbers (RFC 8656 §12).
+        assert_eq!(frame_len(&[0x50, 0, 0, 4]), Err(()));
     }
 }
