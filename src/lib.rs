@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod listeners;
 pub mod logging;
 pub mod service;
+pub mod signal;
 pub mod turn;
 pub mod web;
 
