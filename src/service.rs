@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
+use crate::signal::Signal;
 use crate::{credentials, logging, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads.
@@ -79,9 +80,12 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone());
+    tasks.spawn(hub);
     tasks.spawn(web::serve(
         listeners.web,
         config_rx.clone(),
+        signal,
         shutdown_rx.clone(),
     ));
     tasks.spawn(turn::serve(
@@ -120,6 +124,11 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         w.abort();
     }
     Ok(())
+}
+
+/// Resolves once `shutdown` turns true: the stop signal every service task listens for.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {

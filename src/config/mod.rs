@@ -134,6 +134,9 @@ pub struct Signal {
     pub join_timeout: Duration,
     pub seal_close_delay: Duration,
     pub ping_interval: Duration,
+    /// Messages per second one connection may send on average (0 = unlimited), and at once.
+    pub message_rate: u32,
+    pub message_burst: u32,
 }
 
 impl Default for Signal {
@@ -148,6 +151,8 @@ impl Default for Signal {
             join_timeout: secs(1),
             seal_close_delay: secs(10),
             ping_interval: secs(10),
+            message_rate: 50,
+            message_burst: 200,
         }
     }
 }

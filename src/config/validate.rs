@@ -101,6 +101,9 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
             "must be at least 1KiB: an SDP offer alone is several hundred bytes".into(),
         );
     }
+    if s.message_burst == 0 {
+        err("signal.message_burst", "must be at least 1".into());
+    }
     for (key, d) in [
         ("signal.join_timeout", s.join_timeout),
         ("signal.ping_interval", s.ping_interval),

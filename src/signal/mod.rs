@@ -1,5 +1,192 @@
 //! The signalling hub: Godot's WebRTC signalling protocol (Godot 4 JSON and Godot 3 text) on the
 //! web server's `signal.path`.
+//!
+//! [`hub`] is the protocol as a sans-IO state machine; one task owns it and [`session`] tasks,
+//! one per WebSocket, feed it frames and deliver what it sends. [`handshake`] decides whether an
+//! HTTP request may upgrade.
 
 pub mod codec;
+pub mod handshake;
 pub mod hub;
+mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::config::Config;
+use hub::{ConnId, Hub, Limits, Output, Stats};
+
+/// Frames waiting for one slow client before it is dropped.
+const OUTGOING_QUEUE: usize = 256;
+/// Inputs waiting for the hub task; sessions wait when it is full.
+const INPUT_QUEUE: usize = 4096;
+/// How often the metrics snapshot is refreshed.
+const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
+
+/// What a session tells the hub task.
+enum Input {
+    Connect(ConnId, mpsc::Sender<Outgoing>),
+    Text(ConnId, String),
+    Binary(ConnId),
+    Gone(ConnId),
+}
+
+/// What the hub task tells a session.
+enum Outgoing {
+    Text(String),
+    Close(u16, &'static str),
+}
+
+/// Figures for metrics and health, refreshed every second.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub peers: usize,
+    pub lobbies: usize,
+    pub stats: Stats,
+}
+
+/// The hub as the web server sees it: hands it upgraded connections.
+pub struct Signal {
+    inputs: mpsc::Sender<Input>,
+    next_conn: AtomicU64,
+    config: watch::Receiver<Arc<Config>>,
+    shutdown: watch::Receiver<bool>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+impl Signal {
+    /// Creates the hub; `serve` (a service task) must run for it to work.
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Arc<Signal>, impl Future<Output = ()>) {
+        let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let task = run_hub(rx, config.clone(), shutdown.clone(), snapshot.clone());
+        let signal = Signal {
+            inputs,
+            next_conn: AtomicU64::new(1),
+            config,
+            shutdown,
+            snapshot,
+        };
+        (Arc::new(signal), task)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap().clone()
+    }
+
+    /// Runs a session on the connection once hyper has finished the HTTP upgrade.
+    pub fn spawn_session(&self, upgrade: OnUpgrade) {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let hub = self.inputs.clone();
+        let config = self.config.borrow().clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let upgraded = match upgrade.await {
+                Ok(u) => u,
+                Err(e) => return log::debug!("signal: upgrade failed: {e}"),
+            };
+            let ws_config = session::websocket_config(&config);
+            let socket = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(ws_config),
+            )
+            .await;
+            session::run(socket, conn, hub, config, shutdown).await;
+        });
+    }
+}
+
+async fn run_hub(
+    mut inputs: mpsc::Receiver<Input>,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut shutdown: watch::Receiver<bool>,
+    snapshot: Arc<Mutex<Snapshot>>,
+) {
+    let mut hub = Hub::new(Limits::from(&config.borrow().signal));
+    let mut sessions: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
+    let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
+    let mut stopping = false;
+    loop {
+        if stopping && sessions.is_empty() {
+            return;
+        }
+        let deadline = hub.next_deadline().map(tokio::time::Instant::from_std);
+        let now = Instant::now();
+        let outputs = tokio::select! {
+            input = inputs.recv() => match input {
+                None => return,
+                Some(Input::Connect(c, tx)) => {
+                    sessions.insert(c, tx);
+                    hub.connect(c, now)
+                }
+                Some(Input::Text(c, text)) => hub.message(c, &text, now),
+                Some(Input::Binary(c)) => hub.binary(c, now),
+                Some(Input::Gone(c)) => {
+                    sessions.remove(&c);
+                    hub.disconnect(c, now)
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                hub.tick(Instant::now())
+            }
+            Ok(()) = config.changed() => {
+                hub.set_limits(Limits::from(&config.borrow_and_update().signal));
+                continue;
+            }
+            _ = publish.tick() => {
+                *snapshot.lock().unwrap() = Snapshot {
+                    peers: hub.peer_count(),
+                    lobbies: hub.lobby_count(),
+                    stats: hub.stats().clone(),
+                };
+                continue;
+            }
+            // Sessions close themselves on shutdown; wait for them to say they are gone.
+            _ = crate::service::stopped(&mut shutdown), if !stopping => {
+                stopping = true;
+                continue;
+            }
+        };
+        deliver(outputs, &mut hub, &mut sessions);
+    }
+}
+
+/// Hands the hub's outputs to the sessions. A session whose queue is full is dropped from the
+/// hub (as if it had left), which may produce more outputs.
+fn deliver(
+    outputs: Vec<Output>,
+    hub: &mut Hub,
+    sessions: &mut HashMap<ConnId, mpsc::Sender<Outgoing>>,
+) {
+    let mut queue = VecDeque::from(outputs);
+    while let Some(output) = queue.pop_front() {
+        match output {
+            Output::Send { to, frame } => {
+                let Some(tx) = sessions.get(&to) else {
+                    continue;
+                };
+                if tx.try_send(Outgoing::Text(frame)).is_err() {
+                    sessions.remove(&to);
+                    queue.extend(hub.disconnect(to, Instant::now()));
+                }
+            }
+            Output::Close { to, code, reason } => {
+                if let Some(tx) = sessions.remove(&to) {
+                    let _ = tx.try_send(Outgoing::Close(code, reason));
+                }
+            }
+        }
+    }
+}

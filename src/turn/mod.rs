@@ -37,7 +37,7 @@ pub async fn serve(
     for listener in tcp {
         tasks.spawn(serve_tcp(listener));
     }
-    let _ = shutdown.wait_for(|&stop| stop).await;
+    crate::service::stopped(&mut shutdown).await;
     tasks.abort_all();
 }
 

@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, UPGRADE,
+};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::signal::{Signal, handshake};
 use files::Refused;
 
 const WELCOME: &str = include_str!("welcome.html");
@@ -30,8 +34,13 @@ type Body = Full<Bytes>;
 pub async fn serve(
     listeners: Vec<TcpListener>,
     config: watch::Receiver<Arc<Config>>,
+    signal: Arc<Signal>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     let graceful = GracefulShutdown::new();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     for listener in listeners {
@@ -58,22 +67,21 @@ pub async fn serve(
         tokio::select! {
             Some(stream) = conn_rx.recv() => {
                 let config = config.clone();
+                let signal = signal.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let config = config.borrow().clone();
-                    async move { Ok::<_, Infallible>(handle(&config, req).await) }
+                    let signal = signal.clone();
+                    async move { Ok::<_, Infallible>(handle(&config, &signal, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         log::debug!("web: connection ended: {e}");
                     }
                 });
             }
-            _ = shutdown.wait_for(|&stop| stop) => break,
+            _ = crate::service::stopped(&mut shutdown) => break,
         }
     }
     // Dropping the receiver ends the accept loops, which closes the listening sockets.
@@ -81,15 +89,32 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-async fn handle(config: &Config, req: Request<Incoming>) -> Response<Body> {
-    let response = respond(config, &req).await;
-    log::debug!(
-        "{} {} {}",
-        req.method(),
-        req.uri().path(),
-        response.status().as_u16()
-    );
+async fn handle(config: &Config, signal: &Signal, mut req: Request<Incoming>) -> Response<Body> {
+    let response = if req.uri().path() == config.signal.path {
+        upgrade(config, signal, &mut req)
+    } else {
+        respond(config, &req).await
+    };
+    let status = response.status().as_u16();
+    log::debug!("{} {} {status}", req.method(), req.uri().path());
     response
+}
+
+/// Hands a WebSocket upgrade on `signal.path` to the signalling hub.
+fn upgrade(config: &Config, signal: &Signal, req: &mut Request<Incoming>) -> Response<Body> {
+    match handshake::accept(req.method(), req.headers(), config) {
+        Ok(accept) => {
+            signal.spawn_session(hyper::upgrade::on(req));
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(UPGRADE, "websocket")
+                .header(CONNECTION, "Upgrade")
+                .header(SEC_WEBSOCKET_ACCEPT, accept)
+                .body(Body::default())
+                .expect("valid response")
+        }
+        Err(refused) => plain(refused.status, refused.message),
+    }
 }
 
 async fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {

@@ -1,0 +1,165 @@
+//! Whether an HTTP request may become a signalling WebSocket (RFC 6455 §4.2.1), and the answer
+//! key if so. The Origin check stops other web sites from using this hub from their players'
+//! browsers; clients that send no Origin (native Godot, tools) are not browsers and may connect.
+
+use hyper::header::{
+    CONNECTION, HOST, HeaderMap, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::{Method, StatusCode};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::config::Config;
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+/// The `Sec-WebSocket-Accept` value for an acceptable upgrade request.
+pub fn accept(method: &Method, headers: &HeaderMap, config: &Config) -> Result<String, Refused> {
+    let has = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let refuse = |status, message| Err(Refused { status, message });
+    if method != Method::GET || !has(UPGRADE, "websocket") || !has(CONNECTION, "upgrade") {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is the signalling WebSocket endpoint; connect with a WebSocket client\n",
+        );
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported WebSocket version; use 13\n",
+        );
+    }
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    if let Some(origin) = headers.get(ORIGIN) {
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        if !origin_allowed(origin.to_str().unwrap_or(""), host, config) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "origin not allowed (signal.allowed_origins)\n",
+            );
+        }
+    }
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// `signal.allowed_origins`: "*" allows any; a list allows exactly those origins; an empty list
+/// allows the page's own host (the request's Host header) and `server.domain`.
+pub fn origin_allowed(origin: &str, host: Option<&str>, config: &Config) -> bool {
+    let allowed = &config.signal.allowed_origins;
+    if allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    if !allowed.is_empty() {
+        return allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
+    }
+    let Some(origin_host) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let same_host = host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host));
+    let domain = config.server.domain.as_deref().is_some_and(|d| {
+        let name = origin_host.rsplit_once(':').map_or(origin_host, |(n, _)| n);
+        name.eq_ignore_ascii_case(d)
+    });
+    same_host || domain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn request(extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("host", "game.example.org:8443"),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accepts_a_valid_upgrade_with_the_rfc_key() {
+        let c = Config::default();
+        // The example of RFC 6455 §1.3.
+        assert_eq!(
+            accept(&Method::GET, &request(&[]), &c).unwrap(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn refuses_plain_requests_and_bad_versions() {
+        let c = Config::default();
+        let mut h = request(&[]);
+        h.remove("upgrade");
+        assert_eq!(
+            accept(&Method::GET, &h, &c).unwrap_err().status,
+            StatusCode::UPGRADE_REQUIRED
+        );
+        assert_eq!(
+            accept(&Method::POST, &request(&[]), &c).unwrap_err().status,
+            StatusCode::UPGRADE_REQUIRED
+        );
+        let h = request(&[("sec-websocket-version", "8")]);
+        assert_eq!(
+            accept(&Method::GET, &h, &c).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let mut h = request(&[]);
+        h.remove("sec-websocket-key");
+        assert_eq!(
+            accept(&Method::GET, &h, &c).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn origin_rules() {
+        let mut c = Config::default();
+        let host = Some("game.example.org:8443");
+        assert!(origin_allowed("https://game.example.org:8443", host, &c));
+        assert!(!origin_allowed("https://evil.example", host, &c));
+        assert!(!origin_allowed("null", host, &c));
+        c.server.domain = Some("game.example.org".into());
+        assert!(origin_allowed(
+            "https://game.example.org",
+            Some("10.0.0.1:8080"),
+            &c
+        ));
+        c.signal.allowed_origins = vec!["https://itch.zone".into()];
+        assert!(origin_allowed("https://itch.zone", host, &c));
+        assert!(
+            !origin_allowed("https://game.example.org:8443", host, &c),
+            "an explicit list is exact"
+        );
+        c.signal.allowed_origins = vec!["*".into()];
+        assert!(origin_allowed("https://anywhere.example", host, &c));
+        let h = request(&[("origin", "https://evil.example")]);
+        c.signal.allowed_origins = vec![];
+        assert_eq!(
+            accept(&Method::GET, &h, &c).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+    }
+}

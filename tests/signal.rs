@@ -1,0 +1,422 @@
+//! The signalling hub end to end: the real server, WebSocket clients from tokio-tungstenite,
+//! both Godot dialects, and the protections around them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Server, ephemeral_config};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// ephemeral_config puts `extra` under [server]; signalling keys need their own section.
+fn start(signal_keys: &str) -> Server {
+    let text = ephemeral_config("") + &format!("[signal]\n{signal_keys}\n");
+    Server::start(&text)
+}
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        Client { ws }
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    async fn send_json(&mut self, kind: u8, id: u32, data: &str) {
+        // Numbers as floats, as GDScript's JSON sends them.
+        let frame = format!(r#"{{"type":{kind}.0,"id":{id}.0,"data":{}}}"#, json!(data));
+        self.send(&frame).await;
+    }
+
+    /// The next text frame.
+    async fn recv(&mut self) -> String {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+                .unwrap();
+            match msg {
+                Message::Text(t) => return t.to_string(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected text, got {other:?}"),
+            }
+        }
+    }
+
+    async fn recv_json(&mut self) -> Value {
+        let text = self.recv().await;
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Waits for the server's close frame and returns its code and reason.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close in time")
+            {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (frame.code.into(), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (CloseCode::Status.into(), String::new()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Creates a lobby; returns its name.
+    async fn host(addr: SocketAddr, mesh: bool) -> (Client, String) {
+        let mut c = Client::connect(addr).await;
+        c.send_json(0, if mesh { 0 } else { 1 }, "").await;
+        assert_eq!(
+            c.recv_json().await,
+            json!({"type": 1, "id": 1, "data": if mesh { "true" } else { "" }})
+        );
+        let joined = c.recv_json().await;
+        assert_eq!(
+            (joined["type"].as_u64(), joined["id"].as_u64()),
+            (Some(0), Some(0))
+        );
+        (c, joined["data"].as_str().unwrap().to_string())
+    }
+
+    /// Joins `lobby`; returns the client and its id.
+    async fn join(addr: SocketAddr, lobby: &str) -> (Client, u32) {
+        let mut c = Client::connect(addr).await;
+        c.send_json(0, 0, lobby).await;
+        let id = c.recv_json().await;
+        assert_eq!(id["type"], 1);
+        (c, id["id"].as_u64().unwrap() as u32)
+    }
+}
+
+#[tokio::test]
+async fn godot4_lobby_relay_and_seal_end_to_end() {
+    let server = start("seal_close_delay = \"500ms\"");
+    let (mut host, lobby) = Client::host(server.web, true).await;
+    let (mut a, a_id) = Client::join(server.web, &lobby).await;
+    assert_eq!(a.recv_json().await, json!({"type": 2, "id": 1, "data": ""}));
+    assert_eq!(
+        a.recv_json().await,
+        json!({"type": 0, "id": 0, "data": lobby})
+    );
+    assert_eq!(
+        host.recv_json().await,
+        json!({"type": 2, "id": a_id, "data": ""})
+    );
+
+    // Godot 4: the higher id offers; the host (1) answers. Byte-exact relays, id rewritten.
+    let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\n";
+    a.send_json(4, 1, sdp).await;
+    assert_eq!(
+        host.recv().await,
+        format!(r#"{{"type":4,"id":{a_id},"data":{}}}"#, json!(sdp))
+    );
+    host.send_json(5, a_id, "answer-sdp").await;
+    assert_eq!(a.recv().await, r#"{"type":5,"id":1,"data":"answer-sdp"}"#);
+    let candidate = "\n0\n0\ncandidate:842163049 1 udp 1677729535 127.0.0.1 46154 typ host";
+    host.send_json(6, a_id, candidate).await;
+    assert_eq!(
+        a.recv_json().await,
+        json!({"type": 6, "id": 1, "data": candidate})
+    );
+
+    host.send_json(7, 0, "").await;
+    assert_eq!(
+        host.recv_json().await,
+        json!({"type": 7, "id": 0, "data": ""})
+    );
+    assert_eq!(a.recv_json().await, json!({"type": 7, "id": 0, "data": ""}));
+    let started = Instant::now();
+    assert_eq!(a.closed().await, (1000, "Seal complete".to_string()));
+    assert_eq!(host.closed().await, (1000, "Seal complete".to_string()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn godot3_text_protocol_end_to_end() {
+    let server = start("");
+    let mut host = Client::connect(server.web).await;
+    host.send("J: \n").await;
+    assert_eq!(host.recv().await, "I: 1\n");
+    let lobby = host
+        .recv()
+        .await
+        .strip_prefix("J: ")
+        .unwrap()
+        .trim_end()
+        .to_string();
+    let mut peer = Client::connect(server.web).await;
+    peer.send(&format!("J: {lobby}\n")).await;
+    let id: u32 = peer
+        .recv()
+        .await
+        .strip_prefix("I: ")
+        .unwrap()
+        .trim_end()
+        .parse()
+        .unwrap();
+    assert_eq!(peer.recv().await, "N: 1\n");
+    assert_eq!(peer.recv().await, format!("J: {lobby}\n"));
+    assert_eq!(host.recv().await, format!("N: {id}\n"));
+    peer.send("O: 1\nv=0\r\n").await;
+    assert_eq!(host.recv().await, format!("O: {id}\nv=0\r\n"));
+    host.send(&format!(
+        "C: {id}\n\n0\n0\ncandidate:1 1 udp 1 127.0.0.1 9 typ host"
+    ))
+    .await;
+    assert_eq!(
+        peer.recv().await,
+        "C: 1\n\n0\n0\ncandidate:1 1 udp 1 127.0.0.1 9 typ host"
+    );
+    // Leaving is announced as D:.
+    drop(peer);
+    assert_eq!(host.recv().await, format!("D: {id}\n"));
+}
+
+#[tokio::test]
+async fn client_server_lobby_and_host_leaving() {
+    let server = start("");
+    let (mut host, lobby) = Client::host(server.web, false).await;
+    let (mut a, _) = Client::join(server.web, &lobby).await;
+    let (mut b, b_id) = Client::join(server.web, &lobby).await;
+    assert_eq!(
+        b.recv_json().await,
+        json!({"type": 2, "id": 1, "data": ""}),
+        "clients meet only the host"
+    );
+    assert_eq!(b.recv_json().await["type"], 0);
+    host.recv_json().await;
+    assert_eq!(
+        host.recv_json().await,
+        json!({"type": 2, "id": b_id, "data": ""})
+    );
+    host.ws.close(None).await.unwrap();
+    a.recv_json().await; // PEER_CONNECT(1)
+    a.recv_json().await; // JOIN
+    assert_eq!(
+        a.closed().await,
+        (4000, "Room host has disconnected".to_string())
+    );
+    assert_eq!(
+        b.closed().await,
+        (4000, "Room host has disconnected".to_string())
+    );
+}
+
+#[tokio::test]
+async fn protocol_errors_close_with_the_reference_reasons() {
+    let server = start("join_timeout = \"300ms\"");
+    let mut idle = Client::connect(server.web).await;
+    assert_eq!(
+        idle.closed().await,
+        (4000, "Have not joined lobby yet".to_string())
+    );
+
+    let mut c = Client::connect(server.web).await;
+    c.send("{not json").await;
+    assert_eq!(
+        c.closed().await,
+        (4000, "Invalid message format".to_string())
+    );
+
+    let mut c = Client::connect(server.web).await;
+    c.send_json(0, 0, "NoSuchLobby").await;
+    assert_eq!(
+        c.closed().await,
+        (4000, "Lobby does not exists".to_string())
+    );
+
+    let (_host, lobby) = Client::host(server.web, true).await;
+    let (mut c, _) = Client::join(server.web, &lobby).await;
+    c.send_json(7, 0, "").await;
+    c.recv().await;
+    c.recv().await;
+    assert_eq!(
+        c.closed().await,
+        (4000, "Only host can seal the lobby".to_string())
+    );
+}
+
+#[tokio::test]
+async fn binary_frames_with_json_are_accepted_others_refused() {
+    let server = start("");
+    let mut c = Client::connect(server.web).await;
+    c.ws.send(Message::binary(br#"{"type":0,"id":0,"data":""}"#.to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(c.recv_json().await["type"], 1);
+    let mut c = Client::connect(server.web).await;
+    c.ws.send(Message::binary(vec![0xff, 0xfe, 0x00]))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.closed().await,
+        (4000, "Invalid transfer mode, must be text".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_frame_over_the_size_limit_closes_with_a_clear_reason() {
+    let server = start("max_message_size = \"4KiB\"");
+    let (mut host, _) = Client::host(server.web, true).await;
+    host.send_json(6, 1, &"x".repeat(5000)).await;
+    let (code, reason) = host.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            1009,
+            "Message too big; the limit is signal.max_message_size = 4KiB"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_flood_is_slowed_to_the_rate_and_nothing_is_lost() {
+    let server = start("message_rate = 20\nmessage_burst = 5");
+    let (mut host, lobby) = Client::host(server.web, true).await;
+    let (mut a, a_id) = Client::join(server.web, &lobby).await;
+    a.recv().await;
+    a.recv().await;
+    host.recv().await;
+    let started = Instant::now();
+    for i in 0..25 {
+        a.send_json(6, 1, &format!("\n0\n0\ncandidate:{i}")).await;
+    }
+    for i in 0..25 {
+        let got = host.recv_json().await;
+        assert_eq!(
+            got,
+            json!({"type": 6, "id": a_id, "data": format!("\n0\n0\ncandidate:{i}")})
+        );
+    }
+    // 5 at once, then 20 more at 20/s: about a second.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "not throttled: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_disallowed_origin_gets_403() {
+    let server = start("allowed_origins = [\"https://game.example.org\"]");
+    let mut request = format!("ws://{}/ws", server.web)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let mut request = format!("ws://{}/ws", server.web)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://game.example.org".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_same_host_origin_is_allowed_by_default() {
+    let server = start("");
+    let mut request = format!("ws://{}/ws", server.web)
+        .into_client_request()
+        .unwrap();
+    let origin = format!("http://{}", server.web);
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+}
+
+/// A client that completes the handshake and then never reads: it never answers pings.
+#[tokio::test]
+async fn a_peer_whose_pong_never_comes_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start("ping_interval = \"200ms\"");
+    let mut tcp = TcpStream::connect(server.web).await.unwrap();
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.web
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
+    // Join a lobby (a masked text frame) so the join timeout does not interfere.
+    let payload = br#"{"type":0,"id":0,"data":""}"#;
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    tcp.write_all(&frame).await.unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        seen.windows(2).any(|w| w == [0x89, 0x00]),
+        "pings were sent"
+    );
+    let close = seen
+        .windows(4)
+        .position(|w| w[0] == 0x88 && w[2..4] == 1011u16.to_be_bytes());
+    assert!(close.is_some(), "closed with 1011: {text}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_peers_with_1001() {
+    let mut server = start("");
+    let (mut host, _) = Client::host(server.web, true).await;
+    server.signal(libc::SIGTERM);
+    let (code, _) = host.closed().await;
+    assert_eq!(code, 1001);
+    assert!(server.wait_exit(Duration::from_secs(5)).success());
+}
+
+#[tokio::test]
+async fn a_plain_get_on_the_endpoint_explains_itself() {
+    let server = start("");
+    let (status, body) = common::http_get(server.web, "/ws");
+    assert_eq!(status, 426);
+    assert!(body.contains("WebSocket"), "{body}");
+}
