@@ -8,12 +8,15 @@
 //! - [`listeners`]: binds every configured socket up front;
 //! - [`credentials`]: TURN REST credentials, minted and checked with one shared secret;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
+//! - [`metrics`]: the Prometheus registry every service reports into;
+//! - [`signal`]: the Godot signalling hub;
 //! - [`web`]: the HTTP server; [`turn`]: the STUN/TURN relay.
 
 pub mod config;
 pub mod credentials;
 pub mod listeners;
 pub mod logging;
+pub mod metrics;
 pub mod service;
 pub mod signal;
 pub mod turn;

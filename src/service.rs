@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
-use crate::{credentials, logging, turn, web};
+use crate::{credentials, logging, metrics, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads.
 #[derive(Clone, Debug)]
@@ -80,12 +80,17 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone());
+    let mut registry = metrics::registry();
+    let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone(), &mut registry);
     tasks.spawn(hub);
+    let routes = Arc::new(web::Routes {
+        signal,
+        metrics: registry,
+    });
     tasks.spawn(web::serve(
         listeners.web,
         config_rx.clone(),
-        signal,
+        routes,
         shutdown_rx.clone(),
     ));
     tasks.spawn(turn::serve(

@@ -420,3 +420,42 @@ async fn a_plain_get_on_the_endpoint_explains_itself() {
     assert_eq!(status, 426);
     assert!(body.contains("WebSocket"), "{body}");
 }
+
+#[tokio::test]
+async fn metrics_count_peers_lobbies_relays_and_closes() {
+    let server = start("");
+    let (mut host, lobby) = Client::host(server.web, true).await;
+    let (mut a, _) = Client::join(server.web, &lobby).await;
+    a.send_json(4, 1, "sdp").await;
+    host.recv().await;
+    host.recv().await;
+    let mut bad = Client::connect(server.web).await;
+    bad.send("nonsense").await;
+    bad.closed().await;
+
+    let expected = [
+        "rallypoint_signal_peers 2",
+        "rallypoint_signal_lobbies 1",
+        "rallypoint_signal_messages_relayed_total{type=\"offer\"} 1",
+        "rallypoint_signal_closes_total{reason=\"Invalid message format\"} 1",
+    ];
+    // Published once a second: poll until it shows, within a deadline.
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        let addr = server.web;
+        let (status, text) =
+            tokio::task::spawn_blocking(move || common::http_get(addr, "/metrics"))
+                .await
+                .unwrap();
+        assert_eq!(status, 200);
+        if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {expected:?}:\n{text}"
+        );
+    }
+}

@@ -11,12 +11,16 @@ pub mod hub;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -28,8 +32,8 @@ use hub::{ConnId, Hub, Limits, Output, Stats};
 const OUTGOING_QUEUE: usize = 256;
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
-/// How often the metrics snapshot is refreshed.
-const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
+/// How often the hub's counters are published as metrics.
+const METRICS_PERIOD: Duration = Duration::from_secs(1);
 
 /// What a session tells the hub task.
 enum Input {
@@ -45,12 +49,66 @@ enum Outgoing {
     Close(u16, &'static str),
 }
 
-/// Figures for metrics and health, refreshed every second.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub peers: usize,
-    pub lobbies: usize,
-    pub stats: Stats,
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The hub's figures as Prometheus metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub peers: Gauge,
+    pub lobbies: Gauge,
+    relayed: Family<Labels, Counter>,
+    dropped_late: Counter,
+    closes: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("signal");
+        r.register("peers", "Connected signalling peers", self.peers.clone());
+        r.register("lobbies", "Open lobbies", self.lobbies.clone());
+        r.register(
+            "messages_relayed",
+            "Offers, answers and candidates relayed, by type",
+            self.relayed.clone(),
+        );
+        r.register(
+            "relays_dropped",
+            "Relays to a member that had just left, dropped",
+            self.dropped_late.clone(),
+        );
+        r.register(
+            "closes",
+            "Connections closed by the hub, by reason",
+            self.closes.clone(),
+        );
+    }
+
+    /// Publishes what changed since `last`.
+    fn publish(&self, hub: &Hub, last: &mut Stats) {
+        self.peers.set(hub.peer_count() as i64);
+        self.lobbies.set(hub.lobby_count() as i64);
+        let now = hub.stats();
+        for (kind, new, old) in [
+            ("offer", now.relayed_offer, last.relayed_offer),
+            ("answer", now.relayed_answer, last.relayed_answer),
+            ("candidate", now.relayed_candidate, last.relayed_candidate),
+        ] {
+            self.relayed
+                .get_or_create(&vec![("type", kind)])
+                .inc_by(new - old);
+        }
+        self.dropped_late
+            .inc_by(now.dropped_late - last.dropped_late);
+        for (reason, &count) in &now.closes {
+            let before = last.closes.get(reason).copied().unwrap_or(0);
+            if count > before {
+                self.closes
+                    .get_or_create(&vec![("reason", *reason)])
+                    .inc_by(count - before);
+            }
+        }
+        *last = now.clone();
+    }
 }
 
 /// The hub as the web server sees it: hands it upgraded connections.
@@ -59,30 +117,32 @@ pub struct Signal {
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
     shutdown: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    metrics: Metrics,
 }
 
 impl Signal {
-    /// Creates the hub; `serve` (a service task) must run for it to work.
+    /// Creates the hub and registers its metrics; the returned task must run for it to work.
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
         shutdown: watch::Receiver<bool>,
-    ) -> (Arc<Signal>, impl Future<Output = ()>) {
+        registry: &mut Registry,
+    ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let task = run_hub(rx, config.clone(), shutdown.clone(), snapshot.clone());
+        let metrics = Metrics::default();
+        metrics.register(registry);
+        let task = run_hub(rx, config.clone(), shutdown.clone(), metrics.clone());
         let signal = Signal {
             inputs,
             next_conn: AtomicU64::new(1),
             config,
             shutdown,
-            snapshot,
+            metrics,
         };
         (Arc::new(signal), task)
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().unwrap().clone()
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Runs a session on the connection once hyper has finished the HTTP upgrade.
@@ -112,11 +172,12 @@ async fn run_hub(
     mut inputs: mpsc::Receiver<Input>,
     mut config: watch::Receiver<Arc<Config>>,
     mut shutdown: watch::Receiver<bool>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    metrics: Metrics,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
     let mut sessions: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
-    let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
+    let mut publish = tokio::time::interval(METRICS_PERIOD);
+    let mut published = Stats::default();
     let mut stopping = false;
     loop {
         if stopping && sessions.is_empty() {
@@ -146,11 +207,7 @@ async fn run_hub(
                 continue;
             }
             _ = publish.tick() => {
-                *snapshot.lock().unwrap() = Snapshot {
-                    peers: hub.peer_count(),
-                    lobbies: hub.lobby_count(),
-                    stats: hub.stats().clone(),
-                };
+                metrics.publish(&hub, &mut published);
                 continue;
             }
             // Sessions close themselves on shutdown; wait for them to say they are gone.

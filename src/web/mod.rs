@@ -4,6 +4,7 @@
 mod files;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::metrics;
 use crate::signal::{Signal, handshake};
 use files::Refused;
 
@@ -30,11 +32,17 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
+/// What the web server hands requests to besides files.
+pub struct Routes {
+    pub signal: Arc<Signal>,
+    pub metrics: prometheus_client::registry::Registry,
+}
+
 /// Serves HTTP on `listeners` until `shutdown` turns true, then lets open requests finish.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     config: watch::Receiver<Arc<Config>>,
-    signal: Arc<Signal>,
+    routes: Arc<Routes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -48,8 +56,8 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
-                        if conn_tx.send(stream).await.is_err() {
+                    Ok(accepted) => {
+                        if conn_tx.send(accepted).await.is_err() {
                             return;
                         }
                     }
@@ -65,13 +73,13 @@ pub async fn serve(
     drop(conn_tx);
     loop {
         tokio::select! {
-            Some(stream) = conn_rx.recv() => {
+            Some((stream, remote)) = conn_rx.recv() => {
                 let config = config.clone();
-                let signal = signal.clone();
+                let routes = routes.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let config = config.borrow().clone();
-                    let signal = signal.clone();
-                    async move { Ok::<_, Infallible>(handle(&config, &signal, req).await) }
+                    let routes = routes.clone();
+                    async move { Ok::<_, Infallible>(handle(&config, &routes, remote, req).await) }
                 });
                 let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -89,9 +97,29 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-async fn handle(config: &Config, signal: &Signal, mut req: Request<Incoming>) -> Response<Body> {
-    let response = if req.uri().path() == config.signal.path {
-        upgrade(config, signal, &mut req)
+async fn handle(
+    config: &Config,
+    routes: &Routes,
+    remote: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path();
+    let response = if path == config.signal.path {
+        upgrade(config, &routes.signal, &mut req)
+    } else if path == "/metrics" {
+        if remote.ip().to_canonical().is_loopback() {
+            let text = metrics::render(&routes.metrics);
+            page(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text.into(),
+            )
+        } else {
+            plain(
+                StatusCode::FORBIDDEN,
+                "metrics are only served to this machine\n",
+            )
+        }
     } else {
         respond(config, &req).await
     };
