@@ -51,6 +51,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
 
     let mut config = load(&source).map_err(StartError::Config)?;
     logging::init(config.server.log_level);
+    raise_open_files_limit();
     let generated_secret = (config.turn.secrets.is_empty() && config.turn.users.is_empty()).then(|| {
         let secret = credentials::random_secret();
         log::warn!(
@@ -217,6 +218,35 @@ fn notify_reloading() {
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
         log::warn!("cannot notify systemd: {e}");
+    }
+}
+
+/// Every allocation, TCP client and WebSocket is a descriptor: lift the soft limit (often 1024)
+/// to the hard one, which the administrator (or systemd's LimitNOFILE) sets.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                log::debug!(
+                    "open files limit raised from {before} to {}",
+                    limit.rlim_max
+                );
+            }
+        }
+    }
+    if limit.rlim_cur < 4096 {
+        log::warn!(
+            "at most {} open files: that caps players and allocations; raise LimitNOFILE",
+            limit.rlim_cur
+        );
     }
 }
 

@@ -459,3 +459,44 @@ async fn metrics_count_peers_lobbies_relays_and_closes() {
         );
     }
 }
+
+#[tokio::test]
+async fn reload_changes_limits_and_origins_but_keeps_live_lobbies() {
+    let mut server = start("max_peers = 3\nallowed_origins = [\"https://a.example\"]");
+    let (mut host, lobby) = Client::host(server.web, true).await;
+    let (mut a, a_id) = Client::join(server.web, &lobby).await;
+    a.recv().await;
+    a.recv().await;
+    host.recv().await;
+
+    let text = ephemeral_config("")
+        + "[signal]\nmax_peers = 2\nallowed_origins = [\"https://b.example\"]\n";
+    std::fs::write(&server.config, text).unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_notification("RELOADING=1");
+    server.wait_notification("READY=1");
+
+    // The live lobby still relays.
+    host.send_json(5, a_id, "answer").await;
+    assert_eq!(a.recv().await, r#"{"type":5,"id":1,"data":"answer"}"#);
+    // The new peer limit (2) applies to newcomers.
+    let mut late = Client::connect(server.web).await;
+    assert_eq!(
+        late.closed().await,
+        (4000, "Too many peers connected".to_string())
+    );
+    // So do the new origins.
+    for (origin, allowed) in [("https://a.example", false), ("https://b.example", true)] {
+        let mut request = format!("ws://{}/ws", server.web)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        assert_eq!(
+            tokio_tungstenite::connect_async(request).await.is_ok(),
+            allowed,
+            "{origin}"
+        );
+    }
+}

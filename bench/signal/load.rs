@@ -1,0 +1,278 @@
+//! Signalling load generator: opens N WebSocket peers in lobbies of four on a running rallypoint,
+//! then relays offers, answers and candidates between lobby members at a fixed rate.
+//!
+//! Prints the peers held, the messages per second relayed, the relay latency (send to receive,
+//! p50/p99), and the server's memory per connected peer (from /proc/PID/status). Run it through
+//! `bench/signal/run`, which starts the server; by hand:
+//!
+//!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
+//!       [--peers 10000] [--rate 5000] [--seconds 10]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Sink = SplitSink<Ws, Message>;
+
+struct Args {
+    url: String,
+    server_pid: u32,
+    peers: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        url: String::new(),
+        server_pid: 0,
+        peers: 10_000,
+        rate: 5_000,
+        seconds: 10,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().expect("flag needs a value").clone();
+        match flag.as_str() {
+            "--url" => a.url = value(),
+            "--server-pid" => a.server_pid = value().parse().expect("pid"),
+            "--peers" => a.peers = value().parse().expect("peers"),
+            "--rate" => a.rate = value().parse().expect("rate"),
+            "--seconds" => a.seconds = value().parse().expect("seconds"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(
+        !a.url.is_empty() && a.server_pid != 0,
+        "--url and --server-pid are required"
+    );
+    assert!(
+        a.peers >= 4 && a.peers % 4 == 0,
+        "--peers must be a multiple of 4"
+    );
+    a
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server is running");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server is running");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// One lobby member: where to write, and the id the others address it by.
+struct Member {
+    sink: Sink,
+    id: u64,
+}
+
+async fn recv_json(stream: &mut SplitStream<Ws>) -> Value {
+    loop {
+        match stream.next().await.expect("open").expect("frame") {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+async fn connect(url: &str) -> (Sink, SplitStream<Ws>) {
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.split()
+}
+
+/// Opens a lobby of four; returns the members and their streams, join sequence consumed.
+async fn lobby(url: &str) -> Vec<(Member, SplitStream<Ws>)> {
+    let (mut sink, mut stream) = connect(url).await;
+    sink.send(Message::text(r#"{"type":0,"id":0,"data":""}"#))
+        .await
+        .unwrap();
+    recv_json(&mut stream).await; // ID 1
+    let name = recv_json(&mut stream).await["data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut members = vec![(Member { sink, id: 1 }, stream)];
+    for n in 1..4 {
+        let (mut sink, mut stream) = connect(url).await;
+        let join = serde_json::json!({"type": 0, "id": 0, "data": name}).to_string();
+        sink.send(Message::text(join)).await.unwrap();
+        let id = recv_json(&mut stream).await["id"].as_u64().unwrap();
+        for _ in 0..n + 1 {
+            recv_json(&mut stream).await; // PEER_CONNECTs, then JOIN
+        }
+        for (_, s) in members.iter_mut() {
+            recv_json(s).await; // PEER_CONNECT(newcomer)
+        }
+        members.push((Member { sink, id }, stream));
+    }
+    members
+}
+
+/// A payload of each kind, about the size Godot sends, stamped with the send time.
+fn payload(kind: u64, micros: u64) -> String {
+    match kind {
+        4 | 5 => format!(
+            "{micros}\n{}",
+            "a=candidate-free SDP line padding 0123456789\r\n".repeat(20)
+        ),
+        _ => format!(
+            "{micros}\n0\n0\ncandidate:842163049 1 udp 1677729535 203.0.113.9 46154 typ srflx raddr 0.0.0.0 rport 0 generation 0"
+        ),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let base_rss = rss_kib(a.server_pid);
+    let start = Instant::now();
+
+    // Connect everyone, 64 lobbies at a time.
+    let gate = Arc::new(Semaphore::new(64));
+    let mut joins = Vec::new();
+    for _ in 0..a.peers / 4 {
+        let gate = gate.clone();
+        let url = a.url.clone();
+        joins.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            lobby(&url).await
+        }));
+    }
+    let mut lobbies = Vec::new();
+    for j in joins {
+        lobbies.push(j.await.unwrap());
+    }
+    let connect_time = start.elapsed();
+    // Let the server settle (its tasks have finished their handshakes) before reading memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held_rss = rss_kib(a.server_pid);
+
+    // Readers: record the latency of every relay.
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::with_capacity(
+        (a.rate * a.seconds) as usize,
+    )));
+    let mut sinks: Vec<Vec<Member>> = Vec::new();
+    let epoch = Instant::now();
+    for lobby in lobbies {
+        let mut members = Vec::new();
+        for (member, mut stream) in lobby {
+            let latencies = latencies.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = stream.next().await {
+                    if let Message::Text(t) = msg {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if let Some(sent) = v["data"]
+                            .as_str()
+                            .and_then(|d| d.split('\n').next()?.parse::<u64>().ok())
+                        {
+                            let now = epoch.elapsed().as_micros() as u64;
+                            latencies.lock().unwrap().push((now - sent) as u32);
+                        }
+                    }
+                }
+            });
+            members.push(member);
+        }
+        sinks.push(members);
+    }
+
+    // Traffic: `rate` messages a second, from member i of each lobby to member i+1, cycling
+    // through lobbies; nine in ten are candidates, the rest offers and answers.
+    let cpu_before = cpu_seconds(a.server_pid);
+    let total = a.rate * a.seconds;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut sent = 0u64;
+    let traffic = Instant::now();
+    while sent < total {
+        tick.tick().await;
+        let due = (traffic.elapsed().as_micros() as u64 * a.rate / 1_000_000).min(total);
+        while sent < due {
+            let l = (sent as usize) % sinks.len();
+            let m = (sent as usize / sinks.len()) % 4;
+            let to = sinks[l][(m + 1) % 4].id;
+            let kind = match sent % 10 {
+                0 => 4,
+                1 => 5,
+                _ => 6,
+            };
+            let micros = epoch.elapsed().as_micros() as u64;
+            let frame = serde_json::json!({"type": kind, "id": to, "data": payload(kind, micros)})
+                .to_string();
+            sinks[l][m].sink.send(Message::text(frame)).await.unwrap();
+            sent += 1;
+        }
+    }
+    let send_time = traffic.elapsed();
+    // Wait for stragglers, at most two seconds.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while latencies.lock().unwrap().len() < total as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu = cpu_seconds(a.server_pid) - cpu_before;
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+
+    println!(
+        "peers held:            {} in {} lobbies (connected in {:.1}s)",
+        a.peers,
+        sinks.len(),
+        connect_time.as_secs_f64()
+    );
+    println!(
+        "server RSS:            {} KiB idle, {} KiB with peers -> {:.1} KiB per peer",
+        base_rss,
+        held_rss,
+        (held_rss.saturating_sub(base_rss)) as f64 / a.peers as f64
+    );
+    println!(
+        "relayed:               {} of {} sent ({:.0} msg/s offered, {:.0} msg/s received)",
+        l.len(),
+        total,
+        total as f64 / send_time.as_secs_f64(),
+        l.len() as f64 / send_time.as_secs_f64()
+    );
+    println!(
+        "relay latency:         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        l.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "server CPU:            {:.2} s for {} messages ({:.1} µs per message)",
+        cpu,
+        l.len(),
+        cpu * 1e6 / l.len().max(1) as f64
+    );
+}
