@@ -4,8 +4,12 @@
 //! This version answers STUN Binding requests (enough for ICE to learn server-reflexive
 //! addresses); relaying (TURN Allocate and the rest of RFC 8656) is not built yet.
 
+mod auth;
 mod binding;
 mod framing;
+mod grants;
+mod policy;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

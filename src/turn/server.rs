@@ -1,0 +1,786 @@
+//! The TURN server's control plane (RFC 8656, RFC 6156, STUN Binding of RFC 8489), sans-IO.
+//!
+//! A request's bytes, the 5-tuple it arrived on and the clock go in; the answer and the changes
+//! the data plane must apply come out. Relay ports come from a [`RelayPorts`] the caller
+//! provides, so tests need no sockets. What this does not decide: relaying itself (see
+//! [`super::grants`], which the data plane consults for every packet).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stun::attributes::*;
+use stun::error_code::{ErrorCode, ErrorCodeAttribute};
+use stun::fingerprint::FINGERPRINT;
+use stun::integrity::MessageIntegrity;
+use stun::message::*;
+use stun::textattrs::TextAttribute;
+use stun::uattrs::UnknownAttributes;
+use stun::xoraddr::XorMappedAddress;
+use turn::proto::channum::ChannelNumber;
+use turn::proto::lifetime::Lifetime;
+use turn::proto::relayaddr::RelayedAddress;
+use turn::proto::reqtrans::RequestedTransport;
+
+use super::auth::{self, Credentials, FailureLimiter, Identity, Nonces, Refusal};
+use super::grants::{Grants, Permission};
+use super::policy::PeerPolicy;
+use crate::config::units::BitRate;
+
+pub const ALLOCATION_DEFAULT: Duration = Duration::from_secs(600);
+pub const ALLOCATION_MAX: Duration = Duration::from_secs(3600);
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// After a channel expires, neither its number nor its peer may be rebound differently for this
+/// long (RFC 8656 §12).
+const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+/// A retransmitted request within this time gets the first answer again (RFC 8489 §6.3.1).
+const RETRANSMISSION_WINDOW: Duration = Duration::from_secs(40);
+const RETRANSMISSION_CACHE_MAX: usize = 65_536;
+/// Per allocation, to bound what one client can make the server remember.
+const MAX_PERMISSIONS: usize = 256;
+const MAX_CHANNELS: usize = 256;
+
+const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
+const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
+const FAMILY_IPV4: u8 = 0x01;
+const FAMILY_IPV6: u8 = 0x02;
+const PROTO_UDP: u8 = 17;
+
+/// Comprehension-required attributes this server understands; others get 420.
+const KNOWN: &[AttrType] = &[
+    ATTR_USERNAME,
+    ATTR_MESSAGE_INTEGRITY,
+    ATTR_REALM,
+    ATTR_NONCE,
+    ATTR_CHANNEL_NUMBER,
+    ATTR_LIFETIME,
+    ATTR_XOR_PEER_ADDRESS,
+    ATTR_DATA,
+    ATTR_EVEN_PORT,
+    ATTR_REQUESTED_TRANSPORT,
+    ATTR_DONT_FRAGMENT,
+    ATTR_RESERVATION_TOKEN,
+    ATTR_REQUESTED_ADDRESS_FAMILY,
+    // Accepted and ignored: the SHA-1 integrity above is what WebRTC clients use.
+    ATTR_MESSAGE_INTEGRITY_SHA256,
+    ATTR_PASSWORD_ALGORITHM,
+    ATTR_USER_HASH,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// Client address, server address and transport: what identifies an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    pub proto: Proto,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+/// Monotonic time for lifetimes, wall time for credentials and nonces.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now: Instant,
+    pub unix: u64,
+}
+
+/// Opens and closes relay sockets for the core.
+pub trait RelayPorts {
+    /// Binds a UDP relay socket of the given family (on an even port when asked, with the
+    /// don't-fragment bit when asked) and returns its address.
+    fn open(&mut self, ipv6: bool, even: bool, dont_fragment: bool) -> Option<SocketAddr>;
+    fn close(&mut self, relay: SocketAddr);
+}
+
+/// What the data plane must do after a request or a tick.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// Send these bytes back to the client on the request's 5-tuple.
+    Reply(Vec<u8>),
+    /// A new allocation: its relay socket (as opened through [`RelayPorts`]) now serves the client.
+    Created {
+        tuple: FiveTuple,
+        relay: SocketAddr,
+        advertised: SocketAddr,
+    },
+    /// The allocation's permissions or channels changed.
+    Grants {
+        tuple: FiveTuple,
+        grants: Arc<Grants>,
+    },
+    /// The allocation is gone; its relay socket is closed.
+    Deleted { tuple: FiveTuple, relay: SocketAddr },
+}
+
+/// The settings the core works with, taken from `[turn]`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub credentials: Credentials,
+    pub policy: PeerPolicy,
+    pub max_allocations: u32,
+    pub max_allocations_per_user: u32,
+    pub bandwidth: BitRate,
+    /// Advertised instead of the relay socket's own address (1:1 NAT).
+    pub external_ip: Option<IpAddr>,
+}
+
+impl From<&crate::config::Turn> for Settings {
+    fn from(t: &crate::config::Turn) -> Self {
+        Settings {
+            credentials: Credentials::new(&t.realm, &t.users, &t.secrets),
+            policy: PeerPolicy::new(&t.allow_peers, &t.deny_peers),
+            max_allocations: t.max_allocations,
+            max_allocations_per_user: t.max_allocations_per_user,
+            bandwidth: t.max_bandwidth_per_allocation,
+            external_ip: t.external_ip,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub allocations_total: u64,
+    /// Error answers by code.
+    pub errors: HashMap<u16, u64>,
+}
+
+struct Channel {
+    peer: SocketAddr,
+    expires: Instant,
+}
+
+struct Allocation {
+    relay: SocketAddr,
+    advertised: SocketAddr,
+    username: String,
+    expires: Instant,
+    /// Peer IP → expiry; `restricted` when only this server's own relay addresses on that IP
+    /// may be reached (the IP itself is denied by policy).
+    permissions: HashMap<IpAddr, Permission>,
+    channels: HashMap<u16, Channel>,
+}
+
+pub struct Server {
+    settings: Settings,
+    nonces: Nonces,
+    failures: FailureLimiter,
+    allocations: HashMap<FiveTuple, Allocation>,
+    /// Relay addresses (bound and advertised) of live allocations.
+    own_relays: HashMap<SocketAddr, FiveTuple>,
+    per_user: HashMap<String, u32>,
+    answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
+    answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
+    stats: Stats,
+}
+
+/// A request's answer: an error code, or attributes for the success response.
+type Outcome = Result<Vec<Box<dyn Setter>>, u16>;
+
+impl Server {
+    pub fn new(settings: Settings) -> Server {
+        Server {
+            settings,
+            nonces: Nonces::new(),
+            failures: FailureLimiter::new(),
+            allocations: HashMap::new(),
+            own_relays: HashMap::new(),
+            per_user: HashMap::new(),
+            answered: HashMap::new(),
+            answered_order: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// New credentials, policy and quotas apply to new requests; allocations stay.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether `addr` is a relay address of this server's live allocations.
+    pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
+        self.own_relays.contains_key(&addr)
+    }
+
+    /// Handles one STUN message from the client of `tuple`. Indications and malformed packets
+    /// produce nothing here (the data plane handles Send indications).
+    pub fn handle(
+        &mut self,
+        packet: &[u8],
+        tuple: FiveTuple,
+        clock: Clock,
+        ports: &mut dyn RelayPorts,
+    ) -> Vec<Effect> {
+        let mut request = Message::new();
+        request.raw = packet.to_vec();
+        if request.decode().is_err() || request.typ.class != CLASS_REQUEST {
+            return Vec::new();
+        }
+        let fingerprint = request.contains(ATTR_FINGERPRINT);
+        if request.typ.method == METHOD_BINDING {
+            let mapped = XorMappedAddress {
+                ip: tuple.client.ip(),
+                port: tuple.client.port(),
+            };
+            return vec![Effect::Reply(build(
+                &request,
+                CLASS_SUCCESS_RESPONSE,
+                vec![Box::new(mapped)],
+                None,
+                fingerprint,
+            ))];
+        }
+        let key = (tuple, request.transaction_id.0);
+        if let Some((answer, _)) = self.answered.get(&key) {
+            return vec![Effect::Reply(answer.clone())];
+        }
+        let unknown: Vec<AttrType> = request
+            .attributes
+            .0
+            .iter()
+            .map(|a| a.typ)
+            .filter(|t| t.required() && !KNOWN.contains(t))
+            .collect();
+        if !unknown.is_empty() {
+            let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
+            return self.error(&request, 420, attrs, None, fingerprint);
+        }
+        let identity = match auth::authenticate(
+            &mut request,
+            &self.settings.credentials,
+            &self.nonces,
+            tuple.client.ip(),
+            clock.unix,
+        ) {
+            Ok(identity) => identity,
+            Err(refusal) => return self.refuse(&request, refusal, tuple, clock, fingerprint),
+        };
+        let mut effects = Vec::new();
+        let outcome = match request.typ.method {
+            METHOD_ALLOCATE => {
+                self.allocate(&request, tuple, &identity, clock, ports, &mut effects)
+            }
+            METHOD_REFRESH => self.refresh(&request, tuple, &identity, clock, ports, &mut effects),
+            METHOD_CREATE_PERMISSION => {
+                self.create_permission(&request, tuple, &identity, clock, &mut effects)
+            }
+            METHOD_CHANNEL_BIND => {
+                self.channel_bind(&request, tuple, &identity, clock, &mut effects)
+            }
+            _ => Err(400),
+        };
+        let answer = match outcome {
+            Ok(attrs) => build(
+                &request,
+                CLASS_SUCCESS_RESPONSE,
+                attrs,
+                Some(&identity.integrity),
+                fingerprint,
+            ),
+            Err(code) => {
+                *self.stats.errors.entry(code).or_default() += 1;
+                let attrs = vec![error_code(code)];
+                build(
+                    &request,
+                    CLASS_ERROR_RESPONSE,
+                    attrs,
+                    Some(&identity.integrity),
+                    fingerprint,
+                )
+            }
+        };
+        self.remember(key, &answer, clock.now);
+        effects.insert(0, Effect::Reply(answer));
+        effects
+    }
+
+    /// Expires allocations, permissions and channels, and forgets old answers.
+    pub fn tick(&mut self, clock: Clock, ports: &mut dyn RelayPorts) -> Vec<Effect> {
+        let now = clock.now;
+        let mut effects = Vec::new();
+        let expired: Vec<FiveTuple> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.expires <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for tuple in expired {
+            effects.push(self.delete(tuple, ports));
+        }
+        for (tuple, a) in &mut self.allocations {
+            // The data plane checks expiry itself; this only keeps the tables small.
+            let before = (a.permissions.len(), a.channels.len());
+            a.permissions.retain(|_, p| p.expires > now);
+            a.channels.retain(|_, c| c.expires + CHANNEL_COOLDOWN > now);
+            if before != (a.permissions.len(), a.channels.len()) {
+                effects.push(Effect::Grants {
+                    tuple: *tuple,
+                    grants: grants_of(a, self.settings.bandwidth),
+                });
+            }
+        }
+        while let Some((key, at)) = self.answered_order.front() {
+            if now.duration_since(*at) < RETRANSMISSION_WINDOW {
+                break;
+            }
+            self.answered.remove(key);
+            self.answered_order.pop_front();
+        }
+        effects
+    }
+
+    fn refuse(
+        &mut self,
+        request: &Message,
+        refusal: Refusal,
+        tuple: FiveTuple,
+        clock: Clock,
+        fingerprint: bool,
+    ) -> Vec<Effect> {
+        let code = match refusal {
+            Refusal::BadRequest => 400,
+            Refusal::Unauthorized => 401,
+            Refusal::StaleNonce => 438,
+        };
+        if code == 401 && !self.failures.allow(tuple.client.ip(), clock.unix) {
+            return Vec::new();
+        }
+        let mut attrs: Vec<Box<dyn Setter>> = Vec::new();
+        if code != 400 {
+            let nonce = self.nonces.issue(tuple.client.ip(), clock.unix);
+            attrs.push(Box::new(TextAttribute::new(
+                ATTR_REALM,
+                self.settings.credentials.realm.clone(),
+            )));
+            attrs.push(Box::new(TextAttribute::new(ATTR_NONCE, nonce)));
+        }
+        self.error(request, code, attrs, None, fingerprint)
+    }
+
+    fn error(
+        &mut self,
+        request: &Message,
+        code: u16,
+        mut attrs: Vec<Box<dyn Setter>>,
+        integrity: Option<&MessageIntegrity>,
+        fingerprint: bool,
+    ) -> Vec<Effect> {
+        *self.stats.errors.entry(code).or_default() += 1;
+        attrs.insert(0, error_code(code));
+        vec![Effect::Reply(build(
+            request,
+            CLASS_ERROR_RESPONSE,
+            attrs,
+            integrity,
+            fingerprint,
+        ))]
+    }
+
+    fn remember(&mut self, key: (FiveTuple, [u8; 12]), answer: &[u8], now: Instant) {
+        if self.answered_order.len() >= RETRANSMISSION_CACHE_MAX {
+            if let Some((old, _)) = self.answered_order.pop_front() {
+                self.answered.remove(&old);
+            }
+        }
+        self.answered.insert(key, (answer.to_vec(), now));
+        self.answered_order.push_back((key, now));
+    }
+
+    fn allocate(
+        &mut self,
+        request: &Message,
+        tuple: FiveTuple,
+        identity: &Identity,
+        clock: Clock,
+        ports: &mut dyn RelayPorts,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        if self.allocations.contains_key(&tuple) {
+            return Err(437);
+        }
+        let transport = get::<RequestedTransport>(request).ok_or(400u16)?;
+        if transport.protocol.0 != PROTO_UDP {
+            return Err(442);
+        }
+        // EVEN-PORT: Some(reserve the next port too?)
+        let even = request.attributes.get(ATTR_EVEN_PORT).1.then(|| {
+            request
+                .attributes
+                .get(ATTR_EVEN_PORT)
+                .0
+                .value
+                .first()
+                .is_some_and(|b| b & 0x80 != 0)
+        });
+        let requested_family = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)?;
+        let additional_family = family(request, ATTR_ADDITIONAL_ADDRESS_FAMILY)?;
+        let has_token = request.contains(ATTR_RESERVATION_TOKEN);
+        if has_token && (even.is_some() || requested_family.is_some()) {
+            return Err(400);
+        }
+        if requested_family.is_some() && additional_family.is_some() {
+            return Err(400);
+        }
+        if additional_family == Some(FAMILY_IPV4) {
+            return Err(400);
+        }
+        // This server never hands out reservation tokens, and does not reserve a second port.
+        if has_token || even == Some(true) {
+            return Err(508);
+        }
+        let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
+        if user_count >= self.settings.max_allocations_per_user
+            || self.allocations.len() >= self.settings.max_allocations as usize
+        {
+            return Err(486);
+        }
+        let ipv6 = requested_family == Some(FAMILY_IPV6);
+        let dont_fragment = request.contains(ATTR_DONT_FRAGMENT);
+        let relay = match ports.open(ipv6, even.is_some(), dont_fragment) {
+            Some(r) => r,
+            None if ipv6 => return Err(440),
+            None => return Err(508),
+        };
+        let lifetime = requested_lifetime(request);
+        let advertised = SocketAddr::new(
+            self.settings.external_ip.unwrap_or(relay.ip()),
+            relay.port(),
+        );
+        self.allocations.insert(
+            tuple,
+            Allocation {
+                relay,
+                advertised,
+                username: identity.username.clone(),
+                expires: clock.now + lifetime,
+                permissions: HashMap::new(),
+                channels: HashMap::new(),
+            },
+        );
+        self.own_relays.insert(relay, tuple);
+        self.own_relays.insert(advertised, tuple);
+        *self.per_user.entry(identity.username.clone()).or_default() += 1;
+        self.stats.allocations_total += 1;
+        effects.push(Effect::Created {
+            tuple,
+            relay,
+            advertised,
+        });
+
+        let mut attrs: Vec<Box<dyn Setter>> = vec![
+            Box::new(RelayedAddress {
+                ip: advertised.ip(),
+                port: advertised.port(),
+            }),
+            Box::new(Lifetime(lifetime)),
+            Box::new(XorMappedAddress {
+                ip: tuple.client.ip(),
+                port: tuple.client.port(),
+            }),
+        ];
+        if additional_family == Some(FAMILY_IPV6) {
+            // One relay address per allocation here: say the IPv6 one could not be had.
+            attrs.push(Box::new(RawAttribute {
+                typ: ATTR_ADDRESS_ERROR_CODE,
+                length: 0,
+                value: vec![FAMILY_IPV6, 0, 0, 4, 40],
+            }));
+        }
+        Ok(attrs)
+    }
+
+    fn refresh(
+        &mut self,
+        request: &Message,
+        tuple: FiveTuple,
+        identity: &Identity,
+        clock: Clock,
+        ports: &mut dyn RelayPorts,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let allocation = self.owned(tuple, identity)?;
+        if let Some(f) = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)? {
+            if (f == FAMILY_IPV6) != allocation.relay.is_ipv6() {
+                return Err(443);
+            }
+        }
+        let asked = get::<Lifetime>(request).map(|l| l.0);
+        if asked == Some(Duration::ZERO) {
+            effects.push(self.delete(tuple, ports));
+            return Ok(vec![Box::new(Lifetime(Duration::ZERO))]);
+        }
+        let lifetime = requested_lifetime(request);
+        self.allocations
+            .get_mut(&tuple)
+            .expect("checked above")
+            .expires = clock.now + lifetime;
+        Ok(vec![Box::new(Lifetime(lifetime))])
+    }
+
+    fn create_permission(
+        &mut self,
+        request: &Message,
+        tuple: FiveTuple,
+        identity: &Identity,
+        clock: Clock,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
+        let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
+        if peers.is_empty() {
+            return Err(400);
+        }
+        let mut grants = Vec::with_capacity(peers.len());
+        for peer in &peers {
+            if peer.is_ipv6() != relay_v6 {
+                return Err(443);
+            }
+            grants.push((peer.ip(), self.vet(*peer)?));
+        }
+        let bandwidth = self.settings.bandwidth;
+        let a = self.allocations.get_mut(&tuple).expect("checked above");
+        for (ip, restricted) in grants {
+            if a.permissions.len() >= MAX_PERMISSIONS && !a.permissions.contains_key(&ip) {
+                return Err(508);
+            }
+            a.permissions.insert(
+                ip,
+                Permission {
+                    expires: clock.now + PERMISSION_LIFETIME,
+                    restricted,
+                },
+            );
+        }
+        effects.push(Effect::Grants {
+            tuple,
+            grants: grants_of(a, bandwidth),
+        });
+        Ok(Vec::new())
+    }
+
+    fn channel_bind(
+        &mut self,
+        request: &Message,
+        tuple: FiveTuple,
+        identity: &Identity,
+        clock: Clock,
+        effects: &mut Vec<Effect>,
+    ) -> Outcome {
+        let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
+        let number = get::<ChannelNumber>(request).ok_or(400u16)?.0;
+        if !(0x4000..=0x4FFF).contains(&number) {
+            return Err(400);
+        }
+        let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
+        let [peer] = peers[..] else { return Err(400) };
+        if peer.is_ipv6() != relay_v6 {
+            return Err(443);
+        }
+        let restricted = self.vet(peer)?;
+        let bandwidth = self.settings.bandwidth;
+        let a = self.allocations.get_mut(&tuple).expect("checked above");
+        // Rebinding rules (RFC 8656 §12): a number keeps its peer, a peer keeps its number.
+        if a.channels.get(&number).is_some_and(|c| c.peer != peer)
+            || a.channels
+                .iter()
+                .any(|(&n, c)| c.peer == peer && n != number)
+        {
+            return Err(400);
+        }
+        if a.channels.len() >= MAX_CHANNELS && !a.channels.contains_key(&number) {
+            return Err(508);
+        }
+        a.channels.insert(
+            number,
+            Channel {
+                peer,
+                expires: clock.now + CHANNEL_LIFETIME,
+            },
+        );
+        a.permissions.insert(
+            peer.ip(),
+            Permission {
+                expires: clock.now + PERMISSION_LIFETIME,
+                restricted,
+            },
+        );
+        effects.push(Effect::Grants {
+            tuple,
+            grants: grants_of(a, bandwidth),
+        });
+        Ok(Vec::new())
+    }
+
+    /// The allocation on `tuple`, if `identity` made it (437 without one, 441 for another user).
+    fn owned(&self, tuple: FiveTuple, identity: &Identity) -> Result<&Allocation, u16> {
+        let a = self.allocations.get(&tuple).ok_or(437u16)?;
+        if a.username != identity.username {
+            return Err(441);
+        }
+        Ok(a)
+    }
+
+    /// Whether the peer policy lets `peer` be reached; `Ok(true)` when only because it is one
+    /// of this server's own relay addresses.
+    fn vet(&self, peer: SocketAddr) -> Result<bool, u16> {
+        if self.settings.policy.allows(peer.ip()) {
+            Ok(false)
+        } else if self.is_own_relay(peer) {
+            Ok(true)
+        } else {
+            Err(403)
+        }
+    }
+
+    fn delete(&mut self, tuple: FiveTuple, ports: &mut dyn RelayPorts) -> Effect {
+        let a = self
+            .allocations
+            .remove(&tuple)
+            .expect("deleting a live allocation");
+        self.own_relays.remove(&a.relay);
+        self.own_relays.remove(&a.advertised);
+        if let Some(n) = self.per_user.get_mut(&a.username) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_user.remove(&a.username);
+            }
+        }
+        ports.close(a.relay);
+        Effect::Deleted {
+            tuple,
+            relay: a.relay,
+        }
+    }
+}
+
+fn grants_of(a: &Allocation, bandwidth: BitRate) -> Arc<Grants> {
+    Arc::new(Grants {
+        permissions: a.permissions.iter().map(|(ip, p)| (*ip, *p)).collect(),
+        channels: a
+            .channels
+            .iter()
+            .map(|(n, c)| (*n, c.peer, c.expires))
+            .collect(),
+        bandwidth,
+    })
+}
+
+/// Lifetime asked for, within [default, max] (RFC 8656 §7.2, §7.3).
+fn requested_lifetime(request: &Message) -> Duration {
+    get::<Lifetime>(request)
+        .map_or(ALLOCATION_DEFAULT, |l| l.0)
+        .clamp(ALLOCATION_DEFAULT, ALLOCATION_MAX)
+}
+
+fn get<T: Getter + Default>(m: &Message) -> Option<T> {
+    let mut value = T::default();
+    value.get_from(m).ok().map(|_| value)
+}
+
+/// The family byte of a (REQUESTED|ADDITIONAL)-ADDRESS-FAMILY attribute; 440 for an unknown one.
+fn family(m: &Message, attr: AttrType) -> Result<Option<u8>, u16> {
+    match m.attributes.get(attr) {
+        (raw, true) => match raw.value.first() {
+            Some(&f) if f == FAMILY_IPV4 || f == FAMILY_IPV6 => Ok(Some(f)),
+            Some(_) => Err(440),
+            None => Err(400),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// Every XOR-encoded address of type `attr` (CreatePermission may carry several).
+pub fn xor_addresses(m: &Message, attr: AttrType) -> Result<Vec<SocketAddr>, u16> {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    let mut out = Vec::new();
+    for raw in m.attributes.0.iter().filter(|a| a.typ == attr) {
+        let v = &raw.value;
+        if v.len() < 4 {
+            return Err(400);
+        }
+        let port = u16::from_be_bytes([v[2] ^ cookie[0], v[3] ^ cookie[1]]);
+        let ip = match (v[1], v.len()) {
+            (FAMILY_IPV4, 8) => {
+                IpAddr::from(std::array::from_fn::<u8, 4, _>(|i| v[4 + i] ^ cookie[i]))
+            }
+            (FAMILY_IPV6, 20) => {
+                let mut key = [0u8; 16];
+                key[..4].copy_from_slice(&cookie);
+                key[4..].copy_from_slice(&m.transaction_id.0);
+                IpAddr::from(std::array::from_fn::<u8, 16, _>(|i| v[4 + i] ^ key[i]))
+            }
+            _ => return Err(400),
+        };
+        out.push(SocketAddr::new(ip, port));
+    }
+    Ok(out)
+}
+
+fn error_code(code: u16) -> Box<dyn Setter> {
+    let reason = match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        420 => "Unknown Attribute",
+        437 => "Allocation Mismatch",
+        438 => "Stale Nonce",
+        440 => "Address Family not Supported",
+        441 => "Wrong Credentials",
+        442 => "Unsupported Transport Protocol",
+        443 => "Peer Address Family Mismatch",
+        486 => "Allocation Quota Reached",
+        508 => "Insufficient Capacity",
+        _ => "Error",
+    };
+    Box::new(ErrorCodeAttribute {
+        code: ErrorCode(code),
+        reason: reason.as_bytes().to_vec(),
+    })
+}
+
+/// A response to `request` of `class`, signed when `integrity` is given.
+fn build(
+    request: &Message,
+    class: MessageClass,
+    attrs: Vec<Box<dyn Setter>>,
+    integrity: Option<&MessageIntegrity>,
+    fingerprint: bool,
+) -> Vec<u8> {
+    let mut setters: Vec<Box<dyn Setter>> = vec![
+        Box::new(request.clone()),
+        Box::new(MessageType::new(request.typ.method, class)),
+    ];
+    setters.extend(attrs);
+    setters.push(Box::new(TextAttribute::new(
+        ATTR_SOFTWARE,
+        "rallypoint".into(),
+    )));
+    if let Some(i) = integrity {
+        setters.push(Box::new(i.clone()));
+    }
+    if fingerprint {
+        setters.push(Box::new(FINGERPRINT));
+    }
+    let mut m = Message::new();
+    m.build(&setters).expect("well-formed attributes");
+    m.raw
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
