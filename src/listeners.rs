@@ -12,8 +12,9 @@ use crate::config::Config;
 /// Every listening socket, grouped by the service that will own it.
 pub struct Listeners {
     pub web: Vec<TcpListener>,
-    /// One UDP and one TCP socket per `turn.listen` address, on the same port.
-    pub turn_udp: Vec<UdpSocket>,
+    /// Per `turn.listen` address, one `SO_REUSEPORT` UDP socket per relay worker, and a TCP
+    /// listener on the same port.
+    pub turn_udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     pub turn_tcp: Vec<TcpListener>,
 }
 
@@ -52,16 +53,22 @@ impl std::error::Error for BindError {}
 
 const BACKLOG: u32 = 1024;
 
+/// Kernel buffers of the TURN listener sockets. The default (about 208 KiB) overflows under
+/// load before the relay is busy; the kernel caps this at net.core.rmem_max unless the
+/// process may force it.
+const TURN_SOCKET_BUFFER: usize = 4 << 20;
+
 /// Attempts at finding a port free for both UDP and TCP when the config asks for port 0.
 const EPHEMERAL_PAIR_TRIES: usize = 16;
 
 impl Listeners {
-    pub fn bind(config: &Config) -> Result<Listeners, BindError> {
+    /// Binds everything; TURN UDP addresses get `workers` sockets each.
+    pub fn bind(config: &Config, workers: usize) -> Result<Listeners, BindError> {
         let mut turn_udp = Vec::new();
         let mut turn_tcp = Vec::new();
         for (i, addr) in config.turn.listen.iter().enumerate() {
-            let (udp, tcp) = bind_pair(&format!("turn.listen[{i}]"), *addr)?;
-            turn_udp.push(udp);
+            let (udp, tcp) = bind_pair(&format!("turn.listen[{i}]"), *addr, workers)?;
+            turn_udp.push((udp[0].local_addr().expect("bound socket"), udp));
             turn_tcp.push(tcp);
         }
         Ok(Listeners {
@@ -99,26 +106,81 @@ fn tcp(key: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
     })
 }
 
-fn udp(key: &str, addr: SocketAddr) -> Result<UdpSocket, BindError> {
-    std::net::UdpSocket::bind(addr)
-        .and_then(|s| {
-            s.set_nonblocking(true)?;
-            UdpSocket::from_std(s)
-        })
-        .map_err(|source| BindError {
-            key: key.into(),
-            proto: "UDP",
-            addr,
-            source,
-        })
+/// `count` UDP sockets sharing `addr` through SO_REUSEPORT. The first bind fails like any
+/// other when another process holds the port.
+fn udp(key: &str, addr: SocketAddr, count: usize) -> Result<Vec<UdpSocket>, BindError> {
+    let error = |source| BindError {
+        key: key.into(),
+        proto: "UDP",
+        addr,
+        source,
+    };
+    let mut sockets: Vec<UdpSocket> = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        // Later sockets join the port the first one got (which matters for port 0).
+        let at = sockets
+            .first()
+            .map_or(addr, |s| s.local_addr().expect("bound socket"));
+        let socket = reuseport_udp(at).map_err(error)?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    for force in [true, false] {
+        let set = if force {
+            force_buffers(&socket)
+        } else {
+            socket.set_recv_buffer_size(TURN_SOCKET_BUFFER)
+        };
+        if set.is_ok() {
+            break;
+        }
+    }
+    let _ = socket.set_send_buffer_size(TURN_SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// SO_RCVBUFFORCE: above net.core.rmem_max, allowed with CAP_NET_ADMIN (root in tests).
+fn force_buffers(socket: &socket2::Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = TURN_SOCKET_BUFFER as libc::c_int;
+    // SAFETY: setsockopt reads `size` for the given length; the descriptor is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// UDP and TCP on one port, as STUN/TURN clients expect; for port 0, a port free for both.
-fn bind_pair(key: &str, addr: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+fn bind_pair(
+    key: &str,
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener), BindError> {
     let mut tries = 0;
     loop {
-        let udp = udp(key, addr)?;
-        let bound = udp.local_addr().expect("bound socket has an address");
+        let udp = udp(key, addr, workers)?;
+        let bound = udp[0].local_addr().expect("bound socket has an address");
         match tcp(key, bound) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(_) if addr.port() == 0 && tries < EPHEMERAL_PAIR_TRIES => tries += 1,

@@ -72,7 +72,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
             );
         }
     }
-    let listeners = Listeners::bind(&config).map_err(StartError::Bind)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listeners = Listeners::bind(&config, workers).map_err(StartError::Bind)?;
     let status = listening_status(&listeners);
     for l in &listeners.web {
         log::info!("serving http://{}/", l.local_addr()?);
@@ -84,6 +85,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let mut registry = metrics::registry();
     let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone(), &mut registry);
     tasks.spawn(hub);
+    tasks.spawn(turn::start(
+        listeners.turn_udp,
+        listeners.turn_tcp,
+        config_rx.clone(),
+        shutdown_rx.clone(),
+        &mut registry,
+    ));
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
@@ -92,12 +100,6 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listeners.web,
         config_rx.clone(),
         routes,
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(turn::serve(
-        listeners.turn_udp,
-        listeners.turn_tcp,
-        config_rx.clone(),
         shutdown_rx.clone(),
     ));
 

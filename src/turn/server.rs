@@ -73,7 +73,6 @@ const KNOWN: &[AttrType] = &[
 pub enum Proto {
     Udp,
     Tcp,
-    Tls,
 }
 
 /// Client address, server address and transport: what identifies an allocation.
@@ -105,18 +104,14 @@ pub enum Effect {
     /// Send these bytes back to the client on the request's 5-tuple.
     Reply(Vec<u8>),
     /// A new allocation: its relay socket (as opened through [`RelayPorts`]) now serves the client.
-    Created {
-        tuple: FiveTuple,
-        relay: SocketAddr,
-        advertised: SocketAddr,
-    },
+    Created { tuple: FiveTuple, relay: SocketAddr },
     /// The allocation's permissions or channels changed.
     Grants {
         tuple: FiveTuple,
         grants: Arc<Grants>,
     },
     /// The allocation is gone; its relay socket is closed.
-    Deleted { tuple: FiveTuple, relay: SocketAddr },
+    Deleted { tuple: FiveTuple },
 }
 
 /// The settings the core works with, taken from `[turn]`.
@@ -309,6 +304,19 @@ impl Server {
         effects
     }
 
+    /// The client's TCP or TLS connection closed: its allocation goes with it (RFC 8656 §3.1).
+    pub fn connection_closed(
+        &mut self,
+        tuple: FiveTuple,
+        ports: &mut dyn RelayPorts,
+    ) -> Vec<Effect> {
+        if self.allocations.contains_key(&tuple) {
+            vec![self.delete(tuple, ports)]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Expires allocations, permissions and channels, and forgets old answers.
     pub fn tick(&mut self, clock: Clock, ports: &mut dyn RelayPorts) -> Vec<Effect> {
         let now = clock.now;
@@ -476,11 +484,7 @@ impl Server {
         self.own_relays.insert(advertised, tuple);
         *self.per_user.entry(identity.username.clone()).or_default() += 1;
         self.stats.allocations_total += 1;
-        effects.push(Effect::Created {
-            tuple,
-            relay,
-            advertised,
-        });
+        effects.push(Effect::Created { tuple, relay });
 
         let mut attrs: Vec<Box<dyn Setter>> = vec![
             Box::new(RelayedAddress {
@@ -661,10 +665,7 @@ impl Server {
             }
         }
         ports.close(a.relay);
-        Effect::Deleted {
-            tuple,
-            relay: a.relay,
-        }
+        Effect::Deleted { tuple }
     }
 }
 

@@ -186,6 +186,20 @@ impl Server {
         status
     }
 
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     pub fn is_running(&mut self) -> bool {
         if let Ok(status) = self.exit.try_recv() {
             self.exited = Some(status);

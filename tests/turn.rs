@@ -1,0 +1,340 @@
+//! The relay end to end: the real server and the `turn` crate's client, over UDP and TCP, with a
+//! plain UDP socket as the peer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Mutex;
+use turn::client::{Client, ClientConfig};
+use webrtc_util::Conn;
+
+const WAIT: Duration = Duration::from_secs(10);
+const SECRET: &str = "turn-test-secret-0123456789";
+
+/// A server whose policy lets peers on loopback be reached (the default refuses them).
+fn server(extra: &str) -> Server {
+    Server::start(&format!(
+        "[web]\nlisten = [\"127.0.0.1:0\"]\n[turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
+         allow_peers = [\"127.0.0.0/8\"]\n{extra}\n[turn.users]\nalice = \"alice-password\"\n"
+    ))
+}
+
+async fn client(
+    server: SocketAddr,
+    conn: Arc<dyn Conn + Send + Sync>,
+    user: &str,
+    password: &str,
+) -> Client {
+    let c = Client::new(ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: user.into(),
+        password: password.into(),
+        realm: "rallypoint".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    c.listen().await.unwrap();
+    c
+}
+
+async fn udp_client(server: SocketAddr, user: &str, password: &str) -> Client {
+    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    client(server, conn, user, password).await
+}
+
+/// TURN over TCP (RFC 8656 §12.5): messages back to back, ChannelData padded to 4 bytes.
+struct TcpConn {
+    read: Mutex<(tokio::net::tcp::OwnedReadHalf, Vec<u8>)>,
+    write: Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    server: SocketAddr,
+    local: SocketAddr,
+}
+
+impl TcpConn {
+    async fn connect(server: SocketAddr) -> Arc<TcpConn> {
+        let stream = TcpStream::connect(server).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let (r, w) = stream.into_split();
+        Arc::new(TcpConn {
+            read: Mutex::new((r, Vec::new())),
+            write: Mutex::new(w),
+            server,
+            local,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Conn for TcpConn {
+    async fn connect(&self, _: SocketAddr) -> webrtc_util::Result<()> {
+        Ok(())
+    }
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        Ok(self.recv_from(buf).await?.0)
+    }
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
+        let mut guard = self.read.lock().await;
+        let (reader, pending) = &mut *guard;
+        loop {
+            if pending.len() >= 4 {
+                let length = u16::from_be_bytes([pending[2], pending[3]]) as usize;
+                let (whole, used) = if pending[0] & 0xc0 == 0x40 {
+                    (4 + length.next_multiple_of(4), 4 + length)
+                } else {
+                    (20 + length, 20 + length)
+                };
+                if pending.len() >= whole {
+                    buf[..used].copy_from_slice(&pending[..used]);
+                    pending.drain(..whole);
+                    return Ok((used, self.server));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = reader.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(webrtc_util::Error::Other("closed".into()));
+            }
+            pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+    async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        self.send_to(buf, self.server).await
+    }
+    async fn send_to(&self, buf: &[u8], _: SocketAddr) -> webrtc_util::Result<usize> {
+        let mut frame = buf.to_vec();
+        if frame[0] & 0xc0 == 0x40 {
+            frame.resize(frame.len().next_multiple_of(4), 0);
+        }
+        self.write.lock().await.write_all(&frame).await?;
+        Ok(buf.len())
+    }
+    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
+        Ok(self.local)
+    }
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        Some(self.server)
+    }
+    async fn close(&self) -> webrtc_util::Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
+        self
+    }
+}
+
+/// Allocates, then relays `count` messages each way between the relay and a UDP peer, spaced
+/// so that the client moves from Send indications to a bound channel on the way.
+async fn relay_both_ways(c: &Client, count: usize) {
+    let relay = c.allocate().await.expect("allocation");
+    let relayed = relay.local_addr().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut buf = [0u8; 1500];
+    // Paced, so that the client's channel binding completes part way through.
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..count {
+        pace.tick().await;
+        let msg = format!("to peer {i}");
+        relay.send_to(msg.as_bytes(), peer_addr).await.unwrap();
+        let (n, from) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+            .await
+            .expect("peer receives")
+            .unwrap();
+        assert_eq!(&buf[..n], msg.as_bytes());
+        assert_eq!(
+            from.port(),
+            relayed.port(),
+            "comes from the relayed address"
+        );
+        let reply = format!("to client {i}");
+        peer.send_to(reply.as_bytes(), from).await.unwrap();
+        let (n, from) = tokio::time::timeout(WAIT, relay.recv_from(&mut buf))
+            .await
+            .expect("client receives")
+            .unwrap();
+        assert_eq!(&buf[..n], reply.as_bytes());
+        assert_eq!(from, peer_addr);
+    }
+    relay.close().await.unwrap();
+}
+
+/// Waits for the metrics to show `line`.
+async fn metric(server: &Server, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        let addr = server.web;
+        let (_, text) = tokio::task::spawn_blocking(move || common::http_get(addr, "/metrics"))
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {line:?}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn udp_allocation_relays_both_ways_and_is_deleted() {
+    let server = server("");
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    let mapped = c.send_binding_request().await.unwrap();
+    assert_eq!(mapped.ip().to_string(), "127.0.0.1");
+    relay_both_ways(&c, 30).await;
+    // close() sent Refresh with lifetime 0: the allocation is gone.
+    metric(&server, "rallypoint_turn_allocations 0").await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_peer\"} 30",
+    )
+    .await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 30",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn tcp_allocation_relays_both_ways() {
+    let server = server("");
+    let conn = TcpConn::connect(server.turn).await;
+    let c = client(server.turn, conn, "alice", "alice-password").await;
+    relay_both_ways(&c, 30).await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 30",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn rest_credentials_from_the_cli_work_and_wrong_ones_do_not() {
+    let server = server("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let user = format!("{}:player", now + 600);
+    let password = rallypoint::credentials::rest_password(SECRET, &user);
+    let c = udp_client(server.turn, &user, &password).await;
+    assert!(c.allocate().await.is_ok());
+    c.close().await.unwrap();
+
+    let wrong = udp_client(server.turn, "alice", "not-her-password").await;
+    assert!(wrong.allocate().await.is_err());
+    let expired_user = format!("{}:player", now - 1);
+    let expired_password = rallypoint::credentials::rest_password(SECRET, &expired_user);
+    let expired = udp_client(server.turn, &expired_user, &expired_password).await;
+    assert!(expired.allocate().await.is_err());
+    // Each client's first Allocate carries no credentials (3 × 401), then wrong and expired.
+    metric(
+        &server,
+        "rallypoint_turn_error_responses_total{code=\"401\"} 5",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_default_policy_keeps_loopback_peers_out() {
+    let server = Server::start(&format!(
+        "[web]\nlisten = [\"127.0.0.1:0\"]\n[turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
+         [turn.users]\nalice = \"alice-password\"\n"
+    ));
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    let relay = c.allocate().await.unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The client's CreatePermission is refused (403), so nothing reaches the peer.
+    let _ = relay
+        .send_to(b"let me in", peer.local_addr().unwrap())
+        .await;
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), peer.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+    metric(
+        &server,
+        "rallypoint_turn_error_responses_total{code=\"403\"} 1",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_quota_gives_486_then_recovers() {
+    let server = server("max_allocations_per_user = 1");
+    let first = udp_client(server.turn, "alice", "alice-password").await;
+    let relay = first.allocate().await.unwrap();
+    let second = udp_client(server.turn, "alice", "alice-password").await;
+    assert!(second.allocate().await.is_err());
+    metric(
+        &server,
+        "rallypoint_turn_error_responses_total{code=\"486\"} 1",
+    )
+    .await;
+    relay.close().await.unwrap();
+    metric(&server, "rallypoint_turn_allocations 0").await;
+    assert!(second.allocate().await.is_ok());
+}
+
+/// One million unauthenticated Allocate requests from one address: answered with at most a few
+/// 401s a second, and nothing kept.
+#[tokio::test]
+async fn a_million_unauthenticated_allocates_cost_no_memory() {
+    let server = server("");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A warm-up so the server's buffers and maps have their working size.
+    let mut request = unauthenticated_allocate();
+    for _ in 0..10_000 {
+        let _ = socket.send_to(&request, server.turn);
+    }
+    let before = server.rss_kib();
+    let started = Instant::now();
+    for i in 0..1_000_000u32 {
+        request[8..12].copy_from_slice(&i.to_be_bytes()); // a new transaction each time
+        let _ = socket.send_to(&request, server.turn);
+    }
+    // Let the server drain its socket before measuring.
+    let drained = UdpSocket::from_std({
+        socket.set_nonblocking(true).unwrap();
+        socket
+    })
+    .unwrap();
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    assert!(c.send_binding_request().await.is_ok(), "still answering");
+    drop(drained);
+    let after = server.rss_kib();
+    let grown = after.saturating_sub(before);
+    println!(
+        "RSS {before} KiB -> {after} KiB (+{grown} KiB) over 1,000,000 requests in {:?}",
+        started.elapsed()
+    );
+    assert!(grown < 5 * 1024, "RSS grew by {grown} KiB");
+}
+
+fn unauthenticated_allocate() -> Vec<u8> {
+    // Allocate request, REQUESTED-TRANSPORT UDP, no credentials.
+    let mut m = vec![0x00, 0x03, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&[0x00, 0x19, 0x00, 0x04, 17, 0, 0, 0]);
+    m
+}
