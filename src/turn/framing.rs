@@ -13,9 +13,9 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, ()> {
     match buf[0] {
         // STUN: 20-byte header, attributes padded to 4 already counted in the length.
         0x00..=0x3f if length % 4 == 0 => Ok(Some(20 + length)),
-        // ChannelData, channels 0x4000-0x4FFF: 4-byte header; over streams the data is padded
+        // ChannelData (see `CHANNEL_NUMBERS`): 4-byte header; over streams the data is padded
         // to 4 (§12.5).
-        0x40..=0x4f => Ok(Some(4 + length.next_multiple_of(4))),
+        0x40..=0x7f => Ok(Some(4 + length.next_multiple_of(4))),
         _ => Err(()),
     }
 }
@@ -34,12 +34,11 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        // 'P' is 0x50, a reserved channel number. ("GET " would pass as a frame for channel
-        // 0x4745; the relay drops data for channels that are not bound.)
-        assert_eq!(frame_len(b"POST / HTTP/1.1"), Err(()));
+        // Text passes as a ChannelData header ("GET " is channel 0x4745) only to be dropped for
+        // an unbound channel; bytes from 0x80 up are neither STUN nor ChannelData.
+        assert_eq!(frame_len(b"\x80\x00\x00\x04"), Err(()));
         assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x07]), Err(()));
         assert_eq!(frame_len(&[0xc0, 0, 0, 0]), Err(()));
-        // 0x5000-0x7FFF are reserved channel numbers (RFC 8656 §12).
-        assert_eq!(frame_len(&[0x50, 0, 0, 4]), Err(()));
+        assert_eq!(frame_len(&[0x7f, 0xff, 0, 4]), Ok(Some(8)), "RFC 5766's range");
     }
 }

@@ -416,7 +416,7 @@ enum Packet<'a> {
 /// ChannelData).
 fn classify(packet: &[u8]) -> Packet<'_> {
     match packet {
-        [0x40..=0x4f, _, len_hi, len_lo, rest @ ..] => {
+        [0x40..=0x7f, _, len_hi, len_lo, rest @ ..] => {
             let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
             match rest.get(..len) {
                 Some(payload) => {

@@ -42,6 +42,11 @@ const RETRANSMISSION_CACHE_MAX: usize = 65_536;
 const MAX_PERMISSIONS: usize = 256;
 const MAX_CHANNELS: usize = 256;
 
+/// Channel numbers accepted by ChannelBind. RFC 8656 narrowed RFC 5766's 0x4000-0x7FFF to
+/// 0x4FFF so that clients can tell ChannelData from DTLS on one socket; a server sees no DTLS,
+/// and RFC 5766 clients (coturn's own tools among them) still pick numbers up to 0x7FFF.
+pub const CHANNEL_NUMBERS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
+
 const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
 const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
 const FAMILY_IPV4: u8 = 0x01;
@@ -587,7 +592,7 @@ impl Server {
     ) -> Outcome {
         let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
         let number = get::<ChannelNumber>(request).ok_or(400u16)?.0;
-        if !(0x4000..=0x4FFF).contains(&number) {
+        if !CHANNEL_NUMBERS.contains(&number) {
             return Err(400);
         }
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;

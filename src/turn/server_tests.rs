@@ -642,7 +642,7 @@ fn channel_bind_and_rebinding_rules() {
     assert_eq!(h.bind(tuple(1), 0x4000, "8.8.8.8:53"), Some(437));
     h.allocate(tuple(1));
     assert_eq!(h.bind(tuple(1), 0x3FFF, "8.8.8.8:53"), Some(400));
-    assert_eq!(h.bind(tuple(1), 0x5000, "8.8.8.8:53"), Some(400));
+    assert_eq!(h.bind(tuple(1), 0x8000, "8.8.8.8:53"), Some(400));
     let a: SocketAddr = "8.8.8.8:53".parse().unwrap();
     let m = h.request(
         METHOD_CHANNEL_BIND,

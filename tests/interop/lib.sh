@@ -1,0 +1,36 @@
+# Helpers for the interop scripts: start rallypoint on ephemeral loopback ports and find them.
+# Sourced, not run. Every script runs under `set -euo pipefail` and cleans up after itself.
+
+RP_BIN=${RP_BIN:-target/debug/rallypoint}
+
+# A free TCP+UDP port on 127.0.0.1.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_rallypoint CONFIG LOG: runs the server in the background, waits for its ready line and
+# sets RP_PID, RP_WEB and RP_TURN from it.
+start_rallypoint() {
+    local config=$1 log=$2
+    "$RP_BIN" --config "$config" >"$log" 2>&1 &
+    RP_PID=$!
+    for _ in $(seq 100); do
+        if grep -q ' ready: listening' "$log"; then
+            RP_WEB=$(grep -o 'web=[^ ]*' "$log" | head -1 | cut -d= -f2)
+            RP_TURN=$(grep -o 'turn=[^ ]*' "$log" | head -1 | cut -d= -f2)
+            return 0
+        fi
+        kill -0 "$RP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "rallypoint did not start:" >&2
+    cat "$log" >&2
+    return 1
+}
+
+# need TOOL...: fail (not skip) when a tool the test needs is missing.
+need() {
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "missing tool: $tool (.ci/run installs it)" >&2; exit 1; }
+    done
+}
