@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod service;
 pub mod signal;
+pub mod tls;
 pub mod turn;
 pub mod web;
 

@@ -16,6 +16,7 @@ pub struct Listeners {
     /// listener on the same port.
     pub turn_udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     pub turn_tcp: Vec<TcpListener>,
+    pub turn_tls: Vec<TcpListener>,
 }
 
 #[derive(Debug)]
@@ -75,6 +76,7 @@ impl Listeners {
             web: tcp_all("web.listen", &config.web.listen)?,
             turn_udp,
             turn_tcp,
+            turn_tls: tcp_all("turn.tls_listen", &config.turn.tls_listen)?,
         })
     }
 }

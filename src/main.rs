@@ -131,6 +131,10 @@ fn run(source: ConfigSource) -> ExitCode {
             }
             ExitCode::from(EXIT_CONFIG)
         }
+        Err(StartError::Tls(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(StartError::Bind(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_START)

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
+use crate::tls::Certificates;
 use crate::{credentials, logging, metrics, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads.
@@ -32,6 +33,8 @@ pub enum ConfigSource {
 #[derive(Debug)]
 pub enum StartError {
     Config(Vec<ConfigError>),
+    /// The `[tls]` files are readable but unusable (not a certificate, key does not match).
+    Tls(String),
     Bind(BindError),
     Io(std::io::Error),
 }
@@ -62,16 +65,14 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     });
     add_generated_secret(&mut config, generated_secret.as_deref());
 
-    for (key, addrs) in [
-        ("web.tls_listen", &config.web.tls_listen),
-        ("turn.tls_listen", &config.turn.tls_listen),
-    ] {
-        if !addrs.is_empty() {
-            log::error!(
-                "{key} is set, but this version of rallypoint does not serve TLS yet; not listening there"
-            );
-        }
+    if !config.web.tls_listen.is_empty() {
+        log::error!(
+            "web.tls_listen is set, but this version of rallypoint does not serve HTTPS yet; \
+             not listening there"
+        );
     }
+    let certificates = Arc::new(Certificates::default());
+    certificates.load(&config.tls).map_err(StartError::Tls)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listeners = Listeners::bind(&config, workers).map_err(StartError::Bind)?;
     let status = listening_status(&listeners);
@@ -88,6 +89,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     tasks.spawn(turn::start(
         listeners.turn_udp,
         listeners.turn_tcp,
+        listeners.turn_tls,
+        certificates.clone(),
         config_rx.clone(),
         shutdown_rx.clone(),
         &mut registry,
@@ -109,7 +112,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
 
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&source, &config_tx, generated_secret.as_deref(), &status),
+            _ = hangup.recv() => reload(&source, &config_tx, &certificates, generated_secret.as_deref(), &status),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -159,6 +162,7 @@ fn add_generated_secret(config: &mut Config, generated: Option<&str>) {
 fn reload(
     source: &ConfigSource,
     config_tx: &watch::Sender<Arc<Config>>,
+    certificates: &Certificates,
     generated: Option<&str>,
     status: &str,
 ) {
@@ -168,7 +172,12 @@ fn reload(
         notify(&[NotifyState::Ready, NotifyState::Status(status)]);
         return;
     }
-    match load(source) {
+    // Certificates are part of the configuration: unusable ones refuse the whole reload.
+    let loaded = load(source).and_then(|new| match certificates.load(&new.tls) {
+        Ok(()) => Ok(new),
+        Err(e) => Err(vec![ConfigError::unlocated("tls", e)]),
+    });
+    match loaded {
         Ok(mut new) => {
             add_generated_secret(&mut new, generated);
             let old = config_tx.borrow().clone();
@@ -271,7 +280,11 @@ fn start_watchdog() -> Option<tokio::task::JoinHandle<()>> {
 /// `web=ADDR ... turn=ADDR ...`: what `systemctl status` shows and tests parse.
 fn listening_status(l: &Listeners) -> String {
     let mut parts = Vec::new();
-    let groups = [("web", &l.web), ("turn", &l.turn_tcp)];
+    let groups = [
+        ("web", &l.web),
+        ("turn", &l.turn_tcp),
+        ("turn_tls", &l.turn_tls),
+    ];
     for (name, sockets) in groups {
         for s in sockets {
             if let Ok(a) = s.local_addr() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use turn::client::{Client, ClientConfig};
@@ -53,20 +53,19 @@ async fn udp_client(server: SocketAddr, user: &str, password: &str) -> Client {
     client(server, conn, user, password).await
 }
 
-/// TURN over TCP (RFC 8656 §12.5): messages back to back, ChannelData padded to 4 bytes.
-struct TcpConn {
-    read: Mutex<(tokio::net::tcp::OwnedReadHalf, Vec<u8>)>,
-    write: Mutex<tokio::net::tcp::OwnedWriteHalf>,
+/// TURN over a stream, TCP or TLS (RFC 8656 §12.5): messages back to back, ChannelData padded
+/// to 4 bytes.
+struct StreamConn<S> {
+    read: Mutex<(ReadHalf<S>, Vec<u8>)>,
+    write: Mutex<WriteHalf<S>>,
     server: SocketAddr,
     local: SocketAddr,
 }
 
-impl TcpConn {
-    async fn connect(server: SocketAddr) -> Arc<TcpConn> {
-        let stream = TcpStream::connect(server).await.unwrap();
-        let local = stream.local_addr().unwrap();
-        let (r, w) = stream.into_split();
-        Arc::new(TcpConn {
+impl<S: AsyncRead + AsyncWrite> StreamConn<S> {
+    fn new(stream: S, server: SocketAddr, local: SocketAddr) -> Arc<Self> {
+        let (r, w) = tokio::io::split(stream);
+        Arc::new(StreamConn {
             read: Mutex::new((r, Vec::new())),
             write: Mutex::new(w),
             server,
@@ -75,8 +74,14 @@ impl TcpConn {
     }
 }
 
+async fn tcp_conn(server: SocketAddr) -> Arc<StreamConn<TcpStream>> {
+    let stream = TcpStream::connect(server).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    StreamConn::new(stream, server, local)
+}
+
 #[async_trait::async_trait]
-impl Conn for TcpConn {
+impl<S: AsyncRead + AsyncWrite + Send + Sync + 'static> Conn for StreamConn<S> {
     async fn connect(&self, _: SocketAddr) -> webrtc_util::Result<()> {
         Ok(())
     }
@@ -214,12 +219,57 @@ async fn udp_allocation_relays_both_ways_and_is_deleted() {
 #[tokio::test]
 async fn tcp_allocation_relays_both_ways() {
     let server = server("");
-    let conn = TcpConn::connect(server.turn).await;
+    let conn = tcp_conn(server.turn).await;
     let c = client(server.turn, conn, "alice", "alice-password").await;
     relay_both_ways(&c, 30).await;
     metric(
         &server,
         "rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 30",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_allocation_relays_both_ways() {
+    let dir = common::temp_dir("turn-tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let server = server(&format!(
+        "tls_listen = [\"127.0.0.1:0\"]\n[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    ));
+    let addr = server.turn_tls.expect("a TLS listener");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("handshake with the configured certificate");
+    let c = client(
+        addr,
+        StreamConn::new(tls, addr, local),
+        "alice",
+        "alice-password",
+    )
+    .await;
+    relay_both_ways(&c, 20).await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 20",
     )
     .await;
     c.close().await.unwrap();

@@ -17,7 +17,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn unlocated(key: &str, message: impl Into<String>) -> Self {
+    pub fn unlocated(key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             location: None,
             key: key.into(),

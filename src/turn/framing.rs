@@ -39,6 +39,10 @@ mod tests {
         assert_eq!(frame_len(b"\x80\x00\x00\x04"), Err(()));
         assert_eq!(frame_len(&[0x00, 0x01, 0x00, 0x07]), Err(()));
         assert_eq!(frame_len(&[0xc0, 0, 0, 0]), Err(()));
-        assert_eq!(frame_len(&[0x7f, 0xff, 0, 4]), Ok(Some(8)), "RFC 5766's range");
+        assert_eq!(
+            frame_len(&[0x7f, 0xff, 0, 4]),
+            Ok(Some(8)),
+            "RFC 5766's range"
+        );
     }
 }

@@ -4,17 +4,17 @@
 //! - UDP: one worker per CPU on each `turn.listen` address, each with its own `SO_REUSEPORT`
 //!   socket. The kernel sends a client's datagrams to one worker, so each worker keeps its own
 //!   map from client to allocation and the ChannelData path needs no lock.
-//! - TCP: one task per connection; its allocation dies with it.
+//! - TCP and TLS: one task per connection; its allocation dies with it.
 //! - Control requests (Allocate, Refresh, ...) go through one mutex around the core; a tick task
 //!   expires state every second and publishes metrics.
 
-mod auth;
+pub mod auth;
 mod framing;
-mod grants;
-mod policy;
+pub mod grants;
+pub mod policy;
 mod ports;
 mod relay;
-mod server;
+pub mod server;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +32,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{Config, RelayIp};
 use crate::credentials::local_address_for;
+use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
 use grants::Grants;
 use ports::SocketPorts;
 use relay::{Link, Relay};
@@ -287,10 +288,13 @@ impl Metrics {
     }
 }
 
-/// Registers the relay's metrics; the returned task serves `turn.listen` until shutdown.
+/// Registers the relay's metrics; the returned task serves `turn.listen` and `turn.tls_listen`
+/// until shutdown.
 pub fn start(
     udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    certificates: Arc<Certificates>,
     mut config: watch::Receiver<Arc<Config>>,
     mut shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
@@ -326,7 +330,11 @@ pub fn start(
             }
         }
         for listener in tcp {
-            tasks.spawn(accept_tcp(listener, shared.clone()));
+            tasks.spawn(accept_tcp(listener, None, shared.clone()));
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config(&[]));
+        for listener in tls {
+            tasks.spawn(accept_tcp(listener, Some(acceptor.clone()), shared.clone()));
         }
         let mut tick = tokio::time::interval(TICK_PERIOD);
         let mut published = [0u64; 7];
@@ -446,18 +454,40 @@ fn send_indication(relay: &Relay, packet: &[u8], shared: &Arc<Shared>) {
     }
 }
 
-async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts TURN clients over TCP, or over TLS when given an acceptor.
+async fn accept_tcp(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+) {
     let server = listener.local_addr().expect("bound listener");
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
                 let _ = stream.set_nodelay(true);
-                let tuple = FiveTuple {
-                    proto: Proto::Tcp,
-                    client,
-                    server,
+                let shared = shared.clone();
+                let Some(acceptor) = tls.clone() else {
+                    let tuple = FiveTuple {
+                        proto: Proto::Tcp,
+                        client,
+                        server,
+                    };
+                    tokio::spawn(serve_stream(stream, tuple, shared));
+                    continue;
                 };
-                tokio::spawn(serve_stream(stream, tuple, shared.clone()));
+                // The handshake runs in the connection's own task, so a slow one blocks nobody.
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = handshake {
+                        let tuple = FiveTuple {
+                            proto: Proto::Tls,
+                            client,
+                            server,
+                        };
+                        serve_stream(stream, tuple, shared).await;
+                    }
+                });
             }
             Err(e) => {
                 log::warn!("turn: accept failed: {e}");

@@ -75,6 +75,14 @@ fn set_dont_fragment(socket: &Socket) -> std::io::Result<()> {
 }
 
 impl RelayPorts for SocketPorts {
+    fn supports(&self, ipv6: bool) -> bool {
+        if ipv6 {
+            self.ipv6.is_some()
+        } else {
+            self.ipv4.is_some()
+        }
+    }
+
     fn open(&mut self, ipv6: bool, even: bool, dont_fragment: bool) -> Option<SocketAddr> {
         let ip = if ipv6 { self.ipv6? } else { self.ipv4? };
         let (first, last) = (self.range.first, self.range.last);

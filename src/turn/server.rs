@@ -78,6 +78,7 @@ const KNOWN: &[AttrType] = &[
 pub enum Proto {
     Udp,
     Tcp,
+    Tls,
 }
 
 /// Client address, server address and transport: what identifies an allocation.
@@ -97,6 +98,8 @@ pub struct Clock {
 
 /// Opens and closes relay sockets for the core.
 pub trait RelayPorts {
+    /// Whether relay addresses of this family exist at all (else 440, not 508).
+    fn supports(&self, ipv6: bool) -> bool;
     /// Binds a UDP relay socket of the given family (on an even port when asked, with the
     /// don't-fragment bit when asked) and returns its address.
     fn open(&mut self, ipv6: bool, even: bool, dont_fragment: bool) -> Option<SocketAddr>;
@@ -463,12 +466,13 @@ impl Server {
             return Err(486);
         }
         let ipv6 = requested_family == Some(FAMILY_IPV6);
+        if !ports.supports(ipv6) {
+            return Err(440);
+        }
         let dont_fragment = request.contains(ATTR_DONT_FRAGMENT);
-        let relay = match ports.open(ipv6, even.is_some(), dont_fragment) {
-            Some(r) => r,
-            None if ipv6 => return Err(440),
-            None => return Err(508),
-        };
+        let relay = ports
+            .open(ipv6, even.is_some(), dont_fragment)
+            .ok_or(508u16)?;
         let lifetime = requested_lifetime(request);
         let advertised = SocketAddr::new(
             self.settings.external_ip.unwrap_or(relay.ip()),

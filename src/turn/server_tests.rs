@@ -31,6 +31,10 @@ impl FakePorts {
 }
 
 impl RelayPorts for FakePorts {
+    fn supports(&self, ipv6: bool) -> bool {
+        !ipv6 || self.ipv6
+    }
+
     fn open(&mut self, ipv6: bool, even: bool, _df: bool) -> Option<SocketAddr> {
         if ipv6 && !self.ipv6 {
             return None;

@@ -46,6 +46,8 @@ pub struct Server {
     pub log: Vec<String>,
     pub web: SocketAddr,
     pub turn: SocketAddr,
+    /// The first `turn.tls_listen` address, when there is one.
+    pub turn_tls: Option<SocketAddr>,
 }
 
 impl Server {
@@ -67,6 +69,10 @@ impl Server {
         };
         s.web = addr("web");
         s.turn = addr("turn");
+        s.turn_tls = status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("turn_tls="))
+            .map(|a| a.parse().unwrap());
         s
     }
 
@@ -115,6 +121,7 @@ impl Server {
             log: Vec::new(),
             web: unset,
             turn: unset,
+            turn_tls: None,
         }
     }
 

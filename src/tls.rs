@@ -1,0 +1,134 @@
+//! The certificate store shared by every TLS listener (HTTPS and TURN over TLS).
+//!
+//! Listeners hold a [`rustls::ServerConfig`] whose certificate resolver reads the current
+//! certificate at each handshake, so a reload swaps it for new connections while open ones keep
+//! theirs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Tls;
+
+/// A client that has not finished its TLS handshake by then is disconnected.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+pub struct Certificates {
+    current: ArcSwapOption<CertifiedKey>,
+}
+
+impl Certificates {
+    /// Loads `[tls]`'s files, if any; keeps the previous certificate when they are unusable.
+    pub fn load(&self, tls: &Tls) -> Result<(), String> {
+        let (Some(cert), Some(key)) = (&tls.certificate, &tls.private_key) else {
+            self.current.store(None);
+            return Ok(());
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| format!("tls.certificate {}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!(
+                "tls.certificate {}: no certificate in it",
+                cert.display()
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("tls.private_key {}: {e}", key.display()))?;
+        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| format!("tls.private_key: unsupported key: {e}"))?;
+        let certified = CertifiedKey::new(chain, signer);
+        certified
+            .keys_match()
+            .map_err(|e| format!("tls.private_key does not belong to tls.certificate: {e}"))?;
+        self.current.store(Some(Arc::new(certified)));
+        Ok(())
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// A rustls configuration that serves the current certificate, offering `alpn` protocols.
+    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<Certificates>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.current.load_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &std::path::Path, name: &str) -> Tls {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.cert.pem()).unwrap();
+        std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+        Tls {
+            certificate: Some(c),
+            private_key: Some(k),
+        }
+    }
+
+    #[test]
+    fn loads_swaps_and_keeps_the_old_certificate_on_bad_files() {
+        let dir = std::env::temp_dir().join(format!("rallypoint-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Certificates::default();
+        let first = write_pair(&dir, "a");
+        store.load(&first).unwrap();
+        let before = store.current.load_full().unwrap();
+
+        let mismatched = Tls {
+            certificate: first.certificate.clone(),
+            private_key: write_pair(&dir, "b").private_key,
+        };
+        let err = store.load(&mismatched).unwrap_err();
+        assert!(err.contains("does not belong"), "{err}");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not pem").unwrap();
+        let err = store
+            .load(&Tls {
+                certificate: Some(garbage),
+                private_key: first.private_key.clone(),
+            })
+            .unwrap_err();
+        assert!(err.contains("no certificate"), "{err}");
+        assert!(
+            Arc::ptr_eq(&before, &store.current.load_full().unwrap()),
+            "old one kept"
+        );
+
+        store.load(&write_pair(&dir, "c")).unwrap();
+        assert!(
+            !Arc::ptr_eq(&before, &store.current.load_full().unwrap()),
+            "swapped"
+        );
+    }
+}
