@@ -215,6 +215,11 @@ impl Server {
         &self.stats
     }
 
+    /// A nonce for `client`, as a 401 would carry (for clients built into tests and fuzzing).
+    pub fn nonce_for(&self, client: IpAddr, unix: u64) -> String {
+        self.nonces.issue(client, unix)
+    }
+
     /// Whether `addr` is a relay address of this server's live allocations.
     pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
         self.own_relays.contains_key(&addr)
