@@ -12,6 +12,7 @@ use crate::config::Config;
 /// Every listening socket, grouped by the service that will own it.
 pub struct Listeners {
     pub web: Vec<TcpListener>,
+    pub web_tls: Vec<TcpListener>,
     /// Per `turn.listen` address, one `SO_REUSEPORT` UDP socket per relay worker, and a TCP
     /// listener on the same port.
     pub turn_udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
@@ -74,6 +75,7 @@ impl Listeners {
         }
         Ok(Listeners {
             web: tcp_all("web.listen", &config.web.listen)?,
+            web_tls: tcp_all("web.tls_listen", &config.web.tls_listen)?,
             turn_udp,
             turn_tcp,
             turn_tls: tcp_all("turn.tls_listen", &config.turn.tls_listen)?,

@@ -65,12 +65,6 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     });
     add_generated_secret(&mut config, generated_secret.as_deref());
 
-    if !config.web.tls_listen.is_empty() {
-        log::error!(
-            "web.tls_listen is set, but this version of rallypoint does not serve HTTPS yet; \
-             not listening there"
-        );
-    }
     let certificates = Arc::new(Certificates::default());
     certificates.load(&config.tls).map_err(StartError::Tls)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -79,6 +73,9 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     for l in &listeners.web {
         log::info!("serving http://{}/", l.local_addr()?);
     }
+    for l in &listeners.web_tls {
+        log::info!("serving https://{}/", l.local_addr()?);
+    }
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -86,7 +83,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let mut registry = metrics::registry();
     let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone(), &mut registry);
     tasks.spawn(hub);
-    tasks.spawn(turn::start(
+    let (turn_allocations, relay) = turn::start(
         listeners.turn_udp,
         listeners.turn_tcp,
         listeners.turn_tls,
@@ -94,13 +91,20 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         config_rx.clone(),
         shutdown_rx.clone(),
         &mut registry,
-    ));
+    );
+    tasks.spawn(relay);
+    let compression = config_rx.borrow().web.compression_cache.0 as usize;
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
+        health: web::Health { turn_allocations },
+        certificates: certificates.clone(),
+        isolation: Default::default(),
+        compression: web::CompressionCache::new(compression),
     });
     tasks.spawn(web::serve(
         listeners.web,
+        listeners.web_tls,
         config_rx.clone(),
         routes,
         shutdown_rx.clone(),

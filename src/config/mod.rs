@@ -86,6 +86,14 @@ pub struct Web {
     /// The folder holding the game's HTML5 export.
     pub root: PathBuf,
     pub cross_origin_isolation: CrossOriginIsolation,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: u32,
+    /// Time a client gets to send its request headers (and a keep-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Memory for files compressed on the fly.
+    pub compression_cache: ByteSize,
+    /// Addresses allowed to read /metrics.
+    pub metrics_allow: Vec<IpNet>,
 }
 
 impl Default for Web {
@@ -95,6 +103,10 @@ impl Default for Web {
             tls_listen: vec![],
             root: PathBuf::from("www"),
             cross_origin_isolation: CrossOriginIsolation::Auto,
+            max_connections: 10_000,
+            header_timeout: secs(10),
+            compression_cache: ByteSize(256 << 20),
+            metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         }
     }
 }

@@ -79,6 +79,13 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
         }
     }
 
+    if c.web.max_connections == 0 {
+        err("web.max_connections", "must be at least 1".into());
+    }
+    if c.web.header_timeout.0.is_zero() {
+        err("web.header_timeout", "must be longer than 0s".into());
+    }
+
     // Signalling.
     let s = &c.signal;
     if !s.path.starts_with('/') || s.path.contains(['?', '#', ' ']) {

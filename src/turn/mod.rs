@@ -288,8 +288,8 @@ impl Metrics {
     }
 }
 
-/// Registers the relay's metrics; the returned task serves `turn.listen` and `turn.tls_listen`
-/// until shutdown.
+/// Registers the relay's metrics; returns the live-allocations gauge and the task that serves
+/// `turn.listen` and `turn.tls_listen` until shutdown.
 pub fn start(
     udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     tcp: Vec<TcpListener>,
@@ -298,9 +298,10 @@ pub fn start(
     mut config: watch::Receiver<Arc<Config>>,
     mut shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
-) -> impl Future<Output = ()> + use<> {
+) -> (Gauge, impl Future<Output = ()> + use<>) {
     let metrics = Metrics::default();
     metrics.register(registry);
+    let allocations = metrics.allocations.clone();
     let current = config.borrow().clone();
     let (v4, v6) = relay_addresses(&current);
     log::info!(
@@ -322,7 +323,7 @@ pub fn start(
             retired: [0; 5],
         }),
     });
-    async move {
+    let task = async move {
         let mut tasks = JoinSet::new();
         for (addr, sockets) in udp {
             for socket in sockets {
@@ -360,7 +361,8 @@ pub fn start(
             relay.retire();
             task.abort();
         }
-    }
+    };
+    (allocations, task)
 }
 
 async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shared>) {

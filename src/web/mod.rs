@@ -1,90 +1,128 @@
-//! The HTTP side: serves the game's HTML5 export from `web.root`, or a built-in page saying
-//! rallypoint runs when that folder does not exist.
+//! The HTTP side: serves the game's HTML5 export from `web.root` (or a built-in page saying
+//! rallypoint runs), the signalling WebSocket on `signal.path`, TURN credentials at `/api/ice`,
+//! `/healthz` and `/metrics`. HTTP/1.1 on `web.listen`; HTTP/1.1 and HTTP/2 over TLS on
+//! `web.tls_listen`, where plain HTTP then redirects.
 
+mod compress;
 mod files;
+mod isolation;
+mod negotiate;
+mod static_files;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{
-    ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, UPGRADE,
-};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::Config;
-use crate::metrics;
 use crate::signal::{Signal, handshake};
+use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
+use crate::{credentials, metrics};
+pub use compress::CompressionCache;
 use files::Refused;
+use isolation::Isolation;
 
 const WELCOME: &str = include_str!("welcome.html");
 
-/// A client that has not sent its request headers by then is disconnected.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests that carry a body larger than this are refused: nothing here takes uploads.
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+/// The ACME HTTP-01 challenge path, which must stay reachable over plain HTTP.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
-type Body = Full<Bytes>;
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Gauges `/healthz` reports, owned by the services that keep them.
+pub struct Health {
+    pub turn_allocations: Gauge,
+}
 
 /// What the web server hands requests to besides files.
 pub struct Routes {
     pub signal: Arc<Signal>,
-    pub metrics: prometheus_client::registry::Registry,
+    pub metrics: Registry,
+    pub health: Health,
+    pub certificates: Arc<Certificates>,
+    pub isolation: Isolation,
+    pub compression: CompressionCache,
 }
 
-/// Serves HTTP on `listeners` until `shutdown` turns true, then lets open requests finish.
+/// A connection's listener kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` turns true, then lets open
+/// requests finish.
 pub async fn serve(
-    listeners: Vec<TcpListener>,
+    plain: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
     config: watch::Receiver<Arc<Config>>,
     routes: Arc<Routes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let settings = config.borrow().web.clone();
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        // Also closes keep-alive connections idle for this long between requests.
+        .header_read_timeout(settings.header_timeout.0);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(128);
+    let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[b"h2", b"http/1.1"]));
     let graceful = GracefulShutdown::new();
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
-    for listener in listeners {
-        let conn_tx = conn_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(accepted) => {
-                        if conn_tx.send(accepted).await.is_err() {
-                            return;
-                        }
-                    }
-                    // Out of descriptors, or a connection reset before accept: keep serving.
-                    Err(e) => {
-                        log::warn!("web: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, Scheme)>(64);
+    for (listener, scheme) in plain
+        .into_iter()
+        .map(|l| (l, Scheme::Http))
+        .chain(tls.into_iter().map(|l| (l, Scheme::Https)))
+    {
+        tokio::spawn(accept(listener, scheme, conn_tx.clone()));
     }
     drop(conn_tx);
     loop {
         tokio::select! {
-            Some((stream, remote)) = conn_rx.recv() => {
-                let config = config.clone();
-                let routes = routes.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let config = config.borrow().clone();
-                    let routes = routes.clone();
-                    async move { Ok::<_, Infallible>(handle(&config, &routes, remote, req).await) }
-                });
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+            Some((stream, remote, scheme)) = conn_rx.recv() => {
+                // Over the cap, the connection is closed at once rather than queued.
+                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+                let service = {
+                    let (config, routes) = (config.clone(), routes.clone());
+                    hyper::service::service_fn(move |req| {
+                        let (config, routes) = (config.borrow().clone(), routes.clone());
+                        async move { Ok::<_, Infallible>(handle(&config, &routes, remote, scheme, req).await) }
+                    })
+                };
+                let watcher = graceful.watcher();
+                let (http, acceptor) = (http.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let _slot = slot;
+                    let result = match scheme {
+                        Scheme::Http => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                        // The handshake runs here, in the connection's task, under a timeout.
+                        Scheme::Https => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned()).await,
+                            _ => return,
+                        },
+                    };
+                    if let Err(e) = result {
                         log::debug!("web: connection ended: {e}");
                     }
                 });
@@ -92,40 +130,156 @@ pub async fn serve(
             _ = crate::service::stopped(&mut shutdown) => break,
         }
     }
-    // Dropping the receiver ends the accept loops, which closes the listening sockets.
     drop(conn_rx);
     graceful.shutdown().await;
+}
+
+async fn accept(
+    listener: TcpListener,
+    scheme: Scheme,
+    conns: mpsc::Sender<(TcpStream, SocketAddr, Scheme)>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if conns.send((stream, remote, scheme)).await.is_err() {
+                    return;
+                }
+            }
+            // Out of descriptors, or a connection reset before accept: keep serving.
+            Err(e) => {
+                log::warn!("web: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn handle(
     config: &Config,
     routes: &Routes,
     remote: SocketAddr,
+    scheme: Scheme,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    let path = req.uri().path();
-    let response = if path == config.signal.path {
-        upgrade(config, &routes.signal, &mut req)
-    } else if path == "/metrics" {
-        if remote.ip().to_canonical().is_loopback() {
-            let text = metrics::render(&routes.metrics);
-            page(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                text.into(),
-            )
-        } else {
-            plain(
-                StatusCode::FORBIDDEN,
-                "metrics are only served to this machine\n",
-            )
-        }
-    } else {
-        respond(config, &req).await
-    };
+    let response = route(config, routes, remote, scheme, &mut req).await;
     let status = response.status().as_u16();
     log::debug!("{} {} {status}", req.method(), req.uri().path());
     response
+}
+
+async fn route(
+    config: &Config,
+    routes: &Routes,
+    remote: SocketAddr,
+    scheme: Scheme,
+    req: &mut Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if scheme == Scheme::Http
+        && !config.web.tls_listen.is_empty()
+        && !path.starts_with(ACME_CHALLENGE)
+    {
+        return redirect_to_https(config, req);
+    }
+    let declared_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_body.is_some_and(|n| n > MAX_REQUEST_BODY) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    if path == config.signal.path {
+        return upgrade(config, &routes.signal, req);
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path.as_str() {
+        "/api/ice" => ice(config, req),
+        "/healthz" => health(routes),
+        "/metrics" => {
+            let ip = remote.ip().to_canonical();
+            if config.web.metrics_allow.iter().any(|net| net.contains(&ip)) {
+                let text = metrics::render(&routes.metrics);
+                page(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.into(),
+                )
+            } else {
+                plain(
+                    StatusCode::FORBIDDEN,
+                    "metrics are not served to this address (web.metrics_allow)\n",
+                )
+            }
+        }
+        _ => files(config, routes, req, &path).await,
+    }
+}
+
+async fn files(
+    config: &Config,
+    routes: &Routes,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Response<Body> {
+    if !config.web.root.is_dir() && path == "/" {
+        return page(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(WELCOME.as_bytes()),
+        );
+    }
+    match files::resolve(&config.web.root, path) {
+        Ok(file) => {
+            static_files::serve(
+                req.method(),
+                req.headers(),
+                &file,
+                config.web.cross_origin_isolation,
+                &routes.isolation,
+                &routes.compression,
+            )
+            .await
+        }
+        Err(Refused::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
+        Err(Refused::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// 308 to the same path and query on the first HTTPS listener.
+fn redirect_to_https(config: &Config, req: &Request<Incoming>) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                .map_or(h, |(n, _)| n)
+        })
+        .map(str::to_string)
+        .or_else(|| config.server.domain.clone())
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.web.tls_listen[0].port();
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    let target = format!(
+        "https://{authority}{}",
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    Response::builder()
+        .status(StatusCode::PERMANENT_REDIRECT)
+        .header(header::LOCATION, target)
+        .body(full(Bytes::new()))
+        .expect("valid response")
 }
 
 /// Hands a WebSocket upgrade on `signal.path` to the signalling hub.
@@ -135,52 +289,71 @@ fn upgrade(config: &Config, signal: &Signal, req: &mut Request<Incoming>) -> Res
             signal.spawn_session(hyper::upgrade::on(req));
             Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header(UPGRADE, "websocket")
-                .header(CONNECTION, "Upgrade")
-                .header(SEC_WEBSOCKET_ACCEPT, accept)
-                .body(Body::default())
+                .header(header::UPGRADE, "websocket")
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+                .body(full(Bytes::new()))
                 .expect("valid response")
         }
         Err(refused) => plain(refused.status, refused.message),
     }
 }
 
-async fn respond(config: &Config, req: &Request<Incoming>) -> Response<Body> {
-    // hyper sends HEAD responses without their body but with its Content-Length.
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut().insert(ALLOW, "GET, HEAD".parse().unwrap());
-        return r;
-    }
-    let path = req.uri().path();
-    if !config.web.root.is_dir() && path == "/" {
-        page(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            Bytes::from_static(WELCOME.as_bytes()),
-        )
-    } else {
-        match files::resolve(&config.web.root, path) {
-            Ok(file) => match tokio::fs::read(&file).await {
-                Ok(bytes) => page(StatusCode::OK, files::content_type(&file), bytes.into()),
-                Err(e) => {
-                    log::warn!("web: cannot read {}: {e}", file.display());
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n")
-                }
-            },
-            Err(Refused::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
-            Err(Refused::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
+/// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
+/// and Godot's `WebRTCPeerConnection.initialize()` take them.
+fn ice(config: &Config, req: &Request<Incoming>) -> Response<Body> {
+    let Some(secret) = config.turn.secrets.first() else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no turn.secrets configured: /api/ice mints credentials with one\n",
+        );
+    };
+    let credential = credentials::mint(secret, "", config.turn.credential_ttl.0, SystemTime::now());
+    let body = credentials::ice_servers(config, &credential).to_string();
+    let mut response = page(StatusCode::OK, "application/json", body.into());
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|o| o.to_str().ok());
+    if let Some(origin) = origin.filter(|o| handshake::origin_allowed(o, host, config)) {
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
     }
+    response
+}
+
+fn health(routes: &Routes) -> Response<Body> {
+    let m = routes.signal.metrics();
+    let body = serde_json::json!({
+        "status": "ok",
+        "web": {"status": "ok", "tls": routes.certificates.is_loaded()},
+        "signal": {"status": "ok", "peers": m.peers.get(), "lobbies": m.lobbies.get()},
+        "turn": {"status": "ok", "allocations": routes.health.turn_allocations.get()},
+    });
+    let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 fn page(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header(CONTENT_TYPE, content_type)
-        // Godot export file names carry no content hash: always revalidate.
-        .header(CACHE_CONTROL, "no-cache")
-        .body(Full::new(body))
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(full(body))
         .expect("valid response")
 }
 

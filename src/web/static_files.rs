@@ -1,0 +1,170 @@
+//! Serving one file of the export: picks the representation (precompressed sidecar, cached
+//! on-the-fly compression, or the file itself), applies validators, conditional requests and
+//! ranges, and adds the headers a Godot export needs.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Bytes, Frame};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::compress::{self, CompressionCache};
+use super::isolation::Isolation;
+use super::negotiate::{self, Coding, Range};
+use super::{Body, files, full, plain};
+use crate::config::CrossOriginIsolation;
+
+/// Where the bytes of the chosen representation come from.
+enum Source {
+    /// A file on disk: the original or a sidecar.
+    File(PathBuf),
+    Memory(Bytes),
+}
+
+pub async fn serve(
+    method: &Method,
+    headers: &HeaderMap,
+    file: &Path,
+    mode: CrossOriginIsolation,
+    isolation: &Isolation,
+    cache: &CompressionCache,
+) -> Response<Body> {
+    let Ok(meta) = tokio::fs::metadata(file).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let content_type = files::content_type(file);
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+
+    // Representations on offer, best first: sidecars no older than the file, then compression.
+    let mut available = Vec::new();
+    for coding in [Coding::Brotli, Coding::Gzip] {
+        let sidecar = sidecar(file, coding);
+        let fresh = tokio::fs::metadata(&sidecar)
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|t| t >= modified);
+        if fresh || compress::compressible(file, content_type) {
+            available.push(coding);
+        }
+    }
+    available.push(Coding::Identity);
+    let Some(coding) = negotiate::choose_coding(header(header::ACCEPT_ENCODING), &available) else {
+        return plain(StatusCode::NOT_ACCEPTABLE, "no acceptable content coding\n");
+    };
+    let (source, len, tag_len) = match coding {
+        Coding::Identity => (Source::File(file.to_path_buf()), meta.len(), meta.len()),
+        _ => {
+            let sidecar = sidecar(file, coding);
+            match tokio::fs::metadata(&sidecar).await {
+                Ok(m) if m.modified().is_ok_and(|t| t >= modified) => {
+                    (Source::File(sidecar), m.len(), meta.len())
+                }
+                _ => match cache.get(file, coding, modified, meta.len()).await {
+                    Ok(bytes) => {
+                        let n = bytes.len() as u64;
+                        (Source::Memory(bytes), n, meta.len())
+                    }
+                    Err(e) => {
+                        log::warn!("web: cannot compress {}: {e}", file.display());
+                        return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+                    }
+                },
+            }
+        }
+    };
+    let etag = negotiate::etag(tag_len, modified, coding);
+
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, httpdate::fmt_http_date(modified))
+        // Godot export file names carry no content hash: always revalidate.
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::VARY, "Accept-Encoding")
+        .header(header::ACCEPT_RANGES, "bytes");
+    if coding != Coding::Identity {
+        response = response.header(header::CONTENT_ENCODING, coding.token());
+    }
+    if isolation.applies(mode, file) {
+        response = response
+            .header("cross-origin-opener-policy", "same-origin")
+            .header("cross-origin-embedder-policy", "require-corp")
+            .header("cross-origin-resource-policy", "same-origin");
+    }
+    if negotiate::not_modified(
+        header(header::IF_NONE_MATCH),
+        header(header::IF_MODIFIED_SINCE),
+        &etag,
+        modified,
+    ) {
+        return response
+            .status(StatusCode::NOT_MODIFIED)
+            .body(full(Bytes::new()))
+            .expect("valid response");
+    }
+    let (status, start, count) = match negotiate::range(
+        header(header::RANGE),
+        header(header::IF_RANGE),
+        len,
+        &etag,
+        modified,
+    ) {
+        Range::Full => (StatusCode::OK, 0, len),
+        Range::Part(first, last) => {
+            response =
+                response.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, first, last - first + 1)
+        }
+        Range::Unsatisfiable => {
+            return response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(full(Bytes::new()))
+                .expect("valid response");
+        }
+    };
+    response = response
+        .status(status)
+        .header(header::CONTENT_LENGTH, count);
+    if method == Method::HEAD {
+        return response.body(full(Bytes::new())).expect("valid response");
+    }
+    let body = match source {
+        Source::Memory(bytes) => full(bytes.slice(start as usize..(start + count) as usize)),
+        Source::File(path) => match stream_file(&path, start, count).await {
+            Ok(body) => body,
+            Err(e) => {
+                log::warn!("web: cannot read {}: {e}", path.display());
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+            }
+        },
+    };
+    response.body(body).expect("valid response")
+}
+
+fn sidecar(file: &Path, coding: Coding) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(coding.suffix().unwrap_or(""));
+    PathBuf::from(name)
+}
+
+/// `count` bytes of `path` from `start`, read as the client takes them.
+async fn stream_file(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(count), 64 * 1024).map_ok(Frame::data);
+    Ok(StreamBody::new(stream).boxed())
+}
