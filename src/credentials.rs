@@ -61,18 +61,38 @@ pub fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where the TURN listeners are: as configured, or as bound (port 0 becomes the real port).
+#[derive(Clone, Debug, Default)]
+pub struct TurnAddresses {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+}
+
+impl From<&Config> for TurnAddresses {
+    fn from(config: &Config) -> Self {
+        TurnAddresses {
+            listen: config.turn.listen.clone(),
+            tls_listen: config.turn.tls_listen.clone(),
+        }
+    }
+}
+
 /// The `{"iceServers": [...]}` dictionary for `RTCPeerConnection` and Godot's
 /// `WebRTCPeerConnection.initialize()`: a STUN URL and TURN URLs for every TURN listener.
-pub fn ice_servers(config: &Config, credential: &Credential) -> serde_json::Value {
+pub fn ice_servers(
+    config: &Config,
+    at: &TurnAddresses,
+    credential: &Credential,
+) -> serde_json::Value {
     let mut urls = Vec::new();
-    for addr in &config.turn.listen {
+    for addr in &at.listen {
         let host = advertised_host(config, *addr);
         let port = addr.port();
         urls.push(format!("stun:{host}:{port}"));
         urls.push(format!("turn:{host}:{port}?transport=udp"));
         urls.push(format!("turn:{host}:{port}?transport=tcp"));
     }
-    for addr in &config.turn.tls_listen {
+    for addr in &at.tls_listen {
         let host = advertised_host(config, *addr);
         urls.push(format!("turns:{host}:{}?transport=tcp", addr.port()));
     }
@@ -162,7 +182,7 @@ mod tests {
         config.server.domain = Some("game.example.org".into());
         config.turn.tls_listen = vec!["0.0.0.0:5349".parse().unwrap()];
         let c = mint("sixteen-byte-key", "", Duration::from_secs(60), UNIX_EPOCH);
-        let v = ice_servers(&config, &c);
+        let v = ice_servers(&config, &TurnAddresses::from(&config), &c);
         assert_eq!(
             v["iceServers"][0]["urls"],
             json!([

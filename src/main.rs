@@ -108,7 +108,8 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     println!("password: {}", credential.password);
     println!("expires:  {}", humantime::format_rfc3339_seconds(expires));
     println!();
-    println!("{}", credentials::ice_servers(config, &credential));
+    let at = credentials::TurnAddresses::from(config);
+    println!("{}", credentials::ice_servers(config, &at, &credential));
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -70,6 +70,15 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listeners = Listeners::bind(&config, workers).map_err(StartError::Bind)?;
     let status = listening_status(&listeners);
+    let bound = |ls: &[tokio::net::TcpListener]| {
+        ls.iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect::<Vec<_>>()
+    };
+    let turn_addresses = credentials::TurnAddresses {
+        listen: bound(&listeners.turn_tcp),
+        tls_listen: bound(&listeners.turn_tls),
+    };
     for l in &listeners.web {
         log::info!("serving http://{}/", l.local_addr()?);
     }
@@ -98,6 +107,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         signal,
         metrics: registry,
         health: web::Health { turn_allocations },
+        turn_addresses,
+        https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
         isolation: Default::default(),
         compression: web::CompressionCache::new(compression),
@@ -286,6 +297,7 @@ fn listening_status(l: &Listeners) -> String {
     let mut parts = Vec::new();
     let groups = [
         ("web", &l.web),
+        ("web_tls", &l.web_tls),
         ("turn", &l.turn_tcp),
         ("turn_tls", &l.turn_tls),
     ];

@@ -54,6 +54,10 @@ pub struct Routes {
     pub signal: Arc<Signal>,
     pub metrics: Registry,
     pub health: Health,
+    /// The TURN listeners as bound, for the URLs `/api/ice` hands out.
+    pub turn_addresses: credentials::TurnAddresses,
+    /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
+    pub https_port: Option<u16>,
     pub certificates: Arc<Certificates>,
     pub isolation: Isolation,
     pub compression: CompressionCache,
@@ -176,11 +180,11 @@ async fn route(
     req: &mut Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
-    if scheme == Scheme::Http
-        && !config.web.tls_listen.is_empty()
-        && !path.starts_with(ACME_CHALLENGE)
-    {
-        return redirect_to_https(config, req);
+    let redirect = routes
+        .https_port
+        .filter(|_| scheme == Scheme::Http && !path.starts_with(ACME_CHALLENGE));
+    if let Some(port) = redirect {
+        return redirect_to_https(config, port, req);
     }
     let declared_body = req
         .headers()
@@ -199,7 +203,7 @@ async fn route(
         return r;
     }
     match path.as_str() {
-        "/api/ice" => ice(config, req),
+        "/api/ice" => ice(config, &routes.turn_addresses, req),
         "/healthz" => health(routes),
         "/metrics" => {
             let ip = remote.ip().to_canonical();
@@ -252,7 +256,7 @@ async fn files(
 }
 
 /// 308 to the same path and query on the first HTTPS listener.
-fn redirect_to_https(config: &Config, req: &Request<Incoming>) -> Response<Body> {
+fn redirect_to_https(config: &Config, port: u16, req: &Request<Incoming>) -> Response<Body> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -265,7 +269,6 @@ fn redirect_to_https(config: &Config, req: &Request<Incoming>) -> Response<Body>
         .map(str::to_string)
         .or_else(|| config.server.domain.clone())
         .unwrap_or_else(|| "localhost".into());
-    let port = config.web.tls_listen[0].port();
     let authority = if port == 443 {
         host
     } else {
@@ -301,7 +304,11 @@ fn upgrade(config: &Config, signal: &Signal, req: &mut Request<Incoming>) -> Res
 
 /// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
 /// and Godot's `WebRTCPeerConnection.initialize()` take them.
-fn ice(config: &Config, req: &Request<Incoming>) -> Response<Body> {
+fn ice(
+    config: &Config,
+    at: &credentials::TurnAddresses,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     let Some(secret) = config.turn.secrets.first() else {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -309,7 +316,7 @@ fn ice(config: &Config, req: &Request<Incoming>) -> Response<Body> {
         );
     };
     let credential = credentials::mint(secret, "", config.turn.credential_ttl.0, SystemTime::now());
-    let body = credentials::ice_servers(config, &credential).to_string();
+    let body = credentials::ice_servers(config, at, &credential).to_string();
     let mut response = page(StatusCode::OK, "application/json", body.into());
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

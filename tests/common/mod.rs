@@ -48,6 +48,8 @@ pub struct Server {
     pub turn: SocketAddr,
     /// The first `turn.tls_listen` address, when there is one.
     pub turn_tls: Option<SocketAddr>,
+    /// The first `web.tls_listen` address, when there is one.
+    pub web_tls: Option<SocketAddr>,
 }
 
 impl Server {
@@ -69,10 +71,14 @@ impl Server {
         };
         s.web = addr("web");
         s.turn = addr("turn");
-        s.turn_tls = status
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("turn_tls="))
-            .map(|a| a.parse().unwrap());
+        let optional = |name: &str| {
+            status
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .map(|a| a.parse().unwrap())
+        };
+        s.turn_tls = optional("turn_tls");
+        s.web_tls = optional("web_tls");
         s
     }
 
@@ -122,6 +128,7 @@ impl Server {
             web: unset,
             turn: unset,
             turn_tls: None,
+            web_tls: None,
         }
     }
 

@@ -1,0 +1,556 @@
+//! The web server against a Godot export fixture: hyper's client for ordinary requests (HTTP/1.1,
+//! and HTTP/2 over TLS), raw TCP where a client would clean the path up first, or to be slow.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{Server, temp_dir};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+const SECRET: &str = "web-test-secret-0123456789";
+
+/// A Godot export with threads (isolated), one without, sidecars, and a way out of the root.
+fn export() -> PathBuf {
+    let dir = temp_dir("www");
+    let www = dir.join("www");
+    for (sub, threads) in [("threads", true), ("single", false)] {
+        std::fs::create_dir_all(www.join(sub)).unwrap();
+        let html =
+            format!("<!doctype html><script>const GODOT_THREADS_ENABLED = {threads};</script>");
+        std::fs::write(www.join(sub).join("index.html"), html).unwrap();
+        for name in [
+            "index.js",
+            "index.wasm",
+            "index.pck",
+            "index.png",
+            "index.icon.png",
+            "index.apple-touch-icon.png",
+            "index.audio.worklet.js",
+            "index.audio.position.worklet.js",
+            "index.service.worker.js",
+            "index.manifest.json",
+            "index.offline.html",
+            "index.side.wasm",
+            "index.svg",
+            "favicon.ico",
+            "style.css",
+            "app.webmanifest",
+        ] {
+            std::fs::write(
+                www.join(sub).join(name),
+                format!("content of {name} ").repeat(200),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(www.join("game.wasm"), b"\0asm".repeat(5000)).unwrap();
+    std::fs::write(www.join("game.wasm.br"), b"BROTLI SIDECAR").unwrap();
+    std::fs::write(www.join("game.wasm.gz"), b"GZIP SIDECAR").unwrap();
+    std::fs::write(www.join("data.bin"), (0..=255u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(www.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(dir.join("outside.txt"), "OUTSIDE-THE-ROOT").unwrap();
+    std::os::unix::fs::symlink(dir.join("outside.txt"), www.join("link.txt")).unwrap();
+    www
+}
+
+fn server_for(www: &Path, extra: &str) -> Server {
+    Server::start(&format!(
+        "[web]\nlisten = [\"127.0.0.1:0\"]\nroot = \"{}\"\n{extra}\n[turn]\nlisten = [\"127.0.0.1:0\"]\n\
+         secrets = [\"{SECRET}\"]\n",
+        www.display()
+    ))
+}
+
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response<Bytes> {
+    send(addr, "GET", path, headers).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response<Bytes> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+fn header<'a>(r: &'a Response<Bytes>, name: &str) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn every_godot_export_file_gets_its_mime_type() {
+    let www = export();
+    let server = server_for(&www, "");
+    for (file, mime) in [
+        ("index.html", "text/html; charset=utf-8"),
+        ("index.js", "text/javascript; charset=utf-8"),
+        ("index.wasm", "application/wasm"),
+        ("index.side.wasm", "application/wasm"),
+        ("index.pck", "application/octet-stream"),
+        ("index.png", "image/png"),
+        ("index.icon.png", "image/png"),
+        ("index.apple-touch-icon.png", "image/png"),
+        ("index.audio.worklet.js", "text/javascript; charset=utf-8"),
+        (
+            "index.audio.position.worklet.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("index.service.worker.js", "text/javascript; charset=utf-8"),
+        ("index.manifest.json", "application/json"),
+        ("index.offline.html", "text/html; charset=utf-8"),
+        ("index.svg", "image/svg+xml"),
+        ("favicon.ico", "image/x-icon"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("app.webmanifest", "application/manifest+json"),
+    ] {
+        let r = get(server.web, &format!("/single/{file}"), &[]).await;
+        assert_eq!(r.status(), 200, "{file}");
+        assert_eq!(header(&r, "content-type"), Some(mime), "{file}");
+        assert_eq!(header(&r, "cache-control"), Some("no-cache"), "{file}");
+    }
+    let r = get(server.web, "/single/", &[]).await;
+    assert!(r.body().starts_with(b"<!doctype html>"), "directory index");
+}
+
+#[tokio::test]
+async fn validators_give_304() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(server.web, "/data.bin", &[]).await;
+    let etag = header(&r, "etag").unwrap().to_string();
+    let modified = header(&r, "last-modified").unwrap().to_string();
+    assert!(etag.starts_with("W/\""));
+    let r = get(server.web, "/data.bin", &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status(), 304);
+    assert!(r.body().is_empty());
+    let r = get(server.web, "/data.bin", &[("if-modified-since", &modified)]).await;
+    assert_eq!(r.status(), 304);
+    let r = get(server.web, "/data.bin", &[("if-none-match", "W/\"stale\"")]).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn ranges_give_206_and_416() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(server.web, "/data.bin", &[("range", "bytes=10-19")]).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(header(&r, "content-range"), Some("bytes 10-19/256"));
+    assert_eq!(r.body().as_ref(), &(10..20u8).collect::<Vec<_>>()[..]);
+    let r = get(server.web, "/data.bin", &[("range", "bytes=-6")]).await;
+    assert_eq!(r.body().as_ref(), &(250..=255u8).collect::<Vec<_>>()[..]);
+    let r = get(server.web, "/data.bin", &[("range", "bytes=300-")]).await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(header(&r, "content-range"), Some("bytes */256"));
+    let modified = get(server.web, "/data.bin", &[]).await;
+    let date = header(&modified, "last-modified").unwrap().to_string();
+    let r = get(
+        server.web,
+        "/data.bin",
+        &[("range", "bytes=0-0"), ("if-range", &date)],
+    )
+    .await;
+    assert_eq!(r.status(), 206);
+    let r = get(
+        server.web,
+        "/data.bin",
+        &[
+            ("range", "bytes=0-0"),
+            ("if-range", "Mon, 01 Jan 2001 00:00:00 GMT"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (r.status(), r.body().len()),
+        (StatusCode::OK, 256),
+        "If-Range mismatch: whole file"
+    );
+}
+
+#[tokio::test]
+async fn head_answers_headers_only() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = send(server.web, "HEAD", "/data.bin", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-length"), Some("256"));
+    assert!(r.body().is_empty());
+    assert_eq!(
+        send(server.web, "POST", "/data.bin", &[]).await.status(),
+        405
+    );
+}
+
+#[tokio::test]
+async fn content_coding_follows_accept_encoding() {
+    use std::io::Read;
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(
+        server.web,
+        "/game.wasm",
+        &[("accept-encoding", "gzip, deflate, br")],
+    )
+    .await;
+    assert_eq!(
+        (header(&r, "content-encoding"), r.body().as_ref()),
+        (Some("br"), &b"BROTLI SIDECAR"[..])
+    );
+    assert_eq!(header(&r, "vary"), Some("Accept-Encoding"));
+    let r = get(
+        server.web,
+        "/game.wasm",
+        &[("accept-encoding", "gzip, br;q=0")],
+    )
+    .await;
+    assert_eq!(
+        (header(&r, "content-encoding"), r.body().as_ref()),
+        (Some("gzip"), &b"GZIP SIDECAR"[..])
+    );
+    let r = get(
+        server.web,
+        "/game.wasm",
+        &[("accept-encoding", "br;q=0, gzip;q=0")],
+    )
+    .await;
+    assert_eq!(
+        (header(&r, "content-encoding"), r.body().len()),
+        (None, 20_000)
+    );
+    let r = get(server.web, "/game.wasm", &[]).await;
+    assert_eq!(header(&r, "content-encoding"), None);
+
+    // No sidecar: compressed on the fly, and decodes back to the file.
+    let original = std::fs::read(www.join("single/index.js")).unwrap();
+    let r = get(server.web, "/single/index.js", &[("accept-encoding", "br")]).await;
+    assert_eq!(header(&r, "content-encoding"), Some("br"));
+    let mut back = Vec::new();
+    brotli::Decompressor::new(r.body().as_ref(), 4096)
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, original);
+    let r = get(
+        server.web,
+        "/single/index.js",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+    let mut back = Vec::new();
+    flate2::read::GzDecoder::new(r.body().as_ref())
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, original);
+    // Images are not worth it.
+    let r = get(
+        server.web,
+        "/single/index.png",
+        &[("accept-encoding", "br")],
+    )
+    .await;
+    assert_eq!(header(&r, "content-encoding"), None);
+}
+
+/// Sends `target` exactly as written and returns the whole response.
+fn raw(addr: SocketAddr, target: &str) -> Vec<u8> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn no_byte_from_outside_the_root() {
+    let www = export();
+    let server = server_for(&www, "");
+    for target in [
+        "/../outside.txt",
+        "/single/../../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/%2E%2E/outside.txt",
+        "/..%2foutside.txt",
+        "/..%2Foutside.txt",
+        "/%2e%2e%2foutside.txt",
+        "/..\\outside.txt",
+        "/single\\..\\..\\outside.txt",
+        "/%5c..%5coutside.txt",
+        "/%252e%252e/outside.txt",
+        "/%252e%252e%252foutside.txt",
+        "/outside.txt%00.png",
+        "/link.txt%00",
+        "/C:\\outside.txt",
+        "/C:/outside.txt",
+        "//outside.txt",
+        "/link.txt",
+        "/.env",
+        "/%2eenv",
+        "/single/%2e%2e/%2e%2e/outside.txt",
+    ] {
+        let response = raw(server.web, target);
+        let text = String::from_utf8_lossy(&response);
+        assert!(
+            !text.contains("OUTSIDE-THE-ROOT") && !text.contains("SECRET=1"),
+            "{target}: {text}"
+        );
+        assert!(
+            text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 404"),
+            "{target}: {}",
+            text.lines().next().unwrap_or("")
+        );
+    }
+}
+
+#[tokio::test]
+async fn threaded_exports_are_cross_origin_isolated() {
+    let www = export();
+    let server = server_for(&www, "");
+    for file in ["index.html", "index.js", "index.wasm", "index.pck"] {
+        let r = get(server.web, &format!("/threads/{file}"), &[]).await;
+        assert_eq!(
+            header(&r, "cross-origin-opener-policy"),
+            Some("same-origin"),
+            "{file}"
+        );
+        assert_eq!(
+            header(&r, "cross-origin-embedder-policy"),
+            Some("require-corp"),
+            "{file}"
+        );
+        let r = get(server.web, &format!("/single/{file}"), &[]).await;
+        assert_eq!(header(&r, "cross-origin-opener-policy"), None, "{file}");
+        assert_eq!(header(&r, "cross-origin-embedder-policy"), None, "{file}");
+    }
+    let forced = server_for(&www, "cross_origin_isolation = \"always\"");
+    let r = get(forced.web, "/single/index.html", &[]).await;
+    assert_eq!(
+        header(&r, "cross-origin-embedder-policy"),
+        Some("require-corp")
+    );
+}
+
+#[tokio::test]
+async fn api_ice_credentials_verify_against_the_turn_secret() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(
+        server.web,
+        "/api/ice",
+        &[("origin", &format!("http://{}", server.web))],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some(format!("http://{}", server.web).as_str())
+    );
+    let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    let ice = &json["iceServers"][0];
+    let username = ice["username"].as_str().unwrap();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(ice["credential"].as_str(), Some(expected.as_str()));
+    let urls: Vec<&str> = ice["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        urls.contains(&format!("turn:127.0.0.1:{}?transport=udp", server.turn.port()).as_str()),
+        "{urls:?}"
+    );
+    let r = get(
+        server.web,
+        "/api/ice",
+        &[("origin", "https://elsewhere.example")],
+    )
+    .await;
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let www = export();
+    let server = server_for(&www, "metrics_allow = [\"10.0.0.0/8\"]");
+    let r = get(server.web, "/healthz", &[]).await;
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["turn"]["allocations"], 0);
+    assert_eq!(json["signal"]["peers"], 0);
+    assert_eq!(
+        get(server.web, "/metrics", &[]).await.status(),
+        403,
+        "loopback not in metrics_allow"
+    );
+}
+
+fn write_cert(dir: &Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    cert
+}
+
+fn tls_client(roots: &[&rcgen::CertifiedKey<rcgen::KeyPair>]) -> tokio_rustls::TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for c in roots {
+        store.add(c.cert.der().clone()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn https_with_h2_redirects_and_a_certificate_swapped_by_sighup() {
+    let www = export();
+    let dir = temp_dir("web-tls");
+    let first = write_cert(&dir);
+    let server = server_for(
+        &www,
+        &format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+    );
+    let mut server = server;
+    let https = server.web_tls.expect("an HTTPS listener");
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+
+    // Plain HTTP redirects, keeping path and query; ACME challenges stay on HTTP.
+    let r = get(server.web, "/single/index.html?x=1", &[]).await;
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        header(&r, "location"),
+        Some(format!("https://127.0.0.1:{}/single/index.html?x=1", https.port()).as_str())
+    );
+    let acme = get(server.web, "/.well-known/acme-challenge/token", &[]).await;
+    assert_ne!(
+        acme.status(),
+        308,
+        "ACME challenges are answered over plain HTTP"
+    );
+
+    // HTTP/2 over TLS, on a connection kept open across the reload.
+    let tls = tls_client(&[&first])
+        .connect(name.clone(), TcpStream::connect(https).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut old, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = || {
+        Request::get(format!("https://localhost:{}/data.bin", https.port()))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(old.send_request(request()).await.unwrap().status(), 200);
+
+    let second = write_cert(&dir);
+    server.signal(libc::SIGHUP);
+    server.wait_notification("RELOADING=1");
+    server.wait_notification("READY=1");
+    // A new client trusting only the new certificate gets in; one trusting only the old does not.
+    let fresh = tls_client(&[&second])
+        .connect(name.clone(), TcpStream::connect(https).await.unwrap())
+        .await;
+    assert!(fresh.is_ok(), "new certificate served: {:?}", fresh.err());
+    let stale = tls_client(&[&first])
+        .connect(name, TcpStream::connect(https).await.unwrap())
+        .await;
+    assert!(stale.is_err(), "old certificate no longer served");
+    // The connection opened before the swap still works.
+    assert_eq!(old.send_request(request()).await.unwrap().status(), 200);
+}
+
+/// 100 clients sending one header byte a second must not delay a normal request, and are cut
+/// off at the header timeout.
+#[tokio::test]
+async fn slowloris_neither_delays_others_nor_lingers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let www = export();
+    let server = server_for(&www, "header_timeout = \"2s\"");
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(server.web).await.unwrap();
+        s.write_all(b"G").await.unwrap();
+        slow.push(s);
+    }
+    let started = Instant::now();
+    let mut drip = tokio::time::interval(Duration::from_secs(1));
+    drip.tick().await;
+    let normal = tokio::spawn({
+        let addr = server.web;
+        async move { get(addr, "/data.bin", &[]).await.status() }
+    });
+    drip.tick().await;
+    for s in &mut slow {
+        let _ = s.write_all(b"E").await;
+    }
+    assert_eq!(normal.await.unwrap(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "normal request delayed: {:?}",
+        started.elapsed()
+    );
+    // By the header timeout (2 s) plus slack, every slow connection has been closed.
+    let mut buf = [0u8; 256];
+    for s in &mut slow {
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "still open");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
