@@ -768,13 +768,13 @@ fn reloaded_credentials_apply_to_new_requests_and_keep_allocations() {
 #[test]
 fn failure_answers_are_rate_limited_per_address() {
     let mut h = Harness::new();
-    let answered = (0..100)
+    let answered = (0..300)
         .filter(|_| {
             let m = h.request(METHOD_ALLOCATE, vec![], false);
             !h.send(&m.raw, tuple(1)).is_empty()
         })
         .count();
-    assert_eq!(answered, 20);
+    assert_eq!(answered, 200);
 }
 
 #[test]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Browser interop: Debian's headless Chromium, driven by playwright-core, loads pages served by
+# rallypoint. A threaded Godot export fixture must be cross-origin isolated with a working
+# SharedArrayBuffer, an unthreaded one must not be, and both open the signalling WebSocket.
+# Chromium and rallypoint run inside a network namespace of their own (lo plus a veth pair), so
+# the browser touches no real interface.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/interop/lib.sh
+need chromium node ip
+here=tests/interop/browser
+[ -d "$here/node_modules/playwright-core" ] || { echo "playwright-core missing: npm ci in $here" >&2; exit 1; }
+
+ns=rp-browser-$$
+dir=$(mktemp -d)
+cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" link add rp0 type veth peer name rp1
+ip -n "$ns" addr add 10.213.0.1/24 dev rp0
+ip -n "$ns" addr add 10.213.0.2/24 dev rp1
+ip -n "$ns" link set rp0 up
+ip -n "$ns" link set rp1 up
+
+cat >"$dir/rallypoint.toml" <<TOML
+[web]
+listen = ["127.0.0.1:0"]
+root = "$PWD/$here/www"
+[turn]
+listen = ["127.0.0.1:0"]
+secrets = ["browser-interop-secret-0123"]
+TOML
+RP_BIN="ip netns exec $ns $PWD/${RP_BIN:-target/debug/rallypoint}"
+$RP_BIN --config "$dir/rallypoint.toml" >"$dir/rallypoint.log" 2>&1 &
+RP_PID=$!
+for _ in $(seq 100); do grep -q ' ready: listening' "$dir/rallypoint.log" && break; sleep 0.1; done
+web=$(grep -o 'web=[^ ]*' "$dir/rallypoint.log" | head -1 | cut -d= -f2)
+[ -n "$web" ] || { cat "$dir/rallypoint.log"; exit 1; }
+HOME="$dir" ip netns exec "$ns" node "$here/check.mjs" "http://$web"
