@@ -111,6 +111,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
         isolation: Default::default(),
+        files: Default::default(),
         compression: web::CompressionCache::new(compression),
     });
     tasks.spawn(web::serve(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::percent_decode_str;
 
 /// Why a request path maps to no file.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// Not a path a file could have: traversal, dotfile, bad encoding.
     Malformed,
@@ -17,8 +17,9 @@ pub enum Refused {
     NotFound,
 }
 
-/// The file a request for `path` (the URL path, still percent-encoded) should get.
-pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
+/// The relative path a request path (still percent-encoded) names, if it could name a file at
+/// all: decoded, and made of normal components only.
+pub fn check_path(path: &str) -> Result<PathBuf, Refused> {
     let decoded = percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| Refused::Malformed)?;
@@ -32,6 +33,12 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
         }
         relative.push(segment);
     }
+    Ok(relative)
+}
+
+/// The file a request for `path` (the URL path, still percent-encoded) should get.
+pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
+    let relative = check_path(path)?;
     let root = root.canonicalize().map_err(|_| Refused::NotFound)?;
     let mut full = root
         .join(&relative)

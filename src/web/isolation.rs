@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::CrossOriginIsolation;
 
@@ -18,11 +18,16 @@ use crate::config::CrossOriginIsolation;
 const SCAN_LIMIT: u64 = 256 * 1024;
 /// Files remembered; the cache is cleared when full rather than growing.
 const CACHE_MAX: usize = 4096;
+/// How long a directory's verdict is used before its files are looked at again. A new export
+/// copied in place is seen within this time.
+const DIRECTORY_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Isolation {
     /// HTML file → (mtime, threads enabled).
     verdicts: Mutex<HashMap<PathBuf, (SystemTime, bool)>>,
+    /// Directory → (when checked, isolated).
+    directories: Mutex<HashMap<PathBuf, (Instant, bool)>>,
 }
 
 impl Isolation {
@@ -36,17 +41,28 @@ impl Isolation {
     }
 
     fn threaded_dir(&self, dir: &Path) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
-        };
-        entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("html"))
-            })
-            .any(|html| self.threaded_html(&html))
+        let now = Instant::now();
+        if let Some(&(at, verdict)) = self.directories.lock().unwrap().get(dir) {
+            if now.duration_since(at) < DIRECTORY_RECHECK {
+                return verdict;
+            }
+        }
+        let verdict = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("html"))
+                })
+                .any(|html| self.threaded_html(&html))
+        });
+        let mut cache = self.directories.lock().unwrap();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(dir.to_path_buf(), (now, verdict));
+        verdict
     }
 
     fn threaded_html(&self, html: &Path) -> bool {
@@ -111,7 +127,9 @@ mod tests {
             &root.join("threads/index.wasm")
         ));
 
-        // A new export in place: the cached verdict follows the file's modification time.
+        // A new export in place: the cached verdict follows the file's modification time, once
+        // the directory is looked at again.
+        iso.directories.lock().unwrap().clear();
         let html = root.join("threads/index.html");
         std::fs::write(
             &html,

@@ -4,6 +4,7 @@
 //! `web.tls_listen`, where plain HTTP then redirects.
 
 mod compress;
+mod file_cache;
 mod files;
 mod isolation;
 mod negotiate;
@@ -32,6 +33,7 @@ use crate::signal::{Signal, handshake};
 use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
 use crate::{credentials, metrics};
 pub use compress::CompressionCache;
+pub use file_cache::FileCache;
 use files::Refused;
 use isolation::Isolation;
 
@@ -60,6 +62,7 @@ pub struct Routes {
     pub https_port: Option<u16>,
     pub certificates: Arc<Certificates>,
     pub isolation: Isolation,
+    pub files: FileCache,
     pub compression: CompressionCache,
 }
 
@@ -146,6 +149,9 @@ async fn accept(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                // Headers and body go out in separate writes; Nagle would hold the second back
+                // until the client's delayed ACK, some 40 ms per response.
+                let _ = stream.set_nodelay(true);
                 if conns.send((stream, remote, scheme)).await.is_err() {
                     return;
                 }
@@ -238,12 +244,12 @@ async fn files(
             Bytes::from_static(WELCOME.as_bytes()),
         );
     }
-    match files::resolve(&config.web.root, path) {
-        Ok(file) => {
+    match routes.files.lookup(&config.web.root, path).await {
+        Ok(resolved) => {
             static_files::serve(
                 req.method(),
                 req.headers(),
-                &file,
+                &resolved,
                 config.web.cross_origin_isolation,
                 &routes.isolation,
                 &routes.compression,

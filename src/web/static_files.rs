@@ -2,8 +2,7 @@
 //! on-the-fly compression, or the file itself), applies validators, conditional requests and
 //! ranges, and adds the headers a Godot export needs.
 
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, StreamBody};
@@ -14,30 +13,22 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::compress::{self, CompressionCache};
+use super::file_cache::{OnDisk, Resolved};
 use super::isolation::Isolation;
 use super::negotiate::{self, Coding, Range};
 use super::{Body, files, full, plain};
 use crate::config::CrossOriginIsolation;
 
-/// Where the bytes of the chosen representation come from.
-enum Source {
-    /// A file on disk: the original or a sidecar.
-    File(PathBuf),
-    Memory(Bytes),
-}
-
 pub async fn serve(
     method: &Method,
     headers: &HeaderMap,
-    file: &Path,
+    resolved: &Resolved,
     mode: CrossOriginIsolation,
     isolation: &Isolation,
     cache: &CompressionCache,
 ) -> Response<Body> {
-    let Ok(meta) = tokio::fs::metadata(file).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let file = &resolved.file.path;
+    let modified = resolved.modified;
     let content_type = files::content_type(file);
     let header = |name| {
         headers
@@ -45,45 +36,33 @@ pub async fn serve(
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
 
-    // Representations on offer, best first: sidecars no older than the file, then compression.
-    let mut available = Vec::new();
-    for coding in [Coding::Brotli, Coding::Gzip] {
-        let sidecar = sidecar(file, coding);
-        let fresh = tokio::fs::metadata(&sidecar)
-            .await
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .is_some_and(|t| t >= modified);
-        if fresh || compress::compressible(file, content_type) {
-            available.push(coding);
-        }
-    }
+    // Representations on offer, best first: sidecars, then compression on the fly.
+    let compressible = compress::compressible(file, content_type);
+    let mut available: Vec<Coding> = [Coding::Brotli, Coding::Gzip]
+        .into_iter()
+        .filter(|c| compressible || resolved.sidecars.iter().any(|(s, _)| s == c))
+        .collect();
     available.push(Coding::Identity);
     let Some(coding) = negotiate::choose_coding(header(header::ACCEPT_ENCODING), &available) else {
         return plain(StatusCode::NOT_ACCEPTABLE, "no acceptable content coding\n");
     };
-    let (source, len, tag_len) = match coding {
-        Coding::Identity => (Source::File(file.to_path_buf()), meta.len(), meta.len()),
-        _ => {
-            let sidecar = sidecar(file, coding);
-            match tokio::fs::metadata(&sidecar).await {
-                Ok(m) if m.modified().is_ok_and(|t| t >= modified) => {
-                    (Source::File(sidecar), m.len(), meta.len())
-                }
-                _ => match cache.get(file, coding, modified, meta.len()).await {
-                    Ok(bytes) => {
-                        let n = bytes.len() as u64;
-                        (Source::Memory(bytes), n, meta.len())
-                    }
-                    Err(e) => {
-                        log::warn!("web: cannot compress {}: {e}", file.display());
-                        return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
-                    }
-                },
+    let source = match resolved.sidecars.iter().find(|(c, _)| *c == coding) {
+        _ if coding == Coding::Identity => resolved.file.clone(),
+        Some((_, sidecar)) => sidecar.clone(),
+        None => match cache.get(file, coding, modified, resolved.file.len).await {
+            Ok(bytes) => OnDisk {
+                path: file.clone(),
+                len: bytes.len() as u64,
+                bytes: Some(bytes),
+            },
+            Err(e) => {
+                log::warn!("web: cannot compress {}: {e}", file.display());
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
             }
-        }
+        },
     };
-    let etag = negotiate::etag(tag_len, modified, coding);
+    let len = source.len;
+    let etag = negotiate::etag(resolved.file.len, modified, coding);
 
     let mut response = Response::builder()
         .header(header::CONTENT_TYPE, content_type)
@@ -140,12 +119,12 @@ pub async fn serve(
     if method == Method::HEAD {
         return response.body(full(Bytes::new())).expect("valid response");
     }
-    let body = match source {
-        Source::Memory(bytes) => full(bytes.slice(start as usize..(start + count) as usize)),
-        Source::File(path) => match stream_file(&path, start, count).await {
+    let body = match &source.bytes {
+        Some(bytes) => full(bytes.slice(start as usize..(start + count) as usize)),
+        None => match stream_file(&source.path, start, count).await {
             Ok(body) => body,
             Err(e) => {
-                log::warn!("web: cannot read {}: {e}", path.display());
+                log::warn!("web: cannot read {}: {e}", source.path.display());
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
             }
         },
@@ -153,13 +132,7 @@ pub async fn serve(
     response.body(body).expect("valid response")
 }
 
-fn sidecar(file: &Path, coding: Coding) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(coding.suffix().unwrap_or(""));
-    PathBuf::from(name)
-}
-
-/// `count` bytes of `path` from `start`, read as the client takes them.
+/// `count` bytes of a large file from `start`, read as the client takes them.
 async fn stream_file(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
     let mut file = tokio::fs::File::open(path).await?;
     if start > 0 {
