@@ -156,15 +156,29 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// SO_RCVBUFFORCE: above net.core.rmem_max, allowed with CAP_NET_ADMIN (root in tests).
 fn force_buffers(socket: &socket2::Socket) -> io::Result<()> {
+    set_int_option(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        TURN_SOCKET_BUFFER as libc::c_int,
+    )
+}
+
+/// An integer socket option socket2 has no method for.
+pub(crate) fn set_int_option(
+    socket: &socket2::Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let size = TURN_SOCKET_BUFFER as libc::c_int;
-    // SAFETY: setsockopt reads `size` for the given length; the descriptor is open.
+    // SAFETY: setsockopt reads `value` for the given length; the descriptor is open.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

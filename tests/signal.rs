@@ -439,25 +439,7 @@ async fn metrics_count_peers_lobbies_relays_and_closes() {
         "rallypoint_signal_messages_relayed_total{type=\"offer\"} 1",
         "rallypoint_signal_closes_total{reason=\"Invalid message format\"} 1",
     ];
-    // Published once a second: poll until it shows, within a deadline.
-    let deadline = Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        let addr = server.web;
-        let (status, text) =
-            tokio::task::spawn_blocking(move || common::http_get(addr, "/metrics"))
-                .await
-                .unwrap();
-        assert_eq!(status, 200);
-        if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed {expected:?}:\n{text}"
-        );
-    }
+    common::wait_for_metrics(server.web, &expected).await;
 }
 
 #[tokio::test]

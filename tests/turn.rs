@@ -174,24 +174,8 @@ async fn relay_both_ways(c: &Client, count: usize) {
     relay.close().await.unwrap();
 }
 
-/// Waits for the metrics to show `line`.
 async fn metric(server: &Server, line: &str) {
-    let deadline = Instant::now() + WAIT;
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        let addr = server.web;
-        let (_, text) = tokio::task::spawn_blocking(move || common::http_get(addr, "/metrics"))
-            .await
-            .unwrap();
-        if text.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never showed {line:?}:\n{text}"
-        );
-    }
+    common::wait_for_metrics(server.web, &[line]).await;
 }
 
 #[tokio::test]

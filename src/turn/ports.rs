@@ -55,23 +55,12 @@ impl SocketPorts {
 
 /// IP_PMTUDISC_DO: the kernel sets DF and never fragments (RFC 8656 DONT-FRAGMENT).
 fn set_dont_fragment(socket: &Socket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let value: libc::c_int = libc::IP_PMTUDISC_DO;
-    // SAFETY: setsockopt reads `value` for the given length; the descriptor is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::listeners::set_int_option(
+        socket,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DO,
+    )
 }
 
 impl RelayPorts for SocketPorts {

@@ -563,26 +563,25 @@ impl Server {
         if peers.is_empty() {
             return Err(400);
         }
-        let mut grants = Vec::with_capacity(peers.len());
-        for peer in &peers {
-            if peer.is_ipv6() != relay_v6 {
-                return Err(443);
-            }
-            grants.push((peer.ip(), self.vet(*peer)?));
-        }
+        let vetted: Vec<(IpAddr, bool)> = peers
+            .iter()
+            .map(|&peer| {
+                self.vet(relay_v6, peer)
+                    .map(|restricted| (peer.ip(), restricted))
+            })
+            .collect::<Result<_, _>>()?;
         let bandwidth = self.settings.bandwidth;
         let a = self.allocations.get_mut(&tuple).expect("checked above");
-        for (ip, restricted) in grants {
-            if a.permissions.len() >= MAX_PERMISSIONS && !a.permissions.contains_key(&ip) {
-                return Err(508);
-            }
-            a.permissions.insert(
-                ip,
-                Permission {
-                    expires: clock.now + PERMISSION_LIFETIME,
-                    restricted,
-                },
-            );
+        // All or nothing: room for every new peer first.
+        let new = vetted
+            .iter()
+            .filter(|(ip, _)| !a.permissions.contains_key(ip))
+            .count();
+        if a.permissions.len() + new > MAX_PERMISSIONS {
+            return Err(508);
+        }
+        for (ip, restricted) in vetted {
+            permit(a, ip, restricted, clock.now)?;
         }
         effects.push(Effect::Grants {
             tuple,
@@ -606,10 +605,7 @@ impl Server {
         }
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         let [peer] = peers[..] else { return Err(400) };
-        if peer.is_ipv6() != relay_v6 {
-            return Err(443);
-        }
-        let restricted = self.vet(peer)?;
+        let restricted = self.vet(relay_v6, peer)?;
         let bandwidth = self.settings.bandwidth;
         let a = self.allocations.get_mut(&tuple).expect("checked above");
         // Rebinding rules (RFC 8656 §12): a number keeps its peer, a peer keeps its number.
@@ -630,13 +626,7 @@ impl Server {
                 expires: clock.now + CHANNEL_LIFETIME,
             },
         );
-        a.permissions.insert(
-            peer.ip(),
-            Permission {
-                expires: clock.now + PERMISSION_LIFETIME,
-                restricted,
-            },
-        );
+        permit(a, peer.ip(), restricted, clock.now)?;
         effects.push(Effect::Grants {
             tuple,
             grants: grants_of(a, bandwidth),
@@ -653,10 +643,12 @@ impl Server {
         Ok(a)
     }
 
-    /// Whether the peer policy lets `peer` be reached; `Ok(true)` when only because it is one
-    /// of this server's own relay addresses.
-    fn vet(&self, peer: SocketAddr) -> Result<bool, u16> {
-        if self.settings.policy.allows(peer.ip()) {
+    /// Whether `peer` may be reached from a relay of the given family: 443 across families, 403
+    /// by policy; `Ok(true)` when allowed only as one of this server's own relay addresses.
+    fn vet(&self, relay_v6: bool, peer: SocketAddr) -> Result<bool, u16> {
+        if peer.is_ipv6() != relay_v6 {
+            Err(443)
+        } else if self.settings.policy.allows(peer.ip()) {
             Ok(false)
         } else if self.is_own_relay(peer) {
             Ok(true)
@@ -681,6 +673,22 @@ impl Server {
         ports.close(a.relay);
         Effect::Deleted { tuple }
     }
+}
+
+/// Installs or refreshes the permission for `ip`, within the per-allocation cap (508 beyond).
+fn permit(a: &mut Allocation, ip: IpAddr, restricted: bool, now: Instant) -> Result<(), u16> {
+    if a.permissions.len() >= MAX_PERMISSIONS && !a.permissions.contains_key(&ip) {
+        return Err(508);
+    }
+    let expires = now + PERMISSION_LIFETIME;
+    a.permissions.insert(
+        ip,
+        Permission {
+            expires,
+            restricted,
+        },
+    );
+    Ok(())
 }
 
 fn grants_of(a: &Allocation, bandwidth: BitRate) -> Arc<Grants> {

@@ -252,3 +252,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Polls `/metrics` until it has every line of `expected` (metrics are published once a second).
+pub async fn wait_for_metrics(web: SocketAddr, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        let (status, text) = tokio::task::spawn_blocking(move || http_get(web, "/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {expected:?}:\n{text}"
+        );
+    }
+}
