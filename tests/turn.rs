@@ -372,3 +372,97 @@ fn unauthenticated_allocate() -> Vec<u8> {
     m.extend_from_slice(&[0x00, 0x19, 0x00, 0x04, 17, 0, 0, 0]);
     m
 }
+
+/// An allocation made with the crates' codecs and then abandoned: nobody refreshes it.
+fn abandoned_allocation(server: SocketAddr) -> SocketAddr {
+    use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+    use stun::integrity::MessageIntegrity;
+    use stun::message::{Getter, Message, Setter};
+    use stun::textattrs::TextAttribute;
+    use turn::proto::relayaddr::RelayedAddress;
+    use turn::proto::reqtrans::RequestedTransport;
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let exchange = |extra: Vec<Box<dyn Setter>>| {
+        let mut setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(stun::agent::TransactionId::new()),
+            Box::new(turn::proto::allocate_request()),
+            Box::new(RequestedTransport {
+                protocol: turn::proto::PROTO_UDP,
+            }),
+        ];
+        setters.extend(extra);
+        let mut m = Message::new();
+        m.build(&setters).unwrap();
+        socket.send_to(&m.raw, server).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = socket.recv(&mut buf).unwrap();
+        let mut reply = Message::new();
+        reply.raw = buf[..n].to_vec();
+        reply.decode().unwrap();
+        reply
+    };
+    let challenge = exchange(vec![]);
+    let realm = TextAttribute::get_from_as(&challenge, ATTR_REALM)
+        .unwrap()
+        .text;
+    let nonce = TextAttribute::get_from_as(&challenge, ATTR_NONCE)
+        .unwrap()
+        .text;
+    let reply = exchange(vec![
+        Box::new(TextAttribute::new(ATTR_USERNAME, "alice".into())),
+        Box::new(TextAttribute::new(ATTR_REALM, realm.clone())),
+        Box::new(TextAttribute::new(ATTR_NONCE, nonce)),
+        Box::new(MessageIntegrity::new_long_term_integrity(
+            "alice".into(),
+            realm,
+            "alice-password".into(),
+        )),
+    ]);
+    let mut relayed = RelayedAddress::default();
+    relayed.get_from(&reply).expect("a relayed address");
+    SocketAddr::new(relayed.ip, relayed.port)
+}
+
+#[tokio::test]
+async fn refreshed_allocations_live_on_and_abandoned_ones_expire() {
+    let server = server("allocation_lifetime = \"2s\"\nmax_allocation_lifetime = \"2s\"");
+    // The turn client refreshes at half the lifetime: after three lifetimes it still relays.
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    let relay = c.allocate().await.unwrap();
+    let mut waited = tokio::time::interval(Duration::from_secs(6));
+    waited.tick().await;
+    waited.tick().await;
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay
+        .send_to(b"still here", peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .expect("relayed after 3 lifetimes")
+        .unwrap();
+    assert_eq!(&buf[..n], b"still here");
+
+    // An allocation nobody refreshes is gone after its lifetime, its port closed.
+    let abandoned = tokio::task::spawn_blocking(move || abandoned_allocation(server.turn))
+        .await
+        .unwrap();
+    common::wait_for_metrics(server.web, &["rallypoint_turn_allocations 2"]).await;
+    common::wait_for_metrics(server.web, &["rallypoint_turn_allocations 1"]).await;
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe.connect(abandoned).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    // A send to a closed UDP port comes back as ICMP port unreachable: ECONNREFUSED.
+    let _ = probe.send(b"anyone?");
+    let err = probe
+        .recv(&mut buf)
+        .expect_err("nothing answers on an expired relay");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    relay.close().await.unwrap();
+    c.close().await.unwrap();
+}

@@ -47,6 +47,8 @@ fuzz_target!(|data: &[u8]| {
         max_allocations_per_user: 2,
         bandwidth: BitRate { bits_per_second: 0 },
         external_ip: None,
+        allocation_lifetime: Duration::from_secs(600),
+        max_allocation_lifetime: Duration::from_secs(3600),
     });
     let mut ports = Ports(40000);
     let start = Instant::now();

@@ -186,6 +186,10 @@ pub struct Turn {
     /// TURN REST shared secrets: all verify, the first mints.
     pub secrets: Vec<String>,
     pub credential_ttl: Duration,
+    /// Allocation lifetime when the client asks for less (RFC 8656's default: 600 s), and the
+    /// most a client gets.
+    pub allocation_lifetime: Duration,
+    pub max_allocation_lifetime: Duration,
     pub allow_peers: Vec<IpNet>,
     pub deny_peers: Vec<IpNet>,
     pub max_allocations: u32,
@@ -210,6 +214,8 @@ impl Default for Turn {
             },
             secrets: vec![],
             credential_ttl: secs(24 * 3600),
+            allocation_lifetime: secs(600),
+            max_allocation_lifetime: secs(3600),
             users: BTreeMap::new(),
             allow_peers: vec![],
             deny_peers: vec![],

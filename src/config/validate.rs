@@ -171,6 +171,18 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
             );
         }
     }
+    if t.allocation_lifetime.0.is_zero() {
+        err("turn.allocation_lifetime", "must be longer than 0s".into());
+    }
+    if t.max_allocation_lifetime < t.allocation_lifetime {
+        err(
+            "turn.max_allocation_lifetime",
+            format!(
+                "is shorter than turn.allocation_lifetime ({})",
+                t.allocation_lifetime
+            ),
+        );
+    }
     if t.credential_ttl.0.is_zero() {
         err("turn.credential_ttl", "must be longer than 0s".into());
     }

@@ -18,7 +18,7 @@ pub mod server;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
@@ -368,7 +368,8 @@ pub fn start(
 async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shared>) {
     let server = socket.local_addr().unwrap_or(server);
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut mine: HashMap<SocketAddr, Arc<Relay>> = HashMap::new();
+    // Weak: a deleted allocation's socket closes at once, not when this map is pruned.
+    let mut mine: HashMap<SocketAddr, Weak<Relay>> = HashMap::new();
     let mut prune = tokio::time::interval(PRUNE_PERIOD);
     loop {
         tokio::select! {
@@ -376,7 +377,7 @@ async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                 // ICMP errors from earlier sends surface here; they concern one peer only.
                 let Ok((n, client)) = received else { continue };
                 let tuple = FiveTuple { proto: Proto::Udp, client, server };
-                let relay = mine.get(&client).filter(|r| r.is_alive()).cloned();
+                let relay = mine.get(&client).and_then(Weak::upgrade).filter(|r| r.is_alive());
                 match classify(&buf[..n]) {
                     Packet::ChannelData(channel, payload) => {
                         if let Some(r) = relay.or_else(|| remember(&mut mine, shared.find(tuple))) {
@@ -392,7 +393,7 @@ async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                         let link = || Link::Udp { socket: socket.clone(), client };
                         let (replies, created) = shared.control(&buf[..n], tuple, link);
                         if let Some(r) = created {
-                            mine.insert(client, r);
+                            mine.insert(client, Arc::downgrade(&r));
                         }
                         for reply in replies {
                             let _ = socket.send_to(&reply, client).await;
@@ -401,17 +402,17 @@ async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                     Packet::Junk => {}
                 }
             }
-            _ = prune.tick() => mine.retain(|_, r| r.is_alive()),
+            _ = prune.tick() => mine.retain(|_, r| r.strong_count() > 0),
         }
     }
 }
 
 fn remember(
-    mine: &mut HashMap<SocketAddr, Arc<Relay>>,
+    mine: &mut HashMap<SocketAddr, Weak<Relay>>,
     relay: Option<Arc<Relay>>,
 ) -> Option<Arc<Relay>> {
     let relay = relay?;
-    mine.insert(relay.tuple.client, relay.clone());
+    mine.insert(relay.tuple.client, Arc::downgrade(&relay));
     Some(relay)
 }
 
@@ -514,7 +515,8 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
             }
         }
     });
-    let mut relay: Option<Arc<Relay>> = None;
+    // Weak, as in the UDP workers: a deleted allocation's socket closes at once.
+    let mut relay: Option<Weak<Relay>> = None;
     let mut buf = Vec::with_capacity(4096);
     'connection: loop {
         let frame_len = loop {
@@ -535,21 +537,25 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
             }
         };
         let frame = &buf[..frame_len];
+        let live = relay
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .filter(|r| r.is_alive());
         match classify(frame) {
             Packet::ChannelData(channel, payload) => {
-                if let Some(r) = &relay {
+                if let Some(r) = live {
                     r.channel_to_peer(channel, payload, |a| shared.is_own_relay(a));
                 }
             }
             Packet::Send => {
-                if let Some(r) = &relay {
-                    send_indication(r, frame, &shared);
+                if let Some(r) = live {
+                    send_indication(&r, frame, &shared);
                 }
             }
             Packet::Control => {
                 let (replies, created) = shared.control(frame, tuple, || Link::Stream(tx.clone()));
-                if created.is_some() {
-                    relay = created;
+                if let Some(r) = created {
+                    relay = Some(Arc::downgrade(&r));
                 }
                 for reply in replies {
                     if tx.send(reply).await.is_err() {

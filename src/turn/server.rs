@@ -28,8 +28,6 @@ use super::grants::{Grants, Permission};
 use super::policy::PeerPolicy;
 use crate::config::units::BitRate;
 
-pub const ALLOCATION_DEFAULT: Duration = Duration::from_secs(600);
-pub const ALLOCATION_MAX: Duration = Duration::from_secs(3600);
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 /// After a channel expires, neither its number nor its peer may be rebound differently for this
@@ -132,6 +130,9 @@ pub struct Settings {
     pub bandwidth: BitRate,
     /// Advertised instead of the relay socket's own address (1:1 NAT).
     pub external_ip: Option<IpAddr>,
+    /// Lifetime when the client asks for less or none (RFC 8656: 600 s), and the most it gets.
+    pub allocation_lifetime: Duration,
+    pub max_allocation_lifetime: Duration,
 }
 
 impl From<&crate::config::Turn> for Settings {
@@ -143,6 +144,8 @@ impl From<&crate::config::Turn> for Settings {
             max_allocations_per_user: t.max_allocations_per_user,
             bandwidth: t.max_bandwidth_per_allocation,
             external_ip: t.external_ip,
+            allocation_lifetime: t.allocation_lifetime.0,
+            max_allocation_lifetime: t.max_allocation_lifetime.0,
         }
     }
 }
@@ -478,7 +481,7 @@ impl Server {
         let relay = ports
             .open(ipv6, even.is_some(), dont_fragment)
             .ok_or(508u16)?;
-        let lifetime = requested_lifetime(request);
+        let lifetime = requested_lifetime(request, &self.settings);
         let advertised = SocketAddr::new(
             self.settings.external_ip.unwrap_or(relay.ip()),
             relay.port(),
@@ -542,7 +545,7 @@ impl Server {
             effects.push(self.delete(tuple, ports));
             return Ok(vec![Box::new(Lifetime(Duration::ZERO))]);
         }
-        let lifetime = requested_lifetime(request);
+        let lifetime = requested_lifetime(request, &self.settings);
         self.allocations
             .get_mut(&tuple)
             .expect("checked above")
@@ -704,10 +707,14 @@ fn grants_of(a: &Allocation, bandwidth: BitRate) -> Arc<Grants> {
 }
 
 /// Lifetime asked for, within [default, max] (RFC 8656 §7.2, §7.3).
-fn requested_lifetime(request: &Message) -> Duration {
+fn requested_lifetime(request: &Message, settings: &Settings) -> Duration {
+    let (default, max) = (
+        settings.allocation_lifetime,
+        settings.max_allocation_lifetime,
+    );
     get::<Lifetime>(request)
-        .map_or(ALLOCATION_DEFAULT, |l| l.0)
-        .clamp(ALLOCATION_DEFAULT, ALLOCATION_MAX)
+        .map_or(default, |l| l.0)
+        .clamp(default, max.max(default))
 }
 
 fn get<T: Getter + Default>(m: &Message) -> Option<T> {

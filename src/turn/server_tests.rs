@@ -77,8 +77,13 @@ fn settings() -> Settings {
         max_allocations_per_user: 3,
         bandwidth: BitRate { bits_per_second: 0 },
         external_ip: None,
+        allocation_lifetime: ALLOCATION_DEFAULT,
+        max_allocation_lifetime: ALLOCATION_MAX,
     }
 }
+
+const ALLOCATION_DEFAULT: Duration = Duration::from_secs(600);
+const ALLOCATION_MAX: Duration = Duration::from_secs(3600);
 
 fn tuple(port: u16) -> FiveTuple {
     FiveTuple {
