@@ -466,3 +466,33 @@ async fn refreshed_allocations_live_on_and_abandoned_ones_expire() {
     relay.close().await.unwrap();
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn oversized_peer_datagrams_are_dropped_not_truncated() {
+    let server = server("");
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    let relay = c.allocate().await.unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay
+        .send_to(b"open", peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (_, relayed) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    peer.send_to(&[7u8; 3000], relayed).await.unwrap();
+    peer.send_to(b"small", relayed).await.unwrap();
+    let (n, _) = tokio::time::timeout(WAIT, relay.recv_from(&mut buf))
+        .await
+        .expect("the small one")
+        .unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"small",
+        "the 3000-byte datagram must not arrive, cut or whole"
+    );
+    relay.close().await.unwrap();
+    c.close().await.unwrap();
+}

@@ -193,14 +193,17 @@ impl Relay {
 pub async fn run(relay: Arc<Relay>, own_relay: impl Fn(SocketAddr) -> bool) {
     let mut buf = [0u8; RELAY_BUFFER];
     loop {
-        let Ok((len, peer)) = relay
-            .socket
-            .recv_from(&mut buf[HEADROOM..HEADROOM + MAX_PEER_DATAGRAM])
-            .await
-        else {
+        // One byte more than relayed: UDP truncates silently, and a datagram that fills the
+        // slice was longer than that.
+        let window = &mut buf[HEADROOM..HEADROOM + MAX_PEER_DATAGRAM + 1];
+        let Ok((len, peer)) = relay.socket.recv_from(window).await else {
             // ICMP errors from earlier sends surface here; they concern one peer, not the socket.
             continue;
         };
+        if len > MAX_PEER_DATAGRAM {
+            relay.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         relay.peer_to_client(&mut buf, len, peer, &own_relay);
     }
 }
