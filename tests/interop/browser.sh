@@ -15,13 +15,7 @@ ns=rp-browser-$$
 dir=$(mktemp -d)
 cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" link add rp0 type veth peer name rp1
-ip -n "$ns" addr add 10.213.0.1/24 dev rp0
-ip -n "$ns" addr add 10.213.0.2/24 dev rp1
-ip -n "$ns" link set rp0 up
-ip -n "$ns" link set rp1 up
+netns_up "$ns"
 
 cat >"$dir/rallypoint.toml" <<TOML
 [web]
