@@ -25,10 +25,5 @@ root = "$PWD/$here/www"
 listen = ["127.0.0.1:0"]
 secrets = ["browser-interop-secret-0123"]
 TOML
-RP_BIN="ip netns exec $ns $PWD/${RP_BIN:-target/debug/rallypoint}"
-$RP_BIN --config "$dir/rallypoint.toml" >"$dir/rallypoint.log" 2>&1 &
-RP_PID=$!
-for _ in $(seq 100); do grep -q ' ready: listening' "$dir/rallypoint.log" && break; sleep 0.1; done
-web=$(grep -o 'web=[^ ]*' "$dir/rallypoint.log" | head -1 | cut -d= -f2)
-[ -n "$web" ] || { cat "$dir/rallypoint.log"; exit 1; }
-HOME="$dir" ip netns exec "$ns" node "$here/check.mjs" "http://$web"
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+HOME="$dir" ip netns exec "$ns" node "$here/check.mjs" "http://$RP_WEB"

@@ -2,8 +2,9 @@
 # End to end, the way two players of a Godot web game connect: headless Chromium (Debian's,
 # driven by playwright-core) opens two RTCPeerConnections restricted to relay candidates,
 # signals through rallypoint's hub in Godot's formats, and moves 1000 messages each way over a
-# data channel through rallypoint's TURN relay; getStats must show relay on both ends. Then once
-# more with TURN stopped, which must fail. Everything runs inside a network namespace.
+# data channel through rallypoint's TURN relay; getStats must show relay on both ends. A last
+# call gets TURN URLs with a port where nothing listens — to the browser, TURN is down — and
+# must fail. Everything runs inside a network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
@@ -17,33 +18,26 @@ cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/nu
 trap cleanup EXIT
 netns_up "$ns"
 
-start() { # extra TOML for [turn]
-    cat >"$dir/rallypoint.toml" <<TOML
-[web]
-listen = ["127.0.0.1:0"]
-root = "$PWD/$here/www"
-[turn]
-secrets = ["call-interop-secret-0123456789"]
-$1
-TOML
-    ip netns exec "$ns" "$PWD/${RP_BIN:-target/debug/rallypoint}" --config "$dir/rallypoint.toml" >"$dir/rallypoint.log" 2>&1 &
-    RP_PID=$!
-    for _ in $(seq 100); do grep -q ' ready: listening' "$dir/rallypoint.log" && break; sleep 0.1; done
-    web=$(grep -o 'web=[^ ]*' "$dir/rallypoint.log" | head -1 | cut -d= -f2)
-    [ -n "$web" ] || { cat "$dir/rallypoint.log"; exit 1; }
-}
-
 # TURN over TLS needs a certificate: a throwaway one for 127.0.0.1, which Chromium is told to
 # accept (--ignore-certificate-errors; trusting a test CA in its NSS store is more machinery for
 # the same proof).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
     -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-start "listen = [\"127.0.0.1:0\"]
-tls_listen = [\"127.0.0.1:0\"]
+cat >"$dir/rallypoint.toml" <<TOML
+[web]
+listen = ["127.0.0.1:0"]
+root = "$PWD/$here/www"
 [tls]
-certificate = \"$dir/cert.pem\"
-private_key = \"$dir/key.pem\""
+certificate = "$dir/cert.pem"
+private_key = "$dir/key.pem"
+[turn]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+secrets = ["call-interop-secret-0123456789"]
+TOML
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+
 # The last case points the TURN URLs at a port where nothing listens, as if TURN were stopped:
 # with relay-only ICE that call must fail.
 dead=$(free_port)
-HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "http://$web" udp:json tcp:json tls:json udp:text "udp:json:$dead"
+HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "http://$RP_WEB" udp:json tcp:json tls:json udp:text "udp:json:$dead"

@@ -8,11 +8,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_rallypoint CONFIG LOG: runs the server in the background, waits for its ready line and
-# sets RP_PID, RP_WEB and RP_TURN from it.
+# start_rallypoint CONFIG LOG [NETNS]: runs the server in the background (inside network
+# namespace NETNS when given), waits for its ready line and sets RP_PID, RP_WEB and RP_TURN.
 start_rallypoint() {
-    local config=$1 log=$2
-    "$RP_BIN" --config "$config" >"$log" 2>&1 &
+    local config=$1 log=$2 netns=${3:-}
+    if [ -n "$netns" ]; then
+        ip netns exec "$netns" "$PWD/$RP_BIN" --config "$config" >"$log" 2>&1 &
+    else
+        "$RP_BIN" --config "$config" >"$log" 2>&1 &
+    fi
     RP_PID=$!
     for _ in $(seq 100); do
         if grep -q ' ready: listening' "$log"; then
