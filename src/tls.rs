@@ -25,9 +25,9 @@ pub struct Certificates {
 
 impl Certificates {
     /// Loads `[tls]`'s files, if any; keeps the previous certificate when they are unusable.
+    /// A file without `[tls]` keeps it too: TLS listeners stay bound until a restart.
     pub fn load(&self, tls: &Tls) -> Result<(), String> {
         let (Some(cert), Some(key)) = (&tls.certificate, &tls.private_key) else {
-            self.current.store(None);
             return Ok(());
         };
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
