@@ -12,6 +12,7 @@
 //! - [`signal`]: the Godot signalling hub;
 //! - [`web`]: the HTTP server; [`turn`]: the STUN/TURN relay.
 
+pub mod acme;
 pub mod config;
 pub mod credentials;
 pub mod listeners;

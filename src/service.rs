@@ -16,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
@@ -102,6 +103,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         &mut registry,
     );
     tasks.spawn(relay);
+    let acme = Arc::new(Acme::default());
+    tasks.spawn(acme::run(
+        acme.clone(),
+        certificates.clone(),
+        config_rx.clone(),
+        shutdown_rx.clone(),
+    ));
     let compression = config_rx.borrow().web.compression_cache.0 as usize;
     let routes = Arc::new(web::Routes {
         signal,
@@ -110,6 +118,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         turn_addresses,
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
+        acme: acme.clone(),
         isolation: Default::default(),
         files: Default::default(),
         compression: web::CompressionCache::new(compression),

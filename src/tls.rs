@@ -18,6 +18,9 @@ use crate::config::Tls;
 /// A client that has not finished its TLS handshake by then is disconnected.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The subject of the stand-in certificate, so a person inspecting it in a browser knows why.
+const SELF_SIGNED_NAME: &str = "rallypoint self-signed (no certificate yet)";
+
 #[derive(Debug, Default)]
 pub struct Certificates {
     current: ArcSwapOption<CertifiedKey>,
@@ -25,30 +28,51 @@ pub struct Certificates {
 
 impl Certificates {
     /// Loads `[tls]`'s files, if any; keeps the previous certificate when they are unusable.
-    /// A file without `[tls]` keeps it too: TLS listeners stay bound until a restart.
+    /// A file without them keeps it too: TLS listeners stay bound until a restart, and with
+    /// `tls.acme` the ACME task installs certificates.
     pub fn load(&self, tls: &Tls) -> Result<(), String> {
         let (Some(cert), Some(key)) = (&tls.certificate, &tls.private_key) else {
             return Ok(());
         };
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| format!("tls.certificate {}: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!(
-                "tls.certificate {}: no certificate in it",
-                cert.display()
-            ));
-        }
+        let chain = read_chain(cert).map_err(|e| format!("tls.certificate {e}"))?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| format!("tls.private_key {}: {e}", key.display()))?;
+        self.install(chain, key)
+            .map_err(|e| format!("tls.private_key: {e}"))
+    }
+
+    /// Serves `chain` with `key` from the next handshake on.
+    pub fn install(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<(), String> {
         let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| format!("tls.private_key: unsupported key: {e}"))?;
+            .map_err(|e| format!("unsupported key: {e}"))?;
         let certified = CertifiedKey::new(chain, signer);
         certified
             .keys_match()
-            .map_err(|e| format!("tls.private_key does not belong to tls.certificate: {e}"))?;
+            .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
         self.current.store(Some(Arc::new(certified)));
         Ok(())
+    }
+
+    /// Serves a certificate signed by itself for `names`: browsers warn, but HTTPS and TURN over
+    /// TLS answer while a real certificate is on its way.
+    pub fn install_self_signed(&self, names: &[String]) -> Result<(), String> {
+        let make = || {
+            let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, SELF_SIGNED_NAME);
+            let key = rcgen::KeyPair::generate()?;
+            Ok::<_, rcgen::Error>((params.self_signed(&key)?, key))
+        };
+        let (cert, key) =
+            make().map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+        let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        self.install(vec![cert.der().clone()], key)
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -67,6 +91,17 @@ impl Certificates {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
+}
+
+/// The certificates in a PEM file, at least one.
+pub fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(chain)
 }
 
 #[derive(Debug)]
@@ -93,6 +128,7 @@ mod tests {
         Tls {
             certificate: Some(c),
             private_key: Some(k),
+            ..Tls::default()
         }
     }
 
@@ -108,6 +144,7 @@ mod tests {
         let mismatched = Tls {
             certificate: first.certificate.clone(),
             private_key: write_pair(&dir, "b").private_key,
+            ..Tls::default()
         };
         let err = store.load(&mismatched).unwrap_err();
         assert!(err.contains("does not belong"), "{err}");
@@ -117,6 +154,7 @@ mod tests {
             .load(&Tls {
                 certificate: Some(garbage),
                 private_key: first.private_key.clone(),
+                ..Tls::default()
             })
             .unwrap_err();
         assert!(err.contains("no certificate"), "{err}");

@@ -120,7 +120,10 @@ pub enum CrossOriginIsolation {
     Never,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+/// Let's Encrypt's production directory, the default `tls.acme_directory`.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// PEM certificate chain, used by `web.tls_listen` and `turn.tls_listen`.
@@ -129,6 +132,58 @@ pub struct Tls {
     /// PEM private key for `certificate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key: Option<PathBuf>,
+    /// Obtain and renew the certificate from an ACME CA (HTTP-01 on `web.listen`), instead of
+    /// `certificate` and `private_key`.
+    pub acme: bool,
+    /// Names the ACME certificate covers; empty = `[server.domain]`.
+    pub domains: Vec<String>,
+    /// Contact the CA writes to about expiring certificates and problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_email: Option<String>,
+    pub acme_directory: String,
+    /// PEM root that the ACME directory's HTTPS certificate is checked against instead of the
+    /// system's roots (for test CAs such as pebble).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Where the ACME account and certificates are kept; unset = `$STATE_DIRECTORY` (systemd's
+    /// StateDirectory) or `./state`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_state: Option<PathBuf>,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            certificate: None,
+            private_key: None,
+            acme: false,
+            domains: vec![],
+            acme_email: None,
+            acme_directory: LETS_ENCRYPT.into(),
+            acme_ca_root: None,
+            acme_state: None,
+        }
+    }
+}
+
+impl Tls {
+    /// The names an ACME certificate is ordered for.
+    pub fn acme_domains(&self, server: &Server) -> Vec<String> {
+        if self.domains.is_empty() {
+            server.domain.iter().cloned().collect()
+        } else {
+            self.domains.clone()
+        }
+    }
+
+    pub fn acme_state_dir(&self) -> PathBuf {
+        self.acme_state.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                // systemd may list several directories, colon-separated.
+                .and_then(|v| v.to_str()?.split(':').next().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("state"))
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -24,11 +24,12 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
     .map(|(k, _)| k)
     .collect();
     for key in &tls_users {
-        if c.tls.certificate.is_none() || c.tls.private_key.is_none() {
+        if !c.tls.acme && (c.tls.certificate.is_none() || c.tls.private_key.is_none()) {
             err(
                 key,
                 format!(
-                    "{key} needs a certificate: set tls.certificate and tls.private_key (PEM files)"
+                    "{key} needs a certificate: set tls.certificate and tls.private_key (PEM files), \
+                     or tls.acme = true"
                 ),
             );
         }
@@ -51,6 +52,73 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
         if let Some(path) = path {
             if let Err(e) = readable_pem(path) {
                 err(key, e);
+            }
+        }
+    }
+
+    if c.tls.acme {
+        if c.tls.certificate.is_some() || c.tls.private_key.is_some() {
+            err(
+                "tls.acme",
+                "tls.acme and tls.certificate/tls.private_key are exclusive: remove the files to let \
+                 ACME manage the certificate, or set acme = false"
+                    .into(),
+            );
+        }
+        let domains = c.tls.acme_domains(&c.server);
+        if domains.is_empty() {
+            err(
+                "tls.domains",
+                "tls.acme needs a name to certify: set tls.domains or server.domain".into(),
+            );
+        }
+        for (i, d) in c.tls.domains.iter().enumerate() {
+            if let Err(e) = check_acme_domain(d) {
+                err(&format!("tls.domains[{i}]"), e);
+            }
+        }
+        if c.tls.domains.is_empty() {
+            if let Some(d) = &c.server.domain {
+                if let Err(e) = check_acme_domain(d) {
+                    err(
+                        "server.domain",
+                        format!("{e} (tls.acme certifies server.domain)"),
+                    );
+                }
+            }
+        }
+        if c.web.listen.is_empty() {
+            err(
+                "tls.acme",
+                "tls.acme proves the domain over plain HTTP (HTTP-01): set web.listen, reachable \
+                 on port 80 from the internet"
+                    .into(),
+            );
+        }
+        if let Some(email) = &c.tls.acme_email {
+            let valid = email.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !email.contains(char::is_whitespace)
+            });
+            if !valid {
+                err(
+                    "tls.acme_email",
+                    format!("{email:?} is not an e-mail address"),
+                );
+            }
+        }
+        if !c.tls.acme_directory.starts_with("https://") {
+            err(
+                "tls.acme_directory",
+                format!(
+                    "{:?} is not an https:// URL (Let's Encrypt's is {})",
+                    c.tls.acme_directory,
+                    super::LETS_ENCRYPT
+                ),
+            );
+        }
+        if let Some(root) = &c.tls.acme_ca_root {
+            if let Err(e) = readable_pem(root) {
+                err("tls.acme_ca_root", e);
             }
         }
     }
@@ -205,6 +273,32 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
         && a.port() == b.port()
         && a.is_ipv4() == b.is_ipv4()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// A name a CA can validate over HTTP: a DNS name, no wildcard, no address.
+fn check_acme_domain(name: &str) -> Result<(), String> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "{name:?} is an IP address; ACME certificates here are for DNS names"
+        ));
+    }
+    if name.starts_with("*.") {
+        return Err(format!(
+            "{name:?} is a wildcard, which needs DNS-01 validation; list the names instead"
+        ));
+    }
+    let valid_label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.contains('.') || !name.split('.').all(valid_label) {
+        return Err(format!(
+            "{name:?} is not a fully qualified DNS name like \"game.example.org\""
+        ));
+    }
+    Ok(())
 }
 
 fn readable_pem(path: &Path) -> Result<(), String> {

@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::acme::Acme;
 use crate::config::Config;
 use crate::signal::{Signal, handshake};
 use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
@@ -41,7 +42,7 @@ const WELCOME: &str = include_str!("welcome.html");
 
 /// Requests that carry a body larger than this are refused: nothing here takes uploads.
 const MAX_REQUEST_BODY: u64 = 64 * 1024;
-/// The ACME HTTP-01 challenge path, which must stay reachable over plain HTTP.
+/// The ACME HTTP-01 challenge path, answered over plain HTTP without a redirect.
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -61,6 +62,7 @@ pub struct Routes {
     /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
     pub https_port: Option<u16>,
     pub certificates: Arc<Certificates>,
+    pub acme: Arc<Acme>,
     pub isolation: Isolation,
     pub files: FileCache,
     pub compression: CompressionCache,
@@ -186,9 +188,14 @@ async fn route(
     req: &mut Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let redirect = routes
-        .https_port
-        .filter(|_| scheme == Scheme::Http && !path.starts_with(ACME_CHALLENGE));
+    // Served on both schemes: the CA follows redirects, but need not.
+    if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
+        return match routes.acme.http01(token) {
+            Some(answer) => page(StatusCode::OK, "text/plain", answer.into()),
+            None => plain(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
+        };
+    }
+    let redirect = routes.https_port.filter(|_| scheme == Scheme::Http);
     if let Some(port) = redirect {
         return redirect_to_https(config, port, req);
     }
@@ -345,9 +352,18 @@ fn ice(
 
 fn health(routes: &Routes) -> Response<Body> {
     let m = routes.signal.metrics();
+    let mut web = serde_json::json!({"status": "ok", "tls": routes.certificates.is_loaded()});
+    if let Some(acme) = routes.acme.health() {
+        web["acme"] = acme;
+    }
+    // Still 200: everything serves; a monitor reads "degraded" and `web.acme.error`.
+    let failing = routes.acme.failing();
+    if failing {
+        web["status"] = "degraded".into();
+    }
     let body = serde_json::json!({
-        "status": "ok",
-        "web": {"status": "ok", "tls": routes.certificates.is_loaded()},
+        "status": if failing { "degraded" } else { "ok" },
+        "web": web,
         "signal": {"status": "ok", "peers": m.peers.get(), "lobbies": m.lobbies.get()},
         "turn": {"status": "ok", "allocations": routes.health.turn_allocations.get()},
     });

@@ -1,0 +1,388 @@
+//! Automatic HTTPS: certificates from an ACME CA (Let's Encrypt by default) for `tls.domains`,
+//! proven with HTTP-01 on the plain web listener, kept under `tls.acme_state`, renewed when a
+//! third of their lifetime is left, and installed into the certificate store that HTTPS and
+//! TURN over TLS share (a swap: open connections keep the certificate they started with).
+//!
+//! Until a certificate exists a self-signed one is served. Failures are logged, reported by
+//! `/healthz` and retried with exponential backoff, so a CA outage or a DNS mistake never stops
+//! the server.
+//!
+//! The protocol client is instant-acme: it leaves storage, challenge serving and timing to us, so
+//! certificates land in our own store and files.
+
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::watch;
+
+use crate::config::{Config, Tls};
+use crate::tls::Certificates;
+use store::Store;
+
+/// First retry after a failure; each further failure doubles it, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// One attempt (account, order, validation, download) gives up after this.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// State shared with the web server: HTTP-01 answers and what `/healthz` reports.
+#[derive(Default)]
+pub struct Acme {
+    /// HTTP-01 token → key authorization, while a validation is under way.
+    challenges: Mutex<HashMap<String, String>>,
+    status: Mutex<Status>,
+}
+
+#[derive(Clone, Default, serde::Serialize)]
+struct Status {
+    /// "obtaining", "valid" or "error".
+    state: &'static str,
+    domains: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renews: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_seconds: Option<u64>,
+    self_signed: bool,
+}
+
+impl Acme {
+    /// The key authorization for an HTTP-01 `token` the CA is checking.
+    pub fn http01(&self, token: &str) -> Option<String> {
+        self.challenges.lock().unwrap().get(token).cloned()
+    }
+
+    /// `/healthz`'s view; `None` until the ACME task has started.
+    pub fn health(&self) -> Option<serde_json::Value> {
+        let status = self.status.lock().unwrap();
+        (!status.state.is_empty()).then(|| serde_json::to_value(&*status).expect("serialises"))
+    }
+
+    pub fn failing(&self) -> bool {
+        self.status.lock().unwrap().state == "error"
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().unwrap());
+    }
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed: with a third of its
+/// lifetime left (30 days of Let's Encrypt's 90), as certbot does.
+pub fn renew_at(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    not_after - lifetime / 3
+}
+
+/// The wait after `failures` failed attempts in a row (at least 1).
+pub fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// Keeps a certificate for `tls.domains` installed while `tls.acme` is on, until `shutdown`.
+pub async fn run(
+    acme: Arc<Acme>,
+    certificates: Arc<Certificates>,
+    config: watch::Receiver<Arc<Config>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Stopping abandons an attempt under way; the CA lets the order expire.
+    tokio::select! {
+        _ = keep(&acme, &certificates, config) => {}
+        _ = crate::service::stopped(&mut shutdown) => {}
+    }
+}
+
+async fn keep(acme: &Acme, certificates: &Certificates, mut config: watch::Receiver<Arc<Config>>) {
+    let mut failures = 0;
+    loop {
+        let current = config.borrow_and_update().clone();
+        let wait = if current.tls.acme {
+            let tls = &current.tls;
+            let domains = tls.acme_domains(&current.server);
+            let store = Store::new(&tls.acme_state_dir());
+            let outcome = match install_stored(acme, certificates, &store, &domains) {
+                Some(renew) => Ok(renew),
+                None => tokio::time::timeout(ATTEMPT_TIMEOUT, obtain(acme, tls, &store, &domains))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()))
+                    })
+                    .and_then(|()| {
+                        install_stored(acme, certificates, &store, &domains).ok_or_else(|| {
+                            "the issued certificate is unusable or already due for renewal".into()
+                        })
+                    }),
+            };
+            Some(match outcome {
+                Ok(renew) => {
+                    failures = 0;
+                    renew.duration_since(SystemTime::now()).unwrap_or_default()
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = backoff(failures);
+                    log::error!(
+                        "acme: no certificate for {} from {}: {error}; retrying in {}",
+                        domains.join(", "),
+                        tls.acme_directory,
+                        humantime::format_duration(delay)
+                    );
+                    acme.update(|s| {
+                        s.state = "error";
+                        s.error = Some(error);
+                        s.retry_in_seconds = Some(delay.as_secs());
+                    });
+                    delay
+                }
+            })
+        } else {
+            None
+        };
+        // A reload re-checks at once: the domains or the CA may have changed.
+        tokio::select! {
+            _ = async { match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }} => {}
+            changed = config.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Installs the stored certificate if it covers `domains` and is not due for renewal, and
+/// returns when it is due. Otherwise makes sure something is served meanwhile.
+fn install_stored(
+    acme: &Acme,
+    certificates: &Certificates,
+    store: &Store,
+    domains: &[String],
+) -> Option<SystemTime> {
+    let stored = match store.certificate() {
+        Ok(stored) => stored,
+        Err(e) => {
+            log::warn!("acme: the stored certificate is unusable ({e}); ordering a new one");
+            None
+        }
+    };
+    let usable = stored.filter(|s| domains.iter().all(|d| s.names.contains(d)));
+    let now = SystemTime::now();
+    if let Some(s) = usable {
+        let renew = renew_at(s.not_before, s.not_after);
+        if now < renew {
+            let serial = s.serial.clone();
+            match certificates.install(s.chain, s.key) {
+                Ok(()) => {
+                    log::info!(
+                        "acme: serving the certificate for {} (serial {serial}), valid until {}, \
+                         renewed from {}",
+                        domains.join(", "),
+                        httpdate::fmt_http_date(s.not_after),
+                        httpdate::fmt_http_date(renew)
+                    );
+                    acme.update(|st| {
+                        *st = Status {
+                            state: "valid",
+                            domains: domains.to_vec(),
+                            serial: Some(serial),
+                            expires: Some(httpdate::fmt_http_date(s.not_after)),
+                            renews: Some(httpdate::fmt_http_date(renew)),
+                            ..Status::default()
+                        }
+                    });
+                    return Some(renew);
+                }
+                Err(e) => log::warn!("acme: the stored certificate is unusable ({e})"),
+            }
+        } else {
+            // Keep serving it while the renewal runs: it is still valid.
+            let _ = certificates.install(s.chain, s.key);
+        }
+    }
+    if !certificates.is_loaded() {
+        match certificates.install_self_signed(domains) {
+            Ok(()) => {
+                log::warn!(
+                    "acme: serving a self-signed certificate for {} until the CA issues one; \
+                     browsers will warn until then",
+                    domains.join(", ")
+                );
+                acme.update(|s| s.self_signed = true);
+            }
+            Err(e) => log::error!("acme: {e}"),
+        }
+    }
+    acme.update(|s| {
+        if s.state != "error" {
+            s.state = "obtaining";
+        }
+        s.domains = domains.to_vec();
+    });
+    None
+}
+
+/// One attempt: account, order, HTTP-01 for each name, finalize, download, store.
+async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Result<(), String> {
+    log::info!(
+        "acme: ordering a certificate for {} from {}",
+        domains.join(", "),
+        tls.acme_directory
+    );
+    let account = account(tls, store).await?;
+    let identifiers: Vec<Identifier> = domains.iter().cloned().map(Identifier::Dns).collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(|e| format!("new order: {e}"))?;
+    let mut tokens = Vec::new();
+    let result = async {
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization is {other:?}")),
+            }
+            let name = authz.identifier().to_string();
+            let mut challenge = authz
+                .challenge(ChallengeType::Http01)
+                .ok_or_else(|| format!("the CA offers no HTTP-01 challenge for {name}"))?;
+            let answer = challenge.key_authorization().as_str().to_string();
+            acme.challenges
+                .lock()
+                .unwrap()
+                .insert(challenge.token.clone(), answer);
+            tokens.push(challenge.token.clone());
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge for {name}: {e}"))?;
+        }
+        let polling = RetryPolicy::new().timeout(Duration::from_secs(120));
+        let status = order
+            .poll_ready(&polling)
+            .await
+            .map_err(|e| format!("validation: {e}"))?;
+        if status != OrderStatus::Ready {
+            return Err(format!(
+                "validation failed: {}",
+                order_problems(&mut order).await
+            ));
+        }
+        let key_pem = order
+            .finalize()
+            .await
+            .map_err(|e| format!("finalize: {e}"))?;
+        let chain_pem = order
+            .poll_certificate(&polling)
+            .await
+            .map_err(|e| format!("certificate download: {e}"))?;
+        Ok((chain_pem, key_pem))
+    }
+    .await;
+    {
+        let mut challenges = acme.challenges.lock().unwrap();
+        for t in &tokens {
+            challenges.remove(t);
+        }
+    }
+    let (chain_pem, key_pem) = result?;
+    // Refuse to store what could not be served.
+    PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("issued key: {e}"))?;
+    store.save_certificate(&chain_pem, &key_pem)?;
+    log::info!("acme: certificate for {} issued", domains.join(", "));
+    Ok(())
+}
+
+/// The stored account for this CA, or a new one (agreeing to the CA's terms, as enabling
+/// `tls.acme` means).
+async fn account(tls: &Tls, store: &Store) -> Result<Account, String> {
+    let builder = || match &tls.acme_ca_root {
+        Some(root) => Account::builder_with_root(root),
+        None => Account::builder(),
+    };
+    let builder = builder().map_err(|e| format!("HTTP client: {e}"))?;
+    if let Some(credentials) = store.account(&tls.acme_directory)? {
+        return builder
+            .from_credentials(credentials)
+            .await
+            .map_err(|e| format!("account: {e}"));
+    }
+    let contact = tls.acme_email.as_ref().map(|e| format!("mailto:{e}"));
+    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let (account, credentials) = builder
+        .create(
+            &NewAccount {
+                contact: &contact,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            tls.acme_directory.clone(),
+            None,
+        )
+        .await
+        .map_err(|e| format!("new account: {e}"))?;
+    store.save_account(&tls.acme_directory, credentials)?;
+    log::info!("acme: account {} created", account.id());
+    Ok(account)
+}
+
+/// Why an order went invalid, from its authorizations' challenge errors.
+async fn order_problems(order: &mut instant_acme::Order) -> String {
+    let mut problems = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(authz)) = authorizations.next().await {
+        for challenge in &authz.challenges {
+            if let Some(e) = &challenge.error {
+                problems.push(format!("{}: {e}", authz.identifier()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        "the order is invalid".into()
+    } else {
+        problems.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_starts_with_a_third_of_the_lifetime_left() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86400);
+        assert_eq!(renew_at(t0, t0 + 90 * day), t0 + 60 * day);
+        assert_eq!(
+            renew_at(t0, t0 + Duration::from_secs(45)),
+            t0 + Duration::from_secs(30)
+        );
+        // A certificate whose dates are upside down is renewed at once.
+        assert_eq!(renew_at(t0 + day, t0), t0);
+    }
+
+    #[test]
+    fn backoff_doubles_from_thirty_seconds_to_an_hour() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}

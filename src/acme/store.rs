@@ -1,0 +1,199 @@
+//! What ACME leaves on disk under `tls.acme_state`: the account (its key) and the current
+//! certificate and key. Private keys are written 0600 in a 0700 directory, by rename so a crash
+//! never leaves half a file.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use instant_acme::AccountCredentials;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+
+/// A certificate as stored, with what decides whether it is still the one to serve.
+pub struct Stored {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub names: Vec<String>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    pub serial: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountFile {
+    /// Accounts belong to one CA: a new directory needs a new account.
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(state: &Path) -> Store {
+        Store {
+            dir: state.join("acme"),
+        }
+    }
+
+    pub fn account(&self, directory: &str) -> Result<Option<AccountCredentials>, String> {
+        let path = self.dir.join("account.json");
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let file: AccountFile = serde_json::from_slice(&text)
+            .map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+        Ok((file.directory == directory).then_some(file.credentials))
+    }
+
+    pub fn save_account(
+        &self,
+        directory: &str,
+        credentials: AccountCredentials,
+    ) -> Result<(), String> {
+        let file = AccountFile {
+            directory: directory.into(),
+            credentials,
+        };
+        let text = serde_json::to_vec_pretty(&file).expect("account serialises");
+        self.write_private("account.json", &text)
+    }
+
+    /// The stored certificate, if there is one.
+    pub fn certificate(&self) -> Result<Option<Stored>, String> {
+        let (cert, key) = (self.dir.join("certificate.pem"), self.dir.join("key.pem"));
+        if !cert.exists() {
+            return Ok(None);
+        }
+        let chain = crate::tls::read_chain(&cert)?;
+        let key =
+            PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let (names, not_before, not_after, serial) =
+            inspect(&chain[0]).map_err(|e| format!("{}: {e}", cert.display()))?;
+        Ok(Some(Stored {
+            chain,
+            key,
+            names,
+            not_before,
+            not_after,
+            serial,
+        }))
+    }
+
+    /// Replaces the stored certificate; the key goes first so a crash in between leaves a
+    /// pair that fails to load (and is re-ordered) rather than a certificate for a lost key.
+    pub fn save_certificate(&self, chain_pem: &str, key_pem: &str) -> Result<(), String> {
+        self.write_private("key.pem", key_pem.as_bytes())?;
+        self.write_private("certificate.pem", chain_pem.as_bytes())
+    }
+
+    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let (tmp, path) = (self.dir.join(format!(".{name}.new")), self.dir.join(name));
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+/// DNS names, validity and serial (hex) of a certificate.
+fn inspect(
+    der: &CertificateDer<'_>,
+) -> Result<(Vec<String>, SystemTime, SystemTime, String), String> {
+    use x509_parser::prelude::*;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
+    let names = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let time = |t: ASN1Time| {
+        let secs = u64::try_from(t.timestamp()).unwrap_or(0);
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    };
+    let validity = cert.validity();
+    Ok((
+        names,
+        time(validity.not_before),
+        time(validity.not_after),
+        cert.raw_serial_as_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_round_trip_with_private_files() {
+        let state = std::env::temp_dir().join(format!("rallypoint-acme-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state);
+        let store = Store::new(&state);
+        assert!(store.certificate().unwrap().is_none());
+
+        let mut params = rcgen::CertificateParams::new(vec!["game.example.org".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2026, 4, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        store
+            .save_certificate(&cert.pem(), &key.serialize_pem())
+            .unwrap();
+
+        let stored = store.certificate().unwrap().unwrap();
+        assert_eq!(stored.names, ["game.example.org"]);
+        let days =
+            |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 86400;
+        assert_eq!(days(stored.not_after) - days(stored.not_before), 90);
+        for name in ["key.pem", "certificate.pem"] {
+            let mode = fs::metadata(state.join("acme").join(name))
+                .unwrap()
+                .permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
+        }
+        let dir_mode = fs::metadata(state.join("acme")).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&dir_mode) & 0o777,
+            0o700
+        );
+
+        fs::write(state.join("acme/certificate.pem"), "garbage").unwrap();
+        let err = store.certificate().err().expect("garbage refused");
+        assert!(err.contains("no certificate"), "{err}");
+        fs::remove_dir_all(&state).unwrap();
+    }
+}
