@@ -48,7 +48,7 @@ impl Link {
     /// Sends without waiting: a full socket or queue drops the datagram, as UDP would.
     fn send(&self, frame: &[u8]) -> bool {
         match self {
-            Link::Udp { socket, client } => socket.try_send_to(frame, *client).is_ok(),
+            Link::Udp { socket, client } => send_now(socket, frame, *client),
             Link::Stream(tx) => tx.try_send(frame.to_vec()).is_ok(),
         }
     }
@@ -130,7 +130,7 @@ impl Relay {
             .filter(|&peer| {
                 grants.permits(peer, now, &own_relay) && self.metered(&grants, payload.len(), now)
             })
-            .is_some_and(|peer| self.socket.try_send_to(payload, peer).is_ok());
+            .is_some_and(|peer| send_now(&self.socket, payload, peer));
         self.account_to_peer(sent, payload.len());
     }
 
@@ -145,7 +145,7 @@ impl Relay {
         let grants = self.grants.load();
         let sent = grants.permits(peer, now, own_relay)
             && self.metered(&grants, payload.len(), now)
-            && self.socket.try_send_to(payload, peer).is_ok();
+            && send_now(&self.socket, payload, peer);
         self.account_to_peer(sent, payload.len());
     }
 
@@ -186,6 +186,15 @@ impl Relay {
             c.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Sends a datagram or drops it, without waiting. Straight to the kernel: tokio's `try_send_to`
+/// refuses until the reactor has seen the socket writable once, which dropped the first datagram
+/// of a fresh allocation when the reactor was busy.
+fn send_now(socket: &UdpSocket, payload: &[u8], to: SocketAddr) -> bool {
+    socket2::SockRef::from(socket)
+        .send_to(payload, &to.into())
+        .is_ok()
 }
 
 /// Reads peer datagrams on the relay socket until the allocation is deleted (the task is
