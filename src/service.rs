@@ -93,7 +93,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let mut registry = metrics::registry();
     let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone(), &mut registry);
     tasks.spawn(hub);
-    let (turn_allocations, relay) = turn::start(
+    let (turn_stats, relay) = turn::start(
         listeners.turn_udp,
         listeners.turn_tcp,
         listeners.turn_tls,
@@ -114,7 +114,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
-        health: web::Health { turn_allocations },
+        turn: turn_stats,
         turn_addresses,
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),

@@ -554,3 +554,39 @@ async fn slowloris_neither_delays_others_nor_lingers() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn selftest_page_status_and_switch() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(server.web, "/_rallypoint/", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), Some("text/html; charset=utf-8"));
+    assert!(String::from_utf8_lossy(r.body()).contains("<title>rallypoint self-test</title>"));
+    // Isolated, so the page can report whether a threaded export would be.
+    assert_eq!(
+        header(&r, "cross-origin-opener-policy"),
+        Some("same-origin")
+    );
+    assert_eq!(
+        header(&r, "cross-origin-embedder-policy"),
+        Some("require-corp")
+    );
+    let r = get(server.web, "/_rallypoint", &[]).await;
+    assert_eq!(r.status(), 308);
+    assert_eq!(header(&r, "location"), Some("/_rallypoint/"));
+    assert_eq!(get(server.web, "/_rallypoint/x", &[]).await.status(), 404);
+
+    let r = get(server.web, "/_rallypoint/status", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), Some("no-store"));
+    let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    assert_eq!(json["signal_path"], "/ws");
+    for key in ["peers", "lobbies", "allocations", "relayed_bytes"] {
+        assert_eq!(json[key], 0, "{key} in {json}");
+    }
+
+    let off = server_for(&www, "selftest = false");
+    assert_eq!(get(off.web, "/_rallypoint/", &[]).await.status(), 404);
+    assert_eq!(get(off.web, "/_rallypoint/status", &[]).await.status(), 404);
+}

@@ -94,6 +94,8 @@ pub struct Web {
     pub compression_cache: ByteSize,
     /// Addresses allowed to read /metrics.
     pub metrics_allow: Vec<IpNet>,
+    /// Serve the self-test page at `/_rallypoint/`.
+    pub selftest: bool,
 }
 
 impl Default for Web {
@@ -107,6 +109,7 @@ impl Default for Web {
             header_timeout: secs(10),
             compression_cache: ByteSize(256 << 20),
             metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            selftest: true,
         }
     }
 }

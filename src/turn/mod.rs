@@ -288,8 +288,30 @@ impl Metrics {
     }
 }
 
-/// Registers the relay's metrics; returns the live-allocations gauge and the task that serves
-/// `turn.listen` and `turn.tls_listen` until shutdown.
+/// The relay's figures the web server reports (`/healthz`, the self-test's status), as last
+/// published by the metrics tick.
+#[derive(Clone)]
+pub struct Stats {
+    allocations: Gauge,
+    bytes: Family<Vec<(&'static str, &'static str)>, Counter>,
+}
+
+impl Stats {
+    pub fn allocations(&self) -> i64 {
+        self.allocations.get()
+    }
+
+    /// Payload bytes relayed in both directions since start.
+    pub fn relayed_bytes(&self) -> u64 {
+        ["to_peer", "to_client"]
+            .iter()
+            .map(|d| self.bytes.get_or_create(&vec![("direction", *d)]).get())
+            .sum()
+    }
+}
+
+/// Registers the relay's metrics; returns its [`Stats`] and the task that serves `turn.listen`
+/// and `turn.tls_listen` until shutdown.
 pub fn start(
     udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     tcp: Vec<TcpListener>,
@@ -298,10 +320,13 @@ pub fn start(
     mut config: watch::Receiver<Arc<Config>>,
     mut shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
-) -> (Gauge, impl Future<Output = ()> + use<>) {
+) -> (Stats, impl Future<Output = ()> + use<>) {
     let metrics = Metrics::default();
     metrics.register(registry);
-    let allocations = metrics.allocations.clone();
+    let stats = Stats {
+        allocations: metrics.allocations.clone(),
+        bytes: metrics.bytes.clone(),
+    };
     let current = config.borrow().clone();
     let (v4, v6) = relay_addresses(&current);
     log::info!(
@@ -362,7 +387,7 @@ pub fn start(
             task.abort();
         }
     };
-    (allocations, task)
+    (stats, task)
 }
 
 async fn udp_worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shared>) {

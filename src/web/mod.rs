@@ -8,6 +8,7 @@ mod file_cache;
 mod files;
 mod isolation;
 mod negotiate;
+mod selftest;
 mod static_files;
 
 use std::convert::Infallible;
@@ -23,7 +24,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -32,7 +32,7 @@ use crate::acme::Acme;
 use crate::config::Config;
 use crate::signal::{Signal, handshake};
 use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
-use crate::{credentials, metrics};
+use crate::{credentials, metrics, turn};
 pub use compress::CompressionCache;
 pub use file_cache::FileCache;
 use files::Refused;
@@ -47,16 +47,11 @@ const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-/// Gauges `/healthz` reports, owned by the services that keep them.
-pub struct Health {
-    pub turn_allocations: Gauge,
-}
-
 /// What the web server hands requests to besides files.
 pub struct Routes {
     pub signal: Arc<Signal>,
     pub metrics: Registry,
-    pub health: Health,
+    pub turn: turn::Stats,
     /// The TURN listeners as bound, for the URLs `/api/ice` hands out.
     pub turn_addresses: credentials::TurnAddresses,
     /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
@@ -215,6 +210,9 @@ async fn route(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
+    if let Some(response) = selftest::route(config, routes, &path) {
+        return response;
+    }
     match path.as_str() {
         "/api/ice" => ice(config, &routes.turn_addresses, req),
         "/healthz" => health(routes),
@@ -365,7 +363,7 @@ fn health(routes: &Routes) -> Response<Body> {
         "status": if failing { "degraded" } else { "ok" },
         "web": web,
         "signal": {"status": "ok", "peers": m.peers.get(), "lobbies": m.lobbies.get()},
-        "turn": {"status": "ok", "allocations": routes.health.turn_allocations.get()},
+        "turn": {"status": "ok", "allocations": routes.turn.allocations()},
     });
     let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
     r.headers_mut()

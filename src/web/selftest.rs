@@ -1,0 +1,70 @@
+//! The self-test page at `/_rallypoint/` (`web.selftest`): opened in any browser, it checks this
+//! deployment from the visitor's side — secure context and cross-origin isolation, the
+//! signalling WebSocket, STUN, TURN over UDP, TCP and TLS, a relayed data-channel round trip — and
+//! shows live figures from `/_rallypoint/status`. The page is plain HTML and JavaScript built into
+//! the binary; the checks run in the browser, because only the browser sees what players see.
+
+use hyper::StatusCode;
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+
+use super::{Body, Routes, page, plain};
+use crate::config::Config;
+
+const PAGE: &str = include_str!("selftest.html");
+pub const PREFIX: &str = "/_rallypoint";
+
+/// The answer for a path under [`PREFIX`], or `None` when the page is off (the path is then an
+/// ordinary file path).
+pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
+    if !config.web.selftest {
+        return None;
+    }
+    let rest = path.strip_prefix(PREFIX)?;
+    Some(match rest {
+        "" => {
+            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "");
+            r.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/_rallypoint/"));
+            r
+        }
+        "/" => {
+            let mut r = page(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from_static(PAGE.as_bytes()),
+            );
+            // Isolated like a threaded Godot export, so the page can tell whether one would be.
+            let h = r.headers_mut();
+            h.insert(
+                "cross-origin-opener-policy",
+                HeaderValue::from_static("same-origin"),
+            );
+            h.insert(
+                "cross-origin-embedder-policy",
+                HeaderValue::from_static("require-corp"),
+            );
+            r
+        }
+        "/status" => {
+            let m = routes.signal.metrics();
+            let body = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "signal_path": config.signal.path,
+                "peers": m.peers.get(),
+                "lobbies": m.lobbies.get(),
+                "allocations": routes.turn.allocations(),
+                "relayed_bytes": routes.turn.relayed_bytes(),
+            });
+            let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        // "/_rallypointer" and the like are file paths, not ours.
+        _ if !rest.starts_with('/') => return None,
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    })
+}
+
+type Response = hyper::Response<Body>;

@@ -1,0 +1,53 @@
+// Opens the self-test page in headless Chromium, waits for every check to settle and compares
+// the rows with what is expected: "healthy" (all green) or "turn-blocked" (the TURN rows and the
+// relayed round trip red with a reason naming the port; the page's own rows still green).
+// Optionally saves a screenshot of the finished page.
+import { chromium } from "playwright-core";
+
+const [base, expect, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         // For TURN over TLS with the test's throwaway certificate.
+         "--ignore-certificate-errors"],
+});
+let failed = false;
+const check = (ok, what, detail) => {
+  console.log(`${ok ? "ok" : "FAILED"}: self-test page, ${expect}: ${what}${detail ? ": " + detail : ""}`);
+  if (!ok) failed = true;
+};
+try {
+  const page = await browser.newPage({ viewport: { width: 480, height: 900 } });
+  await page.goto(`${base}/_rallypoint/`);
+  await page.waitForFunction(() => document.body.dataset.done === "true", null, { timeout: 60000 });
+  const rows = await page.$$eval("#checks li", (lis) => lis.map((li) => ({
+    id: li.dataset.check, state: li.dataset.state, detail: li.querySelector(".detail").textContent,
+  })));
+  const state = Object.fromEntries(rows.map((r) => [r.id, r]));
+  const show = (ids) => ids.map((id) => `${id}=${state[id].state} (${state[id].detail})`).join("; ");
+  const green = ["secure", "isolation", "signal"];
+  const turn = ["turn-udp", "turn-tcp", "turn-tls", "relay"];
+  if (expect === "healthy") {
+    const all = rows.map((r) => r.id);
+    check(rows.every((r) => r.state === "ok"), "every check green", show(all));
+    // Live figures: two polls give a bandwidth; the page's own probes show as allocations.
+    await page.waitForFunction(() => document.querySelector('[data-live="bandwidth"]').textContent.includes("kbit/s"), null, { timeout: 10000 });
+    const live = await page.$$eval("#live dd", (dds) => dds.map((d) => `${d.dataset.live}=${d.textContent}`));
+    check(live.every((l) => !l.endsWith("–")), "live status filled in", live.join(", "));
+  } else {
+    check(green.every((id) => state[id].state === "ok"), "page, isolation and signalling still green", show(green));
+    const reasons = turn.every((id) => state[id].state === "fail")
+      && ["turn-udp", "turn-tcp", "turn-tls"].every((id) => /Is (UDP|TCP) port \d+ reachable/.test(state[id].detail))
+      && /no TURN transport works/.test(state.relay.detail);
+    check(reasons, "TURN rows red with the port to open", show(turn));
+    const summary = await page.textContent("#summary");
+    check(/failed/.test(summary), "summary says checks failed", summary);
+  }
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+} catch (e) {
+  check(false, "page finished", String(e));
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

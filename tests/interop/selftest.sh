@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The self-test page at /_rallypoint/, in headless Chromium inside a network namespace: all green
+# against a healthy server, then TURN rows red (with the port to open) once a firewall rule drops
+# TURN traffic. A NAT rule makes the server see the browser's STUN requests from another address,
+# as on the internet; without it Chrome drops the server-reflexive candidate as redundant with
+# its host candidate. `tests/interop/selftest.sh docs/selftest.png` also saves the screenshot
+# the README shows.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/interop/lib.sh
+need chromium node ip iptables openssl
+here=tests/interop/browser
+[ -d "$here/node_modules/playwright-core" ] || { echo "playwright-core missing: npm install in $here" >&2; exit 1; }
+screenshot=${1:+$(realpath -m "$1")}
+
+ns=rp-selftest-$$
+dir=$(mktemp -d)
+cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+netns_up "$ns"
+ip -n "$ns" addr add 10.213.0.3/24 dev rp1
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+turn=$(free_port) turns=$(free_port)
+cat >"$dir/rallypoint.toml" <<TOML
+[web]
+listen = ["127.0.0.1:0"]
+[tls]
+certificate = "$dir/cert.pem"
+private_key = "$dir/key.pem"
+[turn]
+listen = ["127.0.0.1:$turn"]
+tls_listen = ["127.0.0.1:$turns"]
+secrets = ["selftest-interop-secret-0123456789"]
+TOML
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+in_ns() { ip netns exec "$ns" "$@"; }
+in_ns iptables -t nat -A POSTROUTING -p udp -d 127.0.0.1 --dport "$turn" -j SNAT --to-source 10.213.0.3
+
+HOME="$dir" in_ns node "$here/selftest.mjs" "http://$RP_WEB" healthy "$screenshot"
+
+# TURN unreachable, as behind a firewall that was never opened.
+for rule in "-p udp --dport $turn" "-p tcp --dport $turn" "-p tcp --dport $turns"; do
+    # shellcheck disable=SC2086
+    in_ns iptables -A INPUT -d 127.0.0.1 $rule -j DROP
+done
+HOME="$dir" in_ns node "$here/selftest.mjs" "http://$RP_WEB" turn-blocked
