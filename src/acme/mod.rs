@@ -33,6 +33,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// One attempt (account, order, validation, download) gives up after this.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+const ACCOUNT_DOES_NOT_EXIST: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 
 /// State shared with the web server: HTTP-01 answers and what `/healthz` reports.
 #[derive(Default)]
@@ -244,12 +245,20 @@ async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Re
         domains.join(", "),
         tls.acme_directory
     );
-    let account = account(tls, store).await?;
     let identifiers: Vec<Identifier> = domains.iter().cloned().map(Identifier::Dns).collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(|e| format!("new order: {e}"))?;
+    let new_order = NewOrder::new(&identifiers);
+    let mut order = match account(tls, store).await?.new_order(&new_order).await {
+        // The CA forgot the account (a test CA restarted, an account deleted): start afresh.
+        Err(instant_acme::Error::Api(problem))
+            if problem.r#type.as_deref() == Some(ACCOUNT_DOES_NOT_EXIST) =>
+        {
+            log::warn!("acme: the CA no longer knows the stored account; creating a new one");
+            store.forget_account()?;
+            account(tls, store).await?.new_order(&new_order).await
+        }
+        other => other,
+    }
+    .map_err(|e| format!("new order: {e}"))?;
     let mut tokens = Vec::new();
     let result = async {
         let mut authorizations = order.authorizations();

@@ -66,6 +66,16 @@ impl Store {
         self.write_private("account.json", &text)
     }
 
+    pub fn forget_account(&self) -> Result<(), String> {
+        let path = self.dir.join("account.json");
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("cannot remove {}: {e}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The stored certificate, if there is one.
     pub fn certificate(&self) -> Result<Option<Stored>, String> {
         let (cert, key) = (self.dir.join("certificate.pem"), self.dir.join("key.pem"));

@@ -43,13 +43,16 @@ pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$dn
 DNS_PID=$!
 # No random nonce rejections: their retries are instant-acme's business, and they would make
 # this test's timing flaky.
-PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
-    pebble -config "$dir/pebble.json" -dnsserver "127.0.0.1:$dns" >"$dir/pebble.log" 2>&1 &
-PEBBLE_PID=$!
-for _ in $(seq 50); do
-    curl -sf --cacert "$dir/ca.pem" "https://127.0.0.1:$acme/dir" >/dev/null && break
-    sleep 0.2
-done
+start_pebble() {
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
+        pebble -config "$dir/pebble.json" -dnsserver "127.0.0.1:$dns" >>"$dir/pebble.log" 2>&1 &
+    PEBBLE_PID=$!
+    for _ in $(seq 50); do
+        curl -sf --cacert "$dir/ca.pem" "https://127.0.0.1:$acme/dir" >/dev/null && break
+        sleep 0.2
+    done
+}
+start_pebble
 
 cat >"$dir/rallypoint.toml" <<TOML
 [server]
@@ -176,3 +179,16 @@ wait "$HOLD_PID"; HOLD_PID=
 grep -q "^after HTTP/1.1 200 OK $first\$" "$dir/hold.log" || { cat "$dir/hold.log" >&2; exit 1; }
 [ "$(serial "$turns")" = "$renewed" ]
 echo "ok: renewed by itself ($first -> $renewed) on HTTPS and TURN over TLS; a connection opened before kept working"
+
+# The CA forgets the account (pebble restarted, as a deleted account would look) and the
+# certificate is gone: rallypoint makes a new account and orders again.
+kill -TERM "$RP_PID"; wait "$RP_PID" || true
+kill "$PEBBLE_PID"; wait "$PEBBLE_PID" || true
+rm "$dir/state/acme/certificate.pem" "$dir/state/acme/key.pem"
+start_pebble
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log"
+wait_for_state valid
+grep -q 'the CA no longer knows the stored account; creating a new one' "$dir/rallypoint.log"
+curl -sf --cacert "$dir/ca.pem" "https://127.0.0.1:$mgmt/roots/0" >"$dir/root.pem"
+serial "$https" >/dev/null
+echo "ok: an account the CA no longer knows is replaced, and a certificate issued"
