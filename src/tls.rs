@@ -4,7 +4,8 @@
 //! certificate at each handshake, so a reload swaps it for new connections while open ones keep
 //! theirs.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -21,9 +22,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The subject of the stand-in certificate, so a person inspecting it in a browser knows why.
 const SELF_SIGNED_NAME: &str = "rallypoint self-signed (no certificate yet)";
 
+/// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 #[derive(Debug, Default)]
 pub struct Certificates {
     current: ArcSwapOption<CertifiedKey>,
+    /// TLS-ALPN-01 answers by server name, while a validation is under way.
+    challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
 }
 
 impl Certificates {
@@ -75,6 +81,36 @@ impl Certificates {
         self.install(vec![cert.der().clone()], key)
     }
 
+    /// Answers TLS-ALPN-01 for `name`: a certificate carrying the key authorization's `digest`,
+    /// served only to clients that offer `acme-tls/1`.
+    pub fn add_alpn_challenge(&self, name: &str, digest: &[u8]) -> Result<(), String> {
+        let make = || {
+            let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::new_acme_identifier(digest));
+            let key = rcgen::KeyPair::generate()?;
+            Ok::<_, rcgen::Error>((params.self_signed(&key)?, key))
+        };
+        let (cert, key) = make().map_err(|e| format!("TLS-ALPN-01 certificate: {e}"))?;
+        let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| format!("TLS-ALPN-01 key: {e}"))?;
+        let certified = CertifiedKey::new(vec![cert.der().clone()], signer);
+        self.challenges
+            .lock()
+            .unwrap()
+            .insert(name.to_ascii_lowercase(), Arc::new(certified));
+        Ok(())
+    }
+
+    pub fn remove_alpn_challenge(&self, name: &str) {
+        self.challenges
+            .lock()
+            .unwrap()
+            .remove(&name.to_ascii_lowercase());
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()
     }
@@ -108,7 +144,14 @@ pub fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
 struct Resolver(Arc<Certificates>);
 
 impl ResolvesServerCert for Resolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.0.challenges.lock().unwrap().get(&name).cloned();
+        }
         self.0.current.load_full()
     }
 }

@@ -182,10 +182,10 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "2:10",
     ),
     (
-        "acme without plain http",
+        "acme without a web listener",
         "[server]\ndomain = \"game.example.org\"\n[web]\nlisten = []\n[tls]\nacme = true\n",
         "tls.acme",
-        "set web.listen",
+        "set web.listen (port 80, HTTP-01) or web.tls_listen",
         "6:8",
     ),
     (

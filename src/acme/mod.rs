@@ -1,5 +1,6 @@
 //! Automatic HTTPS: certificates from an ACME CA (Let's Encrypt by default) for `tls.domains`,
-//! proven with HTTP-01 on the plain web listener, kept under `tls.acme_state`, renewed when a
+//! proven with HTTP-01 on the plain web listener (or TLS-ALPN-01 on HTTPS when there is no plain
+//! one), kept under `tls.acme_state`, renewed when a
 //! third of their lifetime is left, and installed into the certificate store that HTTPS and
 //! TURN over TLS share (a swap: open connections keep the certificate they started with).
 //!
@@ -120,16 +121,17 @@ async fn keep(acme: &Acme, certificates: &Certificates, mut config: watch::Recei
             let store = Store::new(&tls.acme_state_dir());
             let outcome = match install_stored(acme, certificates, &store, &domains) {
                 Some(renew) => Ok(renew),
-                None => tokio::time::timeout(ATTEMPT_TIMEOUT, obtain(acme, tls, &store, &domains))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()))
+                None => tokio::time::timeout(
+                    ATTEMPT_TIMEOUT,
+                    obtain(acme, certificates, &current, &store, &domains),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())))
+                .and_then(|()| {
+                    install_stored(acme, certificates, &store, &domains).ok_or_else(|| {
+                        "the issued certificate is unusable or already due for renewal".into()
                     })
-                    .and_then(|()| {
-                        install_stored(acme, certificates, &store, &domains).ok_or_else(|| {
-                            "the issued certificate is unusable or already due for renewal".into()
-                        })
-                    }),
+                }),
             };
             Some(match outcome {
                 Ok(renew) => {
@@ -238,8 +240,17 @@ fn install_stored(
     None
 }
 
-/// One attempt: account, order, HTTP-01 for each name, finalize, download, store.
-async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Result<(), String> {
+/// One attempt: account, order, a challenge for each name, finalize, download, store.
+/// HTTP-01 on the plain listener when there is one (port 80), else TLS-ALPN-01 on HTTPS (443).
+async fn obtain(
+    acme: &Acme,
+    certificates: &Certificates,
+    config: &Config,
+    store: &Store,
+    domains: &[String],
+) -> Result<(), String> {
+    let tls = &config.tls;
+    let http01 = !config.web.listen.is_empty();
     log::info!(
         "acme: ordering a certificate for {} from {}",
         domains.join(", "),
@@ -259,7 +270,8 @@ async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Re
         other => other,
     }
     .map_err(|e| format!("new order: {e}"))?;
-    let mut tokens = Vec::new();
+    // What was put up for the CA, taken down whatever the outcome.
+    let (mut tokens, mut alpn_names) = (Vec::new(), Vec::new());
     let result = async {
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
@@ -270,15 +282,25 @@ async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Re
                 other => return Err(format!("authorization is {other:?}")),
             }
             let name = authz.identifier().to_string();
+            let kind = if http01 {
+                ChallengeType::Http01
+            } else {
+                ChallengeType::TlsAlpn01
+            };
             let mut challenge = authz
-                .challenge(ChallengeType::Http01)
-                .ok_or_else(|| format!("the CA offers no HTTP-01 challenge for {name}"))?;
-            let answer = challenge.key_authorization().as_str().to_string();
-            acme.challenges
-                .lock()
-                .unwrap()
-                .insert(challenge.token.clone(), answer);
-            tokens.push(challenge.token.clone());
+                .challenge(kind.clone())
+                .ok_or_else(|| format!("the CA offers no {kind:?} challenge for {name}"))?;
+            let answer = challenge.key_authorization();
+            if http01 {
+                acme.challenges
+                    .lock()
+                    .unwrap()
+                    .insert(challenge.token.clone(), answer.as_str().to_string());
+                tokens.push(challenge.token.clone());
+            } else {
+                certificates.add_alpn_challenge(&name, answer.digest().as_ref())?;
+                alpn_names.push(name.clone());
+            }
             challenge
                 .set_ready()
                 .await
@@ -311,6 +333,9 @@ async fn obtain(acme: &Acme, tls: &Tls, store: &Store, domains: &[String]) -> Re
         for t in &tokens {
             challenges.remove(t);
         }
+    }
+    for name in &alpn_names {
+        certificates.remove_alpn_challenge(name);
     }
     let (chain_pem, key_pem) = result?;
     // Refuse to store what could not be served.

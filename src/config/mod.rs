@@ -135,8 +135,8 @@ pub struct Tls {
     /// PEM private key for `certificate`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key: Option<PathBuf>,
-    /// Obtain and renew the certificate from an ACME CA (HTTP-01 on `web.listen`), instead of
-    /// `certificate` and `private_key`.
+    /// Obtain and renew the certificate from an ACME CA (HTTP-01 on `web.listen`, or TLS-ALPN-01
+    /// on `web.tls_listen` without one), instead of `certificate` and `private_key`.
     pub acme: bool,
     /// Names the ACME certificate covers; empty = `[server.domain]`.
     pub domains: Vec<String>,

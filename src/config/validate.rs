@@ -87,11 +87,11 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                 }
             }
         }
-        if c.web.listen.is_empty() {
+        if c.web.listen.is_empty() && c.web.tls_listen.is_empty() {
             err(
                 "tls.acme",
-                "tls.acme proves the domain over plain HTTP (HTTP-01): set web.listen, reachable \
-                 on port 80 from the internet"
+                "tls.acme proves the domain on a web listener reachable from the internet: set \
+                 web.listen (port 80, HTTP-01) or web.tls_listen (port 443, TLS-ALPN-01)"
                     .into(),
             );
         }

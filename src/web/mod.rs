@@ -31,7 +31,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::acme::Acme;
 use crate::config::Config;
 use crate::signal::{Signal, handshake};
-use crate::tls::{Certificates, HANDSHAKE_TIMEOUT};
+use crate::tls::{ACME_TLS_ALPN, Certificates, HANDSHAKE_TIMEOUT};
 use crate::{credentials, metrics, turn};
 pub use compress::CompressionCache;
 pub use file_cache::FileCache;
@@ -90,8 +90,11 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(128);
     let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[b"h2", b"http/1.1"]));
+    let acceptor = tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[
+        b"h2",
+        b"http/1.1",
+        ACME_TLS_ALPN,
+    ]));
     let graceful = GracefulShutdown::new();
     let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, Scheme)>(64);
     for (listener, scheme) in plain
@@ -122,6 +125,8 @@ pub async fn serve(
                         Scheme::Http => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
                         // The handshake runs here, in the connection's task, under a timeout.
                         Scheme::Https => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            // A CA checking TLS-ALPN-01 only looks at the certificate.
+                            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => return,
                             Ok(Ok(tls)) => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned()).await,
                             _ => return,
                         },

@@ -192,3 +192,16 @@ grep -q 'the CA no longer knows the stored account; creating a new one' "$dir/ra
 curl -sf --cacert "$dir/ca.pem" "https://127.0.0.1:$mgmt/roots/0" >"$dir/root.pem"
 serial "$https" >/dev/null
 echo "ok: an account the CA no longer knows is replaced, and a certificate issued"
+
+# No plain listener: the domain is proven with TLS-ALPN-01 on the HTTPS listener instead (a new
+# state directory, so a new account that pebble has no valid authorization for).
+kill -TERM "$RP_PID"; wait "$RP_PID" || true
+http_validations=$(grep -c 'Attempting to validate w/ HTTP' "$dir/pebble.log")
+sed -e 's|^listen = \["127.0.0.1:'"$web"'"\]|listen = []|' -e "s|$dir/state|$dir/state-alpn|" \
+    "$dir/rallypoint.toml" >"$dir/alpn.toml"
+grep -q '^listen = \[\]' "$dir/alpn.toml"
+start_rallypoint "$dir/alpn.toml" "$dir/alpn.log"
+wait_for_state valid
+serial "$https" >/dev/null
+[ "$(grep -c 'Attempting to validate w/ HTTP' "$dir/pebble.log")" = "$http_validations" ]
+echo "ok: without a plain listener, TLS-ALPN-01 on the HTTPS listener gets the certificate"

@@ -20,8 +20,9 @@ start_rallypoint() {
     RP_PID=$!
     for _ in $(seq 100); do
         if grep -q ' ready: listening' "$log"; then
-            RP_WEB=$(grep -o 'web=[^ ]*' "$log" | head -1 | cut -d= -f2)
-            RP_TURN=$(grep -o 'turn=[^ ]*' "$log" | head -1 | cut -d= -f2)
+            # Empty when there is no such listener.
+            RP_WEB=$(grep -o ' web=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
+            RP_TURN=$(grep -o ' turn=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
             return 0
         fi
         kill -0 "$RP_PID" 2>/dev/null || break
