@@ -170,13 +170,15 @@ impl Default for Tls {
 }
 
 impl Tls {
-    /// The names an ACME certificate is ordered for.
+    /// The names an ACME certificate is ordered for, lower-cased as CAs issue them (so a stored
+    /// certificate is recognised whatever the case in the file).
     pub fn acme_domains(&self, server: &Server) -> Vec<String> {
-        if self.domains.is_empty() {
-            server.domain.iter().cloned().collect()
+        let names = if self.domains.is_empty() {
+            server.domain.as_slice()
         } else {
-            self.domains.clone()
-        }
+            &self.domains
+        };
+        names.iter().map(|d| d.to_ascii_lowercase()).collect()
     }
 
     pub fn acme_state_dir(&self) -> PathBuf {

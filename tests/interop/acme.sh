@@ -56,7 +56,8 @@ start_pebble
 
 cat >"$dir/rallypoint.toml" <<TOML
 [server]
-domain = "$domain"
+# Mixed case on purpose: names are compared as CAs issue them, lower-cased.
+domain = "Game.Rallypoint.test"
 [web]
 listen = ["127.0.0.1:$web"]
 tls_listen = ["127.0.0.1:$https"]
