@@ -138,9 +138,13 @@ wait_for_state valid
 echo "ok: a restart reuses the stored certificate (pebble saw $before order(s), no new one)"
 
 # A connection opened now must survive the renewal that comes when 15 of the 45 s are left.
-python3 - "$https" "$domain" "$dir/root.pem" "$first" >"$dir/hold.log" 2>&1 <<'PY' &
-import socket, ssl, sys, time
-port, name, root, first = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+# It is told of the renewal on its stdin (a FIFO held open here as fd 3), and sends a request
+# each second it waits, so the keep-alive connection never idles out.
+mkfifo "$dir/renewed"
+exec 3<>"$dir/renewed"
+hold=$(cat <<'PY'
+import select, socket, ssl, sys
+port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 ctx = ssl.create_default_context(cafile=root)
 ctx.set_alpn_protocols(["http/1.1"])
 tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=60), server_hostname=name)
@@ -157,16 +161,14 @@ def get():
     return head.split(b"\r\n")[0].decode()
 print("before", get(), tls.getpeercert()["serialNumber"], flush=True)
 for _ in range(90):
-    # Poll with requests so the keep-alive connection never idles out.
-    time.sleep(1)
+    renewed, _, _ = select.select([sys.stdin], [], [], 1)
+    if renewed:
+        break
     print("during", get(), flush=True)
-    try:
-        if open(sys.argv[3] + ".renewed").read():
-            break
-    except FileNotFoundError:
-        pass
 print("after", get(), tls.getpeercert()["serialNumber"], flush=True)
 PY
+)
+python3 -c "$hold" "$https" "$domain" "$dir/root.pem" <"$dir/renewed" >"$dir/hold.log" 2>&1 &
 HOLD_PID=$!
 renewed=""
 for _ in $(seq 60); do
@@ -175,7 +177,7 @@ for _ in $(seq 60); do
     if [ "$s" != "$first" ]; then renewed=$s; break; fi
 done
 [ -n "$renewed" ] || { echo "no renewal within 60 s"; cat "$dir/rallypoint.log"; exit 1; } >&2
-echo "$renewed" >"$dir/root.pem.renewed"
+echo renewed >&3
 wait "$HOLD_PID"; HOLD_PID=
 grep -q "^after HTTP/1.1 200 OK $first\$" "$dir/hold.log" || { cat "$dir/hold.log" >&2; exit 1; }
 [ "$(serial "$turns")" = "$renewed" ]

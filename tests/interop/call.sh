@@ -21,8 +21,7 @@ netns_up "$ns"
 # TURN over TLS needs a certificate: a throwaway one for 127.0.0.1, which Chromium is told to
 # accept (--ignore-certificate-errors; trusting a test CA in its NSS store is more machinery for
 # the same proof).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+throwaway_cert "$dir"
 cat >"$dir/rallypoint.toml" <<TOML
 [web]
 listen = ["127.0.0.1:0"]

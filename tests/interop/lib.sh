@@ -33,6 +33,13 @@ start_rallypoint() {
     return 1
 }
 
+# throwaway_cert DIR: DIR/cert.pem and DIR/key.pem, self-signed for 127.0.0.1, for TURN over TLS
+# in tests whose browser is told to accept it (--ignore-certificate-errors).
+throwaway_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
 # need TOOL...: fail (not skip) when a tool the test needs is missing.
 need() {
     for tool in "$@"; do

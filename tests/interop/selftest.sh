@@ -20,8 +20,7 @@ trap cleanup EXIT
 netns_up "$ns"
 ip -n "$ns" addr add 10.213.0.3/24 dev rp1
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+throwaway_cert "$dir"
 turn=$(free_port) turns=$(free_port)
 cat >"$dir/rallypoint.toml" <<TOML
 [web]

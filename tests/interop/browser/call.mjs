@@ -1,14 +1,9 @@
 // Runs the relayed call page in headless Chromium for each TURN transport and dialect given.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, ...cases] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         // For TURN over TLS with the test's throwaway certificate.
-         "--ignore-certificate-errors"],
-});
+// For TURN over TLS with the test's throwaway certificate.
+const browser = await launchChromium(["--ignore-certificate-errors"]);
 let failed = false;
 try {
   for (const c of cases) {

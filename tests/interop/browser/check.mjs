@@ -1,12 +1,8 @@
 // Loads the fixture pages in headless Chromium (Debian's) and checks what they report.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const base = process.argv[2];
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 let failed = false;
 const expect = (what, ok, detail) => {
   console.log(`${ok ? "ok" : "FAILED"}: ${what}${ok ? "" : ` (${JSON.stringify(detail)})`}`);

@@ -2,16 +2,11 @@
 // the rows with what is expected: "healthy" (all green) or "turn-blocked" (the TURN rows and the
 // relayed round trip red with a reason naming the port; the page's own rows still green).
 // Optionally saves a screenshot of the finished page.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, expect, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         // For TURN over TLS with the test's throwaway certificate.
-         "--ignore-certificate-errors"],
-});
+// For TURN over TLS with the test's throwaway certificate.
+const browser = await launchChromium(["--ignore-certificate-errors"]);
 let failed = false;
 const check = (ok, what, detail) => {
   console.log(`${ok ? "ok" : "FAILED"}: self-test page, ${expect}: ${what}${detail ? ": " + detail : ""}`);
