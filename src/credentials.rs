@@ -106,24 +106,53 @@ pub fn ice_servers(
     })
 }
 
-/// The host name or address clients should use to reach the TURN listener `listen`: the domain
-/// when set (TLS certificates name it), else the address the relay advertises.
+/// The host name or address clients should use to reach the TURN listener `listen`: one it
+/// answers on. The domain when set (TLS certificates name it), else `turn.external_ip` (a 1:1
+/// NAT forwards it to us), else the listener's own address; only a wildcard listener, which
+/// answers on every address, advertises the relay address.
 pub fn advertised_host(config: &Config, listen: SocketAddr) -> String {
     if let Some(domain) = &config.server.domain {
         return domain.clone();
     }
-    let ip = config
-        .turn
-        .external_ip
-        .or(match config.turn.relay_ip {
-            RelayIp::Fixed(ip) => Some(ip),
-            RelayIp::Auto => None,
-        })
-        .unwrap_or_else(|| local_address_for(listen));
-    match ip {
+    match advertised_ip(config, listen) {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     }
+}
+
+/// The address [`advertised_host`] uses when there is no domain.
+pub fn advertised_ip(config: &Config, listen: SocketAddr) -> IpAddr {
+    if let Some(ip) = config.turn.external_ip {
+        return ip;
+    }
+    if !listen.ip().is_unspecified() {
+        return listen.ip();
+    }
+    match config.turn.relay_ip {
+        RelayIp::Fixed(ip) if ip.is_ipv4() == listen.is_ipv4() => ip,
+        _ => local_address_for(listen),
+    }
+}
+
+/// Why players elsewhere could not reach a TURN listener at the address handed out, if so:
+/// a wildcard listener with nothing to say which of the machine's addresses is theirs, on a
+/// machine without a default route, would advertise loopback.
+pub fn advertised_address_warnings(config: &Config) -> Vec<String> {
+    if config.server.domain.is_some() || config.turn.external_ip.is_some() {
+        return Vec::new();
+    }
+    let listeners = config.turn.listen.iter().chain(&config.turn.tls_listen);
+    listeners
+        .filter(|l| l.ip().is_unspecified() && advertised_ip(config, **l).is_loopback())
+        .map(|l| {
+            let ip = advertised_ip(config, *l);
+            format!(
+                "turn.listen: the listener {l} listens on every address and would be \
+                 advertised to clients as {ip}, which players on other machines cannot reach; \
+                 set server.domain or turn.external_ip to the address players use"
+            )
+        })
+        .collect()
 }
 
 /// `listen`'s own address when it is a specific one; for a wildcard, the address of the interface
@@ -193,6 +222,55 @@ mod tests {
             ])
         );
         assert_eq!(v["iceServers"][0]["credential"], c.password);
+    }
+
+    #[test]
+    fn the_advertised_address_is_one_the_listener_answers_on() {
+        // A specific listener is advertised as itself, not as the relay address.
+        let mut config = Config::default();
+        config.turn.listen = vec!["127.0.0.1:13878".parse().unwrap()];
+        config.turn.relay_ip = RelayIp::Fixed("127.0.0.2".parse().unwrap());
+        let at = TurnAddresses::from(&config);
+        let c = mint("k", "", Duration::from_secs(60), UNIX_EPOCH);
+        assert_eq!(
+            ice_servers(&config, &at, &c)["iceServers"][0]["urls"][1],
+            "turn:127.0.0.1:13878?transport=udp"
+        );
+        // A wildcard listener answers on the relay address, so that is advertised.
+        config.turn.listen = vec!["0.0.0.0:3478".parse().unwrap()];
+        assert_eq!(advertised_host(&config, config.turn.listen[0]), "127.0.0.2");
+        // A relay address of the other family says nothing about this listener.
+        config.turn.listen = vec!["[::]:3478".parse().unwrap()];
+        assert!(advertised_ip(&config, config.turn.listen[0]).is_ipv6());
+        // external_ip and the domain come first.
+        config.turn.external_ip = Some("203.0.113.7".parse().unwrap());
+        assert_eq!(
+            advertised_host(&config, config.turn.listen[0]),
+            "203.0.113.7"
+        );
+        config.server.domain = Some("game.example.org".into());
+        assert_eq!(
+            advertised_host(&config, config.turn.listen[0]),
+            "game.example.org"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_listener_that_would_advertise_loopback_is_warned_about() {
+        let mut config = Config::default();
+        config.turn.listen = vec!["127.0.0.1:3478".parse().unwrap()];
+        config.turn.tls_listen = vec![];
+        assert!(
+            advertised_address_warnings(&config).is_empty(),
+            "loopback on purpose"
+        );
+        config.turn.listen = vec!["0.0.0.0:3478".parse().unwrap()];
+        config.turn.relay_ip = RelayIp::Fixed("127.0.0.1".parse().unwrap());
+        let warnings = advertised_address_warnings(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("0.0.0.0:3478") && warnings[0].contains("turn.external_ip"));
+        config.turn.external_ip = Some("203.0.113.7".parse().unwrap());
+        assert!(advertised_address_warnings(&config).is_empty());
     }
 
     #[test]

@@ -56,7 +56,10 @@ fn main() -> ExitCode {
         Command::Run => run(source),
         Command::CheckConfig { path } => {
             let source = path.map_or(source, ConfigSource::File);
-            with_config(&source, |_| {
+            with_config(&source, |c| {
+                for warning in credentials::advertised_address_warnings(c) {
+                    eprintln!("warning: {warning}");
+                }
                 if let ConfigSource::File(p) = &source {
                     println!("{}: ok", p.display());
                 } else {

@@ -80,6 +80,9 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listen: bound(&listeners.turn_tcp),
         tls_listen: bound(&listeners.turn_tls),
     };
+    for warning in credentials::advertised_address_warnings(&config) {
+        log::warn!("{warning}");
+    }
     for l in &listeners.web {
         log::info!("serving http://{}/", l.local_addr()?);
     }

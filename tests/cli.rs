@@ -41,6 +41,39 @@ fn the_shipped_config_checks_clean() {
 }
 
 #[test]
+fn check_config_warns_when_turn_would_be_advertised_on_loopback() {
+    // A wildcard listener relaying on loopback would hand players an address they cannot reach.
+    let path = config_file(&format!(
+        "[turn]\nlisten = [\"0.0.0.0:3478\"]\nrelay_ip = \"127.0.0.1\"\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let out = rallypoint(&["check-config", &path]);
+    assert!(
+        out.status.success(),
+        "a warning, not an error: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("warning: turn.listen: the listener 0.0.0.0:3478")
+            && err.contains("advertised to clients as 127.0.0.1")
+            && err.contains("turn.external_ip"),
+        "{err}"
+    );
+    // The credentials command then names the listener's address it answers on, for a
+    // specific listener, not the relay address.
+    let path = config_file(&format!(
+        "[turn]\nlisten = [\"127.0.0.1:13878\"]\nrelay_ip = \"127.0.0.2\"\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let out = rallypoint(&["--config", &path, "credentials"]);
+    assert!(
+        stdout(&out).contains("turn:127.0.0.1:13878?transport=udp"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("127.0.0.2"), "{}", stdout(&out));
+}
+
+#[test]
 fn check_config_prints_every_error_and_exits_one() {
     let path =
         config_file("[signal]\npath = \"ws\"\n[turn]\nsecrets = [\"short\", \"also-short\"]\n");

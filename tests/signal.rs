@@ -482,3 +482,61 @@ async fn reload_changes_limits_and_origins_but_keeps_live_lobbies() {
         );
     }
 }
+
+/// Joins at 0.9 × `join_timeout`, a hundred clients at once: every one is accepted. (The hub
+/// once stamped a new connection with the time its loop had last woken, up to a second early.)
+#[tokio::test]
+async fn a_client_that_joins_late_but_in_time_is_accepted_every_time() {
+    let server = start("join_timeout = \"1s\"");
+    let (_host, lobby) = Client::host(server.web, true).await;
+    let joins = (0..100).map(|i| {
+        let lobby = lobby.clone();
+        let web = server.web;
+        async move {
+            // Spread the connections over the hub's idle stretches.
+            tokio::time::sleep(Duration::from_millis(i * 7)).await;
+            let mut c = Client::connect(web).await;
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            c.send_json(0, 0, &lobby).await;
+            let first = c.recv_json().await;
+            (first["type"] == 1).then_some(c)
+        }
+    });
+    let accepted = futures_util::future::join_all(joins).await;
+    let accepted = accepted.iter().filter(|c| c.is_some()).count();
+    assert_eq!(accepted, 100, "joins at 0.9 × join_timeout accepted");
+}
+
+/// RFC 6455 §5.5.1: the client's close frame is answered with its code, so the client sees a
+/// clean close, not 1006 — and the server then closes the TCP connection.
+#[tokio::test]
+async fn a_client_close_is_echoed() {
+    let server = start("");
+    let (mut host, _) = Client::host(server.web, true).await;
+    host.ws
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+    let (code, reason) = host.closed().await;
+    assert_eq!((code, reason.as_str()), (1000, "bye"));
+    // After the handshake the stream ends cleanly (no reset, no further frames).
+    let end = tokio::time::timeout(WAIT, host.ws.next()).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+}
+
+/// The other direction: the hub closes (4000 with the reference's reason), the client answers,
+/// and the connection ends cleanly after the client's answer.
+#[tokio::test]
+async fn a_server_close_completes_the_handshake() {
+    let server = start("");
+    let mut c = Client::connect(server.web).await;
+    c.send_json(0, 0, "NoSuchLobby").await;
+    let (code, reason) = c.closed().await;
+    assert_eq!((code, reason.as_str()), (4000, "Lobby does not exists"));
+    // tungstenite answers the close as the client; the server then ends the stream.
+    let end = tokio::time::timeout(WAIT, c.ws.next()).await.unwrap();
+    assert!(end.is_none(), "{end:?}");
+}

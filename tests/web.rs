@@ -334,6 +334,51 @@ async fn no_byte_from_outside_the_root() {
     }
 }
 
+/// Hidden files are a well-formed request for something we will not show: 404, like a missing
+/// file; only `/.well-known/` at the top is served.
+#[tokio::test]
+async fn dotfiles_are_not_found_and_well_known_is_served() {
+    let www = export();
+    std::fs::create_dir_all(www.join(".well-known")).unwrap();
+    std::fs::write(
+        www.join(".well-known/security.txt"),
+        "Contact: mailto:x@example.org",
+    )
+    .unwrap();
+    std::fs::create_dir_all(www.join(".git")).unwrap();
+    std::fs::write(www.join(".git/config"), "[core]").unwrap();
+    let server = server_for(&www, "");
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/%2egit/config",
+        "/single/.well-known/x",
+    ] {
+        assert_eq!(get(server.web, path, &[]).await.status(), 404, "{path}");
+    }
+    let r = get(server.web, "/.well-known/security.txt", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body().as_ref(), b"Contact: mailto:x@example.org");
+}
+
+/// A game folder named without its slash is redirected to the folder, so the page's relative
+/// `index.js`, `.wasm` and `.pck` URLs resolve inside it.
+#[tokio::test]
+async fn a_folder_without_its_slash_is_redirected() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(server.web, "/single?lobby=ABC", &[]).await;
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(header(&r, "location"), Some("/single/?lobby=ABC"));
+    let r = get(server.web, "/single", &[]).await;
+    assert_eq!(header(&r, "location"), Some("/single/"));
+    assert_eq!(get(server.web, "/single/", &[]).await.status(), 200);
+    // "//single" must not become a Location of "//single/" (another host to a browser).
+    let response = raw(server.web, "//single");
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.contains("location: /single/\r\n"), "{text}");
+}
+
 #[tokio::test]
 async fn threaded_exports_are_cross_origin_isolated() {
     let www = export();

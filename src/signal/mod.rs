@@ -35,12 +35,18 @@ const INPUT_QUEUE: usize = 4096;
 /// How often the hub's counters are published as metrics.
 const METRICS_PERIOD: Duration = Duration::from_secs(1);
 
-/// What a session tells the hub task.
+/// What a session tells the hub task, each stamped with when it happened (not when the hub task
+/// got round to it), so the hub's timers run from the real events.
 enum Input {
-    Connect(ConnId, mpsc::Sender<Outgoing>),
-    Text(ConnId, String),
-    Binary(ConnId),
-    Gone(ConnId),
+    Connect(ConnId, mpsc::Sender<Outgoing>, Instant),
+    Text(ConnId, String, Instant),
+    Binary(ConnId, Instant),
+    Gone(ConnId, Instant),
+}
+
+/// The hub's clock: tokio's, so that tests can pause and advance it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// What the hub task tells a session.
@@ -147,6 +153,8 @@ impl Signal {
 
     /// Runs a session on the connection once hyper has finished the HTTP upgrade.
     pub fn spawn_session(&self, upgrade: OnUpgrade) {
+        // The client's socket opens when it reads our 101: its join timeout runs from here.
+        let opened = now();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let hub = self.inputs.clone();
         let config = self.config.borrow().clone();
@@ -163,7 +171,7 @@ impl Signal {
                 Some(ws_config),
             )
             .await;
-            session::run(socket, conn, hub, config, shutdown).await;
+            session::run(socket, conn, opened, hub, config, shutdown).await;
         });
     }
 }
@@ -184,23 +192,22 @@ async fn run_hub(
             return;
         }
         let deadline = hub.next_deadline().map(tokio::time::Instant::from_std);
-        let now = Instant::now();
         let outputs = tokio::select! {
             input = inputs.recv() => match input {
                 None => return,
-                Some(Input::Connect(c, tx)) => {
+                Some(Input::Connect(c, tx, at)) => {
                     sessions.insert(c, tx);
-                    hub.connect(c, now)
+                    hub.connect(c, at)
                 }
-                Some(Input::Text(c, text)) => hub.message(c, &text, now),
-                Some(Input::Binary(c)) => hub.binary(c, now),
-                Some(Input::Gone(c)) => {
+                Some(Input::Text(c, text, at)) => hub.message(c, &text, at),
+                Some(Input::Binary(c, at)) => hub.binary(c, at),
+                Some(Input::Gone(c, at)) => {
                     sessions.remove(&c);
-                    hub.disconnect(c, now)
+                    hub.disconnect(c, at)
                 }
             },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                hub.tick(Instant::now())
+                hub.tick(now())
             }
             Ok(()) = config.changed() => {
                 hub.set_limits(Limits::from(&config.borrow_and_update().signal));
@@ -236,7 +243,7 @@ fn deliver(
                 };
                 if tx.try_send(Outgoing::Text(frame)).is_err() {
                     sessions.remove(&to);
-                    queue.extend(hub.disconnect(to, Instant::now()));
+                    queue.extend(hub.disconnect(to, now()));
                 }
             }
             Output::Close { to, code, reason } => {
@@ -245,5 +252,77 @@ fn deliver(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the hub task on a clock the test controls; returns its input and a session's queue.
+    fn hub_with(config: Config) -> (mpsc::Sender<Input>, watch::Sender<bool>) {
+        let (_config_tx, config_rx) = watch::channel(Arc::new(config));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (inputs, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _keep = _config_tx;
+            run_hub(rx, config_rx, stop_rx, Metrics::default()).await
+        });
+        (inputs, stop_tx)
+    }
+
+    async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> mpsc::Receiver<Outgoing> {
+        let (tx, rx) = mpsc::channel(16);
+        hub.send(Input::Connect(conn, tx, now()))
+            .await
+            .ok()
+            .unwrap();
+        rx
+    }
+
+    async fn text(hub: &mpsc::Sender<Input>, conn: ConnId, frame: &str) {
+        let input = Input::Text(conn, frame.into(), now());
+        hub.send(input).await.ok().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_run_from_the_events_not_from_the_hub_loop() {
+        let mut config = Config::default();
+        config.signal.join_timeout = crate::config::units::Duration(Duration::from_secs(1));
+        config.signal.seal_close_delay = crate::config::units::Duration(Duration::from_secs(10));
+        let (hub, _stop) = hub_with(config);
+        // The hub idles first, as between connections on a quiet server.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+
+        // Joined at 0.9 × join_timeout after the socket opened: accepted.
+        let mut host = connect(&hub, 1).await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        text(&hub, 1, r#"{"type":0,"id":0,"data":""}"#).await;
+        let Some(Outgoing::Text(id)) = host.recv().await else {
+            panic!("the late join was refused")
+        };
+        assert!(id.starts_with(r#"{"type":1,"id":1"#), "{id}");
+
+        // Never joined: closed exactly join_timeout after it opened.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let opened = tokio::time::Instant::now();
+        let mut idle = connect(&hub, 2).await;
+        let Some(Outgoing::Close(code, why)) = idle.recv().await else {
+            panic!("expected a close")
+        };
+        assert_eq!((code, why), (4000, hub::reason::NO_LOBBY));
+        assert_eq!(opened.elapsed(), Duration::from_secs(1));
+
+        // Sealed: closed exactly seal_close_delay after the SEAL arrived.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        host.try_recv().ok(); // the JOIN frame
+        let sealed = tokio::time::Instant::now();
+        text(&hub, 1, r#"{"type":7,"id":0,"data":""}"#).await;
+        assert!(matches!(host.recv().await, Some(Outgoing::Text(_))));
+        let Some(Outgoing::Close(code, why)) = host.recv().await else {
+            panic!("expected the seal close")
+        };
+        assert_eq!((code, why), (1000, hub::reason::SEAL_COMPLETE));
+        assert_eq!(sealed.elapsed(), Duration::from_secs(10));
     }
 }

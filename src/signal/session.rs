@@ -72,12 +72,13 @@ impl RateLimit {
 pub async fn run(
     mut socket: Socket,
     conn: ConnId,
+    opened: Instant,
     hub: mpsc::Sender<Input>,
     config: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (tx, mut outgoing) = mpsc::channel(super::OUTGOING_QUEUE);
-    if hub.send(Input::Connect(conn, tx)).await.is_err() {
+    if hub.send(Input::Connect(conn, tx, opened)).await.is_err() {
         return;
     }
     let s = &config.signal;
@@ -86,75 +87,123 @@ pub async fn run(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_pong = Instant::now();
 
-    let close: Option<(u16, String)> = loop {
+    let end = loop {
         tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(wait) = limit.take(Instant::now()) {
+                    let at = super::now();
+                    if let Some(wait) = limit.take(at) {
                         // Slow the sender down: the socket is not read meanwhile, so a flood
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    if hub.send(Input::Text(conn, text.as_str().to_owned())).await.is_err() {
-                        break Some((1001, "Server shutting down".into()));
+                    if hub.send(Input::Text(conn, text.as_str().to_owned(), at)).await.is_err() {
+                        break End::Close(close::GOING_AWAY, "Server shutting down".into());
                     }
                 }
                 // Text frames are the contract; a binary frame holding UTF-8 is taken as text.
                 Some(Ok(Message::Binary(bytes))) => {
+                    let at = super::now();
                     let input = match String::from_utf8(bytes.to_vec()) {
-                        Ok(text) => Input::Text(conn, text),
-                        Err(_) => Input::Binary(conn),
+                        Ok(text) => Input::Text(conn, text, at),
+                        Err(_) => Input::Binary(conn, at),
                     };
-                    if limit.take(Instant::now()).is_some() || hub.send(input).await.is_err() {
+                    if limit.take(at).is_some() || hub.send(input).await.is_err() {
                         // A binary flood gets no patience.
-                        break Some((1008, "Too many messages".into()));
+                        break End::Close(close::POLICY, "Too many messages".into());
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
                 Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(Message::Close(_))) => break End::ClosedByPeer,
+                None => break End::Gone,
                 Some(Err(WsError::Capacity(_))) => {
                     // Close reasons must fit in 123 bytes: say the limit, not the error's text.
                     let limit = config.signal.max_message_size;
-                    break Some((1009, format!("Message too big; the limit is signal.max_message_size = {limit}")));
+                    break End::Close(close::TOO_BIG, format!("Message too big; the limit is signal.max_message_size = {limit}"));
                 }
-                Some(Err(_)) => break None,
+                Some(Err(WsError::Utf8(_))) => break End::Close(close::INVALID_DATA, "Text frame is not UTF-8".into()),
+                Some(Err(WsError::Protocol(e))) => break End::Close(close::PROTOCOL, protocol_reason(&e).into()),
+                Some(Err(_)) => break End::Gone,
             },
             out = outgoing.recv() => match out {
                 Some(Outgoing::Text(frame)) => {
                     if socket.send(Message::text(frame)).await.is_err() {
-                        break None;
+                        break End::Gone;
                     }
                 }
-                Some(Outgoing::Close(code, reason)) => break Some((code, reason.into())),
+                Some(Outgoing::Close(code, reason)) => break End::Close(code, reason.into()),
                 // The hub dropped us: our queue overflowed because we did not read fast enough.
-                None => break Some((1008, "Too slow to receive".into())),
+                None => break End::Close(close::POLICY, "Too slow to receive".into()),
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > ping_every * 2 {
-                    break Some((1011, "No pong received".into()));
+                    break End::Close(close::INTERNAL, "No pong received".into());
                 }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
+                    break End::Gone;
                 }
             }
-            _ = crate::service::stopped(&mut shutdown) => break Some((1001, "Server shutting down".into())),
+            _ = crate::service::stopped(&mut shutdown) => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
-    let _ = hub.send(Input::Gone(conn)).await;
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        // Send our close and give the client a moment to answer, so it reads the reason rather
-        // than a reset connection.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            if socket.send(Message::Close(Some(frame))).await.is_ok() {
-                while let Some(Ok(_)) = socket.next().await {}
+    let _ = hub.send(Input::Gone(conn, super::now())).await;
+    // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
+    // its code and reason rather than 1006: answer the client's close frame, or send ours and
+    // wait a moment for its answer. Either way the server then closes the TCP connection.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        match end {
+            // tungstenite queued the echo of the client's close; reading on sends it.
+            End::ClosedByPeer => while let Some(Ok(_)) = socket.next().await {},
+            End::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(_)) = socket.next().await {}
+                }
             }
-        })
-        .await;
+            End::Gone => {}
+        }
+    })
+    .await;
+}
+
+/// How a session ends.
+enum End {
+    /// The client sent a close frame: answer it.
+    ClosedByPeer,
+    /// We close with this code and reason.
+    Close(u16, String),
+    /// The connection is already broken: nothing to say.
+    Gone,
+}
+
+/// WebSocket close codes (RFC 6455 §7.4.1) the session itself sends; the hub's protocol codes
+/// are in [`super::hub::reason`].
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+}
+
+/// A close reason (at most 123 bytes) for a frame that broke RFC 6455.
+fn protocol_reason(e: &tokio_tungstenite::tungstenite::error::ProtocolError) -> &'static str {
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    match e {
+        P::UnmaskedFrameFromClient => "Client frames must be masked",
+        P::FragmentedControlFrame | P::ControlFrameTooBig => "Invalid control frame",
+        P::NonZeroReservedBits => "Reserved bits set without an extension",
+        P::UnexpectedContinueFrame | P::ExpectedFragment(_) => "Invalid fragmentation",
+        P::InvalidOpcode(_) | P::UnknownControlFrameType(_) | P::UnknownDataFrameType(_) => {
+            "Unknown opcode"
+        }
+        P::InvalidCloseSequence => "Invalid close frame",
+        _ => "Protocol error",
     }
 }
 

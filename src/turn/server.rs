@@ -181,10 +181,21 @@ pub struct Server {
     allocations: HashMap<FiveTuple, Allocation>,
     /// Relay addresses (bound and advertised) of live allocations.
     own_relays: HashMap<SocketAddr, FiveTuple>,
+    /// The IPs of those addresses, with how many addresses each carries.
+    own_relay_ips: HashMap<IpAddr, usize>,
     per_user: HashMap<String, u32>,
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
     stats: Stats,
+}
+
+/// What of a peer address must be one of our relay addresses when policy denies its IP.
+#[derive(Clone, Copy)]
+enum Match {
+    /// Its IP: CreatePermission ignores the port.
+    Ip,
+    /// IP and port: ChannelBind names one transport address.
+    Address,
 }
 
 /// A request's answer: an error code, or attributes for the success response.
@@ -198,6 +209,7 @@ impl Server {
             failures: FailureLimiter::new(),
             allocations: HashMap::new(),
             own_relays: HashMap::new(),
+            own_relay_ips: HashMap::new(),
             per_user: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
@@ -497,8 +509,11 @@ impl Server {
                 channels: HashMap::new(),
             },
         );
-        self.own_relays.insert(relay, tuple);
-        self.own_relays.insert(advertised, tuple);
+        for addr in [relay, advertised] {
+            if self.own_relays.insert(addr, tuple).is_none() {
+                *self.own_relay_ips.entry(addr.ip()).or_default() += 1;
+            }
+        }
         *self.per_user.entry(identity.username.clone()).or_default() += 1;
         self.stats.allocations_total += 1;
         effects.push(Effect::Created { tuple, relay });
@@ -566,10 +581,11 @@ impl Server {
         if peers.is_empty() {
             return Err(400);
         }
+        // RFC 8656 §9: a permission is for an IP, whatever port the attribute carries.
         let vetted: Vec<(IpAddr, bool)> = peers
             .iter()
             .map(|&peer| {
-                self.vet(relay_v6, peer)
+                self.vet(relay_v6, peer, Match::Ip)
                     .map(|restricted| (peer.ip(), restricted))
             })
             .collect::<Result<_, _>>()?;
@@ -608,7 +624,8 @@ impl Server {
         }
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         let [peer] = peers[..] else { return Err(400) };
-        let restricted = self.vet(relay_v6, peer)?;
+        // A channel is bound to one transport address, so here the port counts.
+        let restricted = self.vet(relay_v6, peer, Match::Address)?;
         let bandwidth = self.settings.bandwidth;
         let a = self.allocations.get_mut(&tuple).expect("checked above");
         // Rebinding rules (RFC 8656 §12): a number keeps its peer, a peer keeps its number.
@@ -647,13 +664,18 @@ impl Server {
     }
 
     /// Whether `peer` may be reached from a relay of the given family: 443 across families, 403
-    /// by policy; `Ok(true)` when allowed only as one of this server's own relay addresses.
-    fn vet(&self, relay_v6: bool, peer: SocketAddr) -> Result<bool, u16> {
+    /// by policy; `Ok(true)` when allowed only as one of this server's own relay addresses (the
+    /// data plane then checks every packet's destination against them).
+    fn vet(&self, relay_v6: bool, peer: SocketAddr, by: Match) -> Result<bool, u16> {
+        let own = match by {
+            Match::Ip => self.own_relay_ips.contains_key(&peer.ip()),
+            Match::Address => self.is_own_relay(peer),
+        };
         if peer.is_ipv6() != relay_v6 {
             Err(443)
         } else if self.settings.policy.allows(peer.ip()) {
             Ok(false)
-        } else if self.is_own_relay(peer) {
+        } else if own {
             Ok(true)
         } else {
             Err(403)
@@ -665,8 +687,16 @@ impl Server {
             .allocations
             .remove(&tuple)
             .expect("deleting a live allocation");
-        self.own_relays.remove(&a.relay);
-        self.own_relays.remove(&a.advertised);
+        for addr in [a.relay, a.advertised] {
+            if self.own_relays.remove(&addr).is_some() {
+                if let Some(n) = self.own_relay_ips.get_mut(&addr.ip()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.own_relay_ips.remove(&addr.ip());
+                    }
+                }
+            }
+        }
         if let Some(n) = self.per_user.get_mut(&a.username) {
             *n -= 1;
             if *n == 0 {

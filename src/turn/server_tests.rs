@@ -586,8 +586,9 @@ fn permissions_for_several_peers_and_their_expiry() {
 fn the_default_policy_refuses_internal_peers_with_403() {
     let mut h = Harness::new();
     h.allocate(tuple(1));
+    // (127.0.0.1 is this harness's relay IP: see own_relay_addresses_are_reachable_….)
     for peer in [
-        "127.0.0.1:80",
+        "127.0.0.2:80",
         "10.0.0.1:80",
         "169.254.169.254:80",
         "0.0.0.0:80",
@@ -609,8 +610,9 @@ fn the_default_policy_refuses_internal_peers_with_403() {
         vec![Box::new(RequestedAddressFamily(FAMILY_IPV6))],
     );
     assert_eq!(code(&reply), None);
+    // (::1 is the harness's IPv6 relay IP.)
     for peer in [
-        "[::1]:80",
+        "[::2]:80",
         "[::ffff:127.0.0.1]:80",
         "[64:ff9b::a00:1]:80",
         "[fe80::1]:80",
@@ -639,10 +641,36 @@ fn own_relay_addresses_are_reachable_but_nothing_else_on_their_ip() {
     let own = |a: SocketAddr| a == first;
     assert!(g.permits(first, now, own));
     assert!(!g.permits("127.0.0.1:22".parse().unwrap(), now, own));
-    assert_eq!(
-        code(&h.permission(tuple(2), &["127.0.0.1:22"]).0),
-        Some(403)
-    );
+    // CreatePermission ignores the port (RFC 8656 §9): the IP of our own relays gets a
+    // permission with any port, and the data plane still only delivers to our allocations.
+    for peer in ["127.0.0.1:0", "127.0.0.1:22"] {
+        let (reply, effects) = h.permission(tuple(2), &[peer]);
+        assert_eq!(code(&reply), None, "{peer}");
+        let g = grants(&effects);
+        assert!(g.permits(first, now, own), "{peer}");
+        assert!(
+            !g.permits("127.0.0.1:22".parse().unwrap(), now, own),
+            "{peer}"
+        );
+    }
+    // A channel names one transport address: only an allocation's own passes.
+    assert_eq!(h.bind(tuple(2), 0x4001, "127.0.0.1:22"), Some(403));
+    assert_eq!(h.bind(tuple(2), 0x4001, &first.to_string()), None);
+    // Other denied IPs stay refused, whatever the port.
+    assert_eq!(code(&h.permission(tuple(2), &["127.0.0.2:0"]).0), Some(403));
+}
+
+#[test]
+fn relay_ips_are_counted_while_allocations_use_them() {
+    let mut h = Harness::new();
+    h.allocate(tuple(1));
+    h.allocate(tuple(2));
+    assert_eq!(h.server.own_relay_ips.len(), 1, "one IP for both");
+    h.refresh(tuple(1), Some(0));
+    assert_eq!(code(&h.permission(tuple(2), &["127.0.0.1:0"]).0), None);
+    h.refresh(tuple(2), Some(0));
+    assert!(h.server.own_relay_ips.is_empty());
+    assert!(h.server.own_relays.is_empty());
 }
 
 #[test]

@@ -268,7 +268,28 @@ async fn files(
         }
         Err(Refused::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
         Err(Refused::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
+        Err(Refused::Directory) => add_slash(req),
     }
+}
+
+/// 308 from a directory named without its slash to the same path with one, query kept.
+fn add_slash(req: &Request<Incoming>) -> Response<Body> {
+    // One leading slash only: "//host" in Location would send the browser to another site.
+    let path = format!("/{}/", req.uri().path().trim_start_matches('/'));
+    match req.uri().query() {
+        Some(query) => redirect(&format!("{path}?{query}")),
+        None => redirect(&path),
+    }
+}
+
+/// A permanent redirect (308 keeps the method) to `location`.
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = plain(StatusCode::PERMANENT_REDIRECT, "");
+    match HeaderValue::from_str(location) {
+        Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
+        Err(_) => *r.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    r
 }
 
 /// 308 to the same path and query on the first HTTPS listener.
@@ -290,15 +311,10 @@ fn redirect_to_https(config: &Config, port: u16, req: &Request<Incoming>) -> Res
     } else {
         format!("{host}:{port}")
     };
-    let target = format!(
+    redirect(&format!(
         "https://{authority}{}",
         req.uri().path_and_query().map_or("/", |p| p.as_str())
-    );
-    Response::builder()
-        .status(StatusCode::PERMANENT_REDIRECT)
-        .header(header::LOCATION, target)
-        .body(full(Bytes::new()))
-        .expect("valid response")
+    ))
 }
 
 /// Hands a WebSocket upgrade on `signal.path` to the signalling hub.

@@ -8,7 +8,7 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 
-use super::{Body, Routes, page, plain};
+use super::{Body, Routes, page, plain, redirect};
 use crate::config::Config;
 
 const PAGE: &str = include_str!("selftest.html");
@@ -22,12 +22,7 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
     }
     let rest = path.strip_prefix(PREFIX)?;
     Some(match rest {
-        "" => {
-            let mut r = plain(StatusCode::PERMANENT_REDIRECT, "");
-            r.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/_rallypoint/"));
-            r
-        }
+        "" => redirect("/_rallypoint/"),
         "/" => {
             let mut r = page(
                 StatusCode::OK,
