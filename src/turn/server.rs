@@ -66,6 +66,10 @@ const KNOWN: &[AttrType] = &[
     ATTR_DONT_FRAGMENT,
     ATTR_RESERVATION_TOKEN,
     ATTR_REQUESTED_ADDRESS_FAMILY,
+    // ICE connectivity-check attributes (RFC 8445) in a Binding: nothing for a server to do,
+    // so known and ignored (RFC 5769's sample request carries them).
+    ATTR_PRIORITY,
+    ATTR_USE_CANDIDATE,
     // Accepted and ignored: the SHA-1 integrity above is what WebRTC clients use.
     ATTR_MESSAGE_INTEGRITY_SHA256,
     ATTR_PASSWORD_ALGORITHM,
@@ -255,6 +259,22 @@ impl Server {
             return Vec::new();
         }
         let fingerprint = request.contains(ATTR_FINGERPRINT);
+        // RFC 8489 §7.3: a FINGERPRINT that does not match means this is not a STUN message.
+        if fingerprint && FINGERPRINT.check(&request).is_err() {
+            return Vec::new();
+        }
+        // RFC 8489 §6.3.1: unknown comprehension-required attributes get 420, Binding included.
+        let unknown: Vec<AttrType> = request
+            .attributes
+            .0
+            .iter()
+            .map(|a| a.typ)
+            .filter(|t| t.required() && !KNOWN.contains(t))
+            .collect();
+        if !unknown.is_empty() {
+            let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
+            return self.error(&request, 420, attrs, None, fingerprint);
+        }
         if request.typ.method == METHOD_BINDING {
             let mapped = XorMappedAddress {
                 ip: tuple.client.ip(),
@@ -271,17 +291,6 @@ impl Server {
         let key = (tuple, request.transaction_id.0);
         if let Some((answer, _)) = self.answered.get(&key) {
             return vec![Effect::Reply(answer.clone())];
-        }
-        let unknown: Vec<AttrType> = request
-            .attributes
-            .0
-            .iter()
-            .map(|a| a.typ)
-            .filter(|t| t.required() && !KNOWN.contains(t))
-            .collect();
-        if !unknown.is_empty() {
-            let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
-            return self.error(&request, 420, attrs, None, fingerprint);
         }
         let identity = match auth::authenticate(
             &mut request,

@@ -264,6 +264,33 @@ fn binding_needs_no_credentials() {
 }
 
 #[test]
+fn binding_with_an_unknown_required_attribute_gets_420() {
+    let mut h = Harness::new();
+    let odd: Vec<Box<dyn Setter>> = vec![Box::new(RawAttribute {
+        typ: AttrType(0x0031),
+        length: 0,
+        value: vec![0; 4],
+    })];
+    let m = h.request(METHOD_BINDING, odd, false);
+    let (reply, _) = h.exchange(&m, tuple(1));
+    assert_eq!(code(&reply), Some(420));
+}
+
+#[test]
+fn a_request_whose_fingerprint_does_not_match_is_not_answered() {
+    let mut h = Harness::new();
+    let mut m = h.request(METHOD_BINDING, vec![Box::new(FINGERPRINT)], false);
+    assert_eq!(
+        h.send(&m.raw, tuple(1)).len(),
+        1,
+        "a good fingerprint is answered"
+    );
+    let last = m.raw.len() - 1;
+    m.raw[last] ^= 1;
+    assert!(h.send(&m.raw, tuple(1)).is_empty());
+}
+
+#[test]
 fn unauthenticated_allocate_gets_401_with_realm_and_nonce_and_leaves_nothing() {
     let mut h = Harness::new();
     let m = h.request(

@@ -187,6 +187,12 @@ async fn route(
     scheme: Scheme,
     req: &mut Request<Incoming>,
 ) -> Response<Body> {
+    if let Err(why) = well_framed(req) {
+        let mut r = plain(StatusCode::BAD_REQUEST, why);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let path = req.uri().path().to_string();
     // Served on both schemes: the CA follows redirects, but need not.
     if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
@@ -290,6 +296,18 @@ fn redirect(location: &str) -> Response<Body> {
         Err(_) => *r.status_mut() = StatusCode::BAD_REQUEST,
     }
     r
+}
+
+/// What RFC 9112 §3.2 says a server must refuse and hyper lets through: an HTTP/1.1 request
+/// without exactly one Host header. (hyper itself refuses the other framing errors, and for a
+/// request with both Content-Length and Transfer-Encoding lets the latter win and closes the
+/// connection after the answer, as §6.3 asks, so nothing smuggled behind it is read.)
+fn well_framed(req: &Request<Incoming>) -> Result<(), &'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if req.version() == hyper::Version::HTTP_11 && hosts != 1 {
+        return Err("an HTTP/1.1 request needs exactly one Host header\n");
+    }
+    Ok(())
 }
 
 /// 308 to the same path and query on the first HTTPS listener.
