@@ -3,7 +3,7 @@
 with curl (what a person or a tool uses) and raw sockets (what a browser or a proxy might send
 that curl cleans up first).
 
-Usage: http.py HOST:PORT, against the tree tests/conformance/run serves (index.html, game2/ with
+Usage: http_checks.py HOST:PORT, against the tree tests/conformance/run serves (index.html, game2/ with
 index.html and game2.js, .well-known/security.txt, .env, .git/config). Prints "ok: ..." per
 check; exits 1 on a failure.
 """
