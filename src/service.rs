@@ -15,6 +15,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
@@ -91,10 +92,10 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     }
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut registry = metrics::registry();
-    let (signal, hub) = Signal::new(config_rx.clone(), shutdown_rx.clone(), &mut registry);
+    let (signal, hub) = Signal::new(config_rx.clone(), shutdown.clone(), &mut registry);
     tasks.spawn(hub);
     let (turn_stats, relay) = turn::start(
         listeners.turn_udp,
@@ -102,7 +103,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listeners.turn_tls,
         certificates.clone(),
         config_rx.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
         &mut registry,
     );
     tasks.spawn(relay);
@@ -111,7 +112,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         acme.clone(),
         certificates.clone(),
         config_rx.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
     let compression = config_rx.borrow().web.compression_cache.0 as usize;
     let routes = Arc::new(web::Routes {
@@ -131,7 +132,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listeners.web_tls,
         config_rx.clone(),
         routes,
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
 
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -152,7 +153,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         "stopping; letting open connections finish for up to {}",
         humantime::format_duration(grace)
     );
-    let _ = shutdown_tx.send(true);
+    shutdown.cancel();
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
         .await
         .is_err()
@@ -165,10 +166,6 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Resolves once `shutdown` turns true: the stop signal every service task listens for.
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
-}
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
     match source {

@@ -24,6 +24,7 @@ use instant_acme::{
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Tls};
 use crate::tls::Certificates;
@@ -102,12 +103,12 @@ pub async fn run(
     acme: Arc<Acme>,
     certificates: Arc<Certificates>,
     config: watch::Receiver<Arc<Config>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     // Stopping abandons an attempt under way; the CA lets the order expire.
     tokio::select! {
         _ = keep(&acme, &certificates, config) => {}
-        _ = crate::service::stopped(&mut shutdown) => {}
+        _ = shutdown.cancelled() => {}
     }
 }
 

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use hub::{ConnId, Hub, Limits, Output, Stats};
@@ -122,7 +123,7 @@ pub struct Signal {
     inputs: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     metrics: Metrics,
 }
 
@@ -130,7 +131,7 @@ impl Signal {
     /// Creates the hub and registers its metrics; the returned task must run for it to work.
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
         registry: &mut Registry,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
@@ -179,7 +180,7 @@ impl Signal {
 async fn run_hub(
     mut inputs: mpsc::Receiver<Input>,
     mut config: watch::Receiver<Arc<Config>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     metrics: Metrics,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
@@ -218,7 +219,7 @@ async fn run_hub(
                 continue;
             }
             // Sessions close themselves on shutdown; wait for them to say they are gone.
-            _ = crate::service::stopped(&mut shutdown), if !stopping => {
+            _ = shutdown.cancelled(), if !stopping => {
                 stopping = true;
                 continue;
             }
@@ -260,15 +261,14 @@ mod tests {
     use super::*;
 
     /// Runs the hub task on a clock the test controls; returns its input and a session's queue.
-    fn hub_with(config: Config) -> (mpsc::Sender<Input>, watch::Sender<bool>) {
-        let (_config_tx, config_rx) = watch::channel(Arc::new(config));
-        let (stop_tx, stop_rx) = watch::channel(false);
+    fn hub_with(config: Config) -> mpsc::Sender<Input> {
+        let (config_tx, config_rx) = watch::channel(Arc::new(config));
         let (inputs, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            let _keep = _config_tx;
-            run_hub(rx, config_rx, stop_rx, Metrics::default()).await
+            let _keep = config_tx;
+            run_hub(rx, config_rx, CancellationToken::new(), Metrics::default()).await
         });
-        (inputs, stop_tx)
+        inputs
     }
 
     async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> mpsc::Receiver<Outgoing> {
@@ -290,7 +290,7 @@ mod tests {
         let mut config = Config::default();
         config.signal.join_timeout = crate::config::units::Duration(Duration::from_secs(1));
         config.signal.seal_close_delay = crate::config::units::Duration(Duration::from_secs(10));
-        let (hub, _stop) = hub_with(config);
+        let hub = hub_with(config);
         // The hub idles first, as between connections on a quiet server.
         tokio::time::sleep(Duration::from_millis(900)).await;
 

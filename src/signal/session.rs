@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 
 use super::hub::ConnId;
 use super::{Input, Outgoing};
@@ -75,7 +76,7 @@ pub async fn run(
     opened: Instant,
     hub: mpsc::Sender<Input>,
     config: Arc<Config>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let (tx, mut outgoing) = mpsc::channel(super::OUTGOING_QUEUE);
     if hub.send(Input::Connect(conn, tx, opened)).await.is_err() {
@@ -144,7 +145,7 @@ pub async fn run(
                     break End::Gone;
                 }
             }
-            _ = crate::service::stopped(&mut shutdown) => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
+            _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
     let _ = hub.send(Input::Gone(conn, super::now())).await;

@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, RelayIp};
 use crate::credentials::local_address_for;
@@ -318,7 +319,7 @@ pub fn start(
     tls: Vec<TcpListener>,
     certificates: Arc<Certificates>,
     mut config: watch::Receiver<Arc<Config>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     registry: &mut Registry,
 ) -> (Stats, impl Future<Output = ()> + use<>) {
     let metrics = Metrics::default();
@@ -377,7 +378,7 @@ pub fn start(
                     c.server.set_settings(Settings::from(&new.turn));
                     c.bandwidth = new.turn.max_bandwidth_per_allocation;
                 }
-                _ = crate::service::stopped(&mut shutdown) => break,
+                _ = shutdown.cancelled() => break,
             }
         }
         tasks.abort_all();

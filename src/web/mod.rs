@@ -27,6 +27,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::acme::Acme;
 use crate::config::Config;
@@ -77,7 +78,7 @@ pub async fn serve(
     tls: Vec<TcpListener>,
     config: watch::Receiver<Arc<Config>>,
     routes: Arc<Routes>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let settings = config.borrow().web.clone();
     let mut http = auto::Builder::new(TokioExecutor::new());
@@ -136,7 +137,7 @@ pub async fn serve(
                     }
                 });
             }
-            _ = crate::service::stopped(&mut shutdown) => break,
+            _ = shutdown.cancelled() => break,
         }
     }
     drop(conn_rx);
