@@ -1,25 +1,28 @@
 //! rallypoint: a TURN/STUN relay, a Godot WebRTC signalling hub and a web server for HTML5 game
-//! exports, in one process configured by one TOML file.
+//! exports, in one process configured by one TOML file. ARCHITECTURE.md walks through it.
 //!
 //! Module map:
 //! - [`config`]: the TOML schema, defaults, located error messages and validation;
 //! - [`service`]: the lifecycle (systemd notify, reload on SIGHUP, graceful stop), and [`run`],
 //!   the one entry point that starts everything;
-//! - [`listeners`]: binds every configured socket up front;
-//! - [`credentials`]: TURN REST credentials, minted and checked with one shared secret;
+//! - [`listeners`]: binds every configured socket up front; [`sockopt`]: the socket options
+//!   socket2 lacks;
+//! - [`tls`]: the certificate store HTTPS and TURN over TLS share; [`acme`]: keeps it filled
+//!   with certificates from an ACME CA;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
-//! - [`metrics`]: the Prometheus registry every service reports into;
+//! - [`metrics`]: the Prometheus registry every service registers a collector in;
+//! - [`turn`]: the STUN/TURN relay (and TURN REST credentials);
 //! - [`signal`]: the Godot signalling hub;
-//! - [`web`]: the HTTP server; [`turn`]: the STUN/TURN relay.
+//! - [`web`]: the HTTP server (files, `/api/ice`, `/healthz`, `/metrics`, the signalling upgrade).
 
 pub mod acme;
 pub mod config;
-pub mod credentials;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod service;
 pub mod signal;
+pub mod sockopt;
 pub mod tls;
 pub mod turn;
 pub mod web;

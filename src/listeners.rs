@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 
 use crate::config::Config;
+use crate::sockopt;
 
 /// Every listening socket, grouped by the service that will own it.
 pub struct Listeners {
@@ -156,37 +157,12 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// SO_RCVBUFFORCE: above net.core.rmem_max, allowed with CAP_NET_ADMIN (root in tests).
 fn force_buffers(socket: &socket2::Socket) -> io::Result<()> {
-    set_int_option(
+    sockopt::set_int(
         socket,
         libc::SOL_SOCKET,
         libc::SO_RCVBUFFORCE,
         TURN_SOCKET_BUFFER as libc::c_int,
     )
-}
-
-/// An integer socket option socket2 has no method for.
-pub(crate) fn set_int_option(
-    socket: &socket2::Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt reads `value` for the given length; the descriptor is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// UDP and TCP on one port, as STUN/TURN clients expect; for port 0, a port free for both.

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use rallypoint::config::{Config, SYSTEM_CONFIG_PATH, units};
-use rallypoint::credentials;
 use rallypoint::service::{self, ConfigSource, StartError};
+use rallypoint::{turn, web};
 
 #[derive(Parser)]
 #[command(
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => {
             let source = path.map_or(source, ConfigSource::File);
             with_config(&source, |c| {
-                for warning in credentials::advertised_address_warnings(c) {
+                for warning in turn::addresses::advertised_address_warnings(c) {
                     eprintln!("warning: {warning}");
                 }
                 if let ConfigSource::File(p) = &source {
@@ -105,14 +105,14 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
         std::process::exit(EXIT_CONFIG.into());
     };
     let ttl = ttl.unwrap_or(config.turn.credential_ttl.0);
-    let credential = credentials::mint(secret, user, ttl, SystemTime::now());
+    let credential = turn::rest::mint(secret, user, ttl, SystemTime::now());
     let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(credential.expires);
     println!("username: {}", credential.username);
     println!("password: {}", credential.password);
     println!("expires:  {}", humantime::format_rfc3339_seconds(expires));
     println!();
-    let at = credentials::TurnAddresses::from(config);
-    println!("{}", credentials::ice_servers(config, &at, &credential));
+    let at = web::TurnAddresses::from(config);
+    println!("{}", web::ice_servers(config, &at, &credential));
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -1,6 +1,12 @@
-//! Prometheus metrics: each service registers its own in one registry at start; the web server
-//! renders it at `/metrics`.
+//! Prometheus metrics. Services keep their figures in plain structs of their own; each registers
+//! a collector that turns a snapshot of them into metrics when `/metrics` is scraped, so the
+//! numbers Prometheus, `/healthz` and the self-test page show come from one place.
 
+use std::fmt;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 /// Metric names all start with `rallypoint_`.
@@ -14,4 +20,52 @@ pub fn render(registry: &Registry) -> String {
     prometheus_client::encoding::text::encode(&mut text, registry)
         .expect("writing to a String cannot fail");
     text
+}
+
+/// Writes plain values as metrics, inside a collector's `encode`.
+pub struct Scrape<'a>(pub DescriptorEncoder<'a>);
+
+impl Scrape<'_> {
+    pub fn gauge(&mut self, name: &str, help: &str, value: i64) -> fmt::Result {
+        let gauge = ConstGauge::new(value);
+        let metric = self
+            .0
+            .encode_descriptor(name, &sentence(help), None, gauge.metric_type())?;
+        gauge.encode(metric)
+    }
+
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        let counter = ConstCounter::new(value);
+        let metric =
+            self.0
+                .encode_descriptor(name, &sentence(help), None, counter.metric_type())?;
+        counter.encode(metric)
+    }
+
+    /// One counter per value of `label`. Labels come from a small fixed set (directions,
+    /// message types, close reasons, error codes), never from clients.
+    pub fn counters<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (V, u64)>,
+    ) -> fmt::Result {
+        let mut family = self.0.encode_descriptor(
+            name,
+            &sentence(help),
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (value, count) in values {
+            let labels = vec![(label, value.as_ref())];
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Help texts end with a full stop, as `Registry::register` writes them.
+fn sentence(help: &str) -> String {
+    format!("{help}.")
 }

@@ -22,7 +22,7 @@ use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
 use crate::tls::Certificates;
-use crate::{credentials, logging, metrics, turn, web};
+use crate::{logging, metrics, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads.
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     logging::init(config.server.log_level);
     raise_open_files_limit();
     let generated_secret = (config.turn.secrets.is_empty() && config.turn.users.is_empty()).then(|| {
-        let secret = credentials::random_secret();
+        let secret = turn::rest::random_secret();
         log::warn!(
             "no turn.secrets or turn.users configured; generated the TURN secret {secret} for this run \
              (set turn.secrets to keep credentials valid across restarts)"
@@ -77,11 +77,11 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
             .filter_map(|l| l.local_addr().ok())
             .collect::<Vec<_>>()
     };
-    let turn_addresses = credentials::TurnAddresses {
+    let turn_addresses = web::TurnAddresses {
         listen: bound(&listeners.turn_tcp),
         tls_listen: bound(&listeners.turn_tls),
     };
-    for warning in credentials::advertised_address_warnings(&config) {
+    for warning in turn::addresses::advertised_address_warnings(&config) {
         log::warn!("{warning}");
     }
     for l in &listeners.web {
@@ -97,7 +97,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let mut registry = metrics::registry();
     let (signal, hub) = Signal::new(config_rx.clone(), shutdown.clone(), &mut registry);
     tasks.spawn(hub);
-    let (turn_stats, relay) = turn::start(
+    let (turn_status, relay) = turn::start(
         listeners.turn_udp,
         listeners.turn_tcp,
         listeners.turn_tls,
@@ -118,13 +118,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
-        turn: turn_stats,
+        turn: turn_status,
         turn_addresses,
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
         acme: acme.clone(),
         isolation: Default::default(),
-        files: Default::default(),
+        file_cache: Default::default(),
         compression: web::CompressionCache::new(compression),
     });
     tasks.spawn(web::serve(
@@ -165,7 +165,6 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     }
     Ok(())
 }
-
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
     match source {

@@ -11,7 +11,7 @@ use common::Server;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
-use turn::client::{Client, ClientConfig};
+use webrtc_turn::client::{Client, ClientConfig};
 use webrtc_util::Conn;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -267,7 +267,7 @@ async fn rest_credentials_from_the_cli_work_and_wrong_ones_do_not() {
         .unwrap()
         .as_secs();
     let user = format!("{}:player", now + 600);
-    let password = rallypoint::credentials::rest_password(SECRET, &user);
+    let password = rallypoint::turn::rest::rest_password(SECRET, &user);
     let c = udp_client(server.turn, &user, &password).await;
     assert!(c.allocate().await.is_ok());
     c.close().await.unwrap();
@@ -275,7 +275,7 @@ async fn rest_credentials_from_the_cli_work_and_wrong_ones_do_not() {
     let wrong = udp_client(server.turn, "alice", "not-her-password").await;
     assert!(wrong.allocate().await.is_err());
     let expired_user = format!("{}:player", now - 1);
-    let expired_password = rallypoint::credentials::rest_password(SECRET, &expired_user);
+    let expired_password = rallypoint::turn::rest::rest_password(SECRET, &expired_user);
     let expired = udp_client(server.turn, &expired_user, &expired_password).await;
     assert!(expired.allocate().await.is_err());
     // Each client's first Allocate carries no credentials (3 × 401), then wrong and expired.
@@ -379,17 +379,17 @@ fn abandoned_allocation(server: SocketAddr) -> SocketAddr {
     use stun::integrity::MessageIntegrity;
     use stun::message::{Getter, Message, Setter};
     use stun::textattrs::TextAttribute;
-    use turn::proto::relayaddr::RelayedAddress;
-    use turn::proto::reqtrans::RequestedTransport;
+    use webrtc_turn::proto::relayaddr::RelayedAddress;
+    use webrtc_turn::proto::reqtrans::RequestedTransport;
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(WAIT)).unwrap();
     let exchange = |extra: Vec<Box<dyn Setter>>| {
         let mut setters: Vec<Box<dyn Setter>> = vec![
             Box::new(stun::agent::TransactionId::new()),
-            Box::new(turn::proto::allocate_request()),
+            Box::new(webrtc_turn::proto::allocate_request()),
             Box::new(RequestedTransport {
-                protocol: turn::proto::PROTO_UDP,
+                protocol: webrtc_turn::proto::PROTO_UDP,
             }),
         ];
         setters.extend(extra);

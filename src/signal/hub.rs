@@ -89,9 +89,9 @@ pub enum Output {
     },
 }
 
-/// Counters for metrics.
+/// What the hub has done since start, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
+pub struct Counts {
     pub relayed_offer: u64,
     pub relayed_answer: u64,
     pub relayed_candidate: u64,
@@ -126,7 +126,7 @@ pub struct Hub {
     next_lobby: u64,
     join_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     seal_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    stats: Stats,
+    counts: Counts,
     out: Vec<Output>,
     /// The time of the input being handled.
     now: Instant,
@@ -143,7 +143,7 @@ impl Hub {
             next_lobby: 0,
             join_deadlines: BinaryHeap::new(),
             seal_deadlines: BinaryHeap::new(),
-            stats: Stats::default(),
+            counts: Counts::default(),
             out: Vec::new(),
             now: Instant::now(),
         }
@@ -162,8 +162,8 @@ impl Hub {
         self.lobbies.len()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// A new WebSocket connection.
@@ -368,16 +368,16 @@ impl Hub {
                     .any(|&(id, at)| id == to && now.duration_since(at) < DEPARTED_GRACE)
             });
             if just_left {
-                self.stats.dropped_late += 1;
+                self.counts.dropped_late += 1;
                 return;
             }
             return self.close(conn, reason::INVALID_DEST);
         };
         let from = self.visible_id(conn, lobby.host);
         match what {
-            Relay::Offer => self.stats.relayed_offer += 1,
-            Relay::Answer => self.stats.relayed_answer += 1,
-            Relay::Candidate => self.stats.relayed_candidate += 1,
+            Relay::Offer => self.counts.relayed_offer += 1,
+            Relay::Answer => self.counts.relayed_answer += 1,
+            Relay::Candidate => self.counts.relayed_candidate += 1,
         }
         self.send(
             dest,
@@ -468,7 +468,7 @@ impl Hub {
     }
 
     fn push_close(&mut self, to: ConnId, code: u16, why: &'static str) {
-        *self.stats.closes.entry(why).or_default() += 1;
+        *self.counts.closes.entry(why).or_default() += 1;
         self.out.push(Output::Close {
             to,
             code,

@@ -266,9 +266,9 @@ fn relays_rewrite_the_id_to_the_sender_and_show_the_host_as_1() {
         h.frames(11),
         [format!(r#"{{"type":6,"id":{b},"data":"{candidate}"}}"#)]
     );
-    assert_eq!(h.hub.stats().relayed_offer, 1);
-    assert_eq!(h.hub.stats().relayed_answer, 1);
-    assert_eq!(h.hub.stats().relayed_candidate, 1);
+    assert_eq!(h.hub.counts().relayed_offer, 1);
+    assert_eq!(h.hub.counts().relayed_answer, 1);
+    assert_eq!(h.hub.counts().relayed_candidate, 1);
 }
 
 #[test]
@@ -405,7 +405,7 @@ fn a_late_candidate_to_a_peer_that_just_left_is_dropped_not_fatal() {
         &format!(r#"{{"type":6,"id":{a},"data":"\n0\n0\ncandidate:x"}}"#),
     );
     assert_eq!(h.closed(12), None);
-    assert_eq!(h.hub.stats().dropped_late, 1);
+    assert_eq!(h.hub.counts().dropped_late, 1);
     // Long after, or to an id that never was a member: the reference's error.
     h.advance(Duration::from_secs(60));
     h.send(12, r#"{"type":6,"id":999,"data":"x"}"#);
@@ -522,7 +522,7 @@ fn every_close_reason_of_the_reference() {
         h.closed(300),
         Some((4000, "Invalid transfer mode, must be text"))
     );
-    let closes = &h.hub.stats().closes;
+    let closes = &h.hub.counts().closes;
     assert_eq!(closes["Invalid message format"], 2);
 }
 

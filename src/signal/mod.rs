@@ -8,18 +8,16 @@
 pub mod codec;
 pub mod handshake;
 pub mod hub;
+mod metrics;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -27,14 +25,14 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use hub::{ConnId, Hub, Limits, Output, Stats};
+use hub::{ConnId, Counts, Hub, Limits, Output};
 
 /// Frames waiting for one slow client before it is dropped.
 const OUTGOING_QUEUE: usize = 256;
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
-/// How often the hub's counters are published as metrics.
-const METRICS_PERIOD: Duration = Duration::from_secs(1);
+/// How often the hub task publishes its [`Snapshot`].
+const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
 
 /// What a session tells the hub task, each stamped with when it happened (not when the hub task
 /// got round to it), so the hub's timers run from the real events.
@@ -56,66 +54,13 @@ enum Outgoing {
     Close(u16, &'static str),
 }
 
-type Labels = Vec<(&'static str, &'static str)>;
-
-/// The hub's figures as Prometheus metrics.
-#[derive(Clone, Default)]
-pub struct Metrics {
-    pub peers: Gauge,
-    pub lobbies: Gauge,
-    relayed: Family<Labels, Counter>,
-    dropped_late: Counter,
-    closes: Family<Labels, Counter>,
-}
-
-impl Metrics {
-    fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("signal");
-        r.register("peers", "Connected signalling peers", self.peers.clone());
-        r.register("lobbies", "Open lobbies", self.lobbies.clone());
-        r.register(
-            "messages_relayed",
-            "Offers, answers and candidates relayed, by type",
-            self.relayed.clone(),
-        );
-        r.register(
-            "relays_dropped",
-            "Relays to a member that had just left, dropped",
-            self.dropped_late.clone(),
-        );
-        r.register(
-            "closes",
-            "Connections closed by the hub, by reason",
-            self.closes.clone(),
-        );
-    }
-
-    /// Publishes what changed since `last`.
-    fn publish(&self, hub: &Hub, last: &mut Stats) {
-        self.peers.set(hub.peer_count() as i64);
-        self.lobbies.set(hub.lobby_count() as i64);
-        let now = hub.stats();
-        for (kind, new, old) in [
-            ("offer", now.relayed_offer, last.relayed_offer),
-            ("answer", now.relayed_answer, last.relayed_answer),
-            ("candidate", now.relayed_candidate, last.relayed_candidate),
-        ] {
-            self.relayed
-                .get_or_create(&vec![("type", kind)])
-                .inc_by(new - old);
-        }
-        self.dropped_late
-            .inc_by(now.dropped_late - last.dropped_late);
-        for (reason, &count) in &now.closes {
-            let before = last.closes.get(reason).copied().unwrap_or(0);
-            if count > before {
-                self.closes
-                    .get_or_create(&vec![("reason", *reason)])
-                    .inc_by(count - before);
-            }
-        }
-        *last = now.clone();
-    }
+/// The hub's figures at one moment, published by the hub task every [`SNAPSHOT_PERIOD`]: what
+/// `/metrics`, `/healthz` and the self-test page show.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub peers: usize,
+    pub lobbies: usize,
+    pub counts: Counts,
 }
 
 /// The hub as the web server sees it: hands it upgraded connections.
@@ -124,7 +69,7 @@ pub struct Signal {
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
-    metrics: Metrics,
+    snapshot: Arc<Mutex<Snapshot>>,
 }
 
 impl Signal {
@@ -135,21 +80,22 @@ impl Signal {
         registry: &mut Registry,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
-        let metrics = Metrics::default();
-        metrics.register(registry);
-        let task = run_hub(rx, config.clone(), shutdown.clone(), metrics.clone());
-        let signal = Signal {
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let task = run_hub(rx, config.clone(), shutdown.clone(), snapshot.clone());
+        let signal = Arc::new(Signal {
             inputs,
             next_conn: AtomicU64::new(1),
             config,
             shutdown,
-            metrics,
-        };
-        (Arc::new(signal), task)
+            snapshot,
+        });
+        metrics::register(registry, signal.clone());
+        (signal, task)
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// The hub's figures as last published (at most [`SNAPSHOT_PERIOD`] old).
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap().clone()
     }
 
     /// Runs a session on the connection once hyper has finished the HTTP upgrade.
@@ -181,12 +127,11 @@ async fn run_hub(
     mut inputs: mpsc::Receiver<Input>,
     mut config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
-    metrics: Metrics,
+    snapshot: Arc<Mutex<Snapshot>>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
     let mut sessions: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
-    let mut publish = tokio::time::interval(METRICS_PERIOD);
-    let mut published = Stats::default();
+    let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
     let mut stopping = false;
     loop {
         if stopping && sessions.is_empty() {
@@ -215,7 +160,11 @@ async fn run_hub(
                 continue;
             }
             _ = publish.tick() => {
-                metrics.publish(&hub, &mut published);
+                *snapshot.lock().unwrap() = Snapshot {
+                    peers: hub.peer_count(),
+                    lobbies: hub.lobby_count(),
+                    counts: hub.counts().clone(),
+                };
                 continue;
             }
             // Sessions close themselves on shutdown; wait for them to say they are gone.
@@ -266,7 +215,7 @@ mod tests {
         let (inputs, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _keep = config_tx;
-            run_hub(rx, config_rx, CancellationToken::new(), Metrics::default()).await
+            run_hub(rx, config_rx, CancellationToken::new(), Default::default()).await
         });
         inputs
     }

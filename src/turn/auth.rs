@@ -1,5 +1,5 @@
 //! Long-term credentials (RFC 8489 §9.2) for TURN requests: static users from `turn.users` and
-//! TURN REST credentials minted from `turn.secrets` (see [`crate::credentials`]).
+//! TURN REST credentials minted from `turn.secrets` (see [`super::rest`]).
 //!
 //! Nonces are stateless: a timestamp and an HMAC over it and the client's address, so an
 //! unauthenticated request leaves nothing behind in the server.
@@ -13,7 +13,7 @@ use stun::integrity::MessageIntegrity;
 use stun::message::Message;
 use stun::textattrs::TextAttribute;
 
-use crate::credentials;
+use super::rest;
 
 /// How long a nonce is accepted; after that the client gets 438 and a fresh one.
 pub const NONCE_LIFETIME_SECS: u64 = 600;
@@ -60,11 +60,11 @@ impl Credentials {
         if let Some(p) = self.users.get(username) {
             return vec![p.clone()];
         }
-        match credentials::rest_expiry(username) {
+        match rest::rest_expiry(username) {
             Some(expiry) if expiry > unix_now => self
                 .secrets
                 .iter()
-                .map(|s| credentials::rest_password(s, username))
+                .map(|s| rest::rest_password(s, username))
                 .collect(),
             _ => Vec::new(),
         }
@@ -245,7 +245,7 @@ mod tests {
 
         // Any configured secret verifies, not only the first.
         let user = format!("{}:bob", NOW + 60);
-        let password = credentials::rest_password("first-secret-01234", &user);
+        let password = rest::rest_password("first-secret-01234", &user);
         let mut m = signed(&user, &password, &nonce);
         assert!(authenticate(&mut m, &creds(), &nonces, client(), NOW).is_ok());
     }
@@ -271,7 +271,7 @@ mod tests {
         );
 
         let expired_user = format!("{}:bob", NOW - 1);
-        let password = credentials::rest_password("first-secret-01234", &expired_user);
+        let password = rest::rest_password("first-secret-01234", &expired_user);
         let mut expired = signed(&expired_user, &password, &nonce);
         assert_eq!(
             authenticate(&mut expired, &c, &nonces, client(), NOW)

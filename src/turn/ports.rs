@@ -55,7 +55,7 @@ impl SocketPorts {
 
 /// IP_PMTUDISC_DO: the kernel sets DF and never fragments (RFC 8656 DONT-FRAGMENT).
 fn set_dont_fragment(socket: &Socket) -> std::io::Result<()> {
-    crate::listeners::set_int_option(
+    crate::sockopt::set_int(
         socket,
         libc::IPPROTO_IP,
         libc::IP_MTU_DISCOVER,

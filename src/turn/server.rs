@@ -11,21 +11,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stun::attributes::*;
-use stun::error_code::{ErrorCode, ErrorCodeAttribute};
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::*;
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
 use stun::xoraddr::XorMappedAddress;
-use turn::proto::channum::ChannelNumber;
-use turn::proto::lifetime::Lifetime;
-use turn::proto::relayaddr::RelayedAddress;
-use turn::proto::reqtrans::RequestedTransport;
+use webrtc_turn::proto::channum::ChannelNumber;
+use webrtc_turn::proto::lifetime::Lifetime;
+use webrtc_turn::proto::relayaddr::RelayedAddress;
+use webrtc_turn::proto::reqtrans::RequestedTransport;
 
 use super::auth::{self, Credentials, FailureLimiter, Identity, Nonces, Refusal};
 use super::grants::{Grants, Permission};
 use super::policy::PeerPolicy;
+use super::wire::{
+    self, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
+    PROTO_UDP, code, family, xor_addresses,
+};
 use crate::config::units::BitRate;
 
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -44,12 +47,6 @@ const MAX_CHANNELS: usize = 256;
 /// 0x4FFF so that clients can tell ChannelData from DTLS on one socket; a server sees no DTLS,
 /// and RFC 5766 clients (coturn's own tools among them) still pick numbers up to 0x7FFF.
 pub const CHANNEL_NUMBERS: std::ops::RangeInclusive<u16> = 0x4000..=0x7FFF;
-
-const ATTR_ADDITIONAL_ADDRESS_FAMILY: AttrType = AttrType(0x8000);
-const ATTR_ADDRESS_ERROR_CODE: AttrType = AttrType(0x8001);
-const FAMILY_IPV4: u8 = 0x01;
-const FAMILY_IPV6: u8 = 0x02;
-const PROTO_UDP: u8 = 17;
 
 /// Comprehension-required attributes this server understands; others get 420.
 const KNOWN: &[AttrType] = &[
@@ -154,10 +151,10 @@ impl From<&crate::config::Turn> for Settings {
     }
 }
 
-/// Counters for metrics.
+/// What the core has done since start, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub allocations_total: u64,
+pub struct Counts {
+    pub allocations_created: u64,
     /// Error answers by code.
     pub errors: HashMap<u16, u64>,
 }
@@ -190,7 +187,7 @@ pub struct Server {
     per_user: HashMap<String, u32>,
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
-    stats: Stats,
+    counts: Counts,
 }
 
 /// What of a peer address must be one of our relay addresses when policy denies its IP.
@@ -217,7 +214,7 @@ impl Server {
             per_user: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
-            stats: Stats::default(),
+            counts: Counts::default(),
         }
     }
 
@@ -230,8 +227,8 @@ impl Server {
         self.allocations.len()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// A nonce for `client`, as a 401 would carry (for clients built into tests and fuzzing).
@@ -273,14 +270,14 @@ impl Server {
             .collect();
         if !unknown.is_empty() {
             let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
-            return self.error(&request, 420, attrs, None, fingerprint);
+            return self.error(&request, code::UNKNOWN_ATTRIBUTE, attrs, None, fingerprint);
         }
         if request.typ.method == METHOD_BINDING {
             let mapped = XorMappedAddress {
                 ip: tuple.client.ip(),
                 port: tuple.client.port(),
             };
-            return vec![Effect::Reply(build(
+            return vec![Effect::Reply(wire::response(
                 &request,
                 CLASS_SUCCESS_RESPONSE,
                 vec![Box::new(mapped)],
@@ -314,10 +311,10 @@ impl Server {
             METHOD_CHANNEL_BIND => {
                 self.channel_bind(&request, tuple, &identity, clock, &mut effects)
             }
-            _ => Err(400),
+            _ => Err(code::BAD_REQUEST),
         };
         let answer = match outcome {
-            Ok(attrs) => build(
+            Ok(attrs) => wire::response(
                 &request,
                 CLASS_SUCCESS_RESPONSE,
                 attrs,
@@ -325,9 +322,9 @@ impl Server {
                 fingerprint,
             ),
             Err(code) => {
-                *self.stats.errors.entry(code).or_default() += 1;
-                let attrs = vec![error_code(code)];
-                build(
+                *self.counts.errors.entry(code).or_default() += 1;
+                let attrs = vec![wire::error_code(code)];
+                wire::response(
                     &request,
                     CLASS_ERROR_RESPONSE,
                     attrs,
@@ -398,15 +395,15 @@ impl Server {
         fingerprint: bool,
     ) -> Vec<Effect> {
         let code = match refusal {
-            Refusal::BadRequest => 400,
-            Refusal::Unauthorized => 401,
-            Refusal::StaleNonce => 438,
+            Refusal::BadRequest => code::BAD_REQUEST,
+            Refusal::Unauthorized => code::UNAUTHORIZED,
+            Refusal::StaleNonce => code::STALE_NONCE,
         };
-        if code == 401 && !self.failures.allow(tuple.client.ip(), clock.unix) {
+        if code == code::UNAUTHORIZED && !self.failures.allow(tuple.client.ip(), clock.unix) {
             return Vec::new();
         }
         let mut attrs: Vec<Box<dyn Setter>> = Vec::new();
-        if code != 400 {
+        if code != code::BAD_REQUEST {
             let nonce = self.nonces.issue(tuple.client.ip(), clock.unix);
             attrs.push(Box::new(TextAttribute::new(
                 ATTR_REALM,
@@ -425,9 +422,9 @@ impl Server {
         integrity: Option<&MessageIntegrity>,
         fingerprint: bool,
     ) -> Vec<Effect> {
-        *self.stats.errors.entry(code).or_default() += 1;
-        attrs.insert(0, error_code(code));
-        vec![Effect::Reply(build(
+        *self.counts.errors.entry(code).or_default() += 1;
+        attrs.insert(0, wire::error_code(code));
+        vec![Effect::Reply(wire::response(
             request,
             CLASS_ERROR_RESPONSE,
             attrs,
@@ -456,11 +453,11 @@ impl Server {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         if self.allocations.contains_key(&tuple) {
-            return Err(437);
+            return Err(code::ALLOCATION_MISMATCH);
         }
-        let transport = get::<RequestedTransport>(request).ok_or(400u16)?;
+        let transport = get::<RequestedTransport>(request).ok_or(code::BAD_REQUEST)?;
         if transport.protocol.0 != PROTO_UDP {
-            return Err(442);
+            return Err(code::UNSUPPORTED_TRANSPORT);
         }
         // EVEN-PORT: Some(reserve the next port too?)
         let even = request.attributes.get(ATTR_EVEN_PORT).1.then(|| {
@@ -476,32 +473,32 @@ impl Server {
         let additional_family = family(request, ATTR_ADDITIONAL_ADDRESS_FAMILY)?;
         let has_token = request.contains(ATTR_RESERVATION_TOKEN);
         if has_token && (even.is_some() || requested_family.is_some()) {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         if requested_family.is_some() && additional_family.is_some() {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         if additional_family == Some(FAMILY_IPV4) {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         // This server never hands out reservation tokens, and does not reserve a second port.
         if has_token || even == Some(true) {
-            return Err(508);
+            return Err(code::INSUFFICIENT_CAPACITY);
         }
         let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
         if user_count >= self.settings.max_allocations_per_user
             || self.allocations.len() >= self.settings.max_allocations as usize
         {
-            return Err(486);
+            return Err(code::ALLOCATION_QUOTA_REACHED);
         }
         let ipv6 = requested_family == Some(FAMILY_IPV6);
         if !ports.supports(ipv6) {
-            return Err(440);
+            return Err(code::ADDRESS_FAMILY_NOT_SUPPORTED);
         }
         let dont_fragment = request.contains(ATTR_DONT_FRAGMENT);
         let relay = ports
             .open(ipv6, even.is_some(), dont_fragment)
-            .ok_or(508u16)?;
+            .ok_or(code::INSUFFICIENT_CAPACITY)?;
         let lifetime = requested_lifetime(request, &self.settings);
         let advertised = SocketAddr::new(
             self.settings.external_ip.unwrap_or(relay.ip()),
@@ -524,7 +521,7 @@ impl Server {
             }
         }
         *self.per_user.entry(identity.username.clone()).or_default() += 1;
-        self.stats.allocations_total += 1;
+        self.counts.allocations_created += 1;
         effects.push(Effect::Created { tuple, relay });
 
         let mut attrs: Vec<Box<dyn Setter>> = vec![
@@ -561,7 +558,7 @@ impl Server {
         let allocation = self.owned(tuple, identity)?;
         if let Some(f) = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)? {
             if (f == FAMILY_IPV6) != allocation.relay.is_ipv6() {
-                return Err(443);
+                return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
             }
         }
         let asked = get::<Lifetime>(request).map(|l| l.0);
@@ -588,7 +585,7 @@ impl Server {
         let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         if peers.is_empty() {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         // RFC 8656 §9: a permission is for an IP, whatever port the attribute carries.
         let vetted: Vec<(IpAddr, bool)> = peers
@@ -606,7 +603,7 @@ impl Server {
             .filter(|(ip, _)| !a.permissions.contains_key(ip))
             .count();
         if a.permissions.len() + new > MAX_PERMISSIONS {
-            return Err(508);
+            return Err(code::INSUFFICIENT_CAPACITY);
         }
         for (ip, restricted) in vetted {
             permit(a, ip, restricted, clock.now)?;
@@ -627,12 +624,14 @@ impl Server {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
-        let number = get::<ChannelNumber>(request).ok_or(400u16)?.0;
+        let number = get::<ChannelNumber>(request).ok_or(code::BAD_REQUEST)?.0;
         if !CHANNEL_NUMBERS.contains(&number) {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
-        let [peer] = peers[..] else { return Err(400) };
+        let [peer] = peers[..] else {
+            return Err(code::BAD_REQUEST);
+        };
         // A channel is bound to one transport address, so here the port counts.
         let restricted = self.vet(relay_v6, peer, Match::Address)?;
         let bandwidth = self.settings.bandwidth;
@@ -643,10 +642,10 @@ impl Server {
                 .iter()
                 .any(|(&n, c)| c.peer == peer && n != number)
         {
-            return Err(400);
+            return Err(code::BAD_REQUEST);
         }
         if a.channels.len() >= MAX_CHANNELS && !a.channels.contains_key(&number) {
-            return Err(508);
+            return Err(code::INSUFFICIENT_CAPACITY);
         }
         a.channels.insert(
             number,
@@ -665,9 +664,12 @@ impl Server {
 
     /// The allocation on `tuple`, if `identity` made it (437 without one, 441 for another user).
     fn owned(&self, tuple: FiveTuple, identity: &Identity) -> Result<&Allocation, u16> {
-        let a = self.allocations.get(&tuple).ok_or(437u16)?;
+        let a = self
+            .allocations
+            .get(&tuple)
+            .ok_or(code::ALLOCATION_MISMATCH)?;
         if a.username != identity.username {
-            return Err(441);
+            return Err(code::WRONG_CREDENTIALS);
         }
         Ok(a)
     }
@@ -681,13 +683,13 @@ impl Server {
             Match::Address => self.is_own_relay(peer),
         };
         if peer.is_ipv6() != relay_v6 {
-            Err(443)
+            Err(code::PEER_ADDRESS_FAMILY_MISMATCH)
         } else if self.settings.policy.allows(peer.ip()) {
             Ok(false)
         } else if own {
             Ok(true)
         } else {
-            Err(403)
+            Err(code::FORBIDDEN)
         }
     }
 
@@ -720,7 +722,7 @@ impl Server {
 /// Installs or refreshes the permission for `ip`, within the per-allocation cap (508 beyond).
 fn permit(a: &mut Allocation, ip: IpAddr, restricted: bool, now: Instant) -> Result<(), u16> {
     if a.permissions.len() >= MAX_PERMISSIONS && !a.permissions.contains_key(&ip) {
-        return Err(508);
+        return Err(code::INSUFFICIENT_CAPACITY);
     }
     let expires = now + PERMISSION_LIFETIME;
     a.permissions.insert(
@@ -759,95 +761,6 @@ fn requested_lifetime(request: &Message, settings: &Settings) -> Duration {
 fn get<T: Getter + Default>(m: &Message) -> Option<T> {
     let mut value = T::default();
     value.get_from(m).ok().map(|_| value)
-}
-
-/// The family byte of a (REQUESTED|ADDITIONAL)-ADDRESS-FAMILY attribute; 440 for an unknown one.
-fn family(m: &Message, attr: AttrType) -> Result<Option<u8>, u16> {
-    match m.attributes.get(attr) {
-        (raw, true) => match raw.value.first() {
-            Some(&f) if f == FAMILY_IPV4 || f == FAMILY_IPV6 => Ok(Some(f)),
-            Some(_) => Err(440),
-            None => Err(400),
-        },
-        _ => Ok(None),
-    }
-}
-
-/// Every XOR-encoded address of type `attr` (CreatePermission may carry several).
-pub fn xor_addresses(m: &Message, attr: AttrType) -> Result<Vec<SocketAddr>, u16> {
-    let cookie = MAGIC_COOKIE.to_be_bytes();
-    let mut out = Vec::new();
-    for raw in m.attributes.0.iter().filter(|a| a.typ == attr) {
-        let v = &raw.value;
-        if v.len() < 4 {
-            return Err(400);
-        }
-        let port = u16::from_be_bytes([v[2] ^ cookie[0], v[3] ^ cookie[1]]);
-        let ip = match (v[1], v.len()) {
-            (FAMILY_IPV4, 8) => {
-                IpAddr::from(std::array::from_fn::<u8, 4, _>(|i| v[4 + i] ^ cookie[i]))
-            }
-            (FAMILY_IPV6, 20) => {
-                let mut key = [0u8; 16];
-                key[..4].copy_from_slice(&cookie);
-                key[4..].copy_from_slice(&m.transaction_id.0);
-                IpAddr::from(std::array::from_fn::<u8, 16, _>(|i| v[4 + i] ^ key[i]))
-            }
-            _ => return Err(400),
-        };
-        out.push(SocketAddr::new(ip, port));
-    }
-    Ok(out)
-}
-
-fn error_code(code: u16) -> Box<dyn Setter> {
-    let reason = match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        420 => "Unknown Attribute",
-        437 => "Allocation Mismatch",
-        438 => "Stale Nonce",
-        440 => "Address Family not Supported",
-        441 => "Wrong Credentials",
-        442 => "Unsupported Transport Protocol",
-        443 => "Peer Address Family Mismatch",
-        486 => "Allocation Quota Reached",
-        508 => "Insufficient Capacity",
-        _ => "Error",
-    };
-    Box::new(ErrorCodeAttribute {
-        code: ErrorCode(code),
-        reason: reason.as_bytes().to_vec(),
-    })
-}
-
-/// A response to `request` of `class`, signed when `integrity` is given.
-fn build(
-    request: &Message,
-    class: MessageClass,
-    attrs: Vec<Box<dyn Setter>>,
-    integrity: Option<&MessageIntegrity>,
-    fingerprint: bool,
-) -> Vec<u8> {
-    let mut setters: Vec<Box<dyn Setter>> = vec![
-        Box::new(request.clone()),
-        Box::new(MessageType::new(request.typ.method, class)),
-    ];
-    setters.extend(attrs);
-    setters.push(Box::new(TextAttribute::new(
-        ATTR_SOFTWARE,
-        "rallypoint".into(),
-    )));
-    if let Some(i) = integrity {
-        setters.push(Box::new(i.clone()));
-    }
-    if fingerprint {
-        setters.push(Box::new(FINGERPRINT));
-    }
-    let mut m = Message::new();
-    m.build(&setters).expect("well-formed attributes");
-    m.raw
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use stun::agent::TransactionId;
-use turn::proto::data::Data;
-use turn::proto::peeraddr::PeerAddress;
-use turn::proto::reqfamily::RequestedAddressFamily;
-use turn::proto::{PROTO_TCP, Protocol};
+use stun::error_code::ErrorCodeAttribute;
+use webrtc_turn::proto::data::Data;
+use webrtc_turn::proto::peeraddr::PeerAddress;
+use webrtc_turn::proto::reqfamily::RequestedAddressFamily;
+use webrtc_turn::proto::{PROTO_TCP, Protocol};
 
 use super::*;
 
@@ -182,7 +183,7 @@ impl Harness {
 
     fn allocate_on(&mut self, t: FiveTuple, extra: Vec<Box<dyn Setter>>) -> (Message, Vec<Effect>) {
         let mut attrs: Vec<Box<dyn Setter>> = vec![Box::new(RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
+            protocol: webrtc_turn::proto::PROTO_UDP,
         })];
         attrs.extend(extra);
         let m = self.request(METHOD_ALLOCATE, attrs, true);
@@ -296,7 +297,7 @@ fn unauthenticated_allocate_gets_401_with_realm_and_nonce_and_leaves_nothing() {
     let m = h.request(
         METHOD_ALLOCATE,
         vec![Box::new(RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
+            protocol: webrtc_turn::proto::PROTO_UDP,
         })],
         false,
     );
@@ -354,7 +355,7 @@ fn a_retransmitted_allocate_gets_the_same_answer_not_437() {
     let m = h.request(
         METHOD_ALLOCATE,
         vec![Box::new(RequestedTransport {
-            protocol: turn::proto::PROTO_UDP,
+            protocol: webrtc_turn::proto::PROTO_UDP,
         })],
         true,
     );
@@ -383,10 +384,10 @@ fn credential_failures() {
     // REST credentials: valid until the expiry in the name, then 401.
     let mut h = Harness::new();
     h.user = format!("{}:carol", UNIX + 60);
-    h.password = crate::credentials::rest_password("rest-secret-0123456789", &h.user);
+    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
     assert_eq!(code(&h.allocate_on(tuple(1), vec![]).0), None);
     h.user = format!("{}:carol", UNIX - 1);
-    h.password = crate::credentials::rest_password("rest-secret-0123456789", &h.user);
+    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
     assert_eq!(code(&h.allocate_on(tuple(2), vec![]).0), Some(401));
 
     // A nonce that has aged out: 438 with a fresh one.
@@ -652,7 +653,7 @@ fn the_default_policy_refuses_internal_peers_with_403() {
     }
     // Family mismatch comes first.
     assert_eq!(code(&h.permission(tuple(2), &["8.8.8.8:1"]).0), Some(443));
-    assert_eq!(h.server.stats().errors[&403] as usize, 4 + 4 + 1 + 4);
+    assert_eq!(h.server.counts().errors[&403] as usize, 4 + 4 + 1 + 4);
 }
 
 #[test]

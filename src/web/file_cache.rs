@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hyper::body::Bytes;
 
-use super::files::{self, Refused};
 use super::negotiate::Coding;
+use super::safe_path::{self, NoFile};
 
 pub const RECHECK: Duration = Duration::from_secs(1);
 /// Files up to this size are kept in memory whole.
@@ -39,7 +39,7 @@ pub struct Resolved {
     pub sidecars: Vec<(Coding, OnDisk)>,
 }
 
-type Lookup = Result<Arc<Resolved>, Refused>;
+type Lookup = Result<Arc<Resolved>, NoFile>;
 
 #[derive(Default)]
 pub struct FileCache {
@@ -56,7 +56,7 @@ impl FileCache {
     /// The file serving `request_path` (still percent-encoded) under `root`.
     pub async fn lookup(&self, root: &Path, request_path: &str) -> Lookup {
         // Paths that could never name a file are refused without a lookup or an entry.
-        files::check_path(request_path)?;
+        safe_path::check_path(request_path)?;
         let key = (root.to_path_buf(), request_path.to_string());
         let now = Instant::now();
         if let Some((at, found)) = self.entries.lock().unwrap().map.get(&key) {
@@ -67,7 +67,7 @@ impl FileCache {
         let (root, path) = (key.0.clone(), key.1.clone());
         let found = tokio::task::spawn_blocking(move || inspect(&root, &path))
             .await
-            .unwrap_or(Err(Refused::NotFound));
+            .unwrap_or(Err(NoFile::NotFound));
         let mut s = self.entries.lock().unwrap();
         if s.map.len() >= MAX_ENTRIES || s.bytes >= MAX_BYTES {
             s.map.clear();
@@ -88,8 +88,8 @@ fn cached_bytes(r: &Resolved) -> usize {
 
 /// Everything the responder needs from the filesystem, in one go.
 fn inspect(root: &Path, request_path: &str) -> Lookup {
-    let file = files::resolve(root, request_path)?;
-    let meta = std::fs::metadata(&file).map_err(|_| Refused::NotFound)?;
+    let file = safe_path::resolve(root, request_path)?;
+    let meta = std::fs::metadata(&file).map_err(|_| NoFile::NotFound)?;
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let mut sidecars = Vec::new();
     for coding in [Coding::Brotli, Coding::Gzip] {
@@ -143,11 +143,11 @@ mod tests {
         assert_eq!(later.sidecars[0].0, Coding::Brotli);
         assert_eq!(
             cache.lookup(&root, "/../x").await.unwrap_err(),
-            Refused::Malformed
+            NoFile::Malformed
         );
         assert_eq!(
             cache.lookup(&root, "/missing.js").await.unwrap_err(),
-            Refused::NotFound
+            NoFile::NotFound
         );
     }
 }

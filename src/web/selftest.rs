@@ -8,7 +8,8 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 
-use super::{Body, Routes, page, plain, redirect};
+use super::Routes;
+use super::response::{Body, page, plain, redirect};
 use crate::config::Config;
 
 const PAGE: &str = include_str!("selftest.html");
@@ -42,14 +43,15 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
             r
         }
         "/status" => {
-            let m = routes.signal.metrics();
+            let signal = routes.signal.snapshot();
+            let turn = routes.turn.snapshot();
             let body = serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "signal_path": config.signal.path,
-                "peers": m.peers.get(),
-                "lobbies": m.lobbies.get(),
-                "allocations": routes.turn.allocations(),
-                "relayed_bytes": routes.turn.relayed_bytes(),
+                "peers": signal.peers,
+                "lobbies": signal.lobbies,
+                "allocations": turn.allocations,
+                "relayed_bytes": turn.traffic.to_peer_bytes + turn.traffic.to_client_bytes,
             });
             let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
             r.headers_mut()

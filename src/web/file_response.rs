@@ -15,8 +15,9 @@ use tokio_util::io::ReaderStream;
 use super::compress::{self, CompressionCache};
 use super::file_cache::{OnDisk, Resolved};
 use super::isolation::Isolation;
+use super::mime;
 use super::negotiate::{self, Coding, Range};
-use super::{Body, files, full, plain};
+use super::response::{Body, full, plain};
 use crate::config::CrossOriginIsolation;
 
 pub async fn serve(
@@ -29,7 +30,7 @@ pub async fn serve(
 ) -> Response<Body> {
     let file = &resolved.file.path;
     let modified = resolved.modified;
-    let content_type = files::content_type(file);
+    let content_type = mime::content_type(file);
     let header = |name| {
         headers
             .get(name)

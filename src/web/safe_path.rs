@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 
 /// Why a request path maps to no file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub enum NoFile {
     /// Not a path a file could have: traversal, bad encoding.
     Malformed,
     /// A fine path with no file behind it (or only outside the root, or hidden).
@@ -26,10 +26,10 @@ const WELL_KNOWN: &str = ".well-known";
 
 /// The relative path a request path (still percent-encoded) names, if it could name a file at
 /// all: decoded, and made of normal components only.
-pub fn check_path(path: &str) -> Result<PathBuf, Refused> {
+pub fn check_path(path: &str) -> Result<PathBuf, NoFile> {
     let decoded = percent_decode_str(path)
         .decode_utf8()
-        .map_err(|_| Refused::Malformed)?;
+        .map_err(|_| NoFile::Malformed)?;
     let mut relative = PathBuf::new();
     for (i, segment) in decoded.split('/').filter(|s| !s.is_empty()).enumerate() {
         let bad = segment == "."
@@ -37,10 +37,10 @@ pub fn check_path(path: &str) -> Result<PathBuf, Refused> {
             || segment.contains(['\\', '\0', ':'])
             || segment.contains('%');
         if bad {
-            return Err(Refused::Malformed);
+            return Err(NoFile::Malformed);
         }
         if segment.starts_with('.') && !(i == 0 && segment == WELL_KNOWN) {
-            return Err(Refused::NotFound);
+            return Err(NoFile::NotFound);
         }
         relative.push(segment);
     }
@@ -48,45 +48,26 @@ pub fn check_path(path: &str) -> Result<PathBuf, Refused> {
 }
 
 /// The file a request for `path` (the URL path, still percent-encoded) should get.
-pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
+pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, NoFile> {
     let relative = check_path(path)?;
-    let root = root.canonicalize().map_err(|_| Refused::NotFound)?;
+    let root = root.canonicalize().map_err(|_| NoFile::NotFound)?;
     let mut full = root
         .join(&relative)
         .canonicalize()
-        .map_err(|_| Refused::NotFound)?;
+        .map_err(|_| NoFile::NotFound)?;
     if full.is_dir() {
         if !path.ends_with('/') {
-            return Err(Refused::Directory);
+            return Err(NoFile::Directory);
         }
         full = full
             .join("index.html")
             .canonicalize()
-            .map_err(|_| Refused::NotFound)?;
+            .map_err(|_| NoFile::NotFound)?;
     }
     if !full.starts_with(&root) || !full.is_file() {
-        return Err(Refused::NotFound);
+        return Err(NoFile::NotFound);
     }
     Ok(full)
-}
-
-/// The Content-Type for a file name.
-pub fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match ext.to_ascii_lowercase().as_str() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "wasm" => "application/wasm",
-        "pck" => "application/octet-stream",
-        "json" => "application/json",
-        "webmanifest" => "application/manifest+json",
-        "css" => "text/css; charset=utf-8",
-        "png" => "image/png",
-        "svg" => "image/svg+xml",
-        "ico" => "image/x-icon",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
 }
 
 #[cfg(test)]
@@ -116,8 +97,8 @@ mod tests {
                 .unwrap()
                 .ends_with("game/index.html")
         );
-        assert_eq!(resolve(&root, "/game"), Err(Refused::Directory));
-        assert_eq!(resolve(&root, "/gam%65"), Err(Refused::Directory));
+        assert_eq!(resolve(&root, "/game"), Err(NoFile::Directory));
+        assert_eq!(resolve(&root, "/gam%65"), Err(NoFile::Directory));
         assert!(
             resolve(&root, "/gam%65/index.html")
                 .unwrap()
@@ -150,7 +131,7 @@ mod tests {
             "/C:\\outside.txt",
             "/%ff",
         ] {
-            assert_eq!(resolve(&root, path), Err(Refused::Malformed), "{path}");
+            assert_eq!(resolve(&root, path), Err(NoFile::Malformed), "{path}");
         }
         for path in [
             "/.env",
@@ -158,22 +139,9 @@ mod tests {
             "/game/.git/config",
             "/game/.well-known/x",
         ] {
-            assert_eq!(resolve(&root, path), Err(Refused::NotFound), "{path}");
+            assert_eq!(resolve(&root, path), Err(NoFile::NotFound), "{path}");
         }
-        assert_eq!(resolve(&root, "/link.txt"), Err(Refused::NotFound));
-        assert_eq!(resolve(&root, "/missing.js"), Err(Refused::NotFound));
-    }
-
-    #[test]
-    fn godot_export_types() {
-        assert_eq!(content_type(Path::new("game.wasm")), "application/wasm");
-        assert_eq!(
-            content_type(Path::new("game.pck")),
-            "application/octet-stream"
-        );
-        assert_eq!(
-            content_type(Path::new("game.JS")),
-            "text/javascript; charset=utf-8"
-        );
+        assert_eq!(resolve(&root, "/link.txt"), Err(NoFile::NotFound));
+        assert_eq!(resolve(&root, "/missing.js"), Err(NoFile::NotFound));
     }
 }

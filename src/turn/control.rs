@@ -1,0 +1,197 @@
+//! The relay's control side as the network shell runs it: the sans-IO [`Server`] behind one
+//! mutex, the relay tasks its effects start and stop, and the figures read from both.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
+
+use super::grants::Grants;
+use super::ports::SocketPorts;
+use super::relay::{self, Link, Relay, TrafficTotals};
+use super::rest::unix_seconds;
+use super::server::{Clock, Effect, FiveTuple, Server, Settings};
+use crate::config::units::{BitRate, PortRange};
+
+/// Allocation state shared by the workers and connections.
+pub struct Shared {
+    pub control: Mutex<Control>,
+}
+
+pub struct Control {
+    pub server: Server,
+    ports: SocketPorts,
+    pub relays: HashMap<FiveTuple, (Arc<Relay>, AbortHandle)>,
+    pub bandwidth: BitRate,
+    /// Traffic of allocations already deleted, so totals never go down.
+    retired: TrafficTotals,
+}
+
+fn clock() -> Clock {
+    Clock {
+        now: Instant::now(),
+        unix: unix_seconds(SystemTime::now()),
+    }
+}
+
+impl Shared {
+    pub fn is_own_relay(self: &Arc<Self>, addr: SocketAddr) -> bool {
+        self.control.lock().unwrap().server.is_own_relay(addr)
+    }
+
+    /// Runs a control request through the core. Returns the replies for the client and, when
+    /// this request created an allocation, its relay.
+    pub fn control(
+        self: &Arc<Self>,
+        packet: &[u8],
+        tuple: FiveTuple,
+        link: impl FnOnce() -> Link,
+    ) -> (Vec<Vec<u8>>, Option<Arc<Relay>>) {
+        let mut c = self.control.lock().unwrap();
+        let c = &mut *c;
+        let effects = c.server.handle(packet, tuple, clock(), &mut c.ports);
+        let mut link = Some(link);
+        let mut replies = Vec::new();
+        let mut created = None;
+        for effect in effects {
+            match effect {
+                Effect::Reply(bytes) => replies.push(bytes),
+                Effect::Created { tuple, relay, .. } => {
+                    let Some(make_link) = link.take() else {
+                        continue;
+                    };
+                    match self.start_relay(c, tuple, relay, make_link()) {
+                        Ok(r) => created = Some(r),
+                        Err(e) => log::error!("turn: cannot start relay {relay}: {e}"),
+                    }
+                }
+                other => self.apply(c, other),
+            }
+        }
+        (replies, created)
+    }
+
+    fn start_relay(
+        self: &Arc<Self>,
+        c: &mut Control,
+        tuple: FiveTuple,
+        addr: SocketAddr,
+        link: Link,
+    ) -> std::io::Result<Arc<Relay>> {
+        let socket = c
+            .ports
+            .take(addr)
+            .ok_or_else(|| std::io::Error::other("relay socket missing"))?;
+        let socket = UdpSocket::from_std(socket)?;
+        let relay = Arc::new(Relay::new(
+            tuple,
+            socket,
+            link,
+            Arc::new(Grants::empty(c.bandwidth)),
+        ));
+        let shared = self.clone();
+        let task = tokio::spawn(relay::run(relay.clone(), move |a| shared.is_own_relay(a)));
+        c.relays.insert(tuple, (relay.clone(), task.abort_handle()));
+        Ok(relay)
+    }
+
+    fn apply(&self, c: &mut Control, effect: Effect) {
+        match effect {
+            Effect::Grants { tuple, grants } => {
+                if let Some((r, _)) = c.relays.get(&tuple) {
+                    r.set_grants(grants);
+                }
+            }
+            Effect::Deleted { tuple, .. } => {
+                if let Some((r, task)) = c.relays.remove(&tuple) {
+                    r.retire();
+                    task.abort();
+                    c.retired += r.traffic.totals();
+                }
+            }
+            Effect::Reply(_) | Effect::Created { .. } => {}
+        }
+    }
+
+    /// The allocation of `tuple`, for a worker that has not seen it yet.
+    pub fn find(&self, tuple: FiveTuple) -> Option<Arc<Relay>> {
+        self.control
+            .lock()
+            .unwrap()
+            .relays
+            .get(&tuple)
+            .map(|(r, _)| r.clone())
+    }
+
+    pub fn connection_closed(&self, tuple: FiveTuple) {
+        let mut c = self.control.lock().unwrap();
+        let c = &mut *c;
+        for effect in c.server.connection_closed(tuple, &mut c.ports) {
+            self.apply(c, effect);
+        }
+    }
+
+    pub fn tick(&self) {
+        let mut c = self.control.lock().unwrap();
+        let c = &mut *c;
+        for effect in c.server.tick(clock(), &mut c.ports) {
+            self.apply(c, effect);
+        }
+    }
+}
+
+impl Control {
+    pub fn new(
+        settings: Settings,
+        v4: Option<IpAddr>,
+        v6: Option<IpAddr>,
+        ports: PortRange,
+        bandwidth: BitRate,
+    ) -> Control {
+        Control {
+            server: Server::new(settings),
+            ports: SocketPorts::new(v4, v6, ports),
+            relays: HashMap::new(),
+            bandwidth,
+            retired: TrafficTotals::default(),
+        }
+    }
+
+    /// Stops every relay (at shutdown).
+    pub fn retire_all(&mut self) {
+        for (_, (relay, task)) in self.relays.drain() {
+            relay.retire();
+            task.abort();
+        }
+    }
+}
+
+/// The relay's figures at one moment: what `/metrics`, `/healthz` and the self-test page show.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub allocations: usize,
+    pub allocations_created: u64,
+    pub traffic: TrafficTotals,
+    /// Error answers by code.
+    pub errors: BTreeMap<u16, u64>,
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Snapshot {
+        let c = self.control.lock().unwrap();
+        let mut traffic = c.retired;
+        for (r, _) in c.relays.values() {
+            traffic += r.traffic.totals();
+        }
+        let counts = c.server.counts();
+        Snapshot {
+            allocations: c.server.allocation_count(),
+            allocations_created: counts.allocations_created,
+            traffic,
+            errors: counts.errors.iter().map(|(&k, &v)| (k, v)).collect(),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The relay's metrics: a view of [`Snapshot`], taken when `/metrics` is scraped.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
+use super::{Snapshot, Status};
+use crate::metrics::Scrape;
+
+#[derive(Debug)]
+struct TurnCollector(Status);
+
+impl std::fmt::Debug for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("turn::Status")
+    }
+}
+
+pub fn register(registry: &mut Registry, status: Status) {
+    registry
+        .sub_registry_with_prefix("turn")
+        .register_collector(Box::new(TurnCollector(status)));
+}
+
+impl Collector for TurnCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let Snapshot {
+            allocations,
+            allocations_created,
+            traffic: t,
+            errors,
+        } = self.0.snapshot();
+        let mut s = Scrape(encoder);
+        s.gauge("allocations", "Live allocations", allocations as i64)?;
+        s.counter(
+            "allocations_created",
+            "Allocations created",
+            allocations_created,
+        )?;
+        s.counters(
+            "relayed_packets",
+            "Datagrams relayed, by direction",
+            "direction",
+            [
+                ("to_peer", t.to_peer_packets),
+                ("to_client", t.to_client_packets),
+            ],
+        )?;
+        s.counters(
+            "relayed_bytes",
+            "Payload bytes relayed, by direction",
+            "direction",
+            [
+                ("to_peer", t.to_peer_bytes),
+                ("to_client", t.to_client_bytes),
+            ],
+        )?;
+        s.counter(
+            "dropped_packets",
+            "Datagrams dropped: no permission, over bandwidth, full buffers",
+            t.dropped,
+        )?;
+        s.counters(
+            "error_responses",
+            "Error responses sent, by code",
+            "code",
+            errors.iter().map(|(code, n)| (code.to_string(), *n)),
+        )
+    }
+}

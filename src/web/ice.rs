@@ -1,0 +1,151 @@
+//! The `iceServers` list clients get: `/api/ice` (a fresh credential and the URL of every TURN
+//! listener, for `RTCPeerConnection` and Godot's `WebRTCPeerConnection.initialize()`) and the
+//! `rallypoint credentials` command.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::response::{Body, page, plain};
+use crate::config::Config;
+use crate::signal::handshake;
+use crate::turn::addresses::advertised_host;
+use crate::turn::rest::{Credential, mint};
+
+/// Where the TURN listeners are: as configured, or as bound (port 0 becomes the real port).
+#[derive(Clone, Debug, Default)]
+pub struct TurnAddresses {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+}
+
+impl From<&Config> for TurnAddresses {
+    fn from(config: &Config) -> Self {
+        TurnAddresses {
+            listen: config.turn.listen.clone(),
+            tls_listen: config.turn.tls_listen.clone(),
+        }
+    }
+}
+
+/// The `{"iceServers": [...]}` dictionary for `RTCPeerConnection` and Godot's
+/// `WebRTCPeerConnection.initialize()`: a STUN URL and TURN URLs for every TURN listener.
+pub fn ice_servers(
+    config: &Config,
+    at: &TurnAddresses,
+    credential: &Credential,
+) -> serde_json::Value {
+    let mut urls = Vec::new();
+    for addr in &at.listen {
+        let host = advertised_host(config, *addr);
+        let port = addr.port();
+        urls.push(format!("stun:{host}:{port}"));
+        urls.push(format!("turn:{host}:{port}?transport=udp"));
+        urls.push(format!("turn:{host}:{port}?transport=tcp"));
+    }
+    for addr in &at.tls_listen {
+        let host = advertised_host(config, *addr);
+        urls.push(format!("turns:{host}:{}?transport=tcp", addr.port()));
+    }
+    urls.dedup();
+    json!({
+        "iceServers": [{
+            "urls": urls,
+            "username": credential.username,
+            "credential": credential.password,
+        }]
+    })
+}
+
+/// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
+/// and Godot's `WebRTCPeerConnection.initialize()` take them.
+pub fn answer(config: &Config, at: &TurnAddresses, req: &Request<Incoming>) -> Response<Body> {
+    let Some(secret) = config.turn.secrets.first() else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no turn.secrets configured: /api/ice mints credentials with one\n",
+        );
+    };
+    let credential = mint(secret, "", config.turn.credential_ttl.0, SystemTime::now());
+    let body = ice_servers(config, at, &credential).to_string();
+    let mut response = page(StatusCode::OK, "application/json", body.into());
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|o| o.to_str().ok());
+    if let Some(origin) = origin.filter(|o| handshake::origin_allowed(o, host, config)) {
+        if let Ok(v) = HeaderValue::from_str(origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayIp;
+    use crate::turn::addresses::advertised_ip;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn ice_servers_list_every_listener_with_the_domain() {
+        let mut config = Config::default();
+        config.server.domain = Some("game.example.org".into());
+        config.turn.tls_listen = vec!["0.0.0.0:5349".parse().unwrap()];
+        let c = mint("sixteen-byte-key", "", Duration::from_secs(60), UNIX_EPOCH);
+        let v = ice_servers(&config, &TurnAddresses::from(&config), &c);
+        assert_eq!(
+            v["iceServers"][0]["urls"],
+            json!([
+                "stun:game.example.org:3478",
+                "turn:game.example.org:3478?transport=udp",
+                "turn:game.example.org:3478?transport=tcp",
+                "turns:game.example.org:5349?transport=tcp"
+            ])
+        );
+        assert_eq!(v["iceServers"][0]["credential"], c.password);
+    }
+
+    #[test]
+    fn the_advertised_address_is_one_the_listener_answers_on() {
+        // A specific listener is advertised as itself, not as the relay address.
+        let mut config = Config::default();
+        config.turn.listen = vec!["127.0.0.1:13878".parse().unwrap()];
+        config.turn.relay_ip = RelayIp::Fixed("127.0.0.2".parse().unwrap());
+        let at = TurnAddresses::from(&config);
+        let c = mint("k", "", Duration::from_secs(60), UNIX_EPOCH);
+        assert_eq!(
+            ice_servers(&config, &at, &c)["iceServers"][0]["urls"][1],
+            "turn:127.0.0.1:13878?transport=udp"
+        );
+        // A wildcard listener answers on the relay address, so that is advertised.
+        config.turn.listen = vec!["0.0.0.0:3478".parse().unwrap()];
+        assert_eq!(advertised_host(&config, config.turn.listen[0]), "127.0.0.2");
+        // A relay address of the other family says nothing about this listener.
+        config.turn.listen = vec!["[::]:3478".parse().unwrap()];
+        assert!(advertised_ip(&config, config.turn.listen[0]).is_ipv6());
+        // external_ip and the domain come first.
+        config.turn.external_ip = Some("203.0.113.7".parse().unwrap());
+        assert_eq!(
+            advertised_host(&config, config.turn.listen[0]),
+            "203.0.113.7"
+        );
+        config.server.domain = Some("game.example.org".into());
+        assert_eq!(
+            advertised_host(&config, config.turn.listen[0]),
+            "game.example.org"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! Building responses: the body type every handler returns and the few shapes they share.
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+pub fn page(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(full(body))
+        .expect("valid response")
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    page(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(text.as_bytes()),
+    )
+}
+
+/// A permanent redirect (308 keeps the method) to `location`.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut r = plain(StatusCode::PERMANENT_REDIRECT, "");
+    match HeaderValue::from_str(location) {
+        Ok(v) => drop(r.headers_mut().insert(header::LOCATION, v)),
+        Err(_) => *r.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    r
+}

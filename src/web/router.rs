@@ -1,0 +1,220 @@
+//! Which handler answers a request: the ACME challenge, the HTTPS redirect, the signalling
+//! upgrade, the self-test page, `/api/ice`, `/healthz`, `/metrics`, and files from `web.root`.
+
+use std::net::SocketAddr;
+
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::response::{Body, full, page, plain, redirect};
+use super::safe_path::NoFile;
+use super::{Routes, Scheme, file_response, ice, selftest};
+use crate::config::Config;
+use crate::metrics;
+use crate::signal::{Signal, handshake};
+
+const WELCOME: &str = include_str!("welcome.html");
+/// Requests that carry a body larger than this are refused: nothing here takes uploads.
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+/// The ACME HTTP-01 challenge path, answered over plain HTTP without a redirect.
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+pub async fn handle(
+    config: &Config,
+    routes: &Routes,
+    remote: SocketAddr,
+    scheme: Scheme,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let response = route(config, routes, remote, scheme, &mut req).await;
+    let status = response.status().as_u16();
+    log::debug!(target: "rallypoint::web", "{} {} {status}", req.method(), req.uri().path());
+    response
+}
+
+async fn route(
+    config: &Config,
+    routes: &Routes,
+    remote: SocketAddr,
+    scheme: Scheme,
+    req: &mut Request<Incoming>,
+) -> Response<Body> {
+    if let Err(why) = well_framed(req) {
+        let mut r = plain(StatusCode::BAD_REQUEST, why);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    // Served on both schemes: the CA follows redirects, but need not.
+    if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
+        return match routes.acme.http01(token) {
+            Some(answer) => page(StatusCode::OK, "text/plain", answer.into()),
+            None => plain(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
+        };
+    }
+    let redirect = routes.https_port.filter(|_| scheme == Scheme::Http);
+    if let Some(port) = redirect {
+        return redirect_to_https(config, port, req);
+    }
+    let declared_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_body.is_some_and(|n| n > MAX_REQUEST_BODY) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+    if path == config.signal.path {
+        return upgrade(config, &routes.signal, req);
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    if let Some(response) = selftest::route(config, routes, &path) {
+        return response;
+    }
+    match path.as_str() {
+        "/api/ice" => ice::answer(config, &routes.turn_addresses, req),
+        "/healthz" => health(routes),
+        "/metrics" => {
+            let ip = remote.ip().to_canonical();
+            if config.web.metrics_allow.iter().any(|net| net.contains(&ip)) {
+                let text = metrics::render(&routes.metrics);
+                page(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.into(),
+                )
+            } else {
+                plain(
+                    StatusCode::FORBIDDEN,
+                    "metrics are not served to this address (web.metrics_allow)\n",
+                )
+            }
+        }
+        _ => serve_file(config, routes, req, &path).await,
+    }
+}
+
+async fn serve_file(
+    config: &Config,
+    routes: &Routes,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Response<Body> {
+    if !config.web.root.is_dir() && path == "/" {
+        return page(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(WELCOME.as_bytes()),
+        );
+    }
+    match routes.file_cache.lookup(&config.web.root, path).await {
+        Ok(resolved) => {
+            file_response::serve(
+                req.method(),
+                req.headers(),
+                &resolved,
+                config.web.cross_origin_isolation,
+                &routes.isolation,
+                &routes.compression,
+            )
+            .await
+        }
+        Err(NoFile::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
+        Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
+        Err(NoFile::Directory) => add_slash(req),
+    }
+}
+
+/// 308 from a directory named without its slash to the same path with one, query kept.
+fn add_slash(req: &Request<Incoming>) -> Response<Body> {
+    // One leading slash only: "//host" in Location would send the browser to another site.
+    let path = format!("/{}/", req.uri().path().trim_start_matches('/'));
+    match req.uri().query() {
+        Some(query) => redirect(&format!("{path}?{query}")),
+        None => redirect(&path),
+    }
+}
+
+/// What RFC 9112 §3.2 says a server must refuse and hyper lets through: an HTTP/1.1 request
+/// without exactly one Host header. (hyper itself refuses the other framing errors, and for a
+/// request with both Content-Length and Transfer-Encoding lets the latter win and closes the
+/// connection after the answer, as §6.3 asks, so nothing smuggled behind it is read.)
+fn well_framed(req: &Request<Incoming>) -> Result<(), &'static str> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if req.version() == hyper::Version::HTTP_11 && hosts != 1 {
+        return Err("an HTTP/1.1 request needs exactly one Host header\n");
+    }
+    Ok(())
+}
+
+/// 308 to the same path and query on the first HTTPS listener.
+fn redirect_to_https(config: &Config, port: u16, req: &Request<Incoming>) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                .map_or(h, |(n, _)| n)
+        })
+        .map(str::to_string)
+        .or_else(|| config.server.domain.clone())
+        .unwrap_or_else(|| "localhost".into());
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    redirect(&format!(
+        "https://{authority}{}",
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    ))
+}
+
+/// Hands a WebSocket upgrade on `signal.path` to the signalling hub.
+fn upgrade(config: &Config, signal: &Signal, req: &mut Request<Incoming>) -> Response<Body> {
+    match handshake::accept(req.method(), req.headers(), config) {
+        Ok(accept) => {
+            signal.spawn_session(hyper::upgrade::on(req));
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::UPGRADE, "websocket")
+                .header(header::CONNECTION, "Upgrade")
+                .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+                .body(full(Bytes::new()))
+                .expect("valid response")
+        }
+        Err(refused) => plain(refused.status, refused.message),
+    }
+}
+
+fn health(routes: &Routes) -> Response<Body> {
+    let signal = routes.signal.snapshot();
+    let turn = routes.turn.snapshot();
+    let mut web = serde_json::json!({"status": "ok", "tls": routes.certificates.is_loaded()});
+    if let Some(acme) = routes.acme.health() {
+        web["acme"] = acme;
+    }
+    // Still 200: everything serves; a monitor reads "degraded" and `web.acme.error`.
+    let failing = routes.acme.failing();
+    if failing {
+        web["status"] = "degraded".into();
+    }
+    let body = serde_json::json!({
+        "status": if failing { "degraded" } else { "ok" },
+        "web": web,
+        "signal": {"status": "ok", "peers": signal.peers, "lobbies": signal.lobbies},
+        "turn": {"status": "ok", "allocations": turn.allocations},
+    });
+    let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
