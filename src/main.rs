@@ -135,15 +135,11 @@ fn run(source: ConfigSource) -> ExitCode {
             }
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(StartError::Tls(e)) => {
+        Err(e @ StartError::Tls(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(StartError::Bind(e)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_START)
-        }
-        Err(StartError::Io(e)) => {
+        Err(e @ (StartError::Bind(_) | StartError::Io(_))) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_START)
         }

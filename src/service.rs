@@ -21,7 +21,7 @@ use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
-use crate::tls::Certificates;
+use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads.
@@ -36,10 +36,26 @@ pub enum ConfigSource {
 pub enum StartError {
     Config(Vec<ConfigError>),
     /// The `[tls]` files are readable but unusable (not a certificate, key does not match).
-    Tls(String),
+    Tls(CertificateError),
     Bind(BindError),
     Io(std::io::Error),
 }
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(errors) => {
+                let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                f.write_str(&lines.join("\n"))
+            }
+            StartError::Tls(e) => e.fmt(f),
+            StartError::Bind(e) => e.fmt(f),
+            StartError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 impl From<std::io::Error> for StartError {
     fn from(e: std::io::Error) -> Self {
@@ -199,7 +215,7 @@ fn reload(
     // Certificates are part of the configuration: unusable ones refuse the whole reload.
     let loaded = load(source).and_then(|new| match certificates.load(&new.tls) {
         Ok(()) => Ok(new),
-        Err(e) => Err(vec![ConfigError::unlocated("tls", e)]),
+        Err(e) => Err(vec![ConfigError::unlocated("tls", e.to_string())]),
     });
     match loaded {
         Ok(mut new) => {

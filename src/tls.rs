@@ -5,6 +5,8 @@
 //! theirs.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +27,47 @@ const SELF_SIGNED_NAME: &str = "rallypoint self-signed (no certificate yet)";
 /// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// Why a certificate could not be installed.
+#[derive(Debug)]
+pub enum CertificateError {
+    /// A PEM file that cannot be read, or holds no certificate or key. `key` names the
+    /// configuration key that points at it, when one does.
+    File {
+        key: Option<&'static str>,
+        path: PathBuf,
+        why: String,
+    },
+    UnsupportedKey(rustls::Error),
+    KeyMismatch(rustls::Error),
+    /// A self-signed or TLS-ALPN-01 certificate could not be made.
+    Generate(rcgen::Error),
+}
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateError::File { key, path, why } => {
+                if let Some(key) = key {
+                    write!(f, "{key} ")?;
+                }
+                write!(f, "{}: {why}", path.display())
+            }
+            CertificateError::UnsupportedKey(e) => {
+                write!(f, "tls.private_key: unsupported key: {e}")
+            }
+            CertificateError::KeyMismatch(e) => {
+                write!(
+                    f,
+                    "tls.private_key: the key does not belong to the certificate: {e}"
+                )
+            }
+            CertificateError::Generate(e) => write!(f, "cannot make a certificate: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
 #[derive(Debug, Default)]
 pub struct Certificates {
     current: ArcSwapOption<CertifiedKey>,
@@ -36,15 +79,13 @@ impl Certificates {
     /// Loads `[tls]`'s files, if any; keeps the previous certificate when they are unusable.
     /// A file without them keeps it too: TLS listeners stay bound until a restart, and with
     /// `tls.acme` the ACME task installs certificates.
-    pub fn load(&self, tls: &Tls) -> Result<(), String> {
+    pub fn load(&self, tls: &Tls) -> Result<(), CertificateError> {
         let (Some(cert), Some(key)) = (&tls.certificate, &tls.private_key) else {
             return Ok(());
         };
-        let chain = read_chain(cert).map_err(|e| format!("tls.certificate {e}"))?;
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("tls.private_key {}: {e}", key.display()))?;
+        let chain = read_chain(cert, Some("tls.certificate"))?;
+        let key = read_key(key, Some("tls.private_key"))?;
         self.install(chain, key)
-            .map_err(|e| format!("tls.private_key: {e}"))
     }
 
     /// Serves `chain` with `key` from the next handshake on.
@@ -52,20 +93,20 @@ impl Certificates {
         &self,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CertificateError> {
         let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| format!("unsupported key: {e}"))?;
+            .map_err(CertificateError::UnsupportedKey)?;
         let certified = CertifiedKey::new(chain, signer);
         certified
             .keys_match()
-            .map_err(|e| format!("the key does not belong to the certificate: {e}"))?;
+            .map_err(CertificateError::KeyMismatch)?;
         self.current.store(Some(Arc::new(certified)));
         Ok(())
     }
 
     /// Serves a certificate signed by itself for `names`: browsers warn, but HTTPS and TURN over
     /// TLS answer while a real certificate is on its way.
-    pub fn install_self_signed(&self, names: &[String]) -> Result<(), String> {
+    pub fn install_self_signed(&self, names: &[String]) -> Result<(), CertificateError> {
         let make = || {
             let mut params = rcgen::CertificateParams::new(names.to_vec())?;
             params.distinguished_name = rcgen::DistinguishedName::new();
@@ -75,15 +116,14 @@ impl Certificates {
             let key = rcgen::KeyPair::generate()?;
             Ok::<_, rcgen::Error>((params.self_signed(&key)?, key))
         };
-        let (cert, key) =
-            make().map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+        let (cert, key) = make().map_err(CertificateError::Generate)?;
         let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
         self.install(vec![cert.der().clone()], key)
     }
 
     /// Answers TLS-ALPN-01 for `name`: a certificate carrying the key authorization's `digest`,
     /// served only to clients that offer `acme-tls/1`.
-    pub fn add_alpn_challenge(&self, name: &str, digest: &[u8]) -> Result<(), String> {
+    pub fn add_alpn_challenge(&self, name: &str, digest: &[u8]) -> Result<(), CertificateError> {
         let make = || {
             let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
             params
@@ -92,10 +132,10 @@ impl Certificates {
             let key = rcgen::KeyPair::generate()?;
             Ok::<_, rcgen::Error>((params.self_signed(&key)?, key))
         };
-        let (cert, key) = make().map_err(|e| format!("TLS-ALPN-01 certificate: {e}"))?;
+        let (cert, key) = make().map_err(CertificateError::Generate)?;
         let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| format!("TLS-ALPN-01 key: {e}"))?;
+            .map_err(CertificateError::UnsupportedKey)?;
         let certified = CertifiedKey::new(vec![cert.der().clone()], signer);
         self.challenges
             .lock()
@@ -129,15 +169,35 @@ impl Certificates {
     }
 }
 
-/// The certificates in a PEM file, at least one.
-pub fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates in a PEM file, at least one; `key` names the configuration key for errors.
+pub fn read_chain(
+    path: &Path,
+    key: Option<&'static str>,
+) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    let file_error = |why: String| CertificateError::File {
+        key,
+        path: path.to_path_buf(),
+        why,
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| file_error(e.to_string()))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
+        return Err(file_error("no certificate in it".into()));
     }
     Ok(chain)
+}
+
+/// The private key in a PEM file; `key` names the configuration key for errors.
+pub fn read_key(
+    path: &Path,
+    key: Option<&'static str>,
+) -> Result<PrivateKeyDer<'static>, CertificateError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| CertificateError::File {
+        key,
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
 }
 
 #[derive(Debug)]
@@ -190,7 +250,7 @@ mod tests {
             ..Tls::default()
         };
         let err = store.load(&mismatched).unwrap_err();
-        assert!(err.contains("does not belong"), "{err}");
+        assert!(matches!(err, CertificateError::KeyMismatch(_)), "{err}");
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not pem").unwrap();
         let err = store
@@ -200,7 +260,7 @@ mod tests {
                 ..Tls::default()
             })
             .unwrap_err();
-        assert!(err.contains("no certificate"), "{err}");
+        assert!(err.to_string().contains("no certificate"), "{err}");
         assert!(
             Arc::ptr_eq(&before, &store.current.load_full().unwrap()),
             "old one kept"

@@ -27,8 +27,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Tls};
-use crate::tls::Certificates;
-use store::Store;
+use crate::tls::{CertificateError, Certificates};
+use store::{Store, StoreError};
 
 /// First retry after a failure; each further failure doubles it, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -98,6 +98,57 @@ pub fn backoff(failures: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
+/// Why an attempt to get a certificate failed; logged and shown in `/healthz`.
+#[derive(Debug)]
+pub enum AcmeError {
+    /// A step of the protocol failed: the CA said no, or could not be reached.
+    Ca {
+        step: &'static str,
+        source: instant_acme::Error,
+    },
+    /// The CA's answers do not let the order go on.
+    Refused(String),
+    Timeout(Duration),
+    /// The issued certificate cannot be served, or is already due for renewal.
+    Unusable,
+    Store(StoreError),
+    Certificate(CertificateError),
+}
+
+impl std::fmt::Display for AcmeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcmeError::Ca { step, source } => write!(f, "{step}: {source}"),
+            AcmeError::Refused(why) => f.write_str(why),
+            AcmeError::Timeout(t) => write!(f, "no answer within {}s", t.as_secs()),
+            AcmeError::Unusable => {
+                f.write_str("the issued certificate is unusable or already due for renewal")
+            }
+            AcmeError::Store(e) => e.fmt(f),
+            AcmeError::Certificate(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AcmeError {}
+
+impl From<StoreError> for AcmeError {
+    fn from(e: StoreError) -> Self {
+        AcmeError::Store(e)
+    }
+}
+
+impl From<CertificateError> for AcmeError {
+    fn from(e: CertificateError) -> Self {
+        AcmeError::Certificate(e)
+    }
+}
+
+/// A step's error from instant-acme.
+fn at(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Ca { step, source }
+}
+
 /// Keeps a certificate for `tls.domains` installed while `tls.acme` is on, until `shutdown`.
 pub async fn run(
     acme: Arc<Acme>,
@@ -127,11 +178,9 @@ async fn keep(acme: &Acme, certificates: &Certificates, mut config: watch::Recei
                     obtain(acme, certificates, &current, &store, &domains),
                 )
                 .await
-                .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())))
+                .unwrap_or(Err(AcmeError::Timeout(ATTEMPT_TIMEOUT)))
                 .and_then(|()| {
-                    install_stored(acme, certificates, &store, &domains).ok_or_else(|| {
-                        "the issued certificate is unusable or already due for renewal".into()
-                    })
+                    install_stored(acme, certificates, &store, &domains).ok_or(AcmeError::Unusable)
                 }),
             };
             Some(match outcome {
@@ -150,7 +199,7 @@ async fn keep(acme: &Acme, certificates: &Certificates, mut config: watch::Recei
                     );
                     acme.update(|s| {
                         s.state = "error";
-                        s.error = Some(error);
+                        s.error = Some(error.to_string());
                         s.retry_in_seconds = Some(delay.as_secs());
                     });
                     delay
@@ -249,7 +298,7 @@ async fn obtain(
     config: &Config,
     store: &Store,
     domains: &[String],
-) -> Result<(), String> {
+) -> Result<(), AcmeError> {
     let tls = &config.tls;
     let http01 = !config.web.listen.is_empty();
     log::info!(
@@ -270,17 +319,17 @@ async fn obtain(
         }
         other => other,
     }
-    .map_err(|e| format!("new order: {e}"))?;
+    .map_err(at("new order"))?;
     // What was put up for the CA, taken down whatever the outcome.
     let (mut tokens, mut alpn_names) = (Vec::new(), Vec::new());
     let result = async {
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
-            let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+            let mut authz = authz.map_err(at("authorization"))?;
             match authz.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                other => return Err(format!("authorization is {other:?}")),
+                other => return Err(AcmeError::Refused(format!("authorization is {other:?}"))),
             }
             let name = authz.identifier().to_string();
             let kind = if http01 {
@@ -288,9 +337,9 @@ async fn obtain(
             } else {
                 ChallengeType::TlsAlpn01
             };
-            let mut challenge = authz
-                .challenge(kind.clone())
-                .ok_or_else(|| format!("the CA offers no {kind:?} challenge for {name}"))?;
+            let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
+                AcmeError::Refused(format!("the CA offers no {kind:?} challenge for {name}"))
+            })?;
             let answer = challenge.key_authorization();
             if http01 {
                 acme.challenges
@@ -302,30 +351,21 @@ async fn obtain(
                 certificates.add_alpn_challenge(&name, answer.digest().as_ref())?;
                 alpn_names.push(name.clone());
             }
-            challenge
-                .set_ready()
-                .await
-                .map_err(|e| format!("challenge for {name}: {e}"))?;
+            challenge.set_ready().await.map_err(at("challenge"))?;
         }
         let polling = RetryPolicy::new().timeout(Duration::from_secs(120));
-        let status = order
-            .poll_ready(&polling)
-            .await
-            .map_err(|e| format!("validation: {e}"))?;
+        let status = order.poll_ready(&polling).await.map_err(at("validation"))?;
         if status != OrderStatus::Ready {
-            return Err(format!(
+            return Err(AcmeError::Refused(format!(
                 "validation failed: {}",
                 order_problems(&mut order).await
-            ));
+            )));
         }
-        let key_pem = order
-            .finalize()
-            .await
-            .map_err(|e| format!("finalize: {e}"))?;
+        let key_pem = order.finalize().await.map_err(at("finalize"))?;
         let chain_pem = order
             .poll_certificate(&polling)
             .await
-            .map_err(|e| format!("certificate download: {e}"))?;
+            .map_err(at("certificate download"))?;
         Ok((chain_pem, key_pem))
     }
     .await;
@@ -340,7 +380,7 @@ async fn obtain(
     }
     let (chain_pem, key_pem) = result?;
     // Refuse to store what could not be served.
-    PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("issued key: {e}"))?;
+    PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| AcmeError::Unusable)?;
     store.save_certificate(&chain_pem, &key_pem)?;
     log::info!("acme: certificate for {} issued", domains.join(", "));
     Ok(())
@@ -348,17 +388,17 @@ async fn obtain(
 
 /// The stored account for this CA, or a new one (agreeing to the CA's terms, as enabling
 /// `tls.acme` means).
-async fn account(tls: &Tls, store: &Store) -> Result<Account, String> {
+async fn account(tls: &Tls, store: &Store) -> Result<Account, AcmeError> {
     let builder = || match &tls.acme_ca_root {
         Some(root) => Account::builder_with_root(root),
         None => Account::builder(),
     };
-    let builder = builder().map_err(|e| format!("HTTP client: {e}"))?;
+    let builder = builder().map_err(at("HTTP client"))?;
     if let Some(credentials) = store.account(&tls.acme_directory)? {
         return builder
             .from_credentials(credentials)
             .await
-            .map_err(|e| format!("account: {e}"));
+            .map_err(at("account"));
     }
     let contact = tls.acme_email.as_ref().map(|e| format!("mailto:{e}"));
     let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
@@ -373,7 +413,7 @@ async fn account(tls: &Tls, store: &Store) -> Result<Account, String> {
             None,
         )
         .await
-        .map_err(|e| format!("new account: {e}"))?;
+        .map_err(at("new account"))?;
     store.save_account(&tls.acme_directory, credentials)?;
     log::info!("acme: account {} created", account.id());
     Ok(account)

@@ -2,16 +2,64 @@
 //! certificate and key. Private keys are written 0600 in a 0700 directory, by rename so a crash
 //! never leaves half a file.
 
+use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use instant_acme::AccountCredentials;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
+
+use crate::tls::{self, CertificateError};
+
+/// Why the store could not be read or written.
+#[derive(Debug)]
+pub enum StoreError {
+    Io {
+        doing: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    Damaged {
+        path: PathBuf,
+        why: String,
+    },
+    Certificate(CertificateError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io {
+                doing,
+                path,
+                source,
+            } => write!(f, "cannot {doing} {}: {source}", path.display()),
+            StoreError::Damaged { path, why } => write!(f, "{} is damaged: {why}", path.display()),
+            StoreError::Certificate(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<CertificateError> for StoreError {
+    fn from(e: CertificateError) -> Self {
+        StoreError::Certificate(e)
+    }
+}
+
+fn io_error(doing: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        doing,
+        path,
+        source,
+    }
+}
 
 /// A certificate as stored, with what decides whether it is still the one to serve.
 pub struct Stored {
@@ -41,15 +89,17 @@ impl Store {
         }
     }
 
-    pub fn account(&self, directory: &str) -> Result<Option<AccountCredentials>, String> {
+    pub fn account(&self, directory: &str) -> Result<Option<AccountCredentials>, StoreError> {
         let path = self.dir.join("account.json");
         let text = match fs::read(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", &path)(e)),
         };
-        let file: AccountFile = serde_json::from_slice(&text)
-            .map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+        let file: AccountFile = serde_json::from_slice(&text).map_err(|e| StoreError::Damaged {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
         Ok((file.directory == directory).then_some(file.credentials))
     }
 
@@ -57,7 +107,7 @@ impl Store {
         &self,
         directory: &str,
         credentials: AccountCredentials,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let file = AccountFile {
             directory: directory.into(),
             credentials,
@@ -66,27 +116,27 @@ impl Store {
         self.write_private("account.json", &text)
     }
 
-    pub fn forget_account(&self) -> Result<(), String> {
+    pub fn forget_account(&self) -> Result<(), StoreError> {
         let path = self.dir.join("account.json");
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("cannot remove {}: {e}", path.display()))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", &path)(e)),
             _ => Ok(()),
         }
     }
 
     /// The stored certificate, if there is one.
-    pub fn certificate(&self) -> Result<Option<Stored>, String> {
+    pub fn certificate(&self) -> Result<Option<Stored>, StoreError> {
         let (cert, key) = (self.dir.join("certificate.pem"), self.dir.join("key.pem"));
         if !cert.exists() {
             return Ok(None);
         }
-        let chain = crate::tls::read_chain(&cert)?;
-        let key =
-            PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let chain = tls::read_chain(&cert, None)?;
+        let key = tls::read_key(&key, None)?;
         let (names, not_before, not_after, serial) =
-            inspect(&chain[0]).map_err(|e| format!("{}: {e}", cert.display()))?;
+            inspect(&chain[0]).map_err(|why| StoreError::Damaged {
+                path: cert.clone(),
+                why,
+            })?;
         Ok(Some(Stored {
             chain,
             key,
@@ -99,19 +149,19 @@ impl Store {
 
     /// Replaces the stored certificate; the key goes first so a crash in between leaves a
     /// pair that fails to load (and is re-ordered) rather than a certificate for a lost key.
-    pub fn save_certificate(&self, chain_pem: &str, key_pem: &str) -> Result<(), String> {
+    pub fn save_certificate(&self, chain_pem: &str, key_pem: &str) -> Result<(), StoreError> {
         self.write_private("key.pem", key_pem.as_bytes())?;
         self.write_private("certificate.pem", chain_pem.as_bytes())
     }
 
-    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+    fn write_private(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+            .map_err(io_error("create", &self.dir))?;
         let (tmp, path) = (self.dir.join(format!(".{name}.new")), self.dir.join(name));
-        let write = || -> std::io::Result<()> {
+        let write = || -> io::Result<()> {
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -122,7 +172,7 @@ impl Store {
             f.sync_all()?;
             fs::rename(&tmp, &path)
         };
-        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write().map_err(io_error("write", &path))
     }
 }
 
@@ -203,7 +253,7 @@ mod tests {
 
         fs::write(state.join("acme/certificate.pem"), "garbage").unwrap();
         let err = store.certificate().err().expect("garbage refused");
-        assert!(err.contains("no certificate"), "{err}");
+        assert!(err.to_string().contains("no certificate"), "{err}");
         fs::remove_dir_all(&state).unwrap();
     }
 }

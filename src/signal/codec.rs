@@ -37,37 +37,28 @@ impl Dialect {
     }
 }
 
-/// What an offer, answer or candidate relay carries.
+/// The WebRTC negotiation messages the hub passes between members: offers, answers, candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Relay {
+pub enum Negotiation {
     Offer,
     Answer,
     Candidate,
 }
 
-impl Relay {
+impl Negotiation {
     fn kind(self) -> u8 {
         match self {
-            Relay::Offer => kind::OFFER,
-            Relay::Answer => kind::ANSWER,
-            Relay::Candidate => kind::CANDIDATE,
+            Negotiation::Offer => kind::OFFER,
+            Negotiation::Answer => kind::ANSWER,
+            Negotiation::Candidate => kind::CANDIDATE,
         }
     }
 
     fn letter(self) -> char {
         match self {
-            Relay::Offer => 'O',
-            Relay::Answer => 'A',
-            Relay::Candidate => 'C',
-        }
-    }
-
-    /// Name used in metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Relay::Offer => "offer",
-            Relay::Answer => "answer",
-            Relay::Candidate => "candidate",
+            Negotiation::Offer => 'O',
+            Negotiation::Answer => 'A',
+            Negotiation::Candidate => 'C',
         }
     }
 }
@@ -83,7 +74,7 @@ pub enum Command {
     Seal,
     /// `to` as the sender wrote it (1 = the host); `payload` passes through byte for byte.
     Relay {
-        what: Relay,
+        what: Negotiation,
         to: u64,
         payload: String,
     },
@@ -108,7 +99,7 @@ pub enum Event<'a> {
     Joined(&'a str),
     Sealed,
     Relay {
-        what: Relay,
+        what: Negotiation,
         from: u32,
         payload: &'a str,
     },
@@ -146,9 +137,9 @@ fn decode_json(frame: &str) -> Result<Command, Malformed> {
             mesh: id == 0,
         },
         k if k == f64::from(kind::SEAL) => Command::Seal,
-        k if k == f64::from(kind::OFFER) => relay(Relay::Offer),
-        k if k == f64::from(kind::ANSWER) => relay(Relay::Answer),
-        k if k == f64::from(kind::CANDIDATE) => relay(Relay::Candidate),
+        k if k == f64::from(kind::OFFER) => relay(Negotiation::Offer),
+        k if k == f64::from(kind::ANSWER) => relay(Negotiation::Answer),
+        k if k == f64::from(kind::CANDIDATE) => relay(Negotiation::Candidate),
         _ => Command::Other,
     })
 }
@@ -174,9 +165,9 @@ fn decode_text(frame: &str) -> Result<Command, Malformed> {
             mesh: true,
         }),
         Some("S: ") => Ok(Command::Seal),
-        Some("O: ") => relay(Relay::Offer),
-        Some("A: ") => relay(Relay::Answer),
-        Some("C: ") => relay(Relay::Candidate),
+        Some("O: ") => relay(Negotiation::Offer),
+        Some("A: ") => relay(Negotiation::Answer),
+        Some("C: ") => relay(Negotiation::Candidate),
         _ => Ok(Command::Other),
     }
 }
@@ -248,7 +239,7 @@ mod tests {
                 r#"{"type":6.0,"id":1.0,"data":"\n0\n0\ncandidate:1 1 udp 1 1.2.3.4 5 typ host"}"#
             ),
             Ok(Command::Relay {
-                what: Relay::Candidate,
+                what: Negotiation::Candidate,
                 to: 1,
                 payload: "\n0\n0\ncandidate:1 1 udp 1 1.2.3.4 5 typ host".into()
             })
@@ -282,7 +273,7 @@ mod tests {
         assert_eq!(
             json(r#"{"type":4,"id":1e300,"data":7}"#),
             Ok(Command::Relay {
-                what: Relay::Offer,
+                what: Negotiation::Offer,
                 to: u64::MAX,
                 payload: String::new()
             }),
@@ -316,7 +307,7 @@ mod tests {
         assert_eq!(e(Event::Sealed), r#"{"type":7,"id":0,"data":""}"#);
         assert_eq!(
             e(Event::Relay {
-                what: Relay::Candidate,
+                what: Negotiation::Candidate,
                 from: 1,
                 payload: "\n0\n0\ncandidate:\"x\"\u{1}é"
             }),
@@ -346,7 +337,7 @@ mod tests {
         assert_eq!(
             t("C: 1\n\n0\n0\ncandidate:x"),
             Ok(Command::Relay {
-                what: Relay::Candidate,
+                what: Negotiation::Candidate,
                 to: 1,
                 payload: "\n0\n0\ncandidate:x".into()
             })
@@ -363,7 +354,7 @@ mod tests {
         assert_eq!(e(Event::Sealed), "S: \n");
         assert_eq!(
             e(Event::Relay {
-                what: Relay::Offer,
+                what: Negotiation::Offer,
                 from: 4,
                 payload: "v=0\r\n"
             }),

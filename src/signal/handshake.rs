@@ -11,20 +11,24 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use crate::config::Config;
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refused {
+pub struct UpgradeRefused {
     pub status: StatusCode,
     pub message: &'static str,
 }
 
 /// The `Sec-WebSocket-Accept` value for an acceptable upgrade request.
-pub fn accept(method: &Method, headers: &HeaderMap, config: &Config) -> Result<String, Refused> {
+pub fn accept(
+    method: &Method,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<String, UpgradeRefused> {
     let has = |name, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
-    let refuse = |status, message| Err(Refused { status, message });
+    let refuse = |status, message| Err(UpgradeRefused { status, message });
     if method != Method::GET || !has(UPGRADE, "websocket") || !has(CONNECTION, "upgrade") {
         return refuse(
             StatusCode::UPGRADE_REQUIRED,

@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::codec::{self, Command, Dialect, Event, Relay};
+use super::codec::{self, Command, Dialect, Event, Negotiation};
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
 pub type ConnId = u64;
@@ -349,7 +349,7 @@ impl Hub {
             .push(Reverse((self.now + self.limits.seal_close_delay, key)));
     }
 
-    fn relay(&mut self, conn: ConnId, key: u64, what: Relay, to: u64, payload: &str) {
+    fn relay(&mut self, conn: ConnId, key: u64, what: Negotiation, to: u64, payload: &str) {
         let now = self.now;
         let lobby = &self.lobbies[&key];
         let dest = if to == u64::from(HOST_ID) {
@@ -375,9 +375,9 @@ impl Hub {
         };
         let from = self.visible_id(conn, lobby.host);
         match what {
-            Relay::Offer => self.counts.relayed_offer += 1,
-            Relay::Answer => self.counts.relayed_answer += 1,
-            Relay::Candidate => self.counts.relayed_candidate += 1,
+            Negotiation::Offer => self.counts.relayed_offer += 1,
+            Negotiation::Answer => self.counts.relayed_answer += 1,
+            Negotiation::Candidate => self.counts.relayed_candidate += 1,
         }
         self.send(
             dest,
