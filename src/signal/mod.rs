@@ -8,13 +8,14 @@
 pub mod codec;
 pub mod handshake;
 pub mod hub;
+mod link;
 mod metrics;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -26,33 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use hub::{ConnId, Counts, Hub, Limits, Output};
+use link::{Input, Outgoing, now};
 
-/// Frames waiting for one slow client before it is dropped.
-const OUTGOING_QUEUE: usize = 256;
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
 /// How often the hub task publishes its [`Snapshot`].
 const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
-
-/// What a session tells the hub task, each stamped with when it happened (not when the hub task
-/// got round to it), so the hub's timers run from the real events.
-enum Input {
-    Connect(ConnId, mpsc::Sender<Outgoing>, Instant),
-    Text(ConnId, String, Instant),
-    Binary(ConnId, Instant),
-    Gone(ConnId, Instant),
-}
-
-/// The hub's clock: tokio's, so that tests can pause and advance it.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-/// What the hub task tells a session.
-enum Outgoing {
-    Text(String),
-    Close(u16, &'static str),
-}
 
 /// The hub's figures at one moment, published by the hub task every [`SNAPSHOT_PERIOD`]: what
 /// `/metrics`, `/healthz` and the self-test page show.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::ConnId;
-use super::{Input, Outgoing};
+use super::link::{Input, OUTGOING_QUEUE, Outgoing, now};
 use crate::config::Config;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -78,7 +78,7 @@ pub async fn run(
     config: Arc<Config>,
     shutdown: CancellationToken,
 ) {
-    let (tx, mut outgoing) = mpsc::channel(super::OUTGOING_QUEUE);
+    let (tx, mut outgoing) = mpsc::channel(OUTGOING_QUEUE);
     if hub.send(Input::Connect(conn, tx, opened)).await.is_err() {
         return;
     }
@@ -92,7 +92,7 @@ pub async fn run(
         tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let at = super::now();
+                    let at = now();
                     if let Some(wait) = limit.take(at) {
                         // Slow the sender down: the socket is not read meanwhile, so a flood
                         // backs up into the client's own TCP buffers.
@@ -104,7 +104,7 @@ pub async fn run(
                 }
                 // Text frames are the contract; a binary frame holding UTF-8 is taken as text.
                 Some(Ok(Message::Binary(bytes))) => {
-                    let at = super::now();
+                    let at = now();
                     let input = match String::from_utf8(bytes.to_vec()) {
                         Ok(text) => Input::Text(conn, text, at),
                         Err(_) => Input::Binary(conn, at),
@@ -148,7 +148,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
-    let _ = hub.send(Input::Gone(conn, super::now())).await;
+    let _ = hub.send(Input::Gone(conn, now())).await;
     // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
     // its code and reason rather than 1006: answer the client's close frame, or send ours and
     // wait a moment for its answer. Either way the server then closes the TCP connection.

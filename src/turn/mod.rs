@@ -39,7 +39,6 @@ use crate::config::Config;
 use crate::tls::Certificates;
 pub use control::Snapshot;
 use control::{Control, Shared};
-use relay::Relay;
 use server::Settings;
 
 /// How often the core is ticked (expiries).
@@ -124,11 +123,4 @@ pub fn start(
         shared.control.lock().unwrap().retire_all();
     };
     (status, task)
-}
-
-/// A Send indication: XOR-PEER-ADDRESS and DATA, relayed if permitted; never answered.
-fn send_indication(relay: &Relay, packet: &[u8], shared: &Arc<Shared>) {
-    if let Some((peer, data)) = wire::send_indication(packet) {
-        relay.send_to_peer(peer, data, |a| shared.is_own_relay(a));
-    }
 }

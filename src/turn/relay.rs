@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::grants::{Grants, Meter};
 use super::server::FiveTuple;
-use super::wire::{HEADROOM, channel_data, data_indication};
+use super::wire::{self, HEADROOM, channel_data, data_indication};
 
 /// Largest peer datagram relayed. WebRTC keeps packets near 1200 bytes; a bigger buffer per
 /// allocation would cost memory for every idle player.
@@ -175,6 +175,14 @@ impl Relay {
             && self.metered(&grants, payload.len(), now)
             && send_now(&self.socket, payload, peer);
         self.account_to_peer(sent, payload.len());
+    }
+
+    /// A client's Send indication (XOR-PEER-ADDRESS and DATA): relayed if permitted, never
+    /// answered.
+    pub fn send_indication(&self, packet: &[u8], own_relay: impl Fn(SocketAddr) -> bool) {
+        if let Some((peer, data)) = wire::send_indication(packet) {
+            self.send_to_peer(peer, data, own_relay);
+        }
     }
 
     fn account_to_peer(&self, sent: bool, n: usize) {

@@ -113,7 +113,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
             }
             Packet::Send => {
                 if let Some(r) = live {
-                    super::send_indication(&r, frame, &shared);
+                    r.send_indication(frame, |a| shared.is_own_relay(a));
                 }
             }
             Packet::Control => {

@@ -40,7 +40,7 @@ pub async fn worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                     }
                     Packet::Send => {
                         if let Some(r) = relay.or_else(|| remember(&mut mine, shared.find(tuple))) {
-                            super::send_indication(&r, &buf[..n], &shared);
+                            r.send_indication(&buf[..n], |a| shared.is_own_relay(a));
                         }
                     }
                     Packet::Control => {

@@ -26,44 +26,18 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::acme::Acme;
 use crate::config::Config;
-use crate::signal::Signal;
-use crate::tls::{ACME_TLS_ALPN, Certificates, HANDSHAKE_TIMEOUT};
-use crate::turn;
+use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
 pub use compress::CompressionCache;
 pub use file_cache::FileCache;
 pub use ice::{TurnAddresses, ice_servers};
-use isolation::Isolation;
 pub use response::Body;
-
-/// What the web server hands requests to besides files.
-pub struct Routes {
-    pub signal: Arc<Signal>,
-    pub metrics: Registry,
-    pub turn: turn::Status,
-    /// The TURN listeners as bound, for the URLs `/api/ice` hands out.
-    pub turn_addresses: TurnAddresses,
-    /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
-    pub https_port: Option<u16>,
-    pub certificates: Arc<Certificates>,
-    pub acme: Arc<Acme>,
-    pub isolation: Isolation,
-    pub file_cache: FileCache,
-    pub compression: CompressionCache,
-}
-
-/// A connection's listener kind.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Scheme {
-    Http,
-    Https,
-}
+pub use router::Routes;
+use router::Scheme;
 
 /// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` turns true, then lets open
 /// requests finish.

@@ -2,17 +2,48 @@
 //! upgrade, the self-test page, `/api/ice`, `/healthz`, `/metrics`, and files from `web.root`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::file_cache::FileCache;
+use super::ice::TurnAddresses;
+use super::isolation::Isolation;
 use super::response::{Body, full, page, plain, redirect};
 use super::safe_path::NoFile;
-use super::{Routes, Scheme, file_response, ice, selftest};
+use super::{CompressionCache, file_response, ice, selftest};
+use prometheus_client::registry::Registry;
+
+use crate::acme::Acme;
 use crate::config::Config;
-use crate::metrics;
 use crate::signal::{Signal, handshake};
+use crate::tls::Certificates;
+use crate::{metrics, turn};
+
+/// What the web server hands requests to besides files.
+pub struct Routes {
+    pub signal: Arc<Signal>,
+    pub metrics: Registry,
+    pub turn: turn::Status,
+    /// The TURN listeners as bound, for the URLs `/api/ice` hands out.
+    pub turn_addresses: TurnAddresses,
+    /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
+    pub https_port: Option<u16>,
+    pub certificates: Arc<Certificates>,
+    pub acme: Arc<Acme>,
+    pub isolation: Isolation,
+    pub file_cache: FileCache,
+    pub compression: CompressionCache,
+}
+
+/// A connection's listener kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
 
 const WELCOME: &str = include_str!("welcome.html");
 /// Requests that carry a body larger than this are refused: nothing here takes uploads.
