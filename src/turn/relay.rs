@@ -155,10 +155,7 @@ impl Relay {
         let grants = self.grants.load();
         let sent = grants
             .peer_of(channel, now)
-            .filter(|&peer| {
-                grants.permits(peer, now, &own_relay) && self.metered(&grants, payload.len(), now)
-            })
-            .is_some_and(|peer| send_now(&self.socket, payload, peer));
+            .is_some_and(|peer| self.forward(&grants, now, peer, payload, own_relay));
         self.account_to_peer(sent, payload.len());
     }
 
@@ -170,11 +167,22 @@ impl Relay {
         own_relay: impl Fn(SocketAddr) -> bool,
     ) {
         let now = Instant::now();
-        let grants = self.grants.load();
-        let sent = grants.permits(peer, now, own_relay)
-            && self.metered(&grants, payload.len(), now)
-            && send_now(&self.socket, payload, peer);
+        let sent = self.forward(&self.grants.load(), now, peer, payload, own_relay);
         self.account_to_peer(sent, payload.len());
+    }
+
+    /// Sends to `peer` if the grants permit it and the bandwidth allows.
+    fn forward(
+        &self,
+        grants: &Grants,
+        now: Instant,
+        peer: SocketAddr,
+        payload: &[u8],
+        own_relay: impl Fn(SocketAddr) -> bool,
+    ) -> bool {
+        grants.permits(peer, now, own_relay)
+            && self.metered(grants, payload.len(), now)
+            && send_now(&self.socket, payload, peer)
     }
 
     /// A client's Send indication (XOR-PEER-ADDRESS and DATA): relayed if permitted, never
