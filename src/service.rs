@@ -221,20 +221,11 @@ fn reload(
         Ok(mut new) => {
             add_generated_secret(&mut new, generated);
             let old = config_tx.borrow().clone();
-            for (key, changed) in [
-                ("web.listen", old.web.listen != new.web.listen),
-                ("web.tls_listen", old.web.tls_listen != new.web.tls_listen),
-                ("turn.listen", old.turn.listen != new.turn.listen),
-                (
-                    "turn.tls_listen",
-                    old.turn.tls_listen != new.turn.tls_listen,
-                ),
-            ] {
-                if changed {
-                    log::warn!(
-                        "{key} changed; listeners move only on restart, the old ones stay bound"
-                    );
-                }
+            for key in old.restart_only_changes(&new) {
+                log::warn!(
+                    "{key} changed; it applies at the next restart (systemctl restart rallypoint), \
+                     until then the old value stays in force"
+                );
             }
             if !logging::set_level(new.server.log_level)
                 && old.server.log_level != new.server.log_level

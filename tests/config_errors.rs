@@ -315,3 +315,26 @@ fn a_missing_file_is_named() {
             .contains("cannot read /nonexistent/rallypoint.toml")
     );
 }
+
+/// A mistyped secret or password is never repeated in the error (it would end up in the
+/// journal, at every reload and every `check-config`).
+#[test]
+fn errors_about_secrets_do_not_show_their_values() {
+    for (text, key) in [
+        (
+            "[turn]\nsecrets = \"hunter2-very-secret-value\"\n",
+            "turn.secrets",
+        ),
+        ("[turn]\nsecrets = [1234567890123456]\n", "turn.secrets"),
+        ("[turn.users]\nalice = 1234567890123\n", "turn.users"),
+    ] {
+        let errors = Config::from_toml(text, "bad.toml").unwrap_err();
+        let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let all = all.join("\n");
+        assert!(all.contains(key), "{all}");
+        assert!(all.contains("(the value is not shown)"), "{all}");
+        for secret in ["hunter2", "1234567890123456", "1234567890123"] {
+            assert!(!all.contains(secret), "{secret} shown in: {all}");
+        }
+    }
+}

@@ -65,6 +65,31 @@ fn sighup_with_a_valid_file_applies_the_new_log_level() {
     server.wait_log("DEBUG rallypoint::web: GET / 200");
 }
 
+/// Keys set up once at start are named on reload rather than silently ignored.
+#[test]
+fn sighup_names_the_keys_that_need_a_restart() {
+    let mut server = Server::start(&ephemeral_config(""));
+    let changed = ephemeral_config("")
+        .replace(
+            "[web]\n",
+            "[web]\nmax_connections = 77\nheader_timeout = \"3s\"\n",
+        )
+        .replace("[turn]\n", "[turn]\nrelay_ports = \"50000-50100\"\n");
+    std::fs::write(&server.config, changed).unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_notification("RELOADING=1");
+    server.wait_notification("READY=1");
+    for key in [
+        "web.max_connections",
+        "web.header_timeout",
+        "turn.relay_ports",
+    ] {
+        let line = server.wait_log(&format!("{key} changed; it applies at the next restart"));
+        assert!(line.contains("WARN"), "{line}");
+    }
+    server.wait_log("configuration reloaded");
+}
+
 #[test]
 fn sighup_with_a_broken_file_keeps_the_old_config() {
     let mut server = Server::start(&ephemeral_config("log_level = \"debug\""));

@@ -447,6 +447,16 @@ async fn api_ice_credentials_verify_against_the_turn_secret() {
     )
     .await;
     assert_eq!(header(&r, "access-control-allow-origin"), None);
+    // Every credential has its own user part, so the per-user allocation quota is per player,
+    // not shared by everyone who fetched within the same second.
+    let other: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    let other = other["iceServers"][0]["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').expect("expiry:user");
+    assert!(
+        expiry.parse::<u64>().is_ok() && user.len() == 16,
+        "{username}"
+    );
+    assert_ne!(other.split_once(':').unwrap().1, user);
 }
 
 #[tokio::test]

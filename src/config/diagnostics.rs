@@ -61,6 +61,7 @@ impl<'a> Source<'a> {
             let key = if key == "." { String::new() } else { key };
             let inner = e.into_inner();
             let (key, message) = describe(&key, inner.message());
+            let message = redact_secret(&key, message);
             ConfigError {
                 location: inner.span().map(|s| self.position(s.start)),
                 key,
@@ -111,6 +112,22 @@ impl<'a> Source<'a> {
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
         format!("{}:{line}:{column}", self.file)
+    }
+}
+
+/// Keys whose values are secrets: an error about them must not repeat the value (serde's
+/// "invalid type: string \"…\"" would print it to the journal, at every reload).
+fn redact_secret(key: &str, message: String) -> String {
+    if key == "turn.secrets" || key.starts_with("turn.secrets[") {
+        "turn.secrets takes a list of strings, like secrets = [\"a-long-random-secret\"] \
+         (the value is not shown)"
+            .into()
+    } else if key == "turn.users" || key.starts_with("turn.users.") {
+        "turn.users takes names with string passwords, like alice = \"a-password\" \
+         (the value is not shown)"
+            .into()
+    } else {
+        message
     }
 }
 

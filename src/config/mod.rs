@@ -349,6 +349,36 @@ impl Config {
     }
 
     /// Reads, parses and validates the file at `path`.
+    /// The keys that differ in `new` but only take effect at a restart: listeners are bound,
+    /// and the connection caps, header timeout, compression cache and relay sockets are set up,
+    /// once at start. Everything else applies on reload.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (self, new);
+        [
+            ("web.listen", a.web.listen != b.web.listen),
+            ("web.tls_listen", a.web.tls_listen != b.web.tls_listen),
+            (
+                "web.max_connections",
+                a.web.max_connections != b.web.max_connections,
+            ),
+            (
+                "web.header_timeout",
+                a.web.header_timeout != b.web.header_timeout,
+            ),
+            (
+                "web.compression_cache",
+                a.web.compression_cache != b.web.compression_cache,
+            ),
+            ("turn.listen", a.turn.listen != b.turn.listen),
+            ("turn.tls_listen", a.turn.tls_listen != b.turn.tls_listen),
+            ("turn.relay_ports", a.turn.relay_ports != b.turn.relay_ports),
+            ("turn.relay_ip", a.turn.relay_ip != b.turn.relay_ip),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![ConfigError::unlocated(

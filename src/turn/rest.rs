@@ -52,9 +52,19 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 
 /// A fresh random secret, hex encoded, for a server started without one.
 pub fn random_secret() -> String {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).expect("the OS provides randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    random_hex(24)
+}
+
+/// A user part no other credential shares, so that `turn.max_allocations_per_user` counts per
+/// credential handed out, not per second of expiry.
+pub fn random_user() -> String {
+    random_hex(8)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the OS provides randomness");
+    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::response::{Body, page, plain};
 use crate::config::Config;
 use crate::signal::handshake;
 use crate::turn::addresses::advertised_host;
-use crate::turn::rest::{Credential, mint};
+use crate::turn::rest::{Credential, mint, random_user};
 
 /// Where the TURN listeners are: as configured, or as bound (port 0 becomes the real port).
 #[derive(Clone, Debug, Default)]
@@ -70,7 +70,15 @@ pub fn answer(config: &Config, at: &TurnAddresses, req: &Request<Incoming>) -> R
             "no turn.secrets configured: /api/ice mints credentials with one\n",
         );
     };
-    let credential = mint(secret, "", config.turn.credential_ttl.0, SystemTime::now());
+    // Each credential gets its own user part: the per-user allocation quota then applies to
+    // one player's credential, not to everyone who fetched in the same second.
+    let user = random_user();
+    let credential = mint(
+        secret,
+        &user,
+        config.turn.credential_ttl.0,
+        SystemTime::now(),
+    );
     let body = ice_servers(config, at, &credential).to_string();
     let mut response = page(StatusCode::OK, "application/json", body.into());
     let h = response.headers_mut();
