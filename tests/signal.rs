@@ -546,3 +546,40 @@ async fn a_server_close_completes_the_handshake() {
     let end = tokio::time::timeout(WAIT, c.ws.next()).await.unwrap();
     assert!(end.is_none(), "{end:?}");
 }
+
+/// A peer that stops reading is dropped once what waits for it passes
+/// `signal.max_queued_bytes` (or one frame waits `signal.send_timeout`), and the others see it
+/// leave; it cannot make the server hold an unbounded backlog.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped() {
+    let server = start(
+        "message_rate = 0\nmax_message_size = \"64KiB\"\nmax_queued_bytes = \"128KiB\"\nsend_timeout = \"2s\"",
+    );
+    let (mut host, lobby) = Client::host(server.web, true).await;
+    // The slow peer joins, then never reads again.
+    let (slow, slow_id) = Client::join(server.web, &lobby).await;
+    host.recv().await; // PEER_CONNECT(slow)
+    // The host sends it big candidates until the server gives up on it.
+    let big = format!("\n0\n0\ncandidate:{}", "x".repeat(60_000));
+    let mut sent = 0;
+    let left = loop {
+        host.send_json(6, slow_id, &big).await;
+        sent += 1;
+        let frame = tokio::time::timeout(Duration::from_millis(5), host.ws.next()).await;
+        if let Ok(Some(Ok(Message::Text(t)))) = frame {
+            break t.to_string();
+        }
+        assert!(sent < 2_000, "still connected after {sent} frames of 60 KB");
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&left).unwrap(),
+        json!({"type": 3, "id": slow_id, "data": ""}),
+        "the host sees the slow peer leave"
+    );
+    drop(slow);
+    common::wait_for_metrics(
+        server.web,
+        &["rallypoint_signal_slow_peers_dropped_total 1"],
+    )
+    .await;
+}

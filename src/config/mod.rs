@@ -209,6 +209,10 @@ pub struct Signal {
     /// Messages per second one connection may send on average (0 = unlimited), and at once.
     pub message_rate: u32,
     pub message_burst: u32,
+    /// A peer whose socket takes longer than this to accept one frame is disconnected.
+    pub send_timeout: Duration,
+    /// Bytes waiting for one peer at most; a peer that lets more pile up is disconnected.
+    pub max_queued_bytes: ByteSize,
 }
 
 impl Default for Signal {
@@ -225,6 +229,8 @@ impl Default for Signal {
             ping_interval: secs(10),
             message_rate: 50,
             message_burst: 200,
+            send_timeout: secs(10),
+            max_queued_bytes: ByteSize(1024 * 1024),
         }
     }
 }

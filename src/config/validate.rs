@@ -179,9 +179,20 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
     if s.message_burst == 0 {
         err("signal.message_burst", "must be at least 1".into());
     }
+    if s.max_queued_bytes.0 < 2 * s.max_message_size.0 {
+        err(
+            "signal.max_queued_bytes",
+            format!(
+                "must be at least twice signal.max_message_size ({}), or one large offer would \
+                 disconnect the peer it is for",
+                s.max_message_size
+            ),
+        );
+    }
     for (key, d) in [
         ("signal.join_timeout", s.join_timeout),
         ("signal.ping_interval", s.ping_interval),
+        ("signal.send_timeout", s.send_timeout),
     ] {
         if d.0.is_zero() {
             err(key, "must be longer than 0s".into());

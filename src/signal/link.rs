@@ -1,5 +1,7 @@
 //! What a session and the hub task tell each other, and the clock both stamp events with.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -7,12 +9,12 @@ use tokio::sync::mpsc;
 use super::hub::ConnId;
 
 /// Frames waiting for one slow client before it is dropped.
-pub const OUTGOING_QUEUE: usize = 256;
+const OUTGOING_QUEUE: usize = 256;
 
 /// What a session tells the hub task, each stamped with when it happened (not when the hub task
 /// got round to it), so the hub's timers run from the real events.
 pub enum Input {
-    Connect(ConnId, mpsc::Sender<Outgoing>, Instant),
+    Connect(ConnId, Outbox, Instant),
     Text(ConnId, String, Instant),
     Binary(ConnId, Instant),
     Gone(ConnId, Instant),
@@ -27,4 +29,76 @@ pub enum Outgoing {
 /// The hub's clock: tokio's, so that tests can pause and advance it.
 pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// A session's queue as the hub task sees it: bounded in frames and in bytes.
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The session's end of its queue.
+pub struct Inbox {
+    rx: mpsc::Receiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub fn queue() -> (Outbox, Inbox) {
+    let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Outbox {
+            tx,
+            queued: queued.clone(),
+        },
+        Inbox { rx, queued },
+    )
+}
+
+impl Outbox {
+    /// Queues a frame; `false` when the peer already has `max_bytes` or a full queue of frames
+    /// waiting (it has stopped reading), or is gone.
+    pub fn text(&self, frame: String, max_bytes: usize) -> bool {
+        let len = frame.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > max_bytes
+            || self.tx.try_send(Outgoing::Text(frame)).is_err()
+        {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.tx.try_send(Outgoing::Close(code, reason));
+    }
+}
+
+impl Inbox {
+    pub async fn recv(&mut self) -> Option<Outgoing> {
+        let next = self.rx.recv().await;
+        if let Some(Outgoing::Text(frame)) = &next {
+            self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        }
+        next
+    }
+}
+
+/// Peers dropped because they stopped reading, counted once per peer, with the first one logged.
+#[derive(Default)]
+pub struct SlowPeers(AtomicU64);
+
+impl SlowPeers {
+    pub fn dropped(&self, why: &str) {
+        if self.0.fetch_add(1, Ordering::Relaxed) == 0 {
+            log::warn!(
+                "signal: dropped a peer that stopped reading ({why}); further ones are only \
+                 counted, in rallypoint_signal_slow_peers_dropped"
+            );
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }

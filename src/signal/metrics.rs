@@ -30,6 +30,7 @@ impl Collector for SignalCollector {
             peers,
             lobbies,
             counts: c,
+            slow_peers_dropped,
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("peers", "Connected signalling peers", peers as i64)?;
@@ -48,6 +49,11 @@ impl Collector for SignalCollector {
             "relays_dropped",
             "Relays to a member that had just left, dropped",
             c.dropped_late,
+        )?;
+        s.counter(
+            "slow_peers_dropped",
+            "Peers dropped because they stopped reading (signal.send_timeout, signal.max_queued_bytes)",
+            slow_peers_dropped,
         )?;
         s.counters(
             "closes",

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use hub::{ConnId, Counts, Hub, Limits, Output};
-use link::{Input, Outgoing, now};
+use link::{Input, Outbox, SlowPeers, now};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub peers: usize,
     pub lobbies: usize,
     pub counts: Counts,
+    /// Peers dropped because they stopped reading (`signal.send_timeout`,
+    /// `signal.max_queued_bytes`).
+    pub slow_peers_dropped: u64,
 }
 
 /// The hub as the web server sees it: hands it upgraded connections.
@@ -50,6 +53,7 @@ pub struct Signal {
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
     snapshot: Arc<Mutex<Snapshot>>,
+    slow: Arc<SlowPeers>,
 }
 
 impl Signal {
@@ -61,13 +65,21 @@ impl Signal {
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let task = run_hub(rx, config.clone(), shutdown.clone(), snapshot.clone());
+        let slow = Arc::new(SlowPeers::default());
+        let task = run_hub(
+            rx,
+            config.clone(),
+            shutdown.clone(),
+            snapshot.clone(),
+            slow.clone(),
+        );
         let signal = Arc::new(Signal {
             inputs,
             next_conn: AtomicU64::new(1),
             config,
             shutdown,
             snapshot,
+            slow,
         });
         metrics::register(registry, signal.clone());
         (signal, task)
@@ -86,6 +98,7 @@ impl Signal {
         let hub = self.inputs.clone();
         let config = self.config.borrow().clone();
         let shutdown = self.shutdown.clone();
+        let slow = self.slow.clone();
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(u) => u,
@@ -98,7 +111,7 @@ impl Signal {
                 Some(ws_config),
             )
             .await;
-            session::run(socket, conn, opened, hub, config, shutdown).await;
+            session::run(socket, conn, opened, hub, config, shutdown, slow).await;
         });
     }
 }
@@ -108,9 +121,11 @@ async fn run_hub(
     mut config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
     snapshot: Arc<Mutex<Snapshot>>,
+    slow: Arc<SlowPeers>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
-    let mut sessions: HashMap<ConnId, mpsc::Sender<Outgoing>> = HashMap::new();
+    let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
+    let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
     let mut stopping = false;
     loop {
@@ -136,7 +151,9 @@ async fn run_hub(
                 hub.tick(now())
             }
             Ok(()) = config.changed() => {
-                hub.set_limits(Limits::from(&config.borrow_and_update().signal));
+                let signal = &config.borrow_and_update().signal;
+                hub.set_limits(Limits::from(signal));
+                max_queued = signal.max_queued_bytes.0 as usize;
                 continue;
             }
             _ = publish.tick() => {
@@ -144,6 +161,7 @@ async fn run_hub(
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),
                     counts: hub.counts().clone(),
+                    slow_peers_dropped: slow.count(),
                 };
                 continue;
             }
@@ -153,32 +171,36 @@ async fn run_hub(
                 continue;
             }
         };
-        deliver(outputs, &mut hub, &mut sessions);
+        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow);
     }
 }
 
-/// Hands the hub's outputs to the sessions. A session whose queue is full is dropped from the
-/// hub (as if it had left), which may produce more outputs.
+/// Hands the hub's outputs to the sessions. A session that has stopped reading (its queue full
+/// in frames or over `max_queued` bytes) is dropped from the hub, as if it had left, which may
+/// produce more outputs; its session task sees its queue end and closes it.
 fn deliver(
     outputs: Vec<Output>,
     hub: &mut Hub,
-    sessions: &mut HashMap<ConnId, mpsc::Sender<Outgoing>>,
+    sessions: &mut HashMap<ConnId, Outbox>,
+    max_queued: usize,
+    slow: &SlowPeers,
 ) {
     let mut queue = VecDeque::from(outputs);
     while let Some(output) = queue.pop_front() {
         match output {
             Output::Send { to, frame } => {
-                let Some(tx) = sessions.get(&to) else {
+                let Some(outbox) = sessions.get(&to) else {
                     continue;
                 };
-                if tx.try_send(Outgoing::Text(frame)).is_err() {
+                if !outbox.text(frame, max_queued) {
                     sessions.remove(&to);
+                    slow.dropped("signal.max_queued_bytes");
                     queue.extend(hub.disconnect(to, now()));
                 }
             }
             Output::Close { to, code, reason } => {
-                if let Some(tx) = sessions.remove(&to) {
-                    let _ = tx.try_send(Outgoing::Close(code, reason));
+                if let Some(outbox) = sessions.remove(&to) {
+                    outbox.close(code, reason);
                 }
             }
         }
@@ -188,6 +210,7 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use link::Outgoing;
 
     /// Runs the hub task on a clock the test controls; returns its input and a session's queue.
     fn hub_with(config: Config) -> mpsc::Sender<Input> {
@@ -195,13 +218,14 @@ mod tests {
         let (inputs, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let _keep = config_tx;
-            run_hub(rx, config_rx, CancellationToken::new(), Default::default()).await
+            let (snapshot, slow) = Default::default();
+            run_hub(rx, config_rx, CancellationToken::new(), snapshot, slow).await
         });
         inputs
     }
 
-    async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> mpsc::Receiver<Outgoing> {
-        let (tx, rx) = mpsc::channel(16);
+    async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> link::Inbox {
+        let (tx, rx) = link::queue();
         hub.send(Input::Connect(conn, tx, now()))
             .await
             .ok()
@@ -244,7 +268,7 @@ mod tests {
 
         // Sealed: closed exactly seal_close_delay after the SEAL arrived.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        host.try_recv().ok(); // the JOIN frame
+        host.recv().await; // the JOIN frame
         let sealed = tokio::time::Instant::now();
         text(&hub, 1, r#"{"type":7,"id":0,"data":""}"#).await;
         assert!(matches!(host.recv().await, Some(Outgoing::Text(_))));

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::ConnId;
-use super::link::{Input, OUTGOING_QUEUE, Outgoing, now};
+use super::link::{self, Input, Outgoing, SlowPeers, now};
 use crate::config::Config;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -77,12 +77,18 @@ pub async fn run(
     hub: mpsc::Sender<Input>,
     config: Arc<Config>,
     shutdown: CancellationToken,
+    slow: Arc<SlowPeers>,
 ) {
-    let (tx, mut outgoing) = mpsc::channel(OUTGOING_QUEUE);
-    if hub.send(Input::Connect(conn, tx, opened)).await.is_err() {
+    let (outbox, mut outgoing) = link::queue();
+    if hub
+        .send(Input::Connect(conn, outbox, opened))
+        .await
+        .is_err()
+    {
         return;
     }
     let s = &config.signal;
+    let send_timeout = s.send_timeout.0;
     let mut limit = RateLimit::new(s.message_rate, s.message_burst, Instant::now());
     let ping_every = s.ping_interval.0;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -129,8 +135,13 @@ pub async fn run(
             },
             out = outgoing.recv() => match out {
                 Some(Outgoing::Text(frame)) => {
-                    if socket.send(Message::text(frame)).await.is_err() {
-                        break End::Gone;
+                    match tokio::time::timeout(send_timeout, socket.send(Message::text(frame))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break End::Gone,
+                        Err(_) => {
+                            slow.dropped("signal.send_timeout");
+                            break End::Gone;
+                        }
                     }
                 }
                 Some(Outgoing::Close(code, reason)) => break End::Close(code, reason.into()),
@@ -141,7 +152,8 @@ pub async fn run(
                 if last_pong.elapsed() > ping_every * 2 {
                     break End::Close(close::INTERNAL, "No pong received".into());
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = socket.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(send_timeout, ping).await, Ok(Ok(()))) {
                     break End::Gone;
                 }
             }
