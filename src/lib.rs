@@ -6,7 +6,7 @@
 //! - [`service`]: the lifecycle (systemd notify, reload on SIGHUP, graceful stop), and [`run`],
 //!   the one entry point that starts everything;
 //! - [`listeners`]: binds every configured socket up front; [`sockopt`]: the socket options
-//!   socket2 lacks;
+//!   socket2 lacks; [`conn_cap`]: connection caps in all and per source;
 //! - [`tls`]: the certificate store HTTPS and TURN over TLS share; [`acme`]: keeps it filled
 //!   with certificates from an ACME CA;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
@@ -17,6 +17,7 @@
 
 pub mod acme;
 pub mod config;
+pub mod conn_cap;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

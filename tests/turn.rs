@@ -496,3 +496,65 @@ async fn oversized_peer_datagrams_are_dropped_not_truncated() {
     relay.close().await.unwrap();
     c.close().await.unwrap();
 }
+
+/// TURN over TCP: a client that never makes an allocation is gone `stream_auth_timeout` after it
+/// connected, however it trickles bytes; connections are capped per source (and in all).
+#[test]
+fn stream_connections_are_capped_and_must_authenticate_in_time() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut server = server(
+        "max_stream_connections = 100\nmax_stream_connections_per_source = 3\nstream_auth_timeout = \"1s\"",
+    );
+    // One byte every 300 ms: a per-read timeout would never fire.
+    let mut trickle = TcpStream::connect(server.turn).unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let closed = loop {
+        if trickle.write_all(&[0]).is_err() {
+            break started.elapsed();
+        }
+        let mut b = [0u8; 1];
+        match trickle.read(&mut b) {
+            Ok(0) => break started.elapsed(),
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break started.elapsed(),
+            _ => {}
+        }
+        assert!(started.elapsed() < WAIT, "still open after {WAIT:?}");
+    };
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
+
+    // Three from one address are held; the fourth is closed at once; another address gets in.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.turn).unwrap())
+        .collect();
+    let mut fourth = TcpStream::connect(server.turn).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(
+        fourth.read(&mut b).ok(),
+        Some(0),
+        "the fourth is closed at once"
+    );
+    let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    other.bind(&from.into()).unwrap();
+    other.connect(&server.turn.into()).unwrap();
+    let mut other: TcpStream = other.into();
+    other
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        other.read(&mut b).is_err(),
+        "a connection under the cap stays open (until its deadline)"
+    );
+    drop(held);
+    server.wait_log("turn.max_stream_connections_per_source = 3 reached");
+}

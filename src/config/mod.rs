@@ -262,6 +262,11 @@ pub struct Turn {
     pub max_allocations_per_user: u32,
     /// 0 = unlimited.
     pub max_bandwidth_per_allocation: BitRate,
+    /// TURN over TCP and TLS connections at once, in all and from one address (an IPv6 /64).
+    pub max_stream_connections: u32,
+    pub max_stream_connections_per_source: u32,
+    /// A TCP or TLS client that has no allocation this long after connecting is disconnected.
+    pub stream_auth_timeout: Duration,
     /// Static long-term credentials, name = password.
     pub users: BTreeMap<String, String>,
 }
@@ -288,6 +293,9 @@ impl Default for Turn {
             max_allocations: 10_000,
             max_allocations_per_user: 10,
             max_bandwidth_per_allocation: BitRate { bits_per_second: 0 },
+            max_stream_connections: 4096,
+            max_stream_connections_per_source: 64,
+            stream_auth_timeout: secs(10),
         }
     }
 }
@@ -379,6 +387,19 @@ impl Config {
             ("turn.tls_listen", a.turn.tls_listen != b.turn.tls_listen),
             ("turn.relay_ports", a.turn.relay_ports != b.turn.relay_ports),
             ("turn.relay_ip", a.turn.relay_ip != b.turn.relay_ip),
+            (
+                "turn.max_stream_connections",
+                a.turn.max_stream_connections != b.turn.max_stream_connections,
+            ),
+            (
+                "turn.max_stream_connections_per_source",
+                a.turn.max_stream_connections_per_source
+                    != b.turn.max_stream_connections_per_source,
+            ),
+            (
+                "turn.stream_auth_timeout",
+                a.turn.stream_auth_timeout != b.turn.stream_auth_timeout,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

@@ -177,6 +177,11 @@ pub struct Snapshot {
     pub traffic: TrafficTotals,
     /// Error answers by code.
     pub errors: BTreeMap<u16, u64>,
+    /// TCP and TLS connections open, and refused over `turn.max_stream_connections` and over
+    /// `turn.max_stream_connections_per_source`.
+    pub stream_connections: usize,
+    pub streams_refused_total: u64,
+    pub streams_refused_per_source: u64,
 }
 
 impl Shared {
@@ -192,6 +197,7 @@ impl Shared {
             allocations_created: counts.allocations_created,
             traffic,
             errors: counts.errors.iter().map(|(&k, &v)| (k, v)).collect(),
+            ..Snapshot::default()
         }
     }
 }

@@ -29,6 +29,9 @@ impl Collector for TurnCollector {
             allocations_created,
             traffic: t,
             errors,
+            stream_connections,
+            streams_refused_total,
+            streams_refused_per_source,
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("allocations", "Live allocations", allocations as i64)?;
@@ -59,6 +62,20 @@ impl Collector for TurnCollector {
             "dropped_packets",
             "Datagrams dropped: no permission, over bandwidth, full buffers",
             t.dropped,
+        )?;
+        s.gauge(
+            "stream_connections",
+            "TURN over TCP and TLS connections open",
+            stream_connections as i64,
+        )?;
+        s.counters(
+            "stream_connections_refused",
+            "TCP and TLS connections refused over turn.max_stream_connections(_per_source)",
+            "cap",
+            [
+                ("total", streams_refused_total),
+                ("per_source", streams_refused_per_source),
+            ],
         )?;
         s.counters(
             "error_responses",

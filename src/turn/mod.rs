@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::conn_cap::ConnCap;
 use crate::tls::Certificates;
 pub use control::Snapshot;
 use control::{Control, Shared};
@@ -46,11 +47,20 @@ const TICK_PERIOD: Duration = Duration::from_secs(1);
 
 /// What the web server and the metrics see of the relay: its figures, on demand.
 #[derive(Clone)]
-pub struct Status(Arc<Shared>);
+pub struct Status {
+    shared: Arc<Shared>,
+    streams: Arc<ConnCap>,
+}
 
 impl Status {
     pub fn snapshot(&self) -> Snapshot {
-        self.0.snapshot()
+        let mut snapshot = self.shared.snapshot();
+        (
+            snapshot.stream_connections,
+            snapshot.streams_refused_total,
+            snapshot.streams_refused_per_source,
+        ) = self.streams.figures();
+        snapshot
     }
 }
 
@@ -86,7 +96,21 @@ pub fn start(
             current.turn.max_bandwidth_per_allocation,
         )),
     });
-    let status = Status(shared.clone());
+    let limits = stream::StreamLimits {
+        cap: ConnCap::new(
+            current.turn.max_stream_connections as usize,
+            current.turn.max_stream_connections_per_source as usize,
+            (
+                "turn.max_stream_connections",
+                "turn.max_stream_connections_per_source",
+            ),
+        ),
+        auth_timeout: current.turn.stream_auth_timeout.0,
+    };
+    let status = Status {
+        shared: shared.clone(),
+        streams: limits.cap.clone(),
+    };
     metrics::register(registry, status.clone());
     let task = async move {
         let mut tasks = JoinSet::new();
@@ -96,14 +120,21 @@ pub fn start(
             }
         }
         for listener in tcp {
-            tasks.spawn(stream::accept(listener, None, shared.clone()));
+            tasks.spawn(stream::accept(
+                listener,
+                None,
+                shared.clone(),
+                limits.clone(),
+            ));
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config(&[]));
         for listener in tls {
+            let tls = Some(acceptor.clone());
             tasks.spawn(stream::accept(
                 listener,
-                Some(acceptor.clone()),
+                tls,
                 shared.clone(),
+                limits.clone(),
             ));
         }
         let mut tick = tokio::time::interval(TICK_PERIOD);

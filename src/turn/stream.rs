@@ -4,6 +4,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -12,25 +14,38 @@ use super::control::Shared;
 use super::relay::{Link, Relay};
 use super::server::{FiveTuple, Proto};
 use super::wire::{self, Packet, classify};
+use crate::conn_cap::ConnCap;
 use crate::tls::HANDSHAKE_TIMEOUT;
 
-/// A TCP client without an allocation that sends nothing for this long is disconnected.
-const IDLE_BEFORE_ALLOCATION: Duration = Duration::from_secs(30);
 /// With an allocation, the client refreshes well within its lifetime.
 const IDLE_WITH_ALLOCATION: Duration = Duration::from_secs(3600);
 /// Frames waiting for a slow stream client.
 const QUEUE: usize = 512;
+
+/// What every stream connection is held to: the caps (`turn.max_stream_connections` in all and
+/// per source) and the time to make an allocation (`turn.stream_auth_timeout`).
+#[derive(Clone)]
+pub struct StreamLimits {
+    pub cap: Arc<ConnCap>,
+    pub auth_timeout: Duration,
+}
 
 /// Accepts TURN clients over TCP, or over TLS when given an acceptor.
 pub async fn accept(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    limits: StreamLimits,
 ) {
     let server = listener.local_addr().expect("bound listener");
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
+                // Over a cap, closed at once: the slot is checked before any byte is read.
+                let Ok(slot) = limits.cap.admit(client.ip()) else {
+                    continue;
+                };
+                let deadline = Instant::now() + limits.auth_timeout;
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let Some(acceptor) = tls.clone() else {
@@ -39,20 +54,27 @@ pub async fn accept(
                         client,
                         server,
                     };
-                    tokio::spawn(serve_stream(stream, tuple, shared));
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        serve_stream(stream, tuple, shared, deadline).await
+                    });
                     continue;
                 };
                 // The handshake runs in the connection's own task, so a slow one blocks nobody.
                 tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    let _slot = slot;
+                    let handshake = tokio::time::timeout_at(
+                        deadline.min(Instant::now() + HANDSHAKE_TIMEOUT),
+                        acceptor.accept(stream),
+                    )
+                    .await;
                     if let Ok(Ok(stream)) = handshake {
                         let tuple = FiveTuple {
                             proto: Proto::Tls,
                             client,
                             server,
                         };
-                        serve_stream(stream, tuple, shared).await;
+                        serve_stream(stream, tuple, shared, deadline).await;
                     }
                 });
             }
@@ -64,11 +86,13 @@ pub async fn accept(
     }
 }
 
-/// One TCP (or TLS) client: STUN messages and ChannelData frames back to back.
+/// One TCP (or TLS) client: STUN messages and ChannelData frames back to back. Without an
+/// allocation by `auth_deadline` (however it trickles bytes), it is disconnected.
 async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     stream: S,
     tuple: FiveTuple,
     shared: Arc<Shared>,
+    auth_deadline: Instant,
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
@@ -89,13 +113,13 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
                 Ok(Some(len)) if buf.len() >= len => break len,
                 Ok(_) => {}
             }
-            let idle = if relay.is_some() {
-                IDLE_WITH_ALLOCATION
+            let until = if relay.is_some() {
+                Instant::now() + IDLE_WITH_ALLOCATION
             } else {
-                IDLE_BEFORE_ALLOCATION
+                auth_deadline
             };
             let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(idle, reader.read(&mut chunk)).await {
+            match tokio::time::timeout_at(until, reader.read(&mut chunk)).await {
                 Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
                 _ => break 'connection,
             }
