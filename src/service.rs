@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
+use crate::conn_cap::ConnCap;
 use crate::listeners::{BindError, Listeners};
 use crate::signal::Signal;
 use crate::tls::{CertificateError, Certificates};
@@ -130,7 +131,16 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         config_rx.clone(),
         shutdown.clone(),
     ));
-    let compression = config_rx.borrow().web.compression_cache.0 as usize;
+    let web_settings = config_rx.borrow().web.clone();
+    let compression = Arc::new(web::CompressionCache::new(
+        web_settings.compression_cache.0 as usize,
+    ));
+    let connections = ConnCap::new(
+        web_settings.max_connections as usize,
+        0,
+        ("web.max_connections", ""),
+    );
+    web::register_metrics(&mut registry, connections.clone(), compression.clone());
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
@@ -141,7 +151,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         acme: acme.clone(),
         isolation: Default::default(),
         file_cache: Default::default(),
-        compression: web::CompressionCache::new(compression),
+        compression,
+        connections,
     });
     tasks.spawn(web::serve(
         listeners.web,

@@ -645,3 +645,60 @@ async fn selftest_page_status_and_switch() {
     assert_eq!(get(off.web, "/_rallypoint/", &[]).await.status(), 404);
     assert_eq!(get(off.web, "/_rallypoint/status", &[]).await.status(), 404);
 }
+
+/// HTTP/2 (here cleartext, prior knowledge, on the plain port) is held to `web.header_timeout`
+/// like HTTP/1.1: a connection that sends no request is closed, one in use is not cut.
+#[tokio::test]
+async fn idle_http2_connections_are_closed_after_the_header_timeout() {
+    let www = export();
+    let server = server_for(&www, "header_timeout = \"1s\"");
+    let connect = || async {
+        let io = TokioIo::new(TcpStream::connect(server.web).await.unwrap());
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        (sender, tokio::spawn(conn))
+    };
+    let (_idle, idle_conn) = connect().await;
+    let (mut busy, busy_conn) = connect().await;
+    let started = Instant::now();
+    // The busy one sends a request every 400 ms.
+    while started.elapsed() < Duration::from_millis(2500) {
+        let request = Request::get("/data.bin")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(busy.send_request(request).await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(
+        idle_conn.is_finished(),
+        "the idle HTTP/2 connection is still open"
+    );
+    assert!(!busy_conn.is_finished(), "the busy one was closed");
+    common::wait_for_metrics(server.web, &["rallypoint_web_connections 1"]).await;
+}
+
+/// Over `web.max_connections`, connections are closed at once, counted and logged once.
+#[tokio::test]
+async fn the_connection_cap_is_counted_and_logged() {
+    use tokio::io::AsyncReadExt;
+    let www = export();
+    let mut server = server_for(&www, "max_connections = 3");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(server.web).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = TcpStream::connect(server.web).await.unwrap();
+    let mut b = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), over.read(&mut b)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "not closed: {read:?}"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::wait_for_metrics(server.web, &["rallypoint_web_connections_refused_total 1"]).await;
+    server.wait_log("web.max_connections = 3 reached");
+}

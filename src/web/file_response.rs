@@ -44,23 +44,46 @@ pub async fn serve(
         .filter(|c| compressible || resolved.sidecars.iter().any(|(s, _)| s == c))
         .collect();
     available.push(Coding::Identity);
-    let Some(coding) = negotiate::choose_coding(header(header::ACCEPT_ENCODING), &available) else {
+    let accept_encoding = header(header::ACCEPT_ENCODING);
+    let Some(mut coding) = negotiate::choose_coding(accept_encoding, &available) else {
         return plain(StatusCode::NOT_ACCEPTABLE, "no acceptable content coding\n");
     };
     let source = match resolved.sidecars.iter().find(|(c, _)| *c == coding) {
         _ if coding == Coding::Identity => resolved.file.clone(),
         Some((_, sidecar)) => sidecar.clone(),
-        None => match cache.get(file, coding, modified, resolved.file.len).await {
-            Ok(bytes) => OnDisk {
-                path: file.clone(),
-                len: bytes.len() as u64,
-                bytes: Some(bytes),
-            },
-            Err(e) => {
-                log::warn!("web: cannot compress {}: {e}", file.display());
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+        None => {
+            let len = resolved.file.len;
+            // A HEAD never starts a compression: it gets what is cached, else the file as is.
+            let compressed = if method == Method::HEAD {
+                Ok(cache.cached(file, coding, modified, len))
+            } else {
+                cache.get(file, coding, modified, len).await
+            };
+            match compressed {
+                Ok(Some(bytes)) => OnDisk {
+                    path: file.clone(),
+                    len: bytes.len() as u64,
+                    bytes: Some(bytes),
+                },
+                // Being compressed for someone else: the file as it is, if the client takes it.
+                Ok(None)
+                    if negotiate::choose_coding(accept_encoding, &[Coding::Identity]).is_some() =>
+                {
+                    coding = Coding::Identity;
+                    resolved.file.clone()
+                }
+                Ok(None) => {
+                    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "compressing, try again\n");
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return r;
+                }
+                Err(e) => {
+                    log::warn!("web: cannot compress {}: {e}", file.display());
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
+                }
             }
-        },
+        }
     };
     let len = source.len;
     let etag = negotiate::etag(resolved.file.len, modified, coding);

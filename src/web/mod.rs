@@ -11,6 +11,7 @@ mod file_cache;
 mod file_response;
 pub mod ice;
 mod isolation;
+mod metrics;
 mod mime;
 mod negotiate;
 mod response;
@@ -21,13 +22,15 @@ mod selftest;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -35,11 +38,12 @@ use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
 pub use compress::CompressionCache;
 pub use file_cache::FileCache;
 pub use ice::{TurnAddresses, ice_servers};
+pub use metrics::register as register_metrics;
 pub use response::Body;
 pub use router::Routes;
 use router::Scheme;
 
-/// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` turns true, then lets open
+/// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` is cancelled, then lets open
 /// requests finish.
 pub async fn serve(
     plain: Vec<TcpListener>,
@@ -49,22 +53,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let settings = config.borrow().web.clone();
+    let idle = settings.header_timeout.0;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
         // Also closes keep-alive connections idle for this long between requests.
-        .header_read_timeout(settings.header_timeout.0);
+        .header_read_timeout(idle);
     http.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(128);
-    let slots = Arc::new(Semaphore::new(settings.max_connections as usize));
     let acceptor = tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[
         b"h2",
         b"http/1.1",
         ACME_TLS_ALPN,
     ]));
-    let graceful = GracefulShutdown::new();
     let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, Scheme)>(64);
     for (listener, scheme) in plain
         .into_iter()
@@ -74,42 +77,115 @@ pub async fn serve(
         tokio::spawn(accept(listener, scheme, conn_tx.clone()));
     }
     drop(conn_tx);
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             Some((stream, remote, scheme)) = conn_rx.recv() => {
                 // Over the cap, the connection is closed at once rather than queued.
-                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+                let Ok(slot) = routes.connections.admit(remote.ip()) else { continue };
+                let activity = Arc::new(Activity::new());
                 let service = {
-                    let (config, routes) = (config.clone(), routes.clone());
+                    let (config, routes, activity) = (config.clone(), routes.clone(), activity.clone());
                     hyper::service::service_fn(move |req| {
-                        let (config, routes) = (config.borrow().clone(), routes.clone());
-                        async move { Ok::<_, Infallible>(router::handle(&config, &routes, remote, scheme, req).await) }
+                        let (config, routes, activity) = (config.borrow().clone(), routes.clone(), activity.clone());
+                        async move {
+                            let _busy = activity.request();
+                            Ok::<_, Infallible>(router::handle(&config, &routes, remote, scheme, req).await)
+                        }
                     })
                 };
-                let watcher = graceful.watcher();
-                let (http, acceptor) = (http.clone(), acceptor.clone());
-                tokio::spawn(async move {
+                let (http, acceptor, shutdown) = (http.clone(), acceptor.clone(), shutdown.clone());
+                connections.spawn(async move {
                     let _slot = slot;
-                    let result = match scheme {
-                        Scheme::Http => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                    let io: Box<dyn Io> = match scheme {
+                        Scheme::Http => Box::new(stream),
                         // The handshake runs here, in the connection's task, under a timeout.
                         Scheme::Https => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                             // A CA checking TLS-ALPN-01 only looks at the certificate.
                             Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => return,
-                            Ok(Ok(tls)) => watcher.watch(http.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned()).await,
+                            Ok(Ok(tls)) => Box::new(tls),
                             _ => return,
                         },
+                    };
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+                    let mut conn = std::pin::pin!(conn);
+                    let mut closing = false;
+                    let result = loop {
+                        tokio::select! {
+                            result = conn.as_mut() => break result,
+                            // Idle (no request under way) for web.header_timeout, HTTP/1.1 and
+                            // HTTP/2 alike: an HTTP/2 connection that only answers pings is no
+                            // exception. Ongoing requests finish first.
+                            _ = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
+                                if activity.is_idle(idle) {
+                                    conn.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                            }
+                            _ = shutdown.cancelled(), if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
                     };
                     if let Err(e) = result {
                         log::debug!("web: connection ended: {e}");
                     }
                 });
             }
+            Some(_) = connections.join_next() => {}
             _ = shutdown.cancelled() => break,
         }
     }
     drop(conn_rx);
-    graceful.shutdown().await;
+    // Open connections were told to finish (graceful shutdown); wait for them.
+    while connections.join_next().await.is_some() {}
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Whether a connection has a request under way, and since when it has had none.
+struct Activity {
+    busy: AtomicUsize,
+    /// Milliseconds since `start` when the last request ended (or the connection opened).
+    last: AtomicU64,
+    start: Instant,
+}
+
+/// Marks a request under way until dropped.
+struct Busy<'a>(&'a Activity);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            busy: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    fn request(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self)
+    }
+
+    fn idle_deadline(&self, idle: Duration) -> Instant {
+        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+    }
+
+    fn is_idle(&self, idle: Duration) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && Instant::now() >= self.idle_deadline(idle)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let since = self.0.start.elapsed().as_millis() as u64;
+        self.0.last.store(since, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn accept(

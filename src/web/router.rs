@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::acme::Acme;
 use crate::config::Config;
+use crate::conn_cap::ConnCap;
 use crate::signal::{Signal, handshake};
 use crate::tls::Certificates;
 use crate::{metrics, turn};
@@ -35,7 +36,9 @@ pub struct Routes {
     pub acme: Arc<Acme>,
     pub isolation: Isolation,
     pub file_cache: FileCache,
-    pub compression: CompressionCache,
+    /// `web.max_connections`.
+    pub connections: Arc<ConnCap>,
+    pub compression: Arc<CompressionCache>,
 }
 
 /// A connection's listener kind.

@@ -1,0 +1,60 @@
+//! The web server's metrics: connections against `web.max_connections`, and on-the-fly
+//! compressions, read when `/metrics` is scraped.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
+use super::CompressionCache;
+use crate::conn_cap::ConnCap;
+use crate::metrics::Scrape;
+
+struct WebCollector {
+    connections: Arc<ConnCap>,
+    compression: Arc<CompressionCache>,
+}
+
+impl std::fmt::Debug for WebCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebCollector")
+    }
+}
+
+pub fn register(
+    registry: &mut Registry,
+    connections: Arc<ConnCap>,
+    compression: Arc<CompressionCache>,
+) {
+    registry
+        .sub_registry_with_prefix("web")
+        .register_collector(Box::new(WebCollector {
+            connections,
+            compression,
+        }));
+}
+
+impl Collector for WebCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let (open, refused, _) = self.connections.figures();
+        let (compressed, skipped) = self.compression.figures();
+        let mut s = Scrape(encoder);
+        s.gauge("connections", "Open HTTP connections", open as i64)?;
+        s.counter(
+            "connections_refused",
+            "Connections refused over web.max_connections",
+            refused,
+        )?;
+        s.counter(
+            "compressions",
+            "Files compressed on the fly (then cached)",
+            compressed,
+        )?;
+        s.counter(
+            "compressions_skipped",
+            "Responses sent uncompressed because that file was being compressed already",
+            skipped,
+        )
+    }
+}
