@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         external_ip: None,
         allocation_lifetime: Duration::from_secs(600),
         max_allocation_lifetime: Duration::from_secs(3600),
+        max_unauthenticated_answers: u32::MAX,
     });
     let mut ports = Ports(40000);
     let start = Instant::now();

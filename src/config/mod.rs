@@ -262,6 +262,9 @@ pub struct Turn {
     pub max_allocations_per_user: u32,
     /// 0 = unlimited.
     pub max_bandwidth_per_allocation: BitRate,
+    /// Answers a second, in all, to requests not authenticated (each source also gets at most
+    /// 200 a second).
+    pub max_unauthenticated_answers: u32,
     /// TURN over TCP and TLS connections at once, in all and from one address (an IPv6 /64).
     pub max_stream_connections: u32,
     pub max_stream_connections_per_source: u32,
@@ -293,6 +296,7 @@ impl Default for Turn {
             max_allocations: 10_000,
             max_allocations_per_user: 10,
             max_bandwidth_per_allocation: BitRate { bits_per_second: 0 },
+            max_unauthenticated_answers: 50_000,
             max_stream_connections: 4096,
             max_stream_connections_per_source: 64,
             stream_auth_timeout: secs(10),

@@ -4,7 +4,7 @@
 //! Nonces are stateless: a timestamp and an HMAC over it and the client's address, so an
 //! unauthenticated request leaves nothing behind in the server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
@@ -155,48 +155,6 @@ pub fn authenticate(
     Err(Refusal::Unauthorized)
 }
 
-/// Caps the 401 answers one address gets per second, so that unauthenticated traffic (or a
-/// spoofed flood) cannot turn the server into a reflector. Bounded in memory: the counts are
-/// dropped every second, and at most `MAX_TRACKED` addresses are counted within one.
-pub struct FailureLimiter {
-    window: u64,
-    counts: HashMap<IpAddr, u32>,
-}
-
-/// Generous enough for many players behind one NAT starting at once; small enough that a spoofed
-/// flood reflects only a few KB/s at its victim.
-const FAILURES_PER_SECOND: u32 = 200;
-const MAX_TRACKED: usize = 10_000;
-
-impl FailureLimiter {
-    pub fn new() -> FailureLimiter {
-        FailureLimiter {
-            window: 0,
-            counts: HashMap::new(),
-        }
-    }
-
-    /// Whether `client` may get one more failure answer in the second `unix_now`.
-    pub fn allow(&mut self, client: IpAddr, unix_now: u64) -> bool {
-        if unix_now != self.window {
-            self.window = unix_now;
-            self.counts.clear();
-        }
-        if self.counts.len() >= MAX_TRACKED && !self.counts.contains_key(&client) {
-            return false;
-        }
-        let n = self.counts.entry(client).or_insert(0);
-        *n += 1;
-        *n <= FAILURES_PER_SECOND
-    }
-}
-
-impl Default for FailureLimiter {
-    fn default() -> Self {
-        FailureLimiter::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,17 +287,5 @@ mod tests {
             nonce,
             "keys differ per process"
         );
-    }
-
-    #[test]
-    fn failure_answers_are_capped_per_address_and_second() {
-        let mut l = FailureLimiter::new();
-        let allowed = (0..1000).filter(|_| l.allow(client(), NOW)).count();
-        assert_eq!(allowed, FAILURES_PER_SECOND as usize);
-        assert!(
-            l.allow("203.0.113.1".parse().unwrap(), NOW),
-            "other addresses are unaffected"
-        );
-        assert!(l.allow(client(), NOW + 1), "the next second starts afresh");
     }
 }

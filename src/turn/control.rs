@@ -182,6 +182,8 @@ pub struct Snapshot {
     pub stream_connections: usize,
     pub streams_refused_total: u64,
     pub streams_refused_per_source: u64,
+    /// Requests left unanswered over the budget for unauthenticated answers.
+    pub unanswered: u64,
 }
 
 impl Shared {
@@ -197,6 +199,7 @@ impl Shared {
             allocations_created: counts.allocations_created,
             traffic,
             errors: counts.errors.iter().map(|(&k, &v)| (k, v)).collect(),
+            unanswered: c.server.unanswered(),
             ..Snapshot::default()
         }
     }

@@ -32,6 +32,7 @@ impl Collector for TurnCollector {
             stream_connections,
             streams_refused_total,
             streams_refused_per_source,
+            unanswered,
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("allocations", "Live allocations", allocations as i64)?;
@@ -76,6 +77,11 @@ impl Collector for TurnCollector {
                 ("total", streams_refused_total),
                 ("per_source", streams_refused_per_source),
             ],
+        )?;
+        s.counter(
+            "unanswered_requests",
+            "Unauthenticated requests left unanswered over the answer budget",
+            unanswered,
         )?;
         s.counters(
             "error_responses",

@@ -14,6 +14,7 @@
 
 pub mod addresses;
 pub mod auth;
+mod budget;
 mod control;
 pub mod grants;
 mod metrics;

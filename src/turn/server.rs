@@ -22,7 +22,8 @@ use webrtc_turn::proto::lifetime::Lifetime;
 use webrtc_turn::proto::relayaddr::RelayedAddress;
 use webrtc_turn::proto::reqtrans::RequestedTransport;
 
-use super::auth::{self, Credentials, FailureLimiter, Identity, Nonces, Refusal};
+use super::auth::{self, Credentials, Identity, Nonces, Refusal};
+use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
 use super::policy::PeerPolicy;
 use super::wire::{
@@ -134,6 +135,8 @@ pub struct Settings {
     /// Lifetime when the client asks for less or none (RFC 8656: 600 s), and the most it gets.
     pub allocation_lifetime: Duration,
     pub max_allocation_lifetime: Duration,
+    /// Answers a second to requests not authenticated (Binding, 400, 401, 420, 438), in all.
+    pub max_unauthenticated_answers: u32,
 }
 
 impl From<&crate::config::Turn> for Settings {
@@ -147,6 +150,7 @@ impl From<&crate::config::Turn> for Settings {
             external_ip: t.external_ip,
             allocation_lifetime: t.allocation_lifetime.0,
             max_allocation_lifetime: t.max_allocation_lifetime.0,
+            max_unauthenticated_answers: t.max_unauthenticated_answers,
         }
     }
 }
@@ -178,7 +182,8 @@ struct Allocation {
 pub struct Server {
     settings: Settings,
     nonces: Nonces,
-    failures: FailureLimiter,
+    /// Answers to requests not (yet) authenticated.
+    budget: AnswerBudget,
     allocations: HashMap<FiveTuple, Allocation>,
     /// Relay addresses (bound and advertised) of live allocations.
     own_relays: HashMap<SocketAddr, FiveTuple>,
@@ -205,9 +210,9 @@ type Outcome = Result<Vec<Box<dyn Setter>>, u16>;
 impl Server {
     pub fn new(settings: Settings) -> Server {
         Server {
+            budget: AnswerBudget::new(PER_SOURCE, settings.max_unauthenticated_answers),
             settings,
             nonces: Nonces::new(),
-            failures: FailureLimiter::new(),
             allocations: HashMap::new(),
             own_relays: HashMap::new(),
             own_relay_ips: HashMap::new(),
@@ -220,6 +225,7 @@ impl Server {
 
     /// New credentials, policy and quotas apply to new requests; allocations stay.
     pub fn set_settings(&mut self, settings: Settings) {
+        self.budget.set_total(settings.max_unauthenticated_answers);
         self.settings = settings;
     }
 
@@ -229,6 +235,11 @@ impl Server {
 
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Requests left unanswered over the budget for unauthenticated answers, since start.
+    pub fn unanswered(&self) -> u64 {
+        self.budget.unanswered
     }
 
     /// A nonce for `client`, as a 401 would carry (for clients built into tests and fuzzing).
@@ -268,11 +279,18 @@ impl Server {
             .map(|a| a.typ)
             .filter(|t| t.required() && !KNOWN.contains(t))
             .collect();
+        let unanswered = |s: &mut Self| !s.budget.allow(tuple.client.ip(), clock.unix, clock.now);
         if !unknown.is_empty() {
+            if unanswered(self) {
+                return Vec::new();
+            }
             let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
             return self.error(&request, code::UNKNOWN_ATTRIBUTE, attrs, None, fingerprint);
         }
         if request.typ.method == METHOD_BINDING {
+            if unanswered(self) {
+                return Vec::new();
+            }
             let mapped = XorMappedAddress {
                 ip: tuple.client.ip(),
                 port: tuple.client.port(),
@@ -399,7 +417,7 @@ impl Server {
             Refusal::Unauthorized => code::UNAUTHORIZED,
             Refusal::StaleNonce => code::STALE_NONCE,
         };
-        if code == code::UNAUTHORIZED && !self.failures.allow(tuple.client.ip(), clock.unix) {
+        if !self.budget.allow(tuple.client.ip(), clock.unix, clock.now) {
             return Vec::new();
         }
         let mut attrs: Vec<Box<dyn Setter>> = Vec::new();

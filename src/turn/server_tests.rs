@@ -80,6 +80,7 @@ fn settings() -> Settings {
         external_ip: None,
         allocation_lifetime: ALLOCATION_DEFAULT,
         max_allocation_lifetime: ALLOCATION_MAX,
+        max_unauthenticated_answers: 50_000,
     }
 }
 
@@ -262,6 +263,38 @@ fn binding_needs_no_credentials() {
     );
     let mapped = get::<XorMappedAddress>(&reply).unwrap();
     assert_eq!(SocketAddr::new(mapped.ip, mapped.port), tuple(40000).client);
+}
+
+#[test]
+fn every_unauthenticated_answer_counts_against_one_budget_per_source() {
+    let mut h = Harness::new();
+    // Bindings, 401s and 420s from one address share its 200 answers a second.
+    let binding = h.request(METHOD_BINDING, vec![], false);
+    let unsigned = h.request(METHOD_ALLOCATE, vec![], false);
+    let odd = h.request(
+        METHOD_BINDING,
+        vec![Box::new(RawAttribute {
+            typ: AttrType(0x0031),
+            length: 0,
+            value: vec![0; 4],
+        })],
+        false,
+    );
+    let mut answered = 0;
+    for i in 0..300 {
+        let m = [&binding, &unsigned, &odd][i % 3];
+        answered += h.send(&m.raw, tuple(1)).len();
+    }
+    assert_eq!(answered, super::super::budget::PER_SOURCE as usize);
+    assert_eq!(h.server.unanswered(), 100);
+    // Another port of the same address shares its budget; the next second starts afresh.
+    assert_eq!(
+        h.send(&binding.raw, tuple(2)).len(),
+        0,
+        "same address, other port"
+    );
+    h.tick(Duration::from_secs(1));
+    assert_eq!(h.send(&binding.raw, tuple(1)).len(), 1);
 }
 
 #[test]
