@@ -558,3 +558,32 @@ fn stream_connections_are_capped_and_must_authenticate_in_time() {
     drop(held);
     server.wait_log("turn.max_stream_connections_per_source = 3 reached");
 }
+
+/// Even where policy lets the relay reach this machine (here loopback), a client cannot relay
+/// into this server's own TURN port (and allocate through itself): such datagrams are dropped.
+#[tokio::test]
+async fn the_relay_never_sends_to_its_own_listeners() {
+    let server = server("");
+    let c = udp_client(server.turn, "alice", "alice-password").await;
+    let relay = c.allocate().await.expect("allocation");
+    // A STUN Binding request, addressed to the server's own TURN listener through the relay.
+    let binding = [
+        0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+    relay.send_to(&binding, server.turn).await.unwrap();
+    let mut buf = [0u8; 1500];
+    let answer = tokio::time::timeout(Duration::from_secs(2), relay.recv_from(&mut buf)).await;
+    assert!(answer.is_err(), "the server answered itself: {answer:?}");
+    metric(&server, "rallypoint_turn_dropped_packets_total 1").await;
+    // Other peers on the same address are reached as before.
+    let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay
+        .send_to(b"hello", peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .expect("the peer receives")
+        .unwrap();
+    assert_eq!(&buf[..n], b"hello");
+}

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::grants::Grants;
 use super::ports::SocketPorts;
-use super::relay::{self, Link, Relay, TrafficTotals};
+use super::relay::{self, Link, OwnListeners, Relay, TrafficTotals};
 use super::rest::unix_seconds;
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
 use crate::config::units::{BitRate, PortRange};
@@ -26,6 +26,7 @@ pub struct Control {
     ports: SocketPorts,
     pub relays: HashMap<FiveTuple, (Arc<Relay>, AbortHandle)>,
     pub bandwidth: BitRate,
+    own_listeners: OwnListeners,
     /// Traffic of allocations already deleted, so totals never go down.
     retired: TrafficTotals,
 }
@@ -91,6 +92,7 @@ impl Shared {
             socket,
             link,
             Arc::new(Grants::empty(c.bandwidth)),
+            c.own_listeners.clone(),
         ));
         let shared = self.clone();
         let task = tokio::spawn(relay::run(relay.clone(), move |a| shared.is_own_relay(a)));
@@ -150,8 +152,10 @@ impl Control {
         v6: Option<IpAddr>,
         ports: PortRange,
         bandwidth: BitRate,
+        own_listeners: OwnListeners,
     ) -> Control {
         Control {
+            own_listeners,
             server: Server::new(settings),
             ports: SocketPorts::new(v4, v6, ports),
             relays: HashMap::new(),

@@ -27,6 +27,8 @@ mod stream;
 mod udp;
 pub mod wire;
 
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,7 +70,7 @@ impl Status {
 /// Registers the relay's metrics; returns its [`Status`] and the task that serves
 /// `turn.listen` and `turn.tls_listen` until shutdown.
 pub fn start(
-    udp: Vec<(std::net::SocketAddr, Vec<UdpSocket>)>,
+    udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
     certificates: Arc<Certificates>,
@@ -95,6 +97,7 @@ pub fn start(
             v6,
             current.turn.relay_ports,
             current.turn.max_bandwidth_per_allocation,
+            own_listeners(&current, &udp, &tcp, &tls, [v4, v6]),
         )),
     });
     let limits = stream::StreamLimits {
@@ -155,4 +158,32 @@ pub fn start(
         shared.control.lock().unwrap().retire_all();
     };
     (status, task)
+}
+
+/// Every address this server's TURN listeners answer on: each bound listener, and for a
+/// wildcard one its port on each address of ours (relay addresses, `turn.external_ip`).
+fn own_listeners(
+    config: &Config,
+    udp: &[(SocketAddr, Vec<UdpSocket>)],
+    tcp: &[TcpListener],
+    tls: &[TcpListener],
+    relay_ips: [Option<IpAddr>; 2],
+) -> relay::OwnListeners {
+    let ours: Vec<IpAddr> = relay_ips
+        .into_iter()
+        .flatten()
+        .chain(config.turn.external_ip)
+        .collect();
+    let bound = udp
+        .iter()
+        .map(|(addr, _)| *addr)
+        .chain(tcp.iter().chain(tls).filter_map(|l| l.local_addr().ok()));
+    let mut set = HashSet::new();
+    for addr in bound {
+        set.insert(addr);
+        if addr.ip().is_unspecified() {
+            set.extend(ours.iter().map(|ip| SocketAddr::new(*ip, addr.port())));
+        }
+    }
+    Arc::new(set)
 }

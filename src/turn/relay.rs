@@ -2,6 +2,7 @@
 //! packet paths. Neither path allocates, locks or logs: a datagram is received into a buffer
 //! with headroom, checked against the allocation's [`Grants`], framed in place and sent.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,10 +100,15 @@ impl std::ops::AddAssign for TrafficTotals {
     }
 }
 
+/// This server's own TURN listener addresses: never a peer, or a client could make the relay
+/// talk to the server itself (and allocate through it).
+pub type OwnListeners = Arc<HashSet<SocketAddr>>;
+
 pub struct Relay {
     pub tuple: FiveTuple,
     pub socket: UdpSocket,
     link: Link,
+    own_listeners: OwnListeners,
     grants: ArcSwap<Grants>,
     meter: Meter,
     epoch: Instant,
@@ -113,11 +119,18 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(tuple: FiveTuple, socket: UdpSocket, link: Link, grants: Arc<Grants>) -> Relay {
+    pub fn new(
+        tuple: FiveTuple,
+        socket: UdpSocket,
+        link: Link,
+        grants: Arc<Grants>,
+        own_listeners: OwnListeners,
+    ) -> Relay {
         Relay {
             tuple,
             socket,
             link,
+            own_listeners,
             grants: ArcSwap::new(grants),
             meter: Meter::new(),
             epoch: Instant::now(),
@@ -181,6 +194,7 @@ impl Relay {
         own_relay: impl Fn(SocketAddr) -> bool,
     ) -> bool {
         grants.permits(peer, now, own_relay)
+            && !self.own_listeners.contains(&peer)
             && self.metered(grants, payload.len(), now)
             && send_now(&self.socket, payload, peer)
     }
