@@ -37,6 +37,16 @@ pub struct Outbox {
     queued: Arc<AtomicUsize>,
 }
 
+/// What became of a frame for a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The peer has stopped reading.
+    Full,
+    /// The session has ended (its `Gone` is on the way to the hub).
+    Gone,
+}
+
 /// The session's end of its queue.
 pub struct Inbox {
     rx: mpsc::Receiver<Outgoing>,
@@ -56,17 +66,24 @@ pub fn queue() -> (Outbox, Inbox) {
 }
 
 impl Outbox {
-    /// Queues a frame; `false` when the peer already has `max_bytes` or a full queue of frames
-    /// waiting (it has stopped reading), or is gone.
-    pub fn text(&self, frame: String, max_bytes: usize) -> bool {
+    /// Queues a frame, unless the peer already has `max_bytes` or a full queue of frames waiting
+    /// (it has stopped reading) or its session has ended.
+    pub fn text(&self, frame: String, max_bytes: usize) -> Queued {
         let len = frame.len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > max_bytes
-            || self.tx.try_send(Outgoing::Text(frame)).is_err()
-        {
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > max_bytes {
             self.queued.fetch_sub(len, Ordering::Relaxed);
-            return false;
+            return Queued::Full;
         }
-        true
+        match self.tx.try_send(Outgoing::Text(frame)) {
+            Ok(()) => Queued::Yes,
+            Err(e) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Queued::Full,
+                    mpsc::error::TrySendError::Closed(_) => Queued::Gone,
+                }
+            }
+        }
     }
 
     pub fn close(&self, code: u16, reason: &'static str) {

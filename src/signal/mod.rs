@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use hub::{ConnId, Counts, Hub, Limits, Output};
-use link::{Input, Outbox, SlowPeers, now};
+use link::{Input, Outbox, Queued, SlowPeers, now};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -192,10 +192,15 @@ fn deliver(
                 let Some(outbox) = sessions.get(&to) else {
                     continue;
                 };
-                if !outbox.text(frame, max_queued) {
-                    sessions.remove(&to);
-                    slow.dropped("signal.max_queued_bytes");
-                    queue.extend(hub.disconnect(to, now()));
+                match outbox.text(frame, max_queued) {
+                    Queued::Yes => {}
+                    full_or_gone => {
+                        if full_or_gone == Queued::Full {
+                            slow.dropped("signal.max_queued_bytes");
+                        }
+                        sessions.remove(&to);
+                        queue.extend(hub.disconnect(to, now()));
+                    }
                 }
             }
             Output::Close { to, code, reason } => {
