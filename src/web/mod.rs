@@ -43,6 +43,8 @@ pub use response::Body;
 pub use router::Routes;
 use router::Scheme;
 
+const MAX_CONNECTION_BUFFER: usize = 128 * 1024;
+
 /// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` is cancelled, then lets open
 /// requests finish.
 pub async fn serve(
@@ -57,6 +59,9 @@ pub async fn serve(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
+        // What one connection may buffer of a response ahead of the client (hyper's default is
+        // about 400 KiB): many players downloading the same big file at once cost little.
+        .max_buf_size(MAX_CONNECTION_BUFFER)
         // Also closes keep-alive connections idle for this long between requests.
         .header_read_timeout(idle);
     http.http2()

@@ -1,0 +1,130 @@
+"""Shared by the attack scripts in tests/hostile/: start rallypoint on loopback with a config,
+read its memory, time /healthz, and report checks as "ok: ..." / "FAILED: ..." lines.
+
+Every attack is bounded in count and time and sends only to 127.0.0.0/8.
+"""
+
+import atexit
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("RP_BIN", os.path.join(ROOT, "target/debug/rallypoint"))
+failures = []
+
+
+def check(name, ok, detail=""):
+    if ok:
+        print(f"ok: hostile: {name}" + (f" ({detail})" if detail else ""))
+    else:
+        print(f"FAILED: hostile: {name}: {detail}")
+        failures.append(name)
+
+
+def finish():
+    sys.exit(1 if failures else 0)
+
+
+class Server:
+    """rallypoint started on `config` (TOML text; web and turn listen on ephemeral ports)."""
+
+    def __init__(self, config, www=None):
+        self.dir = tempfile.mkdtemp(prefix="rallypoint-hostile-")
+        path = os.path.join(self.dir, "rallypoint.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        self.log = open(os.path.join(self.dir, "log"), "w+")
+        self.proc = subprocess.Popen([BIN, "--config", path], stdout=self.log, stderr=self.log)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            m = re.search(r"ready: listening (.*)", text)
+            if m:
+                words = dict(w.split("=", 1) for w in m.group(1).split() if "=" in w)
+                self.web = words.get("web")
+                self.turn = words.get("turn")
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise SystemExit(f"rallypoint did not start:\n{self.log_text()}")
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    def hwm_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def metric(self, name):
+        """The value of one metric line from /metrics (None when absent)."""
+        text = http_get(self.web, "/metrics")[1].decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def addr(text):
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
+
+
+def http_get(web, path, headers="", timeout=5):
+    """(status, body) of one HTTP/1.1 GET over a fresh connection."""
+    s = socket.create_connection(addr(web), timeout=timeout)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
+    out = b""
+    while chunk := s.recv(1 << 20):
+        out += chunk
+    s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def healthz_latency(web, count=50, spacing=0.02):
+    """p99 (ms) and failures of `count` /healthz requests."""
+    times, failed = [], 0
+    for _ in range(count):
+        start = time.monotonic()
+        try:
+            status, _ = http_get(web, "/healthz", timeout=5)
+            if status != 200:
+                failed += 1
+        except OSError:
+            failed += 1
+        times.append((time.monotonic() - start) * 1000)
+        time.sleep(spacing)
+    times.sort()
+    return times[int(len(times) * 0.99) - 1], statistics.median(times), failed
+
+
+def raise_fd_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
