@@ -137,8 +137,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     ));
     let connections = ConnCap::new(
         web_settings.max_connections as usize,
-        0,
-        ("web.max_connections", ""),
+        web_settings.max_connections_per_source as usize,
+        ("web.max_connections", "web.max_connections_per_source"),
     );
     web::register_metrics(&mut registry, connections.clone(), compression.clone());
     let routes = Arc::new(web::Routes {

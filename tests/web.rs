@@ -699,6 +699,10 @@ async fn the_connection_cap_is_counted_and_logged() {
     );
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    common::wait_for_metrics(server.web, &["rallypoint_web_connections_refused_total 1"]).await;
+    common::wait_for_metrics(
+        server.web,
+        &["rallypoint_web_connections_refused_total{cap=\"total\"} 1"],
+    )
+    .await;
     server.wait_log("web.max_connections = 3 reached");
 }

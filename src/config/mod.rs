@@ -88,6 +88,8 @@ pub struct Web {
     pub cross_origin_isolation: CrossOriginIsolation,
     /// Open connections at most; more are closed at once.
     pub max_connections: u32,
+    /// Connections at once from one address (an IPv6 /64); 0 = no cap per address.
+    pub max_connections_per_source: u32,
     /// Time a client gets to send its request headers (and a keep-alive connection may idle).
     pub header_timeout: Duration,
     /// Memory for files compressed on the fly.
@@ -106,6 +108,7 @@ impl Default for Web {
             root: PathBuf::from("www"),
             cross_origin_isolation: CrossOriginIsolation::Auto,
             max_connections: 10_000,
+            max_connections_per_source: 512,
             header_timeout: secs(10),
             compression_cache: ByteSize(256 << 20),
             metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],

@@ -37,14 +37,15 @@ pub fn register(
 
 impl Collector for WebCollector {
     fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
-        let (open, refused, _) = self.connections.figures();
+        let (open, refused, refused_per_source) = self.connections.figures();
         let (compressed, skipped) = self.compression.figures();
         let mut s = Scrape(encoder);
         s.gauge("connections", "Open HTTP connections", open as i64)?;
-        s.counter(
+        s.counters(
             "connections_refused",
-            "Connections refused over web.max_connections",
-            refused,
+            "Connections refused over web.max_connections(_per_source)",
+            "cap",
+            [("total", refused), ("per_source", refused_per_source)],
         )?;
         s.counter(
             "compressions",

@@ -44,6 +44,9 @@ pub use router::Routes;
 use router::Scheme;
 
 const MAX_CONNECTION_BUFFER: usize = 128 * 1024;
+/// At shutdown, how long a connection may take to finish what it is sending; the service's
+/// own grace period (`server.shutdown_grace`) bounds the whole.
+const GRACEFUL_CLOSE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` is cancelled, then lets open
 /// requests finish.
@@ -115,9 +118,13 @@ pub async fn serve(
                     let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
                     let mut conn = std::pin::pin!(conn);
                     let mut closing = false;
+                    // A graceful close waits for the client (HTTP/2 asks it to acknowledge a
+                    // ping); one that does not answer is dropped this long after.
+                    let mut hard_stop = std::pin::pin!(tokio::time::sleep(Duration::MAX));
                     let result = loop {
                         tokio::select! {
                             result = conn.as_mut() => break result,
+                            _ = hard_stop.as_mut(), if closing => break Ok(()),
                             // Idle (no request under way) for web.header_timeout, HTTP/1.1 and
                             // HTTP/2 alike: an HTTP/2 connection that only answers pings is no
                             // exception. Ongoing requests finish first.
@@ -125,11 +132,13 @@ pub async fn serve(
                                 if activity.is_idle(idle) {
                                     conn.as_mut().graceful_shutdown();
                                     closing = true;
+                                    hard_stop.as_mut().reset(Instant::now() + idle);
                                 }
                             }
                             _ = shutdown.cancelled(), if !closing => {
                                 conn.as_mut().graceful_shutdown();
                                 closing = true;
+                                hard_stop.as_mut().reset(Instant::now() + GRACEFUL_CLOSE_LIMIT);
                             }
                         }
                     };

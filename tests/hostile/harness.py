@@ -128,3 +128,68 @@ def raise_fd_limit():
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def ws_connect(web, source="127.0.0.1"):
+    """A raw WebSocket to the signalling endpoint, from `source`, after the handshake."""
+    import base64
+
+    s = socket.socket()
+    s.bind((source, 0))
+    s.settimeout(10)
+    s.connect(addr(web))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: {web}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def ws_text(sock, text):
+    """Sends one masked text frame."""
+    payload = text.encode()
+    n = len(payload)
+    head = bytearray([0x81])
+    if n < 126:
+        head.append(0x80 | n)
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    key = os.urandom(4)
+    head += key
+    mask = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    sock.sendall(bytes(head) + masked)
+
+
+def ws_frames(sock):
+    """Yields (opcode, payload) of server frames until the connection ends."""
+    buf = b""
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    try:
+        while True:
+            b0, b1 = need(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(need(2), "big")
+            elif n == 127:
+                n = int.from_bytes(need(8), "big")
+            yield b0 & 0x0F, need(n)
+    except (EOFError, OSError):
+        return
