@@ -157,33 +157,18 @@ def raw_checks():
     check("a client close(1000, 'bye') is echoed as 1000", code == 1000, f"{code} {reason!r}")
     check("after the closing handshake the server closes the TCP connection", c.ends())
 
-    # Text that is not UTF-8 fails the connection with 1007 (RFC 6455 §8.1).
-    c = Raw()
-    c.send(0x1, b'{"type":0,"data":"\xff\xfe"}')
-    code, reason = c.recv_close()
-    check("invalid UTF-8 in a text frame closes with 1007", code == 1007, f"{code} {reason!r}")
-
-    # A client frame without a mask closes with 1002 (RFC 6455 §5.1).
-    c = Raw()
-    c.send(0x1, CREATE.encode(), mask=False)
-    code, reason = c.recv_close()
-    check("an unmasked client frame closes with 1002", code == 1002, f"{code} {reason!r}")
-
-    # A continuation with nothing to continue, and a fragmented control frame: 1002.
-    c = Raw()
-    c.send(0x0, b"orphan")
-    code, _ = c.recv_close()
-    check("a continuation frame without a start closes with 1002", code == 1002, f"{code}")
-    c = Raw()
-    c.send(0x9, b"x", fin=False)
-    code, _ = c.recv_close()
-    check("a fragmented ping closes with 1002", code == 1002, f"{code}")
-
-    # A reserved opcode: 1002.
-    c = Raw()
-    c.send(0x3, b"x")
-    code, _ = c.recv_close()
-    check("a reserved opcode closes with 1002", code == 1002, f"{code}")
+    # Frames that break RFC 6455 fail the connection with the code for what they break.
+    for name, frame, expected in [
+        ("invalid UTF-8 in a text frame", dict(opcode=0x1, payload=b'{"type":0,"data":"\xff\xfe"}'), 1007),
+        ("an unmasked client frame", dict(opcode=0x1, payload=CREATE.encode(), mask=False), 1002),
+        ("a continuation frame without a start", dict(opcode=0x0, payload=b"orphan"), 1002),
+        ("a fragmented ping", dict(opcode=0x9, payload=b"x", fin=False), 1002),
+        ("a reserved opcode", dict(opcode=0x3, payload=b"x"), 1002),
+    ]:
+        c = Raw()
+        c.send(**frame)
+        code, reason = c.recv_close()
+        check(f"{name} closes with {expected}", code == expected, f"{code} {reason!r}")
 
 
 # --- a real client library --------------------------------------------------------------------
