@@ -91,7 +91,7 @@ pub enum Output {
 
 /// What the hub has done since start, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct HubCounts {
     pub relayed_offer: u64,
     pub relayed_answer: u64,
     pub relayed_candidate: u64,
@@ -126,7 +126,7 @@ pub struct Hub {
     next_lobby: u64,
     join_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     seal_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
-    counts: Counts,
+    counts: HubCounts,
     out: Vec<Output>,
     /// The time of the input being handled.
     now: Instant,
@@ -143,7 +143,7 @@ impl Hub {
             next_lobby: 0,
             join_deadlines: BinaryHeap::new(),
             seal_deadlines: BinaryHeap::new(),
-            counts: Counts::default(),
+            counts: HubCounts::default(),
             out: Vec::new(),
             now: Instant::now(),
         }
@@ -162,7 +162,7 @@ impl Hub {
         self.lobbies.len()
     }
 
-    pub fn counts(&self) -> &Counts {
+    pub fn counts(&self) -> &HubCounts {
         &self.counts
     }
 

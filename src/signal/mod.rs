@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use hub::{ConnId, Counts, Hub, Limits, Output};
+use hub::{ConnId, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
@@ -40,7 +40,7 @@ const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
 pub struct Snapshot {
     pub peers: usize,
     pub lobbies: usize,
-    pub counts: Counts,
+    pub counts: HubCounts,
     /// Peers dropped because they stopped reading (`signal.send_timeout`,
     /// `signal.max_queued_bytes`).
     pub slow_peers_dropped: u64,

@@ -157,7 +157,7 @@ impl From<&crate::config::Turn> for Settings {
 
 /// What the core has done since start, for metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct ControlCounts {
     pub allocations_created: u64,
     /// Error answers by code.
     pub errors: HashMap<u16, u64>,
@@ -192,7 +192,7 @@ pub struct Server {
     per_user: HashMap<String, u32>,
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
-    counts: Counts,
+    counts: ControlCounts,
 }
 
 /// What of a peer address must be one of our relay addresses when policy denies its IP.
@@ -219,7 +219,7 @@ impl Server {
             per_user: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
-            counts: Counts::default(),
+            counts: ControlCounts::default(),
         }
     }
 
@@ -233,7 +233,7 @@ impl Server {
         self.allocations.len()
     }
 
-    pub fn counts(&self) -> &Counts {
+    pub fn counts(&self) -> &ControlCounts {
         &self.counts
     }
 
