@@ -1,5 +1,5 @@
 //! Socket options socket2 has no method for (`SO_RCVBUFFORCE`, `IP_MTU_DISCOVER`): the one
-//! `unsafe` call in the crate, kept small and in one place.
+//! `unsafe` call, kept small and in one place.
 
 use std::io;
 

@@ -30,12 +30,14 @@ with open(os.path.join(www, "game.wasm"), "wb") as f:
         written += len(chunk)
 
 shutil.copy(os.path.join(www, "game.wasm"), os.path.join(www, "other.wasm"))
+cached_mib = 0.0
 server = Server(
     f'[web]\nlisten = ["127.0.0.1:0"]\nroot = "{www}"\ncompression_cache = "256MiB"\n'
     '[turn]\nlisten = ["127.0.0.1:0"]\nsecrets = ["hostile-secret-0123456789"]\n'
 )
 time.sleep(0.5)
 idle = server.rss_kib()
+first_idle = idle
 
 
 def fetch(method, coding, results, path="/game.wasm"):
@@ -83,11 +85,20 @@ for coding, clients in [(c, int(n)) for c, n in (x.split(":") for x in os.enviro
     )
     growth = (peak - idle) / 1024
     limit = 2 * size / (1 << 20)
+    cached_mib += size / (1 << 20)
     check(
         f"peak RSS for {clients} cold {coding} GETs stays under 2x the compressed size above idle",
         size > 0 and growth < limit,
         f"{growth:.1f} MiB above idle; compressed size {size / (1 << 20):.1f} MiB",
     )
+time.sleep(5)
+held = (server.rss_kib() - first_idle) / 1024
+check(
+    "afterwards the server holds little more than the cached compressed copies",
+    held < cached_mib + 16,
+    f"{held:.1f} MiB above idle, {cached_mib:.1f} MiB of it cached copies (web.compression_cache)",
+)
+
 # A HEAD on the cold file answers at once and compresses nothing.
 before = server.metric("rallypoint_web_compressions_total")
 results = []

@@ -78,6 +78,13 @@ check(
     growth < bound,
     f"peak {growth:.1f} MiB above idle, bound {bound:.0f} MiB ({PEERS} x {CAP_MIB} MiB queue + socket buffers)",
 )
+time.sleep(12)  # the queues are gone with their peers; is the memory given back?
+after = (server.rss_kib() - idle) / 1024
+check(
+    "memory goes back to the system afterwards",
+    after < 16,
+    f"{after:.1f} MiB above idle 12 s after the attack (peak {growth:.1f} MiB)",
+)
 counted = None
 for _ in range(30):  # the hub publishes its figures every second
     counted = server.metric("rallypoint_signal_slow_peers_dropped_total")
