@@ -64,6 +64,9 @@ impl From<std::io::Error> for StartError {
     }
 }
 
+/// How often free memory is handed back to the system.
+const TRIM_PERIOD: Duration = Duration::from_secs(10);
+
 /// Runs every service until SIGTERM or SIGINT, then drains them for `server.shutdown_grace`.
 pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     // Handlers first: SIGHUP's default action would kill a process that is still starting.
@@ -166,8 +169,12 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     log::info!("rallypoint {} ready: {status}", env!("CARGO_PKG_VERSION"));
     let watchdog = start_watchdog();
 
+    // Memory freed after a spike (a burst of players, an attack) goes back to the system.
+    let mut trim = tokio::time::interval(TRIM_PERIOD);
     loop {
         tokio::select! {
+            // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+            _ = trim.tick() => unsafe { libc::malloc_trim(0); },
             _ = hangup.recv() => reload(&source, &config_tx, &certificates, generated_secret.as_deref(), &status),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

@@ -92,6 +92,11 @@ impl Outbox {
 }
 
 impl Inbox {
+    /// Whether the hub has let go of this queue (it dropped the peer).
+    pub fn dropped_by_hub(&self) -> bool {
+        self.rx.is_closed()
+    }
+
     pub async fn recv(&mut self) -> Option<Outgoing> {
         let next = self.rx.recv().await;
         if let Some(Outgoing::Text(frame)) = &next {

@@ -139,7 +139,10 @@ pub async fn run(
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => break End::Gone,
                         Err(_) => {
-                            slow.dropped("signal.send_timeout");
+                            // Unless the hub has dropped (and counted) this peer already.
+                            if !outgoing.dropped_by_hub() {
+                                slow.dropped("signal.send_timeout");
+                            }
                             break End::Gone;
                         }
                     }

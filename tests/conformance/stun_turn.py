@@ -18,9 +18,9 @@ import sys
 import time
 import zlib
 
-HOST, PORT = sys.argv[1].rsplit(":", 1)
-PORT = int(PORT)
-USER, PASSWORD = sys.argv[2], sys.argv[3]
+# Set from the command line by main(), or by a script that imports this one as a STUN codec.
+HOST, PORT = "127.0.0.1", 3478
+USER, PASSWORD = "", ""
 MAGIC = 0x2112A442
 failures = []
 
@@ -376,6 +376,15 @@ def run(name, make):
     check(f"{name}: the deleted relay no longer delivers", c.received(0.5) is None)
 
 
-run("udp", Udp)
-run("tcp", Tcp)
-sys.exit(1 if failures else 0)
+def main():
+    global HOST, PORT, USER, PASSWORD
+    host, port = sys.argv[1].rsplit(":", 1)
+    HOST, PORT = host, int(port)
+    USER, PASSWORD = sys.argv[2], sys.argv[3]
+    run("udp", Udp)
+    run("tcp", Tcp)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,8 @@ PEERS = 40
 CAP_MIB = 1  # signal.max_queued_bytes below
 server = Server(
     '[web]\nlisten = ["127.0.0.1:0"]\n[signal]\nmessage_rate = 0\nmax_message_size = "64KiB"\n'
-    f'max_queued_bytes = "{CAP_MIB}MiB"\nsend_timeout = "5s"\nping_interval = "60s"\njoin_timeout = "5s"\n'
+    f'max_queued_bytes = "{CAP_MIB}MiB"\nsend_timeout = "5s"\n'
+    'ping_interval = "60s"\njoin_timeout = "5s"\n'
     '[turn]\nlisten = ["127.0.0.1:0"]\nsecrets = ["hostile-secret-0123456789"]\n'
 )
 idle = server.rss_kib()

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Abuse of the relay with valid credentials (rallypoint's STUN codec written from the RFCs, in
+tests/conformance/stun_turn.py, is the client):
+
+- /api/ice credentials do not share a quota: two fetched in the same second each get their own
+  turn.max_allocations_per_user (before the fix the username was only the expiry, and the 11th
+  allocation of everyone fetching in that second got 486);
+- where policy lets the relay reach this machine, a client still cannot relay into the server's
+  own TURN port and be answered by it (before: a Binding sent through the relay to the server's
+  own listener came back as a Data indication).
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+
+from harness import Server, addr, check, finish, http_get
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../conformance"))
+import stun_turn as st  # noqa: E402
+
+server = Server(
+    '[web]\nlisten = ["127.0.0.1:0"]\n'
+    '[turn]\nlisten = ["127.0.0.1:0"]\nsecrets = ["hostile-secret-0123456789"]\n'
+    'max_allocations_per_user = 10\nallow_peers = ["127.0.0.0/8"]\n'
+)
+st.HOST, st.PORT = addr(server.turn)
+
+
+def credential():
+    body = json.loads(http_get(server.web, "/api/ice")[1])
+    ice = body["iceServers"][0]
+    return ice["username"], ice["credential"]
+
+
+first, second = credential(), credential()
+held, refused = [], []
+for user, password in [first, second]:
+    st.USER, st.PASSWORD = user, password
+    for _ in range(10):
+        c = st.Client(st.Udp())
+        r, _ = c.request(st.ALLOCATE, [(st.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))])
+        (held if r.cls == st.SUCCESS else refused).append(c if r.cls == st.SUCCESS else r.error())
+check(
+    "two /api/ice credentials fetched together each get their own allocation quota",
+    len(held) == 20,
+    f"{len(held)} of 20 allocations made, refused with {sorted(set(refused))}; users "
+    f"{first[0].split(':', 1)[-1]!r} and {second[0].split(':', 1)[-1]!r}",
+)
+
+# Through the relay, to the server's own TURN port: a STUN Binding request.
+time.sleep(1.1)  # a credential of another second, whatever the quota scheme
+st.USER, st.PASSWORD = credential()
+c = st.Client(st.Udp())
+relay = c.allocate()
+listener = addr(server.turn)
+c.permission(listener)
+binding = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + os.urandom(12)
+c.send_indication(listener, binding)
+got = c.received(1.5)
+check(
+    "the relay does not carry a client's packets to the server's own TURN port",
+    got is None,
+    f"came back: {got}",
+)
+finish()
