@@ -686,10 +686,10 @@ async fn the_connection_cap_is_counted_and_logged() {
     let www = export();
     let mut server = server_for(&www, "max_connections = 3");
     let mut held = Vec::new();
+    // One listener accepts in order, so these three are admitted before the fourth.
     for _ in 0..3 {
         held.push(TcpStream::connect(server.web).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut over = TcpStream::connect(server.web).await.unwrap();
     let mut b = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(2), over.read(&mut b)).await;
@@ -698,7 +698,6 @@ async fn the_connection_cap_is_counted_and_logged() {
         "not closed: {read:?}"
     );
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     common::wait_for_metrics(
         server.web,
         &["rallypoint_web_connections_refused_total{cap=\"total\"} 1"],

@@ -174,6 +174,15 @@ def raw_checks():
 # --- a real client library --------------------------------------------------------------------
 
 
+async def close_received(ws):
+    """Reads until the server closes; the close frame it sent (None if there was none)."""
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed as e:
+        return e.rcvd
+
+
 async def library_checks():
     # The closing handshake from the client side, as `websockets` sees it.
     async with connect(URI) as ws:
@@ -190,11 +199,7 @@ async def library_checks():
     # answers, and the connection ends cleanly (websockets reports 1006 otherwise).
     async with connect(URI) as ws:
         await ws.send(json.dumps({"type": 0, "id": 0, "data": "NoSuchLobby"}))
-        try:
-            await ws.recv()
-            rcvd = None
-        except ConnectionClosed as e:
-            rcvd = e.rcvd
+        rcvd = await close_received(ws)
     check(
         "websockets: a hub close arrives as 4000 'Lobby does not exists', handshake completed",
         rcvd is not None
@@ -212,11 +217,7 @@ async def library_checks():
     await member.send(json.dumps({"type": 0, "id": 0, "data": lobby}))
     await member.recv()
     await host.close()
-    try:
-        while True:
-            await member.recv()
-    except ConnectionClosed as e:
-        rcvd = e.rcvd
+    rcvd = await close_received(member)
     check(
         "websockets: members see 4000 'Room host has disconnected' with a clean close",
         rcvd is not None
@@ -228,10 +229,7 @@ async def library_checks():
     # The join timeout, measured from the open.
     start = time.monotonic()
     async with connect(URI) as ws:
-        try:
-            await ws.recv()
-        except ConnectionClosed as e:
-            rcvd = e.rcvd
+        rcvd = await close_received(ws)
     took = time.monotonic() - start
     check(
         "a peer that never joins is closed with 4000 'Have not joined lobby yet' after join_timeout",
@@ -278,11 +276,7 @@ async def library_checks():
     # Over max_message_size: 1009 with the limit named.
     async with connect(URI, max_size=None) as ws:
         await ws.send("x" * (MAX_MESSAGE + 1))
-        try:
-            await ws.recv()
-            rcvd = None
-        except ConnectionClosed as e:
-            rcvd = e.rcvd
+        rcvd = await close_received(ws)
     check(
         "a message over max_message_size closes with 1009 naming the key",
         rcvd is not None and rcvd.code == 1009 and "signal.max_message_size" in rcvd.reason,

@@ -11,9 +11,8 @@
 import os
 import signal
 import subprocess
-import time
 
-from harness import BIN, Server, check, finish
+from harness import BIN, Server, check, finish, wait_until
 
 SECRET = "hunter2-a-very-secret-value"
 BASE = '[web]\nlisten = ["127.0.0.1:0"]\n[turn]\nlisten = ["127.0.0.1:0"]\n'
@@ -29,8 +28,9 @@ for bad in [f'secrets = "{SECRET}"\n', f'secrets = ["x"]\n[turn.users]\nalice = 
         out.returncode == 1 and SECRET not in out.stderr and "98765432123" not in out.stderr,
         out.stderr.strip().splitlines()[0] if out.stderr else "no error",
     )
+    refused = server.log_text().count("reload refused")
     server.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.7)
+    wait_until(lambda: server.log_text().count("reload refused") > refused, 10)
 log = server.log_text()
 check(
     "a reload with a mistyped secret is refused without logging it",
@@ -44,7 +44,7 @@ with open(config, "w") as f:
         + 'relay_ports = "50000-50100"\nsecrets = ["hostile-secret-0123456789"]\n'
     )
 server.proc.send_signal(signal.SIGHUP)
-time.sleep(0.7)
+wait_until(lambda: "configuration reloaded" in server.log_text(), 10)
 log = server.log_text()
 for key in ["turn.relay_ports", "web.max_connections"]:
     check(

@@ -98,6 +98,16 @@ class Server:
                 self.proc.kill()
 
 
+def wait_until(condition, seconds, step=0.05):
+    """Polls `condition` until it holds or `seconds` pass; returns its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
 def addr(text):
     host, port = text.rsplit(":", 1)
     return host, int(port)

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-from harness import Server, addr, check, finish, healthz_latency, raise_fd_limit
+from harness import Server, addr, check, finish, healthz_latency, raise_fd_limit, wait_until
 
 N = int(os.environ.get("HOSTILE_IDLE", "10000"))
 raise_fd_limit()
@@ -69,6 +69,7 @@ for name, target, preface, timeout in [
     ("HTTP/2", server.web, H2, 3),
     ("TURN TCP", server.turn, None, 3),
 ]:
+    baseline = server.fds()
     conns, refused, took = flood(target, preface)
     p99, p50, failed = healthz_from_player()
     check(
@@ -77,9 +78,10 @@ for name, target, preface, timeout in [
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {failed} failed; {N} opened in {took:.1f} s",
     )
     # The idle timeout, then for HTTP/2 as long again for the graceful close to give up on a
-    # client that does not acknowledge it.
+    # client that does not acknowledge it: the server's descriptors tell when they are gone.
     wait = 2 * timeout + 2
-    time.sleep(wait)
+    started = time.monotonic()
+    wait_until(lambda: server.fds() <= baseline + 2, wait, 0.2)
     alive = 0
     for s in conns:
         s.setblocking(False)
@@ -91,6 +93,7 @@ for name, target, preface, timeout in [
         except OSError:
             pass
         s.close()
+    wait = round(time.monotonic() - started, 1)
     check(
         f"the idle {name} connections are closed by the server",
         alive == 0,

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 
-from harness import Server, addr, check, finish
+from harness import Server, addr, check, finish, wait_until
 
 server = Server(
     '[web]\nlisten = ["127.0.0.1:0"]\n'
@@ -57,6 +57,7 @@ check(
 
 # The flood: unsigned Allocates from 20,000 addresses, while 99 players ask for their 401.
 stop = threading.Event()
+flooding = threading.Event()
 
 
 def flood():
@@ -72,11 +73,13 @@ def flood():
         finally:
             f.close()
         i += 1
+        if i == 1000:
+            flooding.set()
 
 
 flooder = threading.Thread(target=flood)
 flooder.start()
-time.sleep(0.5)
+flooding.wait(10)
 got = []
 
 
