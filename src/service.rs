@@ -136,6 +136,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     ));
     let web_settings = config_rx.borrow().web.clone();
     let compression = Arc::new(web::CompressionCache::new(
+        web::compression_dir(),
         web_settings.compression_cache.0 as usize,
     ));
     let connections = ConnCap::new(

@@ -92,7 +92,11 @@ pub struct Web {
     pub max_connections_per_source: u32,
     /// Time a client gets to send its request headers (and a keep-alive connection may idle).
     pub header_timeout: Duration,
-    /// Memory for files compressed on the fly.
+    /// Request line and headers at most (HTTP/1.1), header list at most (HTTP/2); more is
+    /// answered 431. Also what an HTTP/1.1 connection buffers of a response ahead of the client.
+    pub max_header_size: ByteSize,
+    /// Space for files compressed on the fly: unnamed files in systemd's `CacheDirectory` (else
+    /// the temporary directory), copies up to 256 KiB in memory.
     pub compression_cache: ByteSize,
     /// Addresses allowed to read /metrics.
     pub metrics_allow: Vec<IpNet>,
@@ -110,6 +114,7 @@ impl Default for Web {
             max_connections: 10_000,
             max_connections_per_source: 512,
             header_timeout: secs(10),
+            max_header_size: ByteSize(16 << 10),
             compression_cache: ByteSize(256 << 20),
             metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             selftest: true,
@@ -369,9 +374,8 @@ impl Config {
         }
     }
 
-    /// Reads, parses and validates the file at `path`.
     /// The keys that differ in `new` but only take effect at a restart: listeners are bound,
-    /// and the connection caps, header timeout, compression cache and relay sockets are set up,
+    /// and the connection caps, header limits, compression cache and relay sockets are set up,
     /// once at start. Everything else applies on reload.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
         let (a, b) = (self, new);
@@ -381,6 +385,14 @@ impl Config {
             (
                 "web.max_connections",
                 a.web.max_connections != b.web.max_connections,
+            ),
+            (
+                "web.max_connections_per_source",
+                a.web.max_connections_per_source != b.web.max_connections_per_source,
+            ),
+            (
+                "web.max_header_size",
+                a.web.max_header_size != b.web.max_header_size,
             ),
             (
                 "web.header_timeout",
@@ -413,6 +425,7 @@ impl Config {
         .collect()
     }
 
+    /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![ConfigError::unlocated(

@@ -153,6 +153,12 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
     if c.web.header_timeout.0.is_zero() {
         err("web.header_timeout", "must be longer than 0s".into());
     }
+    if !(8 << 10..=1 << 20).contains(&c.web.max_header_size.0) {
+        err(
+            "web.max_header_size",
+            "must be between 8KiB and 1MiB (browsers send a few KiB)".into(),
+        );
+    }
 
     // Signalling.
     let s = &c.signal;

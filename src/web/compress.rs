@@ -1,7 +1,13 @@
-//! On-the-fly compression of files that have no precompressed sidecar, kept in memory by
-//! (path, coding, modification time, size) under a size budget. A Godot `.wasm` shrinks to about
-//! a quarter with gzip and further with brotli; compressing it once per export instead of once
-//! per player is the point.
+//! On-the-fly compression of files that have no precompressed sidecar, kept by (path, coding,
+//! modification time, size) under a size budget. A Godot `.wasm` shrinks to about a quarter with
+//! gzip and further with brotli; compressing it once per export instead of once per player is
+//! the point.
+//!
+//! Copies are written as they are made into unnamed files in the cache directory (systemd's
+//! `CacheDirectory`, else the temporary directory): a 40 MiB export costs the server its
+//! encoder's state while compressing and nothing after, and the kernel's page cache serves it.
+//! Copies of at most [`IN_MEMORY`] bytes are kept in memory instead. Unnamed files vanish with
+//! their last reader, and with the process.
 //!
 //! A cold file is compressed once, by the first request: while that runs, requests for the same
 //! file and coding get the file uncompressed rather than starting another compression (players
@@ -9,10 +15,12 @@
 //! At most one compression per CPU runs at a time; beyond that, files go out uncompressed too.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use hyper::body::Bytes;
@@ -22,19 +30,44 @@ use super::negotiate::Coding;
 /// Brotli quality for on-the-fly work: near gzip's speed, clearly better ratio. Sidecars made
 /// ahead of time (`brotli -q 11`) do better still.
 const BROTLI_QUALITY: u32 = 5;
-/// A 512 KiB window: the encoder's state for a 40 MiB file is about 9 MiB, against 38 MiB with
-/// brotli's default 4 MiB window, for a few percent of ratio (measured on that file).
-const BROTLI_WINDOW: u32 = 19;
+/// A 256 KiB window: the encoder's state for Godot 4.6's 36 MiB `index.wasm` is about 5 MiB, 9 MiB
+/// with a 512 KiB window and 38 MiB with brotli's default 4 MiB, for 1 % of size (measured).
+const BROTLI_WINDOW: u32 = 18;
+
+/// Compressed copies up to this size are kept in memory.
+pub const IN_MEMORY: u64 = 256 * 1024;
 
 type Key = (PathBuf, &'static str);
+
+/// One compressed copy.
+#[derive(Clone, Debug)]
+pub enum Compressed {
+    Memory(Bytes),
+    /// An unnamed file, read at offsets so that readers never share a position.
+    File {
+        file: Arc<File>,
+        len: u64,
+    },
+}
+
+impl Compressed {
+    pub fn len(&self) -> u64 {
+        match self {
+            Compressed::Memory(bytes) => bytes.len() as u64,
+            Compressed::File { len, .. } => *len,
+        }
+    }
+}
 
 struct Entry {
     modified: SystemTime,
     len: u64,
-    bytes: Bytes,
+    copy: Compressed,
 }
 
 pub struct CompressionCache {
+    /// Where copies too big for memory are written.
+    dir: PathBuf,
     budget: usize,
     /// Compressions running at once at most.
     parallel: usize,
@@ -63,9 +96,10 @@ impl Drop for Running<'_> {
 }
 
 impl CompressionCache {
-    pub fn new(budget: usize) -> CompressionCache {
+    pub fn new(dir: PathBuf, budget: usize) -> CompressionCache {
         let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
         CompressionCache {
+            dir,
             budget,
             parallel,
             state: Mutex::new(State::default()),
@@ -81,11 +115,11 @@ impl CompressionCache {
         coding: Coding,
         modified: SystemTime,
         len: u64,
-    ) -> Option<Bytes> {
+    ) -> Option<Compressed> {
         let key = (file.to_path_buf(), coding.token());
         let s = self.state.lock().unwrap();
         let e = s.entries.get(&key)?;
-        (e.modified == modified && e.len == len).then(|| e.bytes.clone())
+        (e.modified == modified && e.len == len).then(|| e.copy.clone())
     }
 
     /// `file` in `coding`, from the cache or compressed now (off the async threads); `None` when
@@ -97,9 +131,9 @@ impl CompressionCache {
         coding: Coding,
         modified: SystemTime,
         len: u64,
-    ) -> std::io::Result<Option<Bytes>> {
-        if let Some(bytes) = self.cached(file, coding, modified, len) {
-            return Ok(Some(bytes));
+    ) -> std::io::Result<Option<Compressed>> {
+        if let Some(copy) = self.cached(file, coding, modified, len) {
+            return Ok(Some(copy));
         }
         let key = (file.to_path_buf(), coding.token());
         {
@@ -111,8 +145,8 @@ impl CompressionCache {
             s.running.insert(key.clone());
         }
         let _running = Running(self, key.clone());
-        let path = file.to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || compress_file(&path, coding))
+        let (path, dir) = (file.to_path_buf(), self.dir.clone());
+        let copy = tokio::task::spawn_blocking(move || compress_file(&path, coding, &dir))
             .await
             .map_err(std::io::Error::other)??;
         self.compressed.fetch_add(1, Ordering::Relaxed);
@@ -121,10 +155,10 @@ impl CompressionCache {
             Entry {
                 modified,
                 len,
-                bytes: bytes.clone(),
+                copy: copy.clone(),
             },
         );
-        Ok(Some(bytes))
+        Ok(Some(copy))
     }
 
     /// Compressions done, and requests sent uncompressed because one was under way.
@@ -136,13 +170,13 @@ impl CompressionCache {
     }
 
     fn insert(&self, key: Key, entry: Entry) {
-        let size = entry.bytes.len();
+        let size = entry.copy.len() as usize;
         if size > self.budget {
             return;
         }
         let mut s = self.state.lock().unwrap();
         if let Some(old) = s.entries.remove(&key) {
-            s.used -= old.bytes.len();
+            s.used -= old.copy.len() as usize;
             s.order.retain(|k| *k != key);
         }
         while s.used + size > self.budget {
@@ -150,7 +184,7 @@ impl CompressionCache {
                 break;
             };
             if let Some(e) = s.entries.remove(&oldest) {
-                s.used -= e.bytes.len();
+                s.used -= e.copy.len() as usize;
             }
         }
         s.used += size;
@@ -159,35 +193,80 @@ impl CompressionCache {
     }
 }
 
-/// Compresses a file as it is read, so only the compressed copy is ever held whole.
-fn compress_file(path: &Path, coding: Coding) -> std::io::Result<Bytes> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len() as usize;
-    // Room for the whole input up front: untouched pages cost no memory, and the buffer never
-    // doubles (and copies) on the way; shrinking it after moves no bytes for a large buffer.
-    let mut out = Vec::with_capacity(len + 1024);
+/// Compresses a file as it is read into an unnamed file in `dir`, so that neither the file nor
+/// its compressed copy is ever held whole in memory; small copies are read back into memory.
+fn compress_file(path: &Path, coding: Coding, dir: &Path) -> std::io::Result<Compressed> {
+    let mut input = File::open(path)?;
+    let out = unnamed_file(dir)?;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, &out);
     match coding {
         Coding::Brotli => {
-            let mut w =
-                brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
-            std::io::copy(&mut file, &mut w)?;
-            w.flush()?;
+            let mut c =
+                brotli::CompressorWriter::new(&mut w, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+            std::io::copy(&mut input, &mut c)?;
+            c.flush()?;
         }
         Coding::Gzip => {
-            let mut w = flate2::write::GzEncoder::new(&mut out, flate2::Compression::default());
-            std::io::copy(&mut file, &mut w)?;
-            w.finish()?;
+            let mut c = flate2::write::GzEncoder::new(&mut w, flate2::Compression::default());
+            std::io::copy(&mut input, &mut c)?;
+            c.finish()?;
         }
         Coding::Identity => {
-            std::io::copy(&mut file, &mut out)?;
+            std::io::copy(&mut input, &mut w)?;
         }
     }
-    out.shrink_to_fit();
+    w.flush()?;
+    drop(w);
+    let len = out.metadata()?.len();
     // The encoder's state (megabytes) has just been freed: hand it back to the system now rather
     // than keep it in the allocator's free lists.
     // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
     unsafe { libc::malloc_trim(0) };
-    Ok(out.into())
+    if len <= IN_MEMORY {
+        let mut bytes = vec![0; len as usize];
+        out.read_exact_at(&mut bytes, 0)?;
+        return Ok(Compressed::Memory(bytes.into()));
+    }
+    Ok(Compressed::File {
+        file: Arc::new(out),
+        len,
+    })
+}
+
+/// A file in `dir` with no name: it goes away when the last handle closes, crash or not.
+fn unnamed_file(dir: &Path) -> std::io::Result<File> {
+    let tmpfile = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    match tmpfile {
+        Ok(file) => Ok(file),
+        // Filesystems without O_TMPFILE: a named file, unlinked at once.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            let mut name = [0u8; 8];
+            getrandom::fill(&mut name).map_err(std::io::Error::other)?;
+            let path = dir.join(format!(".rallypoint-{:016x}", u64::from_ne_bytes(name)));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Where compressed copies go: systemd's `CacheDirectory`, else the temporary directory.
+pub fn compression_dir() -> PathBuf {
+    std::env::var_os("CACHE_DIRECTORY")
+        // systemd may list several directories, colon-separated.
+        .and_then(|v| v.to_str()?.split(':').next().map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// Types worth compressing: text, and the binaries of a Godot export (`.wasm`, `.pck`).
@@ -214,20 +293,62 @@ mod tests {
         path
     }
 
+    fn dir() -> PathBuf {
+        std::env::temp_dir()
+    }
+
+    fn contents(copy: &Compressed) -> Vec<u8> {
+        match copy {
+            Compressed::Memory(bytes) => bytes.to_vec(),
+            Compressed::File { file, len } => {
+                let mut bytes = vec![0; *len as usize];
+                file.read_exact_at(&mut bytes, 0).unwrap();
+                bytes
+            }
+        }
+    }
+
     #[test]
     fn round_trips_through_real_decoders() {
         let data = b"let godot = 'engine';\n".repeat(500);
         let path = file_with("round.js", &data);
-        let br = compress_file(&path, Coding::Brotli).unwrap();
+        let br = contents(&compress_file(&path, Coding::Brotli, &dir()).unwrap());
         let mut back = Vec::new();
         brotli::Decompressor::new(&br[..], 4096)
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
         assert!(br.len() < data.len() / 10);
-        let gz = compress_file(&path, Coding::Gzip).unwrap();
+        let gz = contents(&compress_file(&path, Coding::Gzip, &dir()).unwrap());
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn big_copies_live_in_unnamed_files() {
+        // Barely compressible: the copy is larger than what is kept in memory.
+        let mut data = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..(1 << 20) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            data.push((x >> 16) as u8);
+        }
+        let path = file_with("noise.wasm", &data);
+        let copies = dir().join(format!("rallypoint-copies-{}", std::process::id()));
+        std::fs::create_dir_all(&copies).unwrap();
+        let copy = compress_file(&path, Coding::Gzip, &copies).unwrap();
+        assert!(matches!(copy, Compressed::File { len, .. } if len > IN_MEMORY));
+        assert_eq!(
+            std::fs::read_dir(&copies).unwrap().count(),
+            0,
+            "no name in the directory"
+        );
+        std::fs::remove_dir(&copies).unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&contents(&copy)[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
@@ -238,25 +359,24 @@ mod tests {
         let a = file_with("a.js", "a".repeat(10_000).as_bytes());
         let b = file_with("b.js", "b".repeat(10_000).as_bytes());
         let t = SystemTime::UNIX_EPOCH;
-        let first = compress_file(&a, Coding::Gzip).unwrap().len();
-        let cache = CompressionCache::new(first + 10);
-        let one = cache
-            .get(&a, Coding::Gzip, t, 10_000)
-            .await
-            .unwrap()
-            .unwrap();
+        let first = compress_file(&a, Coding::Gzip, &dir()).unwrap().len() as usize;
+        let cache = CompressionCache::new(dir(), first + 10);
+        let get = async |at| {
+            contents(
+                &cache
+                    .get(&a, Coding::Gzip, at, 10_000)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
+        };
+        let one = get(t).await;
         // Same key and validators: the cached bytes, even after the file changed on disk.
         std::fs::write(&a, "c".repeat(10_000)).unwrap();
-        assert_eq!(
-            cache.get(&a, Coding::Gzip, t, 10_000).await.unwrap(),
-            Some(one.clone())
-        );
+        assert_eq!(get(t).await, one);
         // New mtime: compressed again.
         let later = t + std::time::Duration::from_secs(1);
-        assert_ne!(
-            cache.get(&a, Coding::Gzip, later, 10_000).await.unwrap(),
-            Some(one)
-        );
+        assert_ne!(get(later).await, one);
         // Over budget: the older entry goes.
         cache.get(&b, Coding::Gzip, t, 10_000).await.unwrap();
         let s = cache.state.lock().unwrap();
@@ -267,7 +387,7 @@ mod tests {
     #[tokio::test]
     async fn one_compression_per_file_at_a_time_the_rest_go_uncompressed() {
         let path = file_with("big.wasm", &b"\0asm".repeat(1 << 20));
-        let cache = std::sync::Arc::new(CompressionCache::new(64 << 20));
+        let cache = std::sync::Arc::new(CompressionCache::new(dir(), 64 << 20));
         let t = SystemTime::UNIX_EPOCH;
         let len = 4 << 20;
         let gets = (0..8).map(|_| {

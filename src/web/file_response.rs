@@ -2,23 +2,26 @@
 //! on-the-fly compression, or the file itself), applies validators, conditional requests and
 //! ranges, and adds the headers a Godot export needs.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
-use super::compress::{self, CompressionCache};
+use super::compress::{self, Compressed, CompressionCache};
 use super::file_cache::{OnDisk, Resolved};
 use super::isolation::Isolation;
 use super::mime;
 use super::negotiate::{self, Coding, Range};
 use super::response::{Body, full, plain};
 use crate::config::CrossOriginIsolation;
+
+/// Bytes read from disk at a time for a streamed body.
+const CHUNK: usize = 64 * 1024;
 
 pub async fn serve(
     method: &Method,
@@ -49,8 +52,8 @@ pub async fn serve(
         return plain(StatusCode::NOT_ACCEPTABLE, "no acceptable content coding\n");
     };
     let source = match resolved.sidecars.iter().find(|(c, _)| *c == coding) {
-        _ if coding == Coding::Identity => resolved.file.clone(),
-        Some((_, sidecar)) => sidecar.clone(),
+        _ if coding == Coding::Identity => Source::Disk(resolved.file.clone()),
+        Some((_, sidecar)) => Source::Disk(sidecar.clone()),
         None => {
             let len = resolved.file.len;
             // A HEAD never starts a compression: it gets what is cached, else the file as is.
@@ -60,17 +63,13 @@ pub async fn serve(
                 cache.get(file, coding, modified, len).await
             };
             match compressed {
-                Ok(Some(bytes)) => OnDisk {
-                    path: file.clone(),
-                    len: bytes.len() as u64,
-                    bytes: Some(bytes),
-                },
+                Ok(Some(copy)) => Source::Compressed(copy),
                 // Being compressed for someone else: the file as it is, if the client takes it.
                 Ok(None)
                     if negotiate::choose_coding(accept_encoding, &[Coding::Identity]).is_some() =>
                 {
                     coding = Coding::Identity;
-                    resolved.file.clone()
+                    Source::Disk(resolved.file.clone())
                 }
                 Ok(None) => {
                     let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "compressing, try again\n");
@@ -85,7 +84,7 @@ pub async fn serve(
             }
         }
     };
-    let len = source.len;
+    let len = source.len();
     let etag = negotiate::etag(resolved.file.len, modified, coding);
 
     let mut response = Response::builder()
@@ -143,25 +142,68 @@ pub async fn serve(
     if method == Method::HEAD {
         return response.body(full(Bytes::new())).expect("valid response");
     }
-    let body = match &source.bytes {
-        Some(bytes) => full(bytes.slice(start as usize..(start + count) as usize)),
-        None => match stream_file(&source.path, start, count).await {
+    let body = match source {
+        Source::Disk(OnDisk {
+            bytes: Some(bytes), ..
+        })
+        | Source::Compressed(Compressed::Memory(bytes)) => {
+            full(bytes.slice(start as usize..(start + count) as usize))
+        }
+        Source::Disk(OnDisk { path, .. }) => match stream_file(&path, start, count).await {
             Ok(body) => body,
             Err(e) => {
-                log::warn!("web: cannot read {}: {e}", source.path.display());
+                log::warn!("web: cannot read {}: {e}", path.display());
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read file\n");
             }
         },
+        Source::Compressed(Compressed::File { file, .. }) => stream_at(file, start, count),
     };
     response.body(body).expect("valid response")
 }
 
+/// Where the bytes of the chosen representation come from.
+enum Source {
+    /// The file itself or a sidecar.
+    Disk(OnDisk),
+    /// A copy compressed on the fly.
+    Compressed(Compressed),
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Disk(on_disk) => on_disk.len,
+            Source::Compressed(copy) => copy.len(),
+        }
+    }
+}
+
 /// `count` bytes of a large file from `start`, read as the client takes them.
 async fn stream_file(path: &Path, start: u64, count: u64) -> std::io::Result<Body> {
-    let mut file = tokio::fs::File::open(path).await?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(count), 64 * 1024).map_ok(Frame::data);
-    Ok(StreamBody::new(stream).boxed())
+    let file = tokio::fs::File::open(path).await?.into_std().await;
+    Ok(stream_at(Arc::new(file), start, count))
+}
+
+/// `count` bytes of `file` from `start`, a chunk at a time as the client takes them, read at
+/// offsets (so readers can share a file) into buffers that hyper then owns.
+fn stream_at(file: Arc<File>, start: u64, count: u64) -> Body {
+    let end = start + count;
+    let chunks = futures_util::stream::try_unfold(start, move |at| {
+        let file = file.clone();
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let n = CHUNK.min((end - at) as usize);
+            // Allocated here, not on a blocking-pool thread, so that it comes from and goes
+            // back to the runtime threads' arenas (measured: 48 streams held 12 MiB more).
+            let mut buf = vec![0; n];
+            let chunk =
+                tokio::task::spawn_blocking(move || file.read_exact_at(&mut buf, at).map(|()| buf))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            Ok::<_, std::io::Error>(Some((Frame::data(Bytes::from(chunk)), at + n as u64)))
+        }
+    });
+    StreamBody::new(chunks).boxed()
 }

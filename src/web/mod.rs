@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
-pub use compress::CompressionCache;
+pub use compress::{CompressionCache, compression_dir};
 pub use file_cache::FileCache;
 pub use ice::{TurnAddresses, ice_servers};
 pub use metrics::register as register_metrics;
@@ -43,7 +43,6 @@ pub use response::Body;
 pub use router::Routes;
 use router::Scheme;
 
-const MAX_CONNECTION_BUFFER: usize = 128 * 1024;
 /// At shutdown, how long a connection may take to finish what it is sending; the service's
 /// own grace period (`server.shutdown_grace`) bounds the whole.
 const GRACEFUL_CLOSE_LIMIT: Duration = Duration::from_secs(3600);
@@ -59,17 +58,20 @@ pub async fn serve(
 ) {
     let settings = config.borrow().web.clone();
     let idle = settings.header_timeout.0;
+    let max_header_size = settings.max_header_size.0;
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        // What one connection may buffer of a response ahead of the client (hyper's default is
-        // about 400 KiB): many players downloading the same big file at once cost little.
-        .max_buf_size(MAX_CONNECTION_BUFFER)
+        // Caps what one connection buffers of a request's headers (hyper's default is about
+        // 400 KiB: 10,000 connections could hold 4 GiB), answering 431 beyond, and of a response
+        // ahead of the client, so many players downloading one big file at once cost little.
+        .max_buf_size(max_header_size as usize)
         // Also closes keep-alive connections idle for this long between requests.
         .header_read_timeout(idle);
     http.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_header_list_size(max_header_size as u32)
         .max_concurrent_streams(128);
     let acceptor = tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[
         b"h2",

@@ -41,6 +41,8 @@ def healthz_from_player():
         while chunk := s.recv(65536):
             out += chunk
         s.close()
+        if not out:
+            raise ConnectionError("closed without an answer")  # refused: counted as failed
         return int(out.split()[1]), out
 
     harness.http_get = from_player

@@ -55,26 +55,33 @@ check(
     f"{answers} answers to 1,000 Bindings sent in {sent_in * 1000:.0f} ms",
 )
 
-# The flood: unsigned Allocates from 20,000 addresses, while 99 players ask for their 401.
+# The flood: unsigned Allocates from 20,000 addresses, while 99 players ask for their 401. As a
+# real flood does, it forges its source addresses: one raw socket writes the IP headers itself
+# (root only; loopback only), fast enough to show 20,000 new sources a second.
 stop = threading.Event()
 flooding = threading.Event()
 
 
+def forged(source, payload):
+    udp = struct.pack("!HHHH", 40000, turn[1], 8 + len(payload), 0) + payload
+    # Version/IHL, TOS, length, id, fragment, TTL, protocol, checksum (the kernel fills it in).
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     socket.inet_aton(source), socket.inet_aton(turn[0]))
+    return ip + udp
+
+
 def flood():
-    i = 0
-    while not stop.is_set() and i < 200_000:
-        a = 1 + i % 20_000
-        src = f"127.1.{a >> 8}.{a & 255}"
-        f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            f.bind((src, 0))
-            for _ in range(3):
-                f.sendto(request(ALLOCATE), turn)
-        finally:
-            f.close()
-        i += 1
-        if i == 1000:
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    sources = [f"127.1.{a >> 8}.{a & 255}" for a in range(1, 20_001)]
+    i, start = 0, time.monotonic()
+    while not stop.is_set() and time.monotonic() - start < 60:
+        for src in sources[i % 20_000 : i % 20_000 + 500]:
+            raw.sendto(forged(src, request(ALLOCATE)), (turn[0], 0))
+        i += 500
+        if i >= 20_000:  # every source seen once: the players come now
             flooding.set()
+    print(f"flood: {i} forged requests from 20,000 addresses in {time.monotonic() - start:.1f} s")
 
 
 flooder = threading.Thread(target=flood)
