@@ -221,6 +221,23 @@ pub struct Signal {
     pub send_timeout: Duration,
     /// Bytes waiting for one peer at most; a peer that lets more pile up is disconnected.
     pub max_queued_bytes: ByteSize,
+    /// Extension clients: time allowed outside a lobby (browsing the list) before being closed.
+    pub browse_timeout: Duration,
+    /// Extension clients: how long a dropped peer's place is kept for a resume; 0 = not kept.
+    pub resume_grace: Duration,
+    /// Frames kept for a dropped peer meanwhile; one more gives its place up.
+    pub max_resume_queue: u32,
+    /// Characters of a lobby title at most.
+    pub max_title: u32,
+    /// Bytes of a lobby's data (as JSON) at most.
+    pub max_lobby_data: ByteSize,
+    /// Lobbies per page of the lobby list.
+    pub list_page_size: u32,
+    /// Lobby-list queries per second per connection (bursts of 5); 0 = unlimited.
+    pub list_rate: u32,
+    /// Failed joins (unknown lobby or code, wrong password) per minute per address (an IPv6
+    /// /64), in bursts of as many; 0 = unlimited.
+    pub failed_joins_per_minute: u32,
 }
 
 impl Default for Signal {
@@ -239,6 +256,14 @@ impl Default for Signal {
             message_burst: 200,
             send_timeout: secs(10),
             max_queued_bytes: ByteSize(1024 * 1024),
+            browse_timeout: secs(300),
+            resume_grace: secs(20),
+            max_resume_queue: 256,
+            max_title: 64,
+            max_lobby_data: ByteSize(1024),
+            list_page_size: 50,
+            list_rate: 2,
+            failed_joins_per_minute: 10,
         }
     }
 }

@@ -195,7 +195,21 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
             ),
         );
     }
+    if !(1..=1000).contains(&s.list_page_size) {
+        err("signal.list_page_size", "must be between 1 and 1000".into());
+    }
+    if s.max_lobby_data.0 > s.max_message_size.0 / 2 {
+        err(
+            "signal.max_lobby_data",
+            format!(
+                "must be at most half of signal.max_message_size ({}): a lobby's state is sent \
+                 in one message",
+                s.max_message_size
+            ),
+        );
+    }
     for (key, d) in [
+        ("signal.browse_timeout", s.browse_timeout),
         ("signal.join_timeout", s.join_timeout),
         ("signal.ping_interval", s.ping_interval),
         ("signal.send_timeout", s.send_timeout),

@@ -3,7 +3,8 @@
 //! browsers; clients that send no Origin (native Godot, tools) are not browsers and may connect.
 
 use hyper::header::{
-    CONNECTION, HOST, HeaderMap, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    CONNECTION, HOST, HeaderMap, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::{Method, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -54,6 +55,33 @@ pub fn accept(
         }
     }
     Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// The WebSocket subprotocol that asks for rallypoint's lobby extension (docs/protocol.md).
+pub const SUBPROTOCOL: &str = "rallypoint.v1";
+
+/// How a client asked for the lobby extension, if it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtensionAsk {
+    No,
+    /// Offered [`SUBPROTOCOL`]: the 101 names it back.
+    Subprotocol,
+    /// `ext=1` in the query, for clients that cannot set subprotocols.
+    Query,
+}
+
+pub fn extension_asked(headers: &HeaderMap, query: Option<&str>) -> ExtensionAsk {
+    let offered = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL))
+    });
+    if offered {
+        ExtensionAsk::Subprotocol
+    } else if query.is_some_and(|q| q.split('&').any(|kv| kv == "ext=1")) {
+        ExtensionAsk::Query
+    } else {
+        ExtensionAsk::No
+    }
 }
 
 /// `signal.allowed_origins`: "*" allows any; a list allows exactly those origins; an empty list
@@ -165,5 +193,20 @@ mod tests {
             accept(&Method::GET, &h, &c).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn the_extension_is_asked_for_by_subprotocol_or_query() {
+        let plain = request(&[]);
+        assert_eq!(extension_asked(&plain, None), ExtensionAsk::No);
+        assert_eq!(extension_asked(&plain, Some("ext=0&x=1")), ExtensionAsk::No);
+        assert_eq!(
+            extension_asked(&plain, Some("a=b&ext=1")),
+            ExtensionAsk::Query
+        );
+        let offered = request(&[("sec-websocket-protocol", "chat, rallypoint.v1")]);
+        assert_eq!(extension_asked(&offered, None), ExtensionAsk::Subprotocol);
+        let other = request(&[("sec-websocket-protocol", "rallypoint.v2")]);
+        assert_eq!(extension_asked(&other, None), ExtensionAsk::No);
     }
 }

@@ -9,12 +9,24 @@
 //! - a relay to a member that left a moment ago is dropped instead of closing the sender;
 //! - sealed lobbies are freed, and joining one is refused ("Lobby is sealed");
 //! - once sealed, departures no longer disturb the others (the game runs peer to peer by then).
+//!
+//! Clients that ask for rallypoint's extension (docs/protocol.md) also get: lobbies created with
+//! options ([`lobby::Options`]), join codes (which plain clients may use as lobby names too), a
+//! lobby list, host tools (update, kick), failed joins limited per address, and resuming a place
+//! after a dropped socket within `resume_grace`, with what was sent meanwhile queued.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
+
 use super::codec::{self, Command, Dialect, Event, Negotiation};
+use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
+use super::lobby::{self, OptionLimits, Options};
+use super::rate::RateLimit;
+use crate::conn_cap::Source;
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
 pub type ConnId = u64;
@@ -36,8 +48,16 @@ pub mod reason {
     pub const INVALID_CMD: &str = "Invalid command";
     pub const TOO_MANY_PEERS: &str = "Too many peers connected";
     pub const INVALID_TRANSFER_MODE: &str = "Invalid transfer mode, must be text";
-    /// rallypoint's own, for `signal.max_lobby_members`.
+    /// rallypoint's own, for `signal.max_lobby_members` and a lobby's player cap.
     pub const LOBBY_FULL: &str = "Lobby is full";
+    /// rallypoint's own: a plain client cannot give the password a lobby was created with.
+    pub const NEEDS_PASSWORD: &str = "Lobby requires a password";
+    /// rallypoint's own: `signal.failed_joins_per_minute` from this address.
+    pub const TOO_MANY_FAILED_JOINS: &str = "Too many failed joins, try again later";
+    /// rallypoint's own: the host removed this peer (extension KICK).
+    pub const KICKED: &str = "Kicked by host";
+    /// rallypoint's own: the peer's place was resumed on a newer connection.
+    pub const RESUMED_ELSEWHERE: &str = "Resumed on another connection";
 
     /// The protocol's error close code; only "Seal complete" closes normally (1000).
     pub const PROTOCOL_ERROR: u16 = 4000;
@@ -53,6 +73,11 @@ const LOBBY_NAME_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 const LOBBY_NAME_LEN: usize = 16;
 /// The id every lobby's host has.
 const HOST_ID: u32 = 1;
+/// Lobby-list queries one connection may make at once (then `list_rate` a second).
+const LIST_BURST: u32 = 5;
+/// Addresses whose failed joins are remembered at most; beyond, buckets that have refilled are
+/// forgotten first (a forgotten address starts with a full bucket).
+const FAILED_JOIN_SOURCES: usize = 65_536;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -62,6 +87,19 @@ pub struct Limits {
     pub max_lobby_members: u32,
     pub join_timeout: Duration,
     pub seal_close_delay: Duration,
+    /// How long an extension client may stay outside a lobby (browsing the list).
+    pub browse_timeout: Duration,
+    /// How long an extension peer's place is kept after its socket drops; 0 = not at all.
+    pub resume_grace: Duration,
+    /// Frames queued for a peer whose socket dropped; one more gives its place up.
+    pub max_resume_queue: usize,
+    pub options: OptionLimits,
+    /// Lobbies per LOBBIES page.
+    pub list_page_size: u32,
+    /// Lobby-list queries a second per connection (0 = unlimited).
+    pub list_rate: u32,
+    /// Failed joins (no such lobby or code, wrong password) a minute per address (an IPv6 /64).
+    pub failed_joins_per_minute: u32,
 }
 
 impl From<&crate::config::Signal> for Limits {
@@ -72,8 +110,26 @@ impl From<&crate::config::Signal> for Limits {
             max_lobby_members: s.max_lobby_members,
             join_timeout: s.join_timeout.0,
             seal_close_delay: s.seal_close_delay.0,
+            browse_timeout: s.browse_timeout.0,
+            resume_grace: s.resume_grace.0,
+            max_resume_queue: s.max_resume_queue as usize,
+            options: OptionLimits {
+                max_title: s.max_title as usize,
+                max_data: s.max_lobby_data.0 as usize,
+            },
+            list_page_size: s.list_page_size,
+            list_rate: s.list_rate,
+            failed_joins_per_minute: s.failed_joins_per_minute,
         }
     }
+}
+
+/// What the hub knows of a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// It asked for rallypoint's extension.
+    pub extension: bool,
+    pub source: IpAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +154,14 @@ pub struct HubCounts {
     /// Relays to a member that had just left, dropped.
     pub dropped_late: u64,
     pub closes: HashMap<&'static str, u64>,
+    /// Joins that named a lobby by its code.
+    pub joins_by_code: u64,
+    /// Joins refused: no such lobby or code, wrong password, or over the failed-join limit.
+    pub failed_joins: HashMap<&'static str, u64>,
+    pub resumes: u64,
+    /// Places given up because the grace ran out or the queue filled.
+    pub resumes_expired: u64,
+    pub kicks: u64,
 }
 
 struct Peer {
@@ -105,16 +169,104 @@ struct Peer {
     id: u32,
     dialect: Option<Dialect>,
     lobby: Option<u64>,
+    source: Source,
+    /// Extension clients only (boxed: a plain peer stays small).
+    ext: Option<Box<Extension>>,
+}
+
+struct Extension {
+    /// Takes this peer's place back after a dropped socket.
+    token: String,
+    list_limit: RateLimit,
+    /// Set while the socket is gone and the place kept.
+    away: Option<Away>,
+}
+
+struct Away {
+    until: Instant,
+    /// Frames sent to this peer meanwhile, in order.
+    queue: VecDeque<String>,
 }
 
 struct Lobby {
     name: String,
+    code: String,
     host: ConnId,
     mesh: bool,
+    options: Options,
     /// In join order.
     members: Vec<ConnId>,
     sealed: bool,
     departed: VecDeque<(u32, Instant)>,
+}
+
+impl Lobby {
+    fn info(&self) -> LobbyInfo {
+        self.options.info(
+            &self.name,
+            &self.code,
+            self.mesh,
+            self.members.len(),
+            self.sealed,
+        )
+    }
+
+    /// Members at most: the lobby's own cap and `signal.max_lobby_members`, 0 = none.
+    fn full(&self, server_cap: u32) -> bool {
+        let cap = match (self.options.max_players, server_cap) {
+            (0, cap) | (cap, 0) => cap,
+            (a, b) => a.min(b),
+        };
+        cap > 0 && self.members.len() >= cap as usize
+    }
+}
+
+/// Why a join is refused: a close for a plain client, an ERROR for an extension one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    AlreadyInLobby,
+    TooManyLobbies,
+    NotFound,
+    Sealed,
+    Full,
+    NeedsPassword,
+    WrongPassword,
+    RateLimited,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::AlreadyInLobby => reason::ALREADY_IN_LOBBY,
+            Refusal::TooManyLobbies => reason::TOO_MANY_LOBBIES,
+            Refusal::NotFound => reason::LOBBY_DOES_NOT_EXIST,
+            Refusal::Sealed => reason::LOBBY_IS_SEALED,
+            Refusal::Full => reason::LOBBY_FULL,
+            Refusal::NeedsPassword | Refusal::WrongPassword => reason::NEEDS_PASSWORD,
+            Refusal::RateLimited => reason::TOO_MANY_FAILED_JOINS,
+        }
+    }
+
+    fn code(self) -> ErrorCode {
+        match self {
+            Refusal::AlreadyInLobby => ErrorCode::AlreadyInLobby,
+            Refusal::TooManyLobbies => ErrorCode::TooManyLobbies,
+            Refusal::NotFound => ErrorCode::NotFound,
+            Refusal::Sealed => ErrorCode::Sealed,
+            Refusal::Full => ErrorCode::Full,
+            Refusal::NeedsPassword | Refusal::WrongPassword => ErrorCode::WrongPassword,
+            Refusal::RateLimited => ErrorCode::RateLimited,
+        }
+    }
+
+    /// The failed-join counter's label, for refusals that count against the address.
+    fn failed_join(self) -> Option<&'static str> {
+        match self {
+            Refusal::NotFound => Some("not_found"),
+            Refusal::NeedsPassword | Refusal::WrongPassword => Some("wrong_password"),
+            _ => None,
+        }
+    }
 }
 
 pub struct Hub {
@@ -123,9 +275,16 @@ pub struct Hub {
     by_id: HashMap<u32, ConnId>,
     lobbies: HashMap<u64, Lobby>,
     lobby_names: HashMap<String, u64>,
+    lobby_codes: HashMap<String, u64>,
     next_lobby: u64,
+    /// Resume token → the peer it belongs to.
+    tokens: HashMap<String, ConnId>,
+    failed_joins: HashMap<Source, RateLimit>,
     join_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     seal_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    resume_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Away peers whose queue overflowed: their places are given up once the input is handled.
+    overflowed: Vec<ConnId>,
     counts: HubCounts,
     out: Vec<Output>,
     /// The time of the input being handled.
@@ -140,9 +299,14 @@ impl Hub {
             by_id: HashMap::new(),
             lobbies: HashMap::new(),
             lobby_names: HashMap::new(),
+            lobby_codes: HashMap::new(),
             next_lobby: 0,
+            tokens: HashMap::new(),
+            failed_joins: HashMap::new(),
             join_deadlines: BinaryHeap::new(),
             seal_deadlines: BinaryHeap::new(),
+            resume_deadlines: BinaryHeap::new(),
+            overflowed: Vec::new(),
             counts: HubCounts::default(),
             out: Vec::new(),
             now: Instant::now(),
@@ -162,28 +326,57 @@ impl Hub {
         self.lobbies.len()
     }
 
+    /// Open lobbies that are listed (public).
+    pub fn public_lobby_count(&self) -> usize {
+        self.lobbies.values().filter(|l| l.options.public).count()
+    }
+
+    /// Peers whose socket dropped and whose place is kept for a resume.
+    pub fn away_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.ext.as_ref().is_some_and(|e| e.away.is_some()))
+            .count()
+    }
+
     pub fn counts(&self) -> &HubCounts {
         &self.counts
     }
 
     /// A new WebSocket connection.
-    pub fn connect(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
+    pub fn connect(&mut self, conn: ConnId, client: Client, now: Instant) -> Vec<Output> {
         self.now = now;
         if self.peers.len() >= self.limits.max_peers as usize {
             self.push_close(conn, reason::PROTOCOL_ERROR, reason::TOO_MANY_PEERS);
         } else {
             let id = self.fresh_id();
             self.by_id.insert(id, conn);
+            let ext = client.extension.then(|| {
+                let token = random_token();
+                self.tokens.insert(token.clone(), conn);
+                Box::new(Extension {
+                    token,
+                    list_limit: RateLimit::new(f64::from(self.limits.list_rate), LIST_BURST, now),
+                    away: None,
+                })
+            });
+            let timeout = if ext.is_some() {
+                self.limits.browse_timeout
+            } else {
+                self.limits.join_timeout
+            };
             self.peers.insert(
                 conn,
                 Peer {
                     id,
-                    dialect: None,
+                    // The extension is JSON only.
+                    dialect: ext.is_some().then_some(Dialect::Json),
                     lobby: None,
+                    source: Source::of(client.source),
+                    ext,
                 },
             );
-            self.join_deadlines
-                .push(Reverse((now + self.limits.join_timeout, conn)));
+            self.join_deadlines.push(Reverse((now + timeout, conn)));
         }
         self.take()
     }
@@ -192,6 +385,15 @@ impl Hub {
     pub fn message(&mut self, conn: ConnId, frame: &str, now: Instant) -> Vec<Output> {
         self.now = now;
         if let Some(peer) = self.peers.get_mut(&conn) {
+            if peer.ext.is_some() {
+                if let Some(request) = ext::decode(frame) {
+                    match request {
+                        Ok(command) => self.ext_command(conn, command),
+                        Err(bad) => self.error(conn, bad.of, ErrorCode::Invalid, &bad.message),
+                    }
+                    return self.take();
+                }
+            }
             let dialect = *peer.dialect.get_or_insert_with(|| Dialect::detect(frame));
             match codec::decode(dialect, frame) {
                 Ok(command) => self.command(conn, command),
@@ -210,10 +412,26 @@ impl Hub {
         self.take()
     }
 
-    /// `conn` is gone (it closed, failed, or was closed by us). Unknown ids are ignored.
+    /// `conn` is gone (it closed, failed, or was closed by us). Unknown ids are ignored. An
+    /// extension peer in an unsealed lobby keeps its place for `resume_grace`.
     pub fn disconnect(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
         self.now = now;
-        self.remove(conn);
+        let grace = self.limits.resume_grace;
+        let keep = !grace.is_zero()
+            && self.peers.get(&conn).is_some_and(|p| {
+                p.ext.as_ref().is_some_and(|e| e.away.is_none())
+                    && p.lobby.is_some_and(|key| !self.lobbies[&key].sealed)
+            });
+        if keep {
+            let ext = self.peers.get_mut(&conn).unwrap().ext.as_mut().unwrap();
+            ext.away = Some(Away {
+                until: now + grace,
+                queue: VecDeque::new(),
+            });
+            self.resume_deadlines.push(Reverse((now + grace, conn)));
+        } else {
+            self.remove(conn);
+        }
         self.take()
     }
 
@@ -235,11 +453,27 @@ impl Hub {
             }
             self.seal_deadlines.pop();
             if let Some(lobby) = self.lobbies.remove(&key) {
-                self.lobby_names.remove(&lobby.name);
+                self.forget_lobby(&lobby);
                 for member in lobby.members {
                     self.push_close(member, reason::NORMAL, reason::SEAL_COMPLETE);
                     self.forget_peer(member);
                 }
+            }
+        }
+        while let Some(&Reverse((at, conn))) = self.resume_deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.resume_deadlines.pop();
+            let expired = self.peers.get(&conn).is_some_and(|p| {
+                p.ext
+                    .as_ref()
+                    .and_then(|e| e.away.as_ref())
+                    .is_some_and(|a| a.until <= now)
+            });
+            if expired {
+                self.counts.resumes_expired += 1;
+                self.remove(conn);
             }
         }
         self.take()
@@ -247,14 +481,27 @@ impl Hub {
 
     /// When [`Hub::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let join = self.join_deadlines.peek().map(|Reverse((at, _))| *at);
-        let seal = self.seal_deadlines.peek().map(|Reverse((at, _))| *at);
-        join.into_iter().chain(seal).min()
+        [&self.join_deadlines, &self.resume_deadlines]
+            .into_iter()
+            .filter_map(|d| d.peek().map(|Reverse((at, _))| *at))
+            .chain(self.seal_deadlines.peek().map(|Reverse((at, _))| *at))
+            .min()
     }
 
     fn command(&mut self, conn: ConnId, command: Command) {
         if let Command::Join { lobby, mesh } = command {
-            return self.join(conn, lobby, mesh);
+            if self.peers[&conn].lobby.is_some() {
+                return self.close(conn, reason::ALREADY_IN_LOBBY);
+            }
+            let found = if lobby.is_empty() {
+                self.create_lobby(conn, mesh, Options::default())
+            } else {
+                self.find_lobby(conn, &lobby, None)
+            };
+            return match found {
+                Ok(key) => self.enter(conn, key),
+                Err(why) => self.close(conn, why.reason()),
+            };
         }
         let Some(key) = self.peers[&conn].lobby else {
             return self.close(conn, reason::NEED_LOBBY);
@@ -266,37 +513,86 @@ impl Hub {
         }
     }
 
-    fn join(&mut self, conn: ConnId, name: String, mesh: bool) {
-        if self.peers[&conn].lobby.is_some() {
-            return self.close(conn, reason::ALREADY_IN_LOBBY);
+    /// The lobby `name_or_code` names, if `conn` may join it with `password` (`None`: a plain
+    /// client, which has none to give). Counts failed joins against the client's address.
+    fn find_lobby(
+        &mut self,
+        conn: ConnId,
+        name_or_code: &str,
+        password: Option<&str>,
+    ) -> Result<u64, Refusal> {
+        let source = self.peers[&conn].source;
+        let per_minute = self.limits.failed_joins_per_minute;
+        let now = self.now;
+        // A spent address learns nothing more, right or wrong.
+        if per_minute > 0
+            && self
+                .failed_joins
+                .get_mut(&source)
+                .is_some_and(|b| !b.has_token(now))
+        {
+            *self.counts.failed_joins.entry("rate_limited").or_default() += 1;
+            return Err(Refusal::RateLimited);
         }
-        let key = if name.is_empty() {
-            if self.lobbies.len() >= self.limits.max_lobbies as usize {
-                return self.close(conn, reason::TOO_MANY_LOBBIES);
-            }
-            self.create_lobby(conn, mesh)
-        } else {
-            match self.lobby_names.get(&name) {
-                Some(&key) => key,
-                None => return self.close(conn, reason::LOBBY_DOES_NOT_EXIST),
+        let by_code = lobby::as_code(name_or_code).and_then(|c| self.lobby_codes.get(&c).copied());
+        let found = match by_code.or_else(|| self.lobby_names.get(name_or_code).copied()) {
+            None => Err(Refusal::NotFound),
+            Some(key) => {
+                let lobby = &self.lobbies[&key];
+                match (&lobby.options.password, password) {
+                    _ if lobby.sealed => Err(Refusal::Sealed),
+                    (Some(_), None) => Err(Refusal::NeedsPassword),
+                    (Some(p), Some(attempt)) if !p.matches(attempt) => Err(Refusal::WrongPassword),
+                    _ if lobby.full(self.limits.max_lobby_members) => Err(Refusal::Full),
+                    _ => Ok(key),
+                }
             }
         };
-        let lobby = &self.lobbies[&key];
-        if lobby.sealed {
-            return self.close(conn, reason::LOBBY_IS_SEALED);
+        match found {
+            Ok(_) if by_code.is_some() => self.counts.joins_by_code += 1,
+            Err(why) => {
+                if let Some(label) = why.failed_join() {
+                    *self.counts.failed_joins.entry(label).or_default() += 1;
+                    if per_minute > 0 {
+                        self.count_failed_join(source);
+                    }
+                }
+            }
+            Ok(_) => {}
         }
-        let cap = self.limits.max_lobby_members as usize;
-        if cap > 0 && lobby.members.len() >= cap {
-            return self.close(conn, reason::LOBBY_FULL);
-        }
+        found
+    }
 
+    /// Takes a token from the address's failed-join bucket. Addresses are remembered up to
+    /// [`FAILED_JOIN_SOURCES`]: then those whose bucket has refilled are forgotten (it changes
+    /// nothing), and if that is not enough, all (a flood from that many addresses costs its
+    /// limit, not the server's memory).
+    fn count_failed_join(&mut self, source: Source) {
+        let (now, per_minute) = (self.now, self.limits.failed_joins_per_minute);
+        if self.failed_joins.len() >= FAILED_JOIN_SOURCES
+            && !self.failed_joins.contains_key(&source)
+        {
+            self.failed_joins.retain(|_, b| !b.is_full(now));
+            if self.failed_joins.len() >= FAILED_JOIN_SOURCES {
+                self.failed_joins.clear();
+            }
+        }
+        self.failed_joins
+            .entry(source)
+            .or_insert_with(|| RateLimit::new(f64::from(per_minute) / 60.0, per_minute, now))
+            .try_take(now);
+    }
+
+    /// Puts `conn` into lobby `key`: Godot's join sequence, then for extension clients the
+    /// lobby's state and the resume token; other extension members see the new player count.
+    fn enter(&mut self, conn: ConnId, key: u64) {
         self.peers.get_mut(&conn).unwrap().lobby = Some(key);
         let lobby = &self.lobbies[&key];
         let (host, mesh, name) = (lobby.host, lobby.mesh, lobby.name.clone());
         let members = lobby.members.clone();
         let newcomer = self.visible_id(conn, host);
         self.send(conn, &Event::Id { id: newcomer, mesh });
-        for member in members {
+        for &member in &members {
             // A client/server lobby's clients only ever talk to the host.
             if mesh || member == host {
                 self.send(member, &Event::PeerConnect(newcomer));
@@ -306,30 +602,258 @@ impl Hub {
         }
         self.lobbies.get_mut(&key).unwrap().members.push(conn);
         self.send(conn, &Event::Joined(&name));
+        if let Some(token) = self.peers[&conn].ext.as_ref().map(|e| e.token.clone()) {
+            let grace = self.limits.resume_grace.as_secs();
+            self.send_ext(
+                conn,
+                &ExtEvent::Session {
+                    token: &token,
+                    resume_grace_secs: grace,
+                },
+            );
+        }
+        self.announce_lobby(key);
     }
 
-    fn create_lobby(&mut self, host: ConnId, mesh: bool) -> u64 {
+    /// Sends the lobby's state to its extension members.
+    fn announce_lobby(&mut self, key: u64) {
+        let lobby = &self.lobbies[&key];
+        let info = lobby.info();
+        for member in lobby.members.clone() {
+            if self.peers[&member].ext.is_some() {
+                self.send_ext(member, &ExtEvent::Lobby(&info));
+            }
+        }
+    }
+
+    fn create_lobby(&mut self, host: ConnId, mesh: bool, options: Options) -> Result<u64, Refusal> {
+        if self.lobbies.len() >= self.limits.max_lobbies as usize {
+            return Err(Refusal::TooManyLobbies);
+        }
         let name = loop {
             let name = random_lobby_name();
             if !self.lobby_names.contains_key(&name) {
                 break name;
             }
         };
+        let code = loop {
+            let code = lobby::random_code();
+            if !self.lobby_codes.contains_key(&code) {
+                break code;
+            }
+        };
         let key = self.next_lobby;
         self.next_lobby += 1;
         self.lobby_names.insert(name.clone(), key);
+        self.lobby_codes.insert(code.clone(), key);
         self.lobbies.insert(
             key,
             Lobby {
                 name,
+                code,
                 host,
                 mesh,
+                options,
                 members: Vec::new(),
                 sealed: false,
                 departed: VecDeque::new(),
             },
         );
-        key
+        Ok(key)
+    }
+
+    fn forget_lobby(&mut self, lobby: &Lobby) {
+        self.lobby_names.remove(&lobby.name);
+        self.lobby_codes.remove(&lobby.code);
+    }
+
+    fn ext_command(&mut self, conn: ConnId, command: ExtCommand) {
+        let lobby = self.peers[&conn].lobby;
+        match command {
+            ExtCommand::Create(options) => {
+                let of = ext::kind::CREATE;
+                if lobby.is_some() {
+                    return self.refuse(conn, Some(of), Refusal::AlreadyInLobby);
+                }
+                let mesh = options.mesh;
+                match Options::create(options, self.limits.options) {
+                    Err(message) => self.error(conn, of, ErrorCode::Invalid, &message),
+                    Ok(options) => match self.create_lobby(conn, mesh, options) {
+                        Ok(key) => self.enter(conn, key),
+                        Err(why) => self.refuse(conn, Some(of), why),
+                    },
+                }
+            }
+            ExtCommand::Join {
+                lobby: name,
+                password,
+            } => {
+                let of = ext::kind::JOIN;
+                if lobby.is_some() {
+                    return self.refuse(conn, Some(of), Refusal::AlreadyInLobby);
+                }
+                match self.find_lobby(conn, &name, Some(password.as_deref().unwrap_or(""))) {
+                    Ok(key) => self.enter(conn, key),
+                    Err(why) => self.refuse(conn, Some(of), why),
+                }
+            }
+            ExtCommand::List { filter, page } => self.list(conn, &filter, page),
+            ExtCommand::Update(update) => {
+                let Some(key) = self.hosted_lobby(conn, ext::kind::UPDATE) else {
+                    return;
+                };
+                let limits = self.limits.options;
+                let options = &mut self.lobbies.get_mut(&key).unwrap().options;
+                match options.update(update, limits) {
+                    Ok(()) => self.announce_lobby(key),
+                    Err(message) => {
+                        self.error(conn, ext::kind::UPDATE, ErrorCode::Invalid, &message)
+                    }
+                }
+            }
+            ExtCommand::Kick(id) => {
+                let of = ext::kind::KICK;
+                let Some(key) = self.hosted_lobby(conn, of) else {
+                    return;
+                };
+                let member = u32::try_from(id)
+                    .ok()
+                    .filter(|&id| id != HOST_ID)
+                    .and_then(|id| self.by_id.get(&id).copied())
+                    .filter(|m| self.peers[m].lobby == Some(key));
+                match member {
+                    Some(member) => {
+                        self.counts.kicks += 1;
+                        self.close(member, reason::KICKED);
+                    }
+                    None => self.error(conn, of, ErrorCode::NoSuchPeer, "no such member"),
+                }
+            }
+            ExtCommand::Resume(token) => self.resume(conn, &token),
+        }
+    }
+
+    /// The lobby `conn` hosts, or an ERROR for request `of`.
+    fn hosted_lobby(&mut self, conn: ConnId, of: u64) -> Option<u64> {
+        match self.peers[&conn].lobby {
+            None => {
+                self.error(conn, of, ErrorCode::NotInLobby, "not in a lobby");
+                None
+            }
+            Some(key) if self.lobbies[&key].host != conn => {
+                self.error(conn, of, ErrorCode::NotHost, "only the host can do this");
+                None
+            }
+            Some(key) if self.lobbies[&key].sealed => {
+                self.error(conn, of, ErrorCode::Sealed, "the lobby is sealed");
+                None
+            }
+            key => key,
+        }
+    }
+
+    /// A page of the public, open, not full lobbies whose data matches `filter`, oldest first.
+    fn list(&mut self, conn: ConnId, filter: &Map<String, Value>, page: u32) {
+        let now = self.now;
+        let ext = self.peers.get_mut(&conn).unwrap().ext.as_mut().unwrap();
+        if !ext.list_limit.try_take(now) {
+            return self.error(
+                conn,
+                ext::kind::LIST,
+                ErrorCode::RateLimited,
+                "too many list queries (signal.list_rate)",
+            );
+        }
+        let cap = self.limits.max_lobby_members;
+        let mut keys: Vec<u64> = self
+            .lobbies
+            .iter()
+            .filter(|(_, l)| {
+                l.options.public && !l.sealed && !l.full(cap) && l.options.matches(filter)
+            })
+            .map(|(&key, _)| key)
+            .collect();
+        keys.sort_unstable();
+        let size = self.limits.list_page_size.max(1) as usize;
+        let pages = keys.len().div_ceil(size) as u32;
+        let lobbies: Vec<LobbyInfo> = keys
+            .iter()
+            .skip(page as usize * size)
+            .take(size)
+            .map(|key| self.lobbies[key].info())
+            .collect();
+        self.send_ext(
+            conn,
+            &ExtEvent::Lobbies {
+                lobbies: &lobbies,
+                page,
+                pages,
+            },
+        );
+    }
+
+    /// A new connection `conn` takes back the place of the peer holding `token`: the old
+    /// socket, if the hub still thinks it open, is closed; what was queued follows.
+    fn resume(&mut self, conn: ConnId, token: &str) {
+        let of = ext::kind::RESUME;
+        if self.peers[&conn].lobby.is_some() {
+            return self.refuse(conn, Some(of), Refusal::AlreadyInLobby);
+        }
+        let Some(&old) = self.tokens.get(token).filter(|&&old| old != conn) else {
+            return self.error(
+                conn,
+                of,
+                ErrorCode::ResumeFailed,
+                "unknown or expired token",
+            );
+        };
+        let Some(key) = self.peers[&old].lobby else {
+            return self.error(
+                conn,
+                of,
+                ErrorCode::ResumeFailed,
+                "that peer is in no lobby",
+            );
+        };
+        // The new connection's own identity goes; the old one's comes over.
+        let fresh = self.forget_peer(conn).expect("a connected peer");
+        drop(fresh);
+        let mut peer = self.peers.remove(&old).expect("a token's peer exists");
+        let away = peer.ext.as_mut().and_then(|e| e.away.take());
+        if away.is_none() {
+            self.push_close(old, reason::PROTOCOL_ERROR, reason::RESUMED_ELSEWHERE);
+        }
+        self.by_id.insert(peer.id, conn);
+        self.tokens.insert(token.to_string(), conn);
+        self.peers.insert(conn, peer);
+        let lobby = self.lobbies.get_mut(&key).unwrap();
+        for member in lobby.members.iter_mut().filter(|m| **m == old) {
+            *member = conn;
+        }
+        if lobby.host == old {
+            lobby.host = conn;
+        }
+        self.counts.resumes += 1;
+        let (host, name, info) = (lobby.host, lobby.name.clone(), lobby.info());
+        let id = self.visible_id(conn, host);
+        self.send_ext(conn, &ExtEvent::Resumed { id, lobby: &name });
+        self.send_ext(conn, &ExtEvent::Lobby(&info));
+        for frame in away.map(|a| a.queue).unwrap_or_default() {
+            self.out.push(Output::Send { to: conn, frame });
+        }
+    }
+
+    /// Refuses a join: a plain client is closed with the reference's reason; an extension
+    /// request (`of`) gets an ERROR and the connection stays.
+    fn refuse(&mut self, conn: ConnId, of: Option<u64>, why: Refusal) {
+        match of {
+            None => self.close(conn, why.reason()),
+            Some(of) => self.error(conn, of, why.code(), why.reason()),
+        }
+    }
+
+    fn error(&mut self, conn: ConnId, of: u64, code: ErrorCode, message: &str) {
+        self.send_ext(conn, &ExtEvent::Error { of, code, message });
     }
 
     fn seal(&mut self, conn: ConnId, key: u64) {
@@ -410,15 +934,14 @@ impl Hub {
         if lobby.sealed {
             // The game runs peer to peer now; the seal timer closes the rest.
             if lobby.members.is_empty() {
-                let name = std::mem::take(&mut lobby.name);
-                self.lobbies.remove(&key);
-                self.lobby_names.remove(&name);
+                let lobby = self.lobbies.remove(&key).unwrap();
+                self.forget_lobby(&lobby);
             }
             return;
         }
         if lobby.host == conn {
             let lobby = self.lobbies.remove(&key).unwrap();
-            self.lobby_names.remove(&lobby.name);
+            self.forget_lobby(&lobby);
             for member in lobby.members {
                 self.push_close(member, reason::PROTOCOL_ERROR, reason::HOST_DISCONNECTED);
                 self.forget_peer(member);
@@ -431,12 +954,16 @@ impl Hub {
                 self.send(member, &Event::PeerDisconnect(id));
             }
         }
+        self.announce_lobby(key);
     }
 
     /// Drops the peer's own state, leaving its lobby to the caller.
     fn forget_peer(&mut self, conn: ConnId) -> Option<Peer> {
         let peer = self.peers.remove(&conn)?;
         self.by_id.remove(&peer.id);
+        if let Some(ext) = &peer.ext {
+            self.tokens.remove(&ext.token);
+        }
         Some(peer)
     }
 
@@ -461,10 +988,30 @@ impl Hub {
 
     fn send(&mut self, to: ConnId, event: &Event) {
         let dialect = self.peers[&to].dialect.unwrap_or(Dialect::Json);
-        self.out.push(Output::Send {
-            to,
-            frame: codec::encode(dialect, event),
-        });
+        self.push_frame(to, codec::encode(dialect, event));
+    }
+
+    fn send_ext(&mut self, to: ConnId, event: &ExtEvent) {
+        self.push_frame(to, ext::encode(event));
+    }
+
+    /// Sends a frame, or queues it while the peer is away.
+    fn push_frame(&mut self, to: ConnId, frame: String) {
+        let max = self.limits.max_resume_queue;
+        let away = self
+            .peers
+            .get_mut(&to)
+            .and_then(|p| p.ext.as_mut())
+            .and_then(|e| e.away.as_mut());
+        match away {
+            None => self.out.push(Output::Send { to, frame }),
+            Some(away) if away.queue.len() < max => away.queue.push_back(frame),
+            Some(_) => {
+                if !self.overflowed.contains(&to) {
+                    self.overflowed.push(to);
+                }
+            }
+        }
     }
 
     fn push_close(&mut self, to: ConnId, code: u16, why: &'static str) {
@@ -477,8 +1024,21 @@ impl Hub {
     }
 
     fn take(&mut self) -> Vec<Output> {
+        // Away peers that were sent more than their queue holds give up their places now, as if
+        // the grace had run out (which may send more, and overflow more).
+        while let Some(conn) = self.overflowed.pop() {
+            self.counts.resumes_expired += 1;
+            self.remove(conn);
+        }
         std::mem::take(&mut self.out)
     }
+}
+
+/// 128 random bits, hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_lobby_name() -> String {

@@ -22,6 +22,7 @@ fn limits() -> Limits {
         max_lobby_members: 0,
         join_timeout: Duration::from_secs(1),
         seal_close_delay: Duration::from_secs(10),
+        ..Limits::from(&crate::config::Signal::default())
     }
 }
 
@@ -61,7 +62,15 @@ impl Harness {
     }
 
     fn connect(&mut self, c: ConnId) {
-        let out = self.hub.connect(c, self.at());
+        self.connect_as(c, false, [127, 0, 0, 1]);
+    }
+
+    fn connect_as(&mut self, c: ConnId, extension: bool, source: [u8; 4]) {
+        let client = Client {
+            extension,
+            source: std::net::Ipv4Addr::from(source).into(),
+        };
+        let out = self.hub.connect(c, client, self.at());
         self.record(out);
     }
 
@@ -651,3 +660,6 @@ fn frames_from_unknown_connections_are_ignored() {
     h.leave(42);
     assert!(h.log.is_empty());
 }
+
+#[path = "hub_ext_tests.rs"]
+mod ext;

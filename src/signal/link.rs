@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::hub::ConnId;
+use super::hub::{Client, ConnId};
 
 /// Frames waiting for one slow client before it is dropped.
 const OUTGOING_QUEUE: usize = 256;
@@ -14,7 +14,7 @@ const OUTGOING_QUEUE: usize = 256;
 /// What a session tells the hub task, each stamped with when it happened (not when the hub task
 /// got round to it), so the hub's timers run from the real events.
 pub enum Input {
-    Connect(ConnId, Outbox, Instant),
+    Connect(ConnId, Outbox, Client, Instant),
     Text(ConnId, String, Instant),
     Binary(ConnId, Instant),
     Gone(ConnId, Instant),

@@ -29,12 +29,46 @@ impl Collector for SignalCollector {
         let Snapshot {
             peers,
             lobbies,
+            public_lobbies,
+            away_peers,
             counts: c,
             slow_peers_dropped,
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("peers", "Connected signalling peers", peers as i64)?;
         s.gauge("lobbies", "Open lobbies", lobbies as i64)?;
+        s.gauge(
+            "public_lobbies",
+            "Open lobbies shown in the lobby list (extension)",
+            public_lobbies as i64,
+        )?;
+        s.gauge(
+            "away_peers",
+            "Peers whose socket dropped, their place kept for a resume (signal.resume_grace)",
+            away_peers as i64,
+        )?;
+        s.counter(
+            "joins_by_code",
+            "Joins that named a lobby by its code",
+            c.joins_by_code,
+        )?;
+        s.counters(
+            "failed_joins",
+            "Joins refused: unknown lobby or code, wrong password, or over signal.failed_joins_per_minute",
+            "reason",
+            c.failed_joins.iter().map(|(reason, n)| (*reason, *n)),
+        )?;
+        s.counter(
+            "resumes",
+            "Places taken back after a dropped socket",
+            c.resumes,
+        )?;
+        s.counter(
+            "resumes_expired",
+            "Places given up: the grace ran out or the queue filled",
+            c.resumes_expired,
+        )?;
+        s.counter("kicks", "Members removed by their host", c.kicks)?;
         s.counters(
             "messages_relayed",
             "Offers, answers and candidates relayed, by type",

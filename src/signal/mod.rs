@@ -6,10 +6,13 @@
 //! HTTP request may upgrade.
 
 pub mod codec;
+pub mod ext;
 pub mod handshake;
 pub mod hub;
 mod link;
+mod lobby;
 mod metrics;
+mod rate;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
@@ -26,6 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+pub use hub::Client;
 use hub::{ConnId, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
 
@@ -40,6 +44,10 @@ const SNAPSHOT_PERIOD: Duration = Duration::from_secs(1);
 pub struct Snapshot {
     pub peers: usize,
     pub lobbies: usize,
+    /// Listed (public) lobbies.
+    pub public_lobbies: usize,
+    /// Peers whose place is kept for a resume.
+    pub away_peers: usize,
     pub counts: HubCounts,
     /// Peers dropped because they stopped reading (`signal.send_timeout`,
     /// `signal.max_queued_bytes`).
@@ -91,7 +99,7 @@ impl Signal {
     }
 
     /// Runs a session on the connection once hyper has finished the HTTP upgrade.
-    pub fn spawn_session(&self, upgrade: OnUpgrade) {
+    pub fn spawn_session(&self, upgrade: OnUpgrade, client: Client) {
         // The client's socket opens when it reads our 101: its join timeout runs from here.
         let opened = now();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -111,7 +119,12 @@ impl Signal {
                 Some(ws_config),
             )
             .await;
-            session::run(socket, conn, opened, hub, config, shutdown, slow).await;
+            let arrival = session::Arrival {
+                conn,
+                client,
+                opened,
+            };
+            session::run(socket, arrival, hub, config, shutdown, slow).await;
         });
     }
 }
@@ -136,9 +149,9 @@ async fn run_hub(
         let outputs = tokio::select! {
             input = inputs.recv() => match input {
                 None => return,
-                Some(Input::Connect(c, tx, at)) => {
+                Some(Input::Connect(c, tx, client, at)) => {
                     sessions.insert(c, tx);
-                    hub.connect(c, at)
+                    hub.connect(c, client, at)
                 }
                 Some(Input::Text(c, text, at)) => hub.message(c, &text, at),
                 Some(Input::Binary(c, at)) => hub.binary(c, at),
@@ -160,6 +173,8 @@ async fn run_hub(
                 *snapshot.lock().unwrap() = Snapshot {
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),
+                    public_lobbies: hub.public_lobby_count(),
+                    away_peers: hub.away_count(),
                     counts: hub.counts().clone(),
                     slow_peers_dropped: slow.count(),
                 };
@@ -231,7 +246,11 @@ mod tests {
 
     async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> link::Inbox {
         let (tx, rx) = link::queue();
-        hub.send(Input::Connect(conn, tx, now()))
+        let client = Client {
+            extension: false,
+            source: std::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        hub.send(Input::Connect(conn, tx, client, now()))
             .await
             .ok()
             .unwrap();

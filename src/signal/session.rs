@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::hub::ConnId;
+use super::hub::{Client, ConnId};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
+use super::rate::RateLimit;
 use crate::config::Config;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -37,43 +38,21 @@ pub fn websocket_config(config: &Config) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-/// A token bucket: `rate` messages per second on average, `burst` at once. Sans-IO.
-pub struct RateLimit {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl RateLimit {
-    /// `rate` 0 means unlimited.
-    pub fn new(rate: u32, burst: u32, now: Instant) -> RateLimit {
-        let burst = f64::from(burst.max(1));
-        RateLimit {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            at: now,
-        }
-    }
-
-    /// Takes a token for one message; returns how long to wait first if none is left.
-    pub fn take(&mut self, now: Instant) -> Option<Duration> {
-        if self.rate == 0.0 {
-            return None;
-        }
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.at = now;
-        self.tokens -= 1.0;
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
-    }
+/// A new session: its connection id, what the hub knows of the client, and when the client's
+/// socket opened (its join timeout runs from there).
+pub struct Arrival {
+    pub conn: ConnId,
+    pub client: Client,
+    pub opened: Instant,
 }
 
 pub async fn run(
     mut socket: Socket,
-    conn: ConnId,
-    opened: Instant,
+    Arrival {
+        conn,
+        client,
+        opened,
+    }: Arrival,
     hub: mpsc::Sender<Input>,
     config: Arc<Config>,
     shutdown: CancellationToken,
@@ -81,7 +60,7 @@ pub async fn run(
 ) {
     let (outbox, mut outgoing) = link::queue();
     if hub
-        .send(Input::Connect(conn, outbox, opened))
+        .send(Input::Connect(conn, outbox, client, opened))
         .await
         .is_err()
     {
@@ -89,7 +68,7 @@ pub async fn run(
     }
     let s = &config.signal;
     let send_timeout = s.send_timeout.0;
-    let mut limit = RateLimit::new(s.message_rate, s.message_burst, Instant::now());
+    let mut limit = RateLimit::new(f64::from(s.message_rate), s.message_burst, Instant::now());
     let ping_every = s.ping_interval.0;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_pong = Instant::now();
@@ -220,34 +199,5 @@ fn protocol_reason(e: &tokio_tungstenite::tungstenite::error::ProtocolError) -> 
         }
         P::InvalidCloseSequence => "Invalid close frame",
         _ => "Protocol error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_the_rate() {
-        let t0 = Instant::now();
-        let mut r = RateLimit::new(10, 3, t0);
-        assert_eq!(r.take(t0), None);
-        assert_eq!(r.take(t0), None);
-        assert_eq!(r.take(t0), None);
-        let wait = r.take(t0).unwrap();
-        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
-        // After waiting, the debt is paid and the next token comes at the rate.
-        let t1 = t0 + wait;
-        assert!(r.take(t1).unwrap() <= Duration::from_millis(101));
-        assert_eq!(RateLimit::new(0, 1, t0).take(t0), None, "0 = unlimited");
-        let mut r = RateLimit::new(10, 3, t0);
-        for _ in 0..3 {
-            r.take(t0);
-        }
-        assert_eq!(
-            r.take(t0 + Duration::from_secs(60)),
-            None,
-            "tokens refill up to the burst"
-        );
     }
 }

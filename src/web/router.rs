@@ -19,7 +19,8 @@ use prometheus_client::registry::Registry;
 use crate::acme::Acme;
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
-use crate::signal::{Signal, handshake};
+use crate::signal::handshake::{self, ExtensionAsk};
+use crate::signal::{Client, Signal};
 use crate::tls::Certificates;
 use crate::{metrics, turn};
 
@@ -100,7 +101,7 @@ async fn route(
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
     }
     if path == config.signal.path {
-        return upgrade(config, &routes.signal, req);
+        return upgrade(config, &routes.signal, remote, req);
     }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -213,17 +214,29 @@ fn redirect_to_https(config: &Config, port: u16, req: &Request<Incoming>) -> Res
 }
 
 /// Hands a WebSocket upgrade on `signal.path` to the signalling hub.
-fn upgrade(config: &Config, signal: &Signal, req: &mut Request<Incoming>) -> Response<Body> {
+fn upgrade(
+    config: &Config,
+    signal: &Signal,
+    remote: SocketAddr,
+    req: &mut Request<Incoming>,
+) -> Response<Body> {
     match handshake::accept(req.method(), req.headers(), config) {
         Ok(accept) => {
-            signal.spawn_session(hyper::upgrade::on(req));
-            Response::builder()
+            let asked = handshake::extension_asked(req.headers(), req.uri().query());
+            let client = Client {
+                extension: asked != ExtensionAsk::No,
+                source: remote.ip(),
+            };
+            signal.spawn_session(hyper::upgrade::on(req), client);
+            let mut response = Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header(header::UPGRADE, "websocket")
                 .header(header::CONNECTION, "Upgrade")
-                .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-                .body(full(Bytes::new()))
-                .expect("valid response")
+                .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+            if asked == ExtensionAsk::Subprotocol {
+                response = response.header(header::SEC_WEBSOCKET_PROTOCOL, handshake::SUBPROTOCOL);
+            }
+            response.body(full(Bytes::new())).expect("valid response")
         }
         Err(refused) => plain(refused.status, refused.message),
     }
