@@ -435,6 +435,19 @@ impl Hub {
         self.take()
     }
 
+    /// A frame the hub sent to `to` that its socket could not take (it had just dropped): kept
+    /// in order with the rest if `to`'s place is kept for a resume, else dropped.
+    pub fn undelivered(&mut self, to: ConnId, frame: String) -> Vec<Output> {
+        let away = self
+            .peers
+            .get(&to)
+            .is_some_and(|p| p.ext.as_ref().is_some_and(|e| e.away.is_some()));
+        if away {
+            self.push_frame(to, frame);
+        }
+        self.take()
+    }
+
     /// Fires the timers due at `now`.
     pub fn tick(&mut self, now: Instant) -> Vec<Output> {
         self.now = now;

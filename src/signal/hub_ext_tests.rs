@@ -577,3 +577,27 @@ fn plain_clients_and_timeouts_are_as_before() {
     h.leave(2);
     assert_eq!(h.frames(1)[0], json(3, id, ""));
 }
+
+#[test]
+fn frames_the_dropped_socket_could_not_take_are_kept_in_order() {
+    let mut h = Harness::with(ext_limits());
+    let (id, token) = lobby_of_two(&mut h);
+    // The shell found member 2's socket gone while delivering two frames: it reports the drop,
+    // then hands both back.
+    h.leave(2);
+    for n in 0..2 {
+        let out = h.hub.undelivered(2, format!("lost {n}"));
+        h.record(out);
+    }
+    h.send(1, &format!(r#"{{"type":4,"id":{id},"data":"later"}}"#));
+    h.connect_as(20, true, [10, 0, 1, 2]);
+    h.send(20, &ext(108, 0, json!({"token": token})));
+    let frames = h.frames(20);
+    assert_eq!(&frames[2..4], ["lost 0", "lost 1"]);
+    assert!(frames[4].contains("later"));
+    // For a plain peer (nothing kept), such frames are dropped.
+    let (name, _, _) = h.create(3, json!({}));
+    h.join(4, &name);
+    h.leave(4);
+    assert!(h.hub.undelivered(4, "x".into()).is_empty());
+}

@@ -37,10 +37,9 @@ pub struct Outbox {
     queued: Arc<AtomicUsize>,
 }
 
-/// What became of a frame for a session.
+/// Why a frame could not be queued for a session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Queued {
-    Yes,
     /// The peer has stopped reading.
     Full,
     /// The session has ended (its `Gone` is on the way to the hub).
@@ -67,20 +66,21 @@ pub fn queue() -> (Outbox, Inbox) {
 
 impl Outbox {
     /// Queues a frame, unless the peer already has `max_bytes` or a full queue of frames waiting
-    /// (it has stopped reading) or its session has ended.
-    pub fn text(&self, frame: String, max_bytes: usize) -> Queued {
+    /// (it has stopped reading) or its session has ended; then the frame comes back.
+    pub fn text(&self, frame: String, max_bytes: usize) -> Result<(), (Queued, String)> {
         let len = frame.len();
         if self.queued.fetch_add(len, Ordering::Relaxed) + len > max_bytes {
             self.queued.fetch_sub(len, Ordering::Relaxed);
-            return Queued::Full;
+            return Err((Queued::Full, frame));
         }
         match self.tx.try_send(Outgoing::Text(frame)) {
-            Ok(()) => Queued::Yes,
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.queued.fetch_sub(len, Ordering::Relaxed);
                 match e {
-                    mpsc::error::TrySendError::Full(_) => Queued::Full,
-                    mpsc::error::TrySendError::Closed(_) => Queued::Gone,
+                    mpsc::error::TrySendError::Full(Outgoing::Text(f)) => Err((Queued::Full, f)),
+                    mpsc::error::TrySendError::Closed(Outgoing::Text(f)) => Err((Queued::Gone, f)),
+                    _ => unreachable!("a text frame was sent"),
                 }
             }
         }

@@ -205,17 +205,17 @@ fn deliver(
         match output {
             Output::Send { to, frame } => {
                 let Some(outbox) = sessions.get(&to) else {
+                    // Gone: the hub keeps it if the peer's place is kept for a resume.
+                    queue.extend(hub.undelivered(to, frame));
                     continue;
                 };
-                match outbox.text(frame, max_queued) {
-                    Queued::Yes => {}
-                    full_or_gone => {
-                        if full_or_gone == Queued::Full {
-                            slow.dropped("signal.max_queued_bytes");
-                        }
-                        sessions.remove(&to);
-                        queue.extend(hub.disconnect(to, now()));
+                if let Err((why, frame)) = outbox.text(frame, max_queued) {
+                    if why == Queued::Full {
+                        slow.dropped("signal.max_queued_bytes");
                     }
+                    sessions.remove(&to);
+                    queue.extend(hub.disconnect(to, now()));
+                    queue.extend(hub.undelivered(to, frame));
                 }
             }
             Output::Close { to, code, reason } => {
