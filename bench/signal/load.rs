@@ -1,12 +1,16 @@
-//! Signalling load generator: opens N WebSocket peers in lobbies of four on a running rallypoint,
+//! Signalling load generator: opens N WebSocket peers in lobbies of four on a running server,
 //! then relays offers, answers and candidates between lobby members at a fixed rate.
 //!
 //! Prints the peers held, the messages per second relayed, the relay latency (send to receive,
-//! p50/p99), and the server's memory per connected peer (from /proc/PID/status). Run it through
-//! `bench/signal/run`, which starts the server; by hand:
+//! p50/p99), and the server's memory per connected peer (from /proc/PID/status). With
+//! `--extension`, peers use rallypoint's lobby extension (subprotocol `rallypoint.v1`: public
+//! lobbies created with options, joined by code), and `--list-queries N` then times N lobby-list
+//! queries (LIST, one page) over the open lobbies. Without it, the load is Godot's plain protocol,
+//! which Godot's reference server speaks too. Run it through `bench/signal/run`, which starts the
+//! servers; by hand:
 //!
 //!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
-//!       [--peers 10000] [--rate 5000] [--seconds 10]
+//!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +21,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -28,6 +34,8 @@ struct Args {
     peers: usize,
     rate: u64,
     seconds: u64,
+    extension: bool,
+    list_queries: usize,
 }
 
 fn args() -> Args {
@@ -37,6 +45,8 @@ fn args() -> Args {
         peers: 10_000,
         rate: 5_000,
         seconds: 10,
+        extension: false,
+        list_queries: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -48,6 +58,8 @@ fn args() -> Args {
             "--peers" => a.peers = value().parse().expect("peers"),
             "--rate" => a.rate = value().parse().expect("rate"),
             "--seconds" => a.seconds = value().parse().expect("seconds"),
+            "--extension" => a.extension = true,
+            "--list-queries" => a.list_queries = value().parse().expect("list queries"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -100,39 +112,113 @@ async fn recv_json(stream: &mut SplitStream<Ws>) -> Value {
     }
 }
 
-async fn connect(url: &str) -> (Sink, SplitStream<Ws>) {
-    let (ws, _) = tokio_tungstenite::connect_async(url)
+async fn connect(url: &str, extension: bool) -> (Sink, SplitStream<Ws>) {
+    let mut request = url.into_client_request().expect("a ws:// URL");
+    if extension {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("rallypoint.v1"),
+        );
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("connect");
     ws.split()
 }
 
-/// Opens a lobby of four; returns the members and their streams, join sequence consumed.
-async fn lobby(url: &str) -> Vec<(Member, SplitStream<Ws>)> {
-    let (mut sink, mut stream) = connect(url).await;
-    sink.send(Message::text(r#"{"type":0,"id":0,"data":""}"#))
-        .await
-        .unwrap();
-    recv_json(&mut stream).await; // ID 1
-    let name = recv_json(&mut stream).await["data"]
-        .as_str()
-        .unwrap()
-        .to_string();
+/// An extension message: Godot's envelope, `data` a JSON object as a string.
+fn ext(kind: u64, data: Value) -> Message {
+    Message::text(serde_json::json!({"type": kind, "id": 0, "data": data.to_string()}).to_string())
+}
+
+/// Reads until a message of type `kind`; returns it.
+async fn recv_type(stream: &mut SplitStream<Ws>, kind: u64) -> Value {
+    loop {
+        let v = recv_json(stream).await;
+        if v["type"].as_u64() == Some(kind) {
+            return v;
+        }
+    }
+}
+
+/// Opens a lobby of four; returns the members and their streams, join sequences consumed. With
+/// the extension: a public lobby with a title and data, joined by its code.
+async fn lobby(url: &str, extension: bool) -> Vec<(Member, SplitStream<Ws>)> {
+    let (mut sink, mut stream) = connect(url, extension).await;
+    let name = if extension {
+        let options = serde_json::json!({"title": "bench", "public": true, "max_players": 8,
+                                         "data": {"version": "1.0", "mode": "bench"}});
+        sink.send(ext(100, options)).await.unwrap();
+        let lobby = recv_type(&mut stream, 101).await;
+        let lobby: Value = serde_json::from_str(lobby["data"].as_str().unwrap()).unwrap();
+        lobby["code"].as_str().unwrap().to_string()
+    } else {
+        sink.send(Message::text(r#"{"type":0,"id":0,"data":""}"#))
+            .await
+            .unwrap();
+        recv_json(&mut stream).await; // ID 1
+        recv_json(&mut stream).await["data"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let mut members = vec![(Member { sink, id: 1 }, stream)];
     for n in 1..4 {
-        let (mut sink, mut stream) = connect(url).await;
-        let join = serde_json::json!({"type": 0, "id": 0, "data": name}).to_string();
-        sink.send(Message::text(join)).await.unwrap();
-        let id = recv_json(&mut stream).await["id"].as_u64().unwrap();
-        for _ in 0..n + 1 {
-            recv_json(&mut stream).await; // PEER_CONNECTs, then JOIN
-        }
-        for (_, s) in members.iter_mut() {
-            recv_json(s).await; // PEER_CONNECT(newcomer)
-        }
+        let (mut sink, mut stream) = connect(url, extension).await;
+        let id = if extension {
+            sink.send(ext(103, serde_json::json!({"lobby": name.to_lowercase()})))
+                .await
+                .unwrap();
+            let id = recv_type(&mut stream, 1).await["id"].as_u64().unwrap();
+            recv_type(&mut stream, 101).await; // after PEER_CONNECTs, JOIN, SESSION
+            for (_, s) in members.iter_mut() {
+                recv_type(s, 101).await; // PEER_CONNECT(newcomer), the new count
+            }
+            id
+        } else {
+            let join = serde_json::json!({"type": 0, "id": 0, "data": name}).to_string();
+            sink.send(Message::text(join)).await.unwrap();
+            let id = recv_json(&mut stream).await["id"].as_u64().unwrap();
+            for _ in 0..n + 1 {
+                recv_json(&mut stream).await; // PEER_CONNECTs, then JOIN
+            }
+            for (_, s) in members.iter_mut() {
+                recv_json(s).await; // PEER_CONNECT(newcomer)
+            }
+            id
+        };
         members.push((Member { sink, id }, stream));
     }
     members
+}
+
+/// Times `n` lobby-list queries, one after another, from one extension client; prints how many
+/// lobbies are listed and the round trip p50/p99.
+async fn time_list_queries(url: &str, n: usize) {
+    let (mut sink, mut stream) = connect(url, true).await;
+    let mut times = Vec::with_capacity(n);
+    let mut listed = (0, 0);
+    for i in 0..n {
+        let start = Instant::now();
+        sink.send(ext(104, serde_json::json!({"filter": {"version": "1.0"}, "page": i % 20})))
+            .await
+            .unwrap();
+        let answer = recv_type(&mut stream, 105).await;
+        times.push(start.elapsed());
+        let page: Value = serde_json::from_str(answer["data"].as_str().unwrap()).unwrap();
+        let on_page = page["lobbies"].as_array().unwrap().len();
+        listed = (page["pages"].as_u64().unwrap(), listed.1.max(on_page));
+    }
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "list queries:          {n} (filtered on version, {} pages of up to {} public lobbies): \
+         p50 {:.2} ms, p99 {:.2} ms",
+        listed.0,
+        listed.1,
+        pct(0.5).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0
+    );
 }
 
 /// A payload of each kind, about the size Godot sends, stamped with the send time.
@@ -156,13 +242,14 @@ async fn main() {
 
     // Connect everyone, 64 lobbies at a time.
     let gate = Arc::new(Semaphore::new(64));
+    let extension = a.extension;
     let mut joins = Vec::new();
     for _ in 0..a.peers / 4 {
         let gate = gate.clone();
         let url = a.url.clone();
         joins.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            lobby(&url).await
+            lobby(&url, extension).await
         }));
     }
     let mut lobbies = Vec::new();
@@ -173,6 +260,9 @@ async fn main() {
     // Let the server settle (its tasks have finished their handshakes) before reading memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held_rss = rss_kib(a.server_pid);
+    if a.list_queries > 0 {
+        time_list_queries(&a.url, a.list_queries).await;
+    }
 
     // Readers: record the latency of every relay.
     let latencies = Arc::new(Mutex::new(Vec::<u32>::with_capacity(
@@ -274,5 +364,14 @@ async fn main() {
         cpu,
         l.len(),
         cpu * 1e6 / l.len().max(1) as f64
+    );
+    // One line for bench/signal/run to compare servers with.
+    println!(
+        "summary: kib_per_peer={:.2} p50_ms={:.3} p99_ms={:.3} relayed={} sent={}",
+        (held_rss.saturating_sub(base_rss)) as f64 / a.peers as f64,
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        l.len(),
+        total
     );
 }
