@@ -200,9 +200,12 @@ async fn time_list_queries(url: &str, n: usize) {
     let mut listed = (0, 0);
     for i in 0..n {
         let start = Instant::now();
-        sink.send(ext(104, serde_json::json!({"filter": {"version": "1.0"}, "page": i % 20})))
-            .await
-            .unwrap();
+        sink.send(ext(
+            104,
+            serde_json::json!({"filter": {"version": "1.0"}, "page": i % 20}),
+        ))
+        .await
+        .unwrap();
         let answer = recv_type(&mut stream, 105).await;
         times.push(start.elapsed());
         let page: Value = serde_json::from_str(answer["data"].as_str().unwrap()).unwrap();
