@@ -21,7 +21,7 @@ use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
 use crate::conn_cap::ConnCap;
 use crate::listeners::{BindError, Listeners};
-use crate::signal::Signal;
+use crate::signal::{RelayLink, Signal};
 use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
 
@@ -115,8 +115,6 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut registry = metrics::registry();
-    let (signal, hub) = Signal::new(config_rx.clone(), shutdown.clone(), &mut registry);
-    tasks.spawn(hub);
     let (turn_status, relay) = turn::start(
         listeners.turn_udp,
         listeners.turn_tcp,
@@ -127,6 +125,18 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         &mut registry,
     );
     tasks.spawn(relay);
+    let hub_relay = Arc::new(HubRelay {
+        turn: turn_status.clone(),
+        config: config_rx.clone(),
+        addresses: turn_addresses.clone(),
+    });
+    let (signal, hub) = Signal::new(
+        config_rx.clone(),
+        shutdown.clone(),
+        &mut registry,
+        hub_relay,
+    );
+    tasks.spawn(hub);
     let acme = Arc::new(Acme::default());
     tasks.spawn(acme::run(
         acme.clone(),
@@ -344,4 +354,31 @@ fn listening_status(l: &Listeners) -> String {
         }
     }
     format!("listening {}", parts.join(" "))
+}
+
+/// The relay as the signalling hub reaches it: lobby events to the TURN core, and credentials
+/// bound to a lobby minted with the first `turn.secrets` entry, as `/api/ice` mints open ones.
+struct HubRelay {
+    turn: turn::Status,
+    config: watch::Receiver<Arc<Config>>,
+    addresses: web::TurnAddresses,
+}
+
+impl RelayLink for HubRelay {
+    fn lobby_event(&self, event: turn::lobbies::LobbyEvent) {
+        self.turn.lobby_event(event);
+    }
+
+    fn ice_servers(&self, user: &str) -> serde_json::Value {
+        let config = self.config.borrow().clone();
+        let Some(secret) = config.turn.secrets.first() else {
+            // Static users only: no credentials to hand out.
+            return serde_json::json!({"iceServers": [], "expires": 0});
+        };
+        let ttl = config.turn.credential_ttl.0;
+        let credential = turn::rest::mint(secret, user, ttl, std::time::SystemTime::now());
+        let mut servers = web::ice_servers(&config, &self.addresses, &credential);
+        servers["expires"] = credential.expires.into();
+        servers
+    }
 }

@@ -5,16 +5,18 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Server, ephemeral_config, wait_for_metrics};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use webrtc_util::Conn;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -117,8 +119,9 @@ async fn create_list_join_by_code_with_a_password() {
     .await;
     let (godot, lobby) = host.until(101).await;
     assert_eq!(godot[0].0, 1, "Godot's ID first: {godot:?}");
-    assert_eq!(godot[1].0, 0, "then JOIN with the name");
-    assert_eq!(godot[2].0, 102, "then the session");
+    assert_eq!(godot[1].0, 111, "then the relay credentials");
+    assert_eq!(godot[2].0, 0, "then JOIN with the name");
+    assert_eq!(godot[3].0, 102, "then the session");
     let code = lobby["code"].as_str().unwrap().to_string();
 
     // A browser lists it (filtered by version) and joins by code, lower case, with the password.
@@ -150,7 +153,8 @@ async fn create_list_join_by_code_with_a_password() {
         .await;
     let (godot, info) = guest.until(101).await;
     assert_eq!(godot[0].0, 1);
-    assert_eq!(godot[1], (2, 1, Value::String(String::new())), "the host");
+    assert_eq!(godot[1].0, 111, "credentials before any PEER_CONNECT");
+    assert_eq!(godot[2], (2, 1, Value::String(String::new())), "the host");
     assert_eq!(info["players"], 2);
     assert_eq!(
         host.until(101).await.1["players"],
@@ -313,4 +317,107 @@ async fn the_host_kicks_a_member() {
     host.send(107, id, Value::Null).await;
     assert_eq!(guest.closed().await, (4000, "Kicked by host".into()));
     assert_eq!(host.recv().await, (3, id, Value::String(String::new())));
+}
+
+/// A TURN client over UDP with `credentials` (from ICE_SERVERS or /api/ice).
+async fn turn_client(server: SocketAddr, credentials: &Value) -> webrtc_turn::client::Client {
+    let ice = &credentials["iceServers"][0];
+    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let c = webrtc_turn::client::Client::new(webrtc_turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: ice["username"].as_str().unwrap().into(),
+        password: ice["credential"].as_str().unwrap().into(),
+        realm: "rallypoint".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    c.listen().await.unwrap();
+    c
+}
+
+/// Whether `peer` receives `payload` sent through `relay` within half a second.
+async fn arrives(relay: &impl Conn, peer: &UdpSocket, payload: &[u8]) -> bool {
+    let _ = relay.send_to(payload, peer.local_addr().unwrap()).await;
+    let mut buf = [0u8; 256];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), peer.recv_from(&mut buf)).await,
+        Ok(Ok((n, _))) if &buf[..n] == payload
+    )
+}
+
+#[tokio::test]
+async fn lobby_credentials_reach_the_lobby_and_nothing_nobody_announced() {
+    // Loopback peers are allowed by policy here, so every refusal below is the lobby's doing.
+    let server = Server::start(&format!(
+        "{}allow_peers = [\"127.0.0.0/8\"]\n",
+        ephemeral_config("")
+    ));
+    let mut host = Peer::ext(server.web).await;
+    host.send(100, 0, Value::Null).await;
+    let (before, _) = host.until(101).await;
+    let host_ice = before.iter().find(|m| m.0 == 111).unwrap().2.clone();
+    let name = before.iter().find(|m| m.0 == 0).unwrap().2.clone();
+    let mut guest = Peer::ext(server.web).await;
+    guest.send(103, 0, json!({"lobby": name})).await;
+    let (before, _) = guest.until(101).await;
+    let guest_ice = before.iter().find(|m| m.0 == 111).unwrap().2.clone();
+    assert!(
+        host_ice["iceServers"][0]["username"]
+            .as_str()
+            .unwrap()
+            .contains(":lobby."),
+        "{host_ice}"
+    );
+
+    // The two members relay to each other, relay to relay.
+    let host_turn = turn_client(server.turn, &host_ice).await;
+    let guest_turn = turn_client(server.turn, &guest_ice).await;
+    let host_relay = host_turn.allocate().await.unwrap();
+    let guest_relay = guest_turn.allocate().await.unwrap();
+    let guest_addr = guest_relay.local_addr().unwrap();
+    let host_addr = host_relay.local_addr().unwrap();
+    // Each side's permission for the other, then a packet each way.
+    let _ = guest_relay.send_to(b"hello host", host_addr).await;
+    let mut buf = [0u8; 64];
+    let _ = host_relay.send_to(b"hello guest", guest_addr).await;
+    let (n, from) = tokio::time::timeout(WAIT, guest_relay.recv_from(&mut buf))
+        .await
+        .expect("the guest hears the host")
+        .unwrap();
+    assert_eq!((&buf[..n], from), (&b"hello guest"[..], host_addr));
+
+    // An echo peer nobody announced: the host's credential cannot reach it (403).
+    let echo = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    assert!(!arrives(&host_relay, &echo, b"out of the lobby").await);
+    common::wait_for_metrics(
+        server.web,
+        &["rallypoint_turn_error_responses_total{code=\"403\"} 1"],
+    )
+    .await;
+    // An open /api/ice credential reaches it (the policy allows loopback here): the refusal
+    // was the lobby's.
+    let (status, body) = common::http_get(server.web, "/api/ice");
+    assert_eq!(status, 200);
+    let open: Value = serde_json::from_str(&body).unwrap();
+    let open_turn = turn_client(server.turn, &open).await;
+    let open_relay = open_turn.allocate().await.unwrap();
+    assert!(arrives(&open_relay, &echo, b"open relay").await);
+    // Once a member announces it in a candidate, the lobby may reach it.
+    let candidate = format!(
+        "\n0\n0\ncandidate:1 1 udp 2122260223 127.0.0.2 {} typ host",
+        echo.local_addr().unwrap().port()
+    );
+    guest.send(6, 1, Value::String(candidate.clone())).await;
+    assert_eq!(host.until(6).await.1, Value::String(candidate));
+    let host_again = turn_client(server.turn, &host_ice).await;
+    let relay_again = host_again.allocate().await.unwrap();
+    assert!(arrives(&relay_again, &echo, b"announced").await);
+    for c in [host_turn, guest_turn, open_turn, host_again] {
+        c.close().await.unwrap();
+    }
 }

@@ -28,6 +28,10 @@ pub mod kind {
     pub const RESUME: u64 = 108;
     /// Server: the place is taken back; queued messages follow.
     pub const RESUMED: u64 = 109;
+    /// Client: fresh relay credentials, please (before the last ones expire).
+    pub const ICE_REQUEST: u64 = 110;
+    /// Server: relay credentials bound to this player and lobby, as `iceServers`.
+    pub const ICE_SERVERS: u64 = 111;
     /// Server: a request failed; the connection stays open.
     pub const ERROR: u64 = 199;
 }
@@ -118,6 +122,7 @@ pub enum ExtCommand {
     Update(Update),
     Kick(u64),
     Resume(String),
+    IceServers,
 }
 
 /// An extension request the hub cannot read: answered with ERROR `invalid`.
@@ -163,6 +168,7 @@ pub fn decode(frame: &str) -> Option<Result<ExtCommand, Invalid>> {
             kind::KICK if id >= 0.0 => Ok(ExtCommand::Kick(id.floor() as u64)),
             kind::KICK => Err("id: the member to kick".into()),
             kind::RESUME => parse_required(data).map(|r: ResumeWith| ExtCommand::Resume(r.token)),
+            kind::ICE_REQUEST => Ok(ExtCommand::IceServers),
             _ => Err(format!("unknown extension message type {of}")),
         }
         .map_err(invalid),
@@ -221,6 +227,8 @@ pub enum ExtEvent<'a> {
         id: u32,
         lobby: &'a str,
     },
+    /// `{"iceServers": [...], "expires": unix seconds}`, as the shell minted it.
+    IceServers(&'a Value),
     Error {
         of: u64,
         code: ErrorCode,
@@ -250,6 +258,7 @@ pub fn encode(event: &ExtEvent) -> String {
             kind::RESUMED,
             Ok(serde_json::json!({"id": id, "lobby": lobby})),
         ),
+        ExtEvent::IceServers(servers) => (kind::ICE_SERVERS, Ok((*servers).clone())),
         ExtEvent::Error { of, code, message } => (
             kind::ERROR,
             Ok(serde_json::json!({"of": of, "code": code, "message": message})),

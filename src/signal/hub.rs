@@ -22,11 +22,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use super::candidates;
 use super::codec::{self, Command, Dialect, Event, Negotiation};
 use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
 use super::lobby::{self, OptionLimits, Options};
 use super::rate::RateLimit;
 use crate::conn_cap::Source;
+use crate::turn::lobbies::LobbyEvent;
+use crate::turn::rest::lobby_user;
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
 pub type ConnId = u64;
@@ -78,6 +81,8 @@ const LIST_BURST: u32 = 5;
 /// Addresses whose failed joins are remembered at most; beyond, buckets that have refilled are
 /// forgotten first (a forgotten address starts with a full bucket).
 const FAILED_JOIN_SOURCES: usize = 65_536;
+/// Addresses announced per lobby that the hub passes to the relay at most.
+const MAX_ANNOUNCED: usize = 256;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -143,6 +148,15 @@ pub enum Output {
         code: u16,
         reason: &'static str,
     },
+    /// For the relay: what happened to a lobby (its scope opened, an address announced in it,
+    /// sealed, ended).
+    Relay(LobbyEvent),
+    /// Send `to` fresh TURN credentials for the REST user part `user` (bound to its lobby and
+    /// to it): the shell mints them, as ICE_SERVERS.
+    IceServers {
+        to: ConnId,
+        user: String,
+    },
 }
 
 /// What the hub has done since start, for metrics.
@@ -184,13 +198,18 @@ struct Extension {
 
 struct Away {
     until: Instant,
-    /// Frames sent to this peer meanwhile, in order.
-    queue: VecDeque<String>,
+    /// What was sent to this peer meanwhile, in order.
+    queue: VecDeque<Output>,
 }
 
 struct Lobby {
     name: String,
     code: String,
+    /// The scope of its members' relay credentials: random, so that no credential of an older
+    /// lobby (or of a previous run) ever names this one.
+    scope: u64,
+    /// Addresses announced so far (passed to the relay once each, until the seal).
+    announced: std::collections::HashSet<IpAddr>,
     host: ConnId,
     mesh: bool,
     options: Options,
@@ -605,6 +624,10 @@ impl Hub {
         let members = lobby.members.clone();
         let newcomer = self.visible_id(conn, host);
         self.send(conn, &Event::Id { id: newcomer, mesh });
+        // Before any PEER_CONNECT: a client sets up its peer connections with these.
+        if self.peers[&conn].ext.is_some() {
+            self.send_ice_servers(conn, key);
+        }
         for &member in &members {
             // A client/server lobby's clients only ever talk to the host.
             if mesh || member == host {
@@ -659,11 +682,18 @@ impl Hub {
         self.next_lobby += 1;
         self.lobby_names.insert(name.clone(), key);
         self.lobby_codes.insert(code.clone(), key);
+        let mut scope = [0u8; 8];
+        getrandom::fill(&mut scope).expect("the OS provides randomness");
+        let scope = u64::from_le_bytes(scope);
+        self.out
+            .push(Output::Relay(LobbyEvent::Opened { lobby: scope }));
         self.lobbies.insert(
             key,
             Lobby {
                 name,
                 code,
+                scope,
+                announced: std::collections::HashSet::new(),
                 host,
                 mesh,
                 options,
@@ -678,6 +708,14 @@ impl Hub {
     fn forget_lobby(&mut self, lobby: &Lobby) {
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
+        self.out
+            .push(Output::Relay(LobbyEvent::Ended { lobby: lobby.scope }));
+    }
+
+    /// Fresh relay credentials for `conn`, bound to its lobby and to it.
+    fn send_ice_servers(&mut self, conn: ConnId, key: u64) {
+        let user = lobby_user(self.lobbies[&key].scope, self.peers[&conn].id);
+        self.push_output(conn, Output::IceServers { to: conn, user });
     }
 
     fn ext_command(&mut self, conn: ConnId, command: ExtCommand) {
@@ -743,6 +781,15 @@ impl Hub {
                 }
             }
             ExtCommand::Resume(token) => self.resume(conn, &token),
+            ExtCommand::IceServers => match lobby {
+                Some(key) => self.send_ice_servers(conn, key),
+                None => self.error(
+                    conn,
+                    ext::kind::ICE_REQUEST,
+                    ErrorCode::NotInLobby,
+                    "relay credentials come with a lobby",
+                ),
+            },
         }
     }
 
@@ -851,8 +898,13 @@ impl Hub {
         let id = self.visible_id(conn, host);
         self.send_ext(conn, &ExtEvent::Resumed { id, lobby: &name });
         self.send_ext(conn, &ExtEvent::Lobby(&info));
-        for frame in away.map(|a| a.queue).unwrap_or_default() {
-            self.out.push(Output::Send { to: conn, frame });
+        for output in away.map(|a| a.queue).unwrap_or_default() {
+            // Addressed to the old connection when queued.
+            self.out.push(match output {
+                Output::Send { frame, .. } => Output::Send { to: conn, frame },
+                Output::IceServers { user, .. } => Output::IceServers { to: conn, user },
+                other => other,
+            });
         }
     }
 
@@ -878,7 +930,10 @@ impl Hub {
             return;
         }
         let members = lobby.members.clone();
+        let scope = lobby.scope;
         self.lobbies.get_mut(&key).unwrap().sealed = true;
+        self.out
+            .push(Output::Relay(LobbyEvent::Sealed { lobby: scope }));
         for member in members {
             self.send(member, &Event::Sealed);
         }
@@ -911,6 +966,7 @@ impl Hub {
             return self.close(conn, reason::INVALID_DEST);
         };
         let from = self.visible_id(conn, lobby.host);
+        self.announce(key, payload);
         match what {
             Negotiation::Offer => self.counts.relayed_offer += 1,
             Negotiation::Answer => self.counts.relayed_answer += 1,
@@ -924,6 +980,23 @@ impl Hub {
                 payload,
             },
         );
+    }
+
+    /// Passes the addresses in a relayed candidate or SDP to the relay, once each, until the seal.
+    fn announce(&mut self, key: u64, payload: &str) {
+        let lobby = self.lobbies.get_mut(&key).expect("the sender's lobby");
+        if lobby.sealed {
+            return;
+        }
+        for ip in candidates::addresses(payload) {
+            if lobby.announced.len() < MAX_ANNOUNCED && lobby.announced.insert(ip) {
+                let event = LobbyEvent::Announced {
+                    lobby: lobby.scope,
+                    ip,
+                };
+                self.out.push(Output::Relay(event));
+            }
+        }
     }
 
     /// Closes `conn` with the protocol's error code and removes it at once.
@@ -1010,6 +1083,11 @@ impl Hub {
 
     /// Sends a frame, or queues it while the peer is away.
     fn push_frame(&mut self, to: ConnId, frame: String) {
+        self.push_output(to, Output::Send { to, frame });
+    }
+
+    /// An output for `to` (a frame, or credentials to mint), queued while `to` is away.
+    fn push_output(&mut self, to: ConnId, output: Output) {
         let max = self.limits.max_resume_queue;
         let away = self
             .peers
@@ -1017,8 +1095,8 @@ impl Hub {
             .and_then(|p| p.ext.as_mut())
             .and_then(|e| e.away.as_mut());
         match away {
-            None => self.out.push(Output::Send { to, frame }),
-            Some(away) if away.queue.len() < max => away.queue.push_back(frame),
+            None => self.out.push(output),
+            Some(away) if away.queue.len() < max => away.queue.push_back(output),
             Some(_) => {
                 if !self.overflowed.contains(&to) {
                     self.overflowed.push(to);

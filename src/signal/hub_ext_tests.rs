@@ -111,13 +111,20 @@ fn create_with_options_then_godots_sequence_then_lobby_and_session() {
     );
     let frames = parsed(&raw);
     let kinds: Vec<u64> = frames.iter().map(|f| f.0).collect();
-    // Godot's own (ID, JOIN) first, so the demo's client code runs unchanged; then the extension's.
-    assert_eq!(kinds, vec![1, 0, 102, 101]);
+    // Godot's own (ID, JOIN), so the demo's client code runs unchanged, with the relay
+    // credentials right after ID (before any PEER_CONNECT); then the extension's.
+    assert_eq!(kinds, vec![1, 111, 0, 102, 101]);
+    let user = frames[1].2["user"].as_str().unwrap();
+    let peer_id = h.hub.peers[&1].id;
+    assert!(
+        user.starts_with("lobby.") && user.ends_with(&format!(".{peer_id}")),
+        "{user}"
+    );
     assert_eq!(
         raw[0], r#"{"type":1,"id":1,"data":""}"#,
         "client/server: data is not \"true\""
     );
-    let lobby = &frames[3].2;
+    let lobby = &frames[4].2;
     assert_eq!(lobby["title"], "Duel");
     assert_eq!(
         (lobby["public"].as_bool(), lobby["mesh"].as_bool()),
@@ -129,11 +136,11 @@ fn create_with_options_then_godots_sequence_then_lobby_and_session() {
     );
     assert_eq!(lobby["password"], true);
     assert_eq!(lobby["data"]["mode"], "ctf");
-    assert_eq!(lobby["name"], frames[1].2);
+    assert_eq!(lobby["name"], frames[2].2);
     let code = lobby["code"].as_str().unwrap();
     assert_eq!(code.len(), 6);
-    assert_eq!(frames[2].2["resume_grace"], 20);
-    assert_eq!(frames[2].2["token"].as_str().unwrap().len(), 32);
+    assert_eq!(frames[3].2["resume_grace"], 20);
+    assert_eq!(frames[3].2["token"].as_str().unwrap().len(), 32);
 }
 
 #[test]
@@ -600,4 +607,83 @@ fn frames_the_dropped_socket_could_not_take_are_kept_in_order() {
     h.join(4, &name);
     h.leave(4);
     assert!(h.hub.undelivered(4, "x".into()).is_empty());
+}
+
+#[test]
+fn the_relay_hears_of_each_lobby_and_the_addresses_announced_in_it() {
+    let mut h = Harness::with(ext_limits());
+    let (_, code, _) = h.create(1, json!({}));
+    let scope = match h.relay[..] {
+        [LobbyEvent::Opened { lobby }] => lobby,
+        ref other => panic!("{other:?}"),
+    };
+    let frames = h.ext_join(2, &code, None);
+    let id = frames[0].1;
+    // Each member's credentials name the lobby's scope and the member.
+    let user = of_type(&frames, kind::ICE_SERVERS)[0]["user"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        crate::turn::rest::lobby_of(&format!("1:{user}")),
+        Some(scope)
+    );
+    let candidate = |ip: &str| format!("\n0\n0\ncandidate:1 1 udp 2122260223 {ip} 50000 typ srflx");
+    h.send(
+        1,
+        &json!({"type": 6, "id": id, "data": candidate("203.0.113.9")}).to_string(),
+    );
+    h.send(
+        2,
+        &json!({"type": 6, "id": 1, "data": candidate("203.0.113.9")}).to_string(),
+    );
+    h.send(
+        2,
+        &json!({"type": 6, "id": 1, "data": candidate("5f2b-11.local")}).to_string(),
+    );
+    let sdp = "v=0\r\na=candidate:2 1 udp 1 198.51.100.4 49152 typ relay raddr 0.0.0.0 rport 0\r\n";
+    h.send(2, &json!({"type": 5, "id": 1, "data": sdp}).to_string());
+    let ip = |s: &str| s.parse().unwrap();
+    assert_eq!(
+        h.relay[1..],
+        [
+            LobbyEvent::Announced {
+                lobby: scope,
+                ip: ip("203.0.113.9")
+            },
+            LobbyEvent::Announced {
+                lobby: scope,
+                ip: ip("198.51.100.4")
+            },
+        ],
+        "once each, names skipped"
+    );
+    // A fresh credential on request; none outside a lobby.
+    h.frames(2);
+    h.send(2, &ext(kind::ICE_REQUEST, 0, Value::Null));
+    assert_eq!(
+        of_type(&parsed(&h.frames(2)), kind::ICE_SERVERS)[0]["user"],
+        user.as_str()
+    );
+    h.connect_as(9, true, [10, 0, 0, 9]);
+    h.send(9, &ext(kind::ICE_REQUEST, 0, Value::Null));
+    assert_eq!(error_code(&mut h, 9), "not_in_lobby");
+    // Sealed: nothing more is announced; the end follows the seal's close.
+    h.send(1, r#"{"type":7,"id":0,"data":""}"#);
+    h.send(
+        2,
+        &json!({"type": 6, "id": 1, "data": candidate("192.0.2.99")}).to_string(),
+    );
+    assert_eq!(h.relay[3..], [LobbyEvent::Sealed { lobby: scope }]);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.relay[4..], [LobbyEvent::Ended { lobby: scope }]);
+    // A lobby whose host leaves before the seal (resume grace over) ends.
+    h.relay.clear();
+    h.create(3, json!({}));
+    let Some(&LobbyEvent::Opened { lobby }) = h.relay.first() else {
+        panic!("{:?}", h.relay)
+    };
+    h.leave(3);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.relay.last(), Some(&LobbyEvent::Ended { lobby }));
 }

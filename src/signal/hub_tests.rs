@@ -13,6 +13,8 @@ struct Harness {
     closed: HashMap<ConnId, (u16, &'static str)>,
     /// Every output in order, to check ordering across connections.
     log: Vec<Output>,
+    /// What the hub told the relay, in order.
+    relay: Vec<LobbyEvent>,
 }
 
 fn limits() -> Limits {
@@ -39,6 +41,7 @@ impl Harness {
             sent: HashMap::new(),
             closed: HashMap::new(),
             log: Vec::new(),
+            relay: Vec::new(),
         }
     }
 
@@ -55,6 +58,13 @@ impl Harness {
                         self.closed.insert(*to, (*code, reason)).is_none(),
                         "closed twice: {to}"
                     );
+                }
+                Output::Relay(event) => self.relay.push(*event),
+                // As the shell sends them, with the user part in place of minted servers.
+                Output::IceServers { to, user } => {
+                    let servers = serde_json::json!({ "user": user });
+                    let frame = ext::encode(&ext::ExtEvent::IceServers(&servers));
+                    self.sent.entry(*to).or_default().push(frame);
                 }
             }
             self.log.push(o);
@@ -662,4 +672,4 @@ fn frames_from_unknown_connections_are_ignored() {
 }
 
 #[path = "hub_ext_tests.rs"]
-mod ext;
+mod extension;

@@ -5,6 +5,7 @@
 //! one per WebSocket, feed it frames and deliver what it sends. [`handshake`] decides whether an
 //! HTTP request may upgrade.
 
+mod candidates;
 pub mod codec;
 pub mod ext;
 pub mod handshake;
@@ -29,6 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::turn::lobbies::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
@@ -54,6 +56,15 @@ pub struct Snapshot {
     pub slow_peers_dropped: u64,
 }
 
+/// What the hub needs of the relay: it tells it about lobbies (scopes opened, addresses
+/// announced, seals, ends) and has it mint credentials bound to a lobby and a player.
+pub trait RelayLink: Send + Sync {
+    fn lobby_event(&self, event: LobbyEvent);
+    /// `{"iceServers": [...], "expires": unix seconds}` with a fresh credential for the REST
+    /// user part `user`.
+    fn ice_servers(&self, user: &str) -> serde_json::Value;
+}
+
 /// The hub as the web server sees it: hands it upgraded connections.
 pub struct Signal {
     inputs: mpsc::Sender<Input>,
@@ -70,6 +81,7 @@ impl Signal {
         config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
         registry: &mut Registry,
+        relay: Arc<dyn RelayLink>,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
@@ -80,6 +92,7 @@ impl Signal {
             shutdown.clone(),
             snapshot.clone(),
             slow.clone(),
+            relay,
         );
         let signal = Arc::new(Signal {
             inputs,
@@ -135,6 +148,7 @@ async fn run_hub(
     shutdown: CancellationToken,
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
+    relay: Arc<dyn RelayLink>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
@@ -186,7 +200,7 @@ async fn run_hub(
                 continue;
             }
         };
-        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow);
+        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, &*relay);
     }
 }
 
@@ -199,6 +213,7 @@ fn deliver(
     sessions: &mut HashMap<ConnId, Outbox>,
     max_queued: usize,
     slow: &SlowPeers,
+    relay: &dyn RelayLink,
 ) {
     let mut queue = VecDeque::from(outputs);
     while let Some(output) = queue.pop_front() {
@@ -223,6 +238,12 @@ fn deliver(
                     outbox.close(code, reason);
                 }
             }
+            Output::Relay(event) => relay.lobby_event(event),
+            Output::IceServers { to, user } => {
+                let servers = relay.ice_servers(&user);
+                let frame = ext::encode(&ext::ExtEvent::IceServers(&servers));
+                queue.push_front(Output::Send { to, frame });
+            }
         }
     }
 }
@@ -232,6 +253,17 @@ mod tests {
     use super::*;
     use link::Outgoing;
 
+    /// These tests use plain clients only: nothing reaches the relay but lobby events.
+    struct NoRelay;
+
+    impl RelayLink for NoRelay {
+        fn lobby_event(&self, _: LobbyEvent) {}
+
+        fn ice_servers(&self, _: &str) -> serde_json::Value {
+            unreachable!("plain clients get no credentials from the hub")
+        }
+    }
+
     /// Runs the hub task on a clock the test controls; returns its input and a session's queue.
     fn hub_with(config: Config) -> mpsc::Sender<Input> {
         let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -239,7 +271,16 @@ mod tests {
         tokio::spawn(async move {
             let _keep = config_tx;
             let (snapshot, slow) = Default::default();
-            run_hub(rx, config_rx, CancellationToken::new(), snapshot, slow).await
+            let relay = Arc::new(NoRelay);
+            run_hub(
+                rx,
+                config_rx,
+                CancellationToken::new(),
+                snapshot,
+                slow,
+                relay,
+            )
+            .await
         });
         inputs
     }

@@ -39,8 +39,13 @@ fn clock() -> Clock {
 }
 
 impl Shared {
-    pub fn is_own_relay(self: &Arc<Self>, addr: SocketAddr) -> bool {
-        self.control.lock().unwrap().server.is_own_relay(addr)
+    /// Whether a relay bound to `lobby` may exchange packets with relay address `addr`.
+    pub fn reaches_relay(self: &Arc<Self>, lobby: Option<u64>, addr: SocketAddr) -> bool {
+        self.control
+            .lock()
+            .unwrap()
+            .server
+            .reaches_relay(lobby, addr)
     }
 
     /// Runs a control request through the core. Returns the replies for the client and, when
@@ -93,9 +98,13 @@ impl Shared {
             link,
             Arc::new(Grants::empty(c.bandwidth)),
             c.own_listeners.clone(),
+            c.server.lobby_of(tuple),
         ));
         let shared = self.clone();
-        let task = tokio::spawn(relay::run(relay.clone(), move |a| shared.is_own_relay(a)));
+        let lobby = relay.lobby;
+        let task = tokio::spawn(relay::run(relay.clone(), move |a| {
+            shared.reaches_relay(lobby, a)
+        }));
         c.relays.insert(tuple, (relay.clone(), task.abort_handle()));
         Ok(relay)
     }

@@ -17,6 +17,7 @@ pub mod auth;
 mod budget;
 mod control;
 pub mod grants;
+pub mod lobbies;
 mod metrics;
 pub mod policy;
 mod ports;
@@ -48,7 +49,8 @@ use server::Settings;
 /// How often the core is ticked (expiries).
 const TICK_PERIOD: Duration = Duration::from_secs(1);
 
-/// What the web server and the metrics see of the relay: its figures, on demand.
+/// What the other services see of the relay: its figures on demand (web server, metrics), and
+/// the lobby events it takes from the signalling hub.
 #[derive(Clone)]
 pub struct Status {
     shared: Arc<Shared>,
@@ -56,6 +58,12 @@ pub struct Status {
 }
 
 impl Status {
+    /// What the signalling hub saw of a lobby (see [`lobbies`]).
+    pub fn lobby_event(&self, event: lobbies::LobbyEvent) {
+        let mut c = self.shared.control.lock().unwrap();
+        c.server.lobby_event(event, std::time::Instant::now());
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = self.shared.snapshot();
         (

@@ -106,6 +106,9 @@ pub type OwnListeners = Arc<HashSet<SocketAddr>>;
 
 pub struct Relay {
     pub tuple: FiveTuple,
+    /// The lobby its credential is bound to: it exchanges packets with relay addresses of that
+    /// lobby's allocations only.
+    pub lobby: Option<u64>,
     pub socket: UdpSocket,
     link: Link,
     own_listeners: OwnListeners,
@@ -125,9 +128,11 @@ impl Relay {
         link: Link,
         grants: Arc<Grants>,
         own_listeners: OwnListeners,
+        lobby: Option<u64>,
     ) -> Relay {
         Relay {
             tuple,
+            lobby,
             socket,
             link,
             own_listeners,

@@ -61,6 +61,26 @@ pub fn random_user() -> String {
     random_hex(8)
 }
 
+/// The user part of a credential bound to a lobby and a player: the relay reads the lobby from
+/// it (the HMAC covers it, so it cannot be changed without the secret).
+pub fn lobby_user(lobby: u64, player: u32) -> String {
+    format!("lobby.{lobby:016x}.{player}")
+}
+
+/// The lobby a REST username (`<expiry>:lobby.<lobby>.<player>`) is bound to, if any.
+pub fn lobby_of(username: &str) -> Option<u64> {
+    let (_, user) = username.split_once(':')?;
+    let mut parts = user.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("lobby"), Some(lobby), Some(player), None)
+            if lobby.len() == 16 && player.parse::<u32>().is_ok() =>
+        {
+            u64::from_str_radix(lobby, 16).ok()
+        }
+        _ => None,
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("the OS provides randomness");
@@ -91,5 +111,26 @@ mod tests {
         assert_eq!(mint("k", "", Duration::ZERO, now).username, "1700000000");
         assert_eq!(rest_expiry("alice"), None);
         assert_eq!(rest_expiry("x:1700000000"), None);
+    }
+
+    #[test]
+    fn lobby_credentials_name_their_lobby() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let user = lobby_user(0xfeed, 12345);
+        let c = mint("k", &user, Duration::from_secs(60), now);
+        assert_eq!(c.username, "1700000060:lobby.000000000000feed.12345");
+        assert_eq!(lobby_of(&c.username), Some(0xfeed));
+        assert_eq!(rest_expiry(&c.username), Some(1_700_000_060));
+        for not_bound in [
+            "1700000060:0123456789abcdef",
+            "1700000060",
+            "1700000060:lobby.feed.1",
+            "1700000060:lobby.000000000000feed",
+            "1700000060:lobby.000000000000feed.1.2",
+            "1700000060:lobby.000000000000feed.x",
+            "alice",
+        ] {
+            assert_eq!(lobby_of(not_bound), None, "{not_bound}");
+        }
     }
 }

@@ -25,6 +25,7 @@ use webrtc_turn::proto::reqtrans::RequestedTransport;
 use super::auth::{self, Credentials, Identity, Nonces, Refusal};
 use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
+use super::lobbies::{Lobbies, LobbyEvent};
 use super::policy::PeerPolicy;
 use super::wire::{
     self, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
@@ -172,6 +173,8 @@ struct Allocation {
     relay: SocketAddr,
     advertised: SocketAddr,
     username: String,
+    /// The lobby its credential is bound to, if any (see [`super::lobbies`]).
+    lobby: Option<u64>,
     expires: Instant,
     /// Peer IP → expiry; `restricted` when only this server's own relay addresses on that IP
     /// may be reached (the IP itself is denied by policy).
@@ -190,6 +193,9 @@ pub struct Server {
     /// The IPs of those addresses, with how many addresses each carries.
     own_relay_ips: HashMap<IpAddr, usize>,
     per_user: HashMap<String, u32>,
+    lobbies: Lobbies,
+    /// Allocations per lobby.
+    per_lobby: HashMap<u64, u32>,
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
     counts: ControlCounts,
@@ -217,6 +223,8 @@ impl Server {
             own_relays: HashMap::new(),
             own_relay_ips: HashMap::new(),
             per_user: HashMap::new(),
+            lobbies: Lobbies::default(),
+            per_lobby: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
             counts: ControlCounts::default(),
@@ -250,6 +258,37 @@ impl Server {
     /// Whether `addr` is a relay address of this server's live allocations.
     pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
         self.own_relays.contains_key(&addr)
+    }
+
+    /// Whether an allocation bound to `lobby` (or to none) may exchange packets with relay
+    /// address `addr`: one of this server's, and for a lobby's allocation, of the same lobby.
+    pub fn reaches_relay(&self, lobby: Option<u64>, addr: SocketAddr) -> bool {
+        self.own_relays.get(&addr).is_some_and(|t| {
+            lobby.is_none() || self.allocations.get(t).is_some_and(|a| a.lobby == lobby)
+        })
+    }
+
+    /// The lobby the allocation on `tuple` is bound to.
+    pub fn lobby_of(&self, tuple: FiveTuple) -> Option<u64> {
+        self.allocations.get(&tuple).and_then(|a| a.lobby)
+    }
+
+    /// Lobbies the relay knows of (open, sealed, or playing on with allocations).
+    pub fn lobby_count(&self) -> usize {
+        self.lobbies.count()
+    }
+
+    /// What the signalling hub saw of a lobby. An aborted lobby's allocations go after a grace
+    /// (in [`Server::tick`]).
+    pub fn lobby_event(&mut self, event: LobbyEvent, now: Instant) {
+        let lobby = match event {
+            LobbyEvent::Opened { lobby }
+            | LobbyEvent::Announced { lobby, .. }
+            | LobbyEvent::Sealed { lobby }
+            | LobbyEvent::Ended { lobby } => lobby,
+        };
+        let used = self.per_lobby.contains_key(&lobby);
+        self.lobbies.apply(event, now, used);
     }
 
     /// Handles one STUN message from the client of `tuple`. Indications and malformed packets
@@ -379,8 +418,18 @@ impl Server {
             .filter(|(_, a)| a.expires <= now)
             .map(|(t, _)| *t)
             .collect();
+        // An aborted lobby's allocations go with it once its grace is over.
+        let aborted = self.lobbies.due_teardowns(now);
+        let torn_down = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.lobby.is_some_and(|l| aborted.contains(&l)))
+            .map(|(t, _)| *t);
+        let expired: Vec<FiveTuple> = expired.into_iter().chain(torn_down).collect();
         for tuple in expired {
-            effects.push(self.delete(tuple, ports));
+            if self.allocations.contains_key(&tuple) {
+                effects.push(self.delete(tuple, ports));
+            }
         }
         for (tuple, a) in &mut self.allocations {
             // The data plane checks expiry itself; this only keeps the tables small.
@@ -503,6 +552,11 @@ impl Server {
         if has_token || even == Some(true) {
             return Err(code::INSUFFICIENT_CAPACITY);
         }
+        // A lobby's credential works while its lobby is open or sealed.
+        let lobby = super::rest::lobby_of(&identity.username);
+        if lobby.is_some_and(|l| !self.lobbies.admits(l)) {
+            return Err(code::FORBIDDEN);
+        }
         let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
         if user_count >= self.settings.max_allocations_per_user
             || self.allocations.len() >= self.settings.max_allocations as usize
@@ -528,11 +582,15 @@ impl Server {
                 relay,
                 advertised,
                 username: identity.username.clone(),
+                lobby,
                 expires: clock.now + lifetime,
                 permissions: HashMap::new(),
                 channels: HashMap::new(),
             },
         );
+        if let Some(l) = lobby {
+            *self.per_lobby.entry(l).or_default() += 1;
+        }
         for addr in [relay, advertised] {
             if self.own_relays.insert(addr, tuple).is_none() {
                 *self.own_relay_ips.entry(addr.ip()).or_default() += 1;
@@ -600,7 +658,8 @@ impl Server {
         clock: Clock,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
-        let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
+        let a = self.owned(tuple, identity)?;
+        let (relay_v6, lobby) = (a.relay.is_ipv6(), a.lobby);
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         if peers.is_empty() {
             return Err(code::BAD_REQUEST);
@@ -609,7 +668,7 @@ impl Server {
         let vetted: Vec<(IpAddr, bool)> = peers
             .iter()
             .map(|&peer| {
-                self.vet(relay_v6, peer, Match::Ip)
+                self.vet(relay_v6, lobby, peer, Match::Ip)
                     .map(|restricted| (peer.ip(), restricted))
             })
             .collect::<Result<_, _>>()?;
@@ -641,7 +700,8 @@ impl Server {
         clock: Clock,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
-        let relay_v6 = self.owned(tuple, identity)?.relay.is_ipv6();
+        let a = self.owned(tuple, identity)?;
+        let (relay_v6, lobby) = (a.relay.is_ipv6(), a.lobby);
         let number = get::<ChannelNumber>(request).ok_or(code::BAD_REQUEST)?.0;
         if !CHANNEL_NUMBERS.contains(&number) {
             return Err(code::BAD_REQUEST);
@@ -651,7 +711,7 @@ impl Server {
             return Err(code::BAD_REQUEST);
         };
         // A channel is bound to one transport address, so here the port counts.
-        let restricted = self.vet(relay_v6, peer, Match::Address)?;
+        let restricted = self.vet(relay_v6, lobby, peer, Match::Address)?;
         let bandwidth = self.settings.bandwidth;
         let a = self.allocations.get_mut(&tuple).expect("checked above");
         // Rebinding rules (RFC 8656 §12): a number keeps its peer, a peer keeps its number.
@@ -694,20 +754,36 @@ impl Server {
 
     /// Whether `peer` may be reached from a relay of the given family: 443 across families, 403
     /// by policy; `Ok(true)` when allowed only as one of this server's own relay addresses (the
-    /// data plane then checks every packet's destination against them).
-    fn vet(&self, relay_v6: bool, peer: SocketAddr, by: Match) -> Result<bool, u16> {
-        let own = match by {
-            Match::Ip => self.own_relay_ips.contains_key(&peer.ip()),
-            Match::Address => self.is_own_relay(peer),
+    /// data plane then checks every packet's destination against them). An allocation bound to
+    /// a lobby may reach only what members of its lobby announced (policy still applies) and,
+    /// always restricted, relay addresses of its own lobby's allocations.
+    fn vet(
+        &self,
+        relay_v6: bool,
+        lobby: Option<u64>,
+        peer: SocketAddr,
+        by: Match,
+    ) -> Result<bool, u16> {
+        let own = match (by, lobby) {
+            (Match::Ip, _) => self.own_relay_ips.contains_key(&peer.ip()),
+            (Match::Address, None) => self.is_own_relay(peer),
+            (Match::Address, Some(_)) => self.reaches_relay(lobby, peer),
         };
         if peer.is_ipv6() != relay_v6 {
-            Err(code::PEER_ADDRESS_FAMILY_MISMATCH)
-        } else if self.settings.policy.allows(peer.ip()) {
-            Ok(false)
-        } else if own {
-            Ok(true)
-        } else {
-            Err(code::FORBIDDEN)
+            return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
+        }
+        match lobby {
+            Some(_) if own => Ok(true),
+            Some(l)
+                if self.lobbies.announced(l, peer.ip())
+                    && self.settings.policy.allows(peer.ip()) =>
+            {
+                Ok(false)
+            }
+            Some(_) => Err(code::FORBIDDEN),
+            None if self.settings.policy.allows(peer.ip()) => Ok(false),
+            None if own => Ok(true),
+            None => Err(code::FORBIDDEN),
         }
     }
 
@@ -730,6 +806,15 @@ impl Server {
             *n -= 1;
             if *n == 0 {
                 self.per_user.remove(&a.username);
+            }
+        }
+        if let Some(l) = a.lobby {
+            if let Some(n) = self.per_lobby.get_mut(&l) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_lobby.remove(&l);
+                    self.lobbies.allocations_gone(l);
+                }
             }
         }
         ports.close(a.relay);

@@ -1005,3 +1005,121 @@ mod rfc5769 {
         assert_eq!(refusal, Some(Refusal::StaleNonce));
     }
 }
+
+/// Signs as player `player` of lobby `lobby`, with a REST credential as the hub mints them.
+fn as_lobby_player(h: &mut Harness, lobby: u64, player: u32) {
+    h.user = format!(
+        "{}:{}",
+        UNIX + 3600,
+        crate::turn::rest::lobby_user(lobby, player)
+    );
+    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
+}
+
+fn announce(h: &mut Harness, lobby: u64, ip: &str) {
+    let now = h.clock().now;
+    let ip = ip.parse().unwrap();
+    h.server
+        .lobby_event(LobbyEvent::Announced { lobby, ip }, now);
+}
+
+#[test]
+fn a_lobby_allocation_reaches_what_its_lobby_announced_and_its_lobbys_relays_only() {
+    let mut h = Harness::new();
+    let now = h.clock().now;
+    for lobby in [1, 2] {
+        h.server.lobby_event(LobbyEvent::Opened { lobby }, now);
+    }
+    announce(&mut h, 1, "93.184.216.34");
+    announce(&mut h, 2, "151.101.1.1");
+    as_lobby_player(&mut h, 2, 20);
+    let other_lobby = h.allocate(tuple(3));
+    as_lobby_player(&mut h, 1, 11);
+    let teammate = h.allocate(tuple(2));
+    as_lobby_player(&mut h, 1, 10);
+    h.allocate(tuple(1));
+
+    // Announced in its lobby: yes. Announced in another lobby, or by nobody: 403.
+    assert_eq!(
+        code(&h.permission(tuple(1), &["93.184.216.34:5000"]).0),
+        None
+    );
+    for peer in ["151.101.1.1:5000", "8.8.8.8:53", "93.184.216.35:5000"] {
+        assert_eq!(
+            code(&h.permission(tuple(1), &[peer]).0),
+            Some(403),
+            "{peer}"
+        );
+        assert_eq!(h.bind(tuple(1), 0x4005, peer), Some(403), "{peer}");
+    }
+    // Relay addresses: its own lobby's, not another's (the IP is shared, so the data plane
+    // checks each packet's relay address).
+    let (reply, effects) = h.permission(tuple(1), &[&teammate.to_string()]);
+    assert_eq!(code(&reply), None);
+    let g = grants(&effects);
+    let now = h.clock().now;
+    let reach = |a| h.server.reaches_relay(Some(1), a);
+    assert!(g.permits(teammate, now, reach));
+    assert!(!g.permits(other_lobby, now, reach));
+    assert_eq!(
+        h.bind(tuple(1), 0x4001, &other_lobby.to_string()),
+        Some(403)
+    );
+    assert_eq!(h.bind(tuple(1), 0x4001, &teammate.to_string()), None);
+    // An allocation without a lobby (an /api/ice credential) and a lobby's never exchange
+    // packets: whichever side receives drops what the other sends.
+    h.user = "alice".into();
+    h.password = "alice-password".into();
+    let stranger = h.allocate(tuple(5));
+    assert!(!h.server.reaches_relay(Some(1), stranger));
+    assert!(!h.server.reaches_relay(Some(2), teammate));
+    assert!(h.server.reaches_relay(Some(1), teammate));
+    // A lobby the relay does not know (ended, or from before a restart): no allocation.
+    as_lobby_player(&mut h, 3, 30);
+    assert_eq!(code(&h.allocate_on(tuple(4), vec![]).0), Some(403));
+}
+
+#[test]
+fn an_aborted_lobby_takes_its_allocations_and_a_sealed_one_plays_on() {
+    let mut h = Harness::new();
+    let now = h.clock().now;
+    for lobby in [1, 2] {
+        h.server.lobby_event(LobbyEvent::Opened { lobby }, now);
+    }
+    announce(&mut h, 2, "93.184.216.34");
+    as_lobby_player(&mut h, 1, 10);
+    h.allocate(tuple(1));
+    as_lobby_player(&mut h, 2, 20);
+    h.allocate(tuple(2));
+
+    // Lobby 1 ends before its seal; lobby 2 is sealed, then its signalling ends.
+    h.server.lobby_event(LobbyEvent::Ended { lobby: 1 }, now);
+    h.server.lobby_event(LobbyEvent::Sealed { lobby: 2 }, now);
+    announce(&mut h, 2, "151.101.1.1");
+    h.server.lobby_event(LobbyEvent::Ended { lobby: 2 }, now);
+    let grace = crate::turn::lobbies::ABORT_GRACE;
+    assert!(h.tick(grace - Duration::from_millis(1)).is_empty());
+    let effects = h.tick(Duration::from_millis(1));
+    assert!(
+        matches!(effects[..], [Effect::Deleted { tuple: t }] if t == tuple(1)),
+        "{effects:?}"
+    );
+    // The sealed lobby's game goes on: refreshed, it lives; its permissions are as at the seal.
+    for _ in 0..4 {
+        h.tick(Duration::from_secs(300));
+        h.nonce.clear(); // a fresh nonce, as after a 438
+        assert_eq!(code(&h.refresh(tuple(2), Some(600))), None);
+    }
+    assert_eq!(code(&h.permission(tuple(2), &["93.184.216.34:1"]).0), None);
+    assert_eq!(
+        code(&h.permission(tuple(2), &["151.101.1.1:1"]).0),
+        Some(403)
+    );
+    // But nobody new joins it.
+    as_lobby_player(&mut h, 2, 21);
+    assert_eq!(code(&h.allocate_on(tuple(3), vec![]).0), Some(403));
+    // Its last allocation gone, the relay forgets it.
+    as_lobby_player(&mut h, 2, 20);
+    h.refresh(tuple(2), Some(0));
+    assert_eq!(h.server.lobby_count(), 0);
+}

@@ -132,12 +132,12 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
         match classify(frame) {
             Packet::ChannelData(channel, payload) => {
                 if let Some(r) = live {
-                    r.channel_to_peer(channel, payload, |a| shared.is_own_relay(a));
+                    r.channel_to_peer(channel, payload, |a| shared.reaches_relay(r.lobby, a));
                 }
             }
             Packet::Send => {
                 if let Some(r) = live {
-                    r.send_indication(frame, |a| shared.is_own_relay(a));
+                    r.send_indication(frame, |a| shared.reaches_relay(r.lobby, a));
                 }
             }
             Packet::Control => {
