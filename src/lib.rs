@@ -21,6 +21,7 @@ pub mod conn_cap;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
+pub mod rate_limit;
 pub mod service;
 pub mod signal;
 pub mod sockopt;

@@ -7,6 +7,7 @@ use std::fmt;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Metric names all start with `rallypoint_`.
@@ -40,6 +41,13 @@ impl Scrape<'_> {
             self.0
                 .encode_descriptor(name, &sentence(help), None, counter.metric_type())?;
         counter.encode(metric)
+    }
+
+    pub fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) -> fmt::Result {
+        let metric =
+            self.0
+                .encode_descriptor(name, &sentence(help), None, histogram.metric_type())?;
+        histogram.encode(metric)
     }
 
     /// One counter per value of `label`. Labels come from a small fixed set (directions,

@@ -154,7 +154,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         web_settings.max_connections_per_source as usize,
         ("web.max_connections", "web.max_connections_per_source"),
     );
-    web::register_metrics(&mut registry, connections.clone(), compression.clone());
+    let ice_quota = Arc::new(web::IceQuota::default());
+    web::register_metrics(
+        &mut registry,
+        connections.clone(),
+        compression.clone(),
+        ice_quota.clone(),
+    );
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
@@ -167,6 +173,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         file_cache: Default::default(),
         compression,
         connections,
+        ice_quota,
     });
     tasks.spawn(web::serve(
         listeners.web,

@@ -417,7 +417,29 @@ async fn lobby_credentials_reach_the_lobby_and_nothing_nobody_announced() {
     let host_again = turn_client(server.turn, &host_ice).await;
     let relay_again = host_again.allocate().await.unwrap();
     assert!(arrives(&relay_again, &echo, b"announced").await);
+    // The operator sees the lobby relaying, then one line and the histograms when it is done.
+    let (_, status) = common::http_get(server.web, "/_rallypoint/status");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let running = &status["lobbies_relaying"][0];
+    assert_eq!(
+        (running["players"].as_u64(), running["allocations"].as_u64()),
+        (Some(2), Some(3)),
+        "{status}"
+    );
+    assert!(running["bytes"].as_u64().unwrap() >= 20, "{status}");
+    // Closing a relay deletes its allocation (Refresh with lifetime 0).
+    for relay in [host_relay, guest_relay, relay_again, open_relay] {
+        relay.close().await.unwrap();
+    }
     for c in [host_turn, guest_turn, open_turn, host_again] {
         c.close().await.unwrap();
     }
+    common::wait_for_metrics(
+        server.web,
+        &[
+            "rallypoint_turn_lobby_relayed_bytes_count 1",
+            "rallypoint_turn_allocations 0",
+        ],
+    )
+    .await;
 }

@@ -705,3 +705,22 @@ async fn the_connection_cap_is_counted_and_logged() {
     .await;
     server.wait_log("web.max_connections = 3 reached");
 }
+
+#[tokio::test]
+async fn api_ice_is_limited_per_address_and_can_be_switched_off() {
+    let www = export();
+    let server = server_for(&www, "ice_api_per_minute = 3");
+    for _ in 0..3 {
+        assert_eq!(get(server.web, "/api/ice", &[]).await.status(), 200);
+    }
+    let r = get(server.web, "/api/ice", &[]).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), Some("20"), "one every 20 s");
+    common::wait_for_metrics(server.web, &["rallypoint_web_ice_refused_total 1"]).await;
+
+    // Off: nobody gets an open credential.
+    let server = server_for(&www, "ice_api = \"off\"");
+    let r = get(server.web, "/api/ice", &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(String::from_utf8_lossy(r.body()).contains("web.ice_api"));
+}

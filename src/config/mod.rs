@@ -98,6 +98,12 @@ pub struct Web {
     /// Space for files compressed on the fly: unnamed files in systemd's `CacheDirectory` (else
     /// the temporary directory), copies up to 256 KiB in memory.
     pub compression_cache: ByteSize,
+    /// `/api/ice`: "open" hands a relay credential to anyone who asks (within
+    /// `ice_api_per_minute`), "off" answers 403 (players get lobby-bound credentials through the
+    /// signalling extension instead).
+    pub ice_api: IceApi,
+    /// `/api/ice` answers a minute per address (an IPv6 /64), in bursts of as many; 0 = no limit.
+    pub ice_api_per_minute: u32,
     /// Addresses allowed to read /metrics.
     pub metrics_allow: Vec<IpNet>,
     /// Serve the self-test page at `/_rallypoint/`.
@@ -116,10 +122,19 @@ impl Default for Web {
             header_timeout: secs(10),
             max_header_size: ByteSize(16 << 10),
             compression_cache: ByteSize(256 << 20),
+            ice_api: IceApi::Open,
+            ice_api_per_minute: 30,
             metrics_allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             selftest: true,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceApi {
+    Open,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]

@@ -26,8 +26,8 @@ use super::candidates;
 use super::codec::{self, Command, Dialect, Event, Negotiation};
 use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
 use super::lobby::{self, OptionLimits, Options};
-use super::rate::RateLimit;
 use crate::conn_cap::Source;
+use crate::rate_limit::RateLimit;
 use crate::turn::lobbies::LobbyEvent;
 use crate::turn::rest::lobby_user;
 

@@ -13,7 +13,7 @@ pub mod hub;
 mod link;
 mod lobby;
 mod metrics;
-mod rate;
+
 mod session;
 
 use std::collections::{HashMap, VecDeque};

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Client, ConnId};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
-use super::rate::RateLimit;
 use crate::config::Config;
+use crate::rate_limit::RateLimit;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 

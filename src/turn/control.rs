@@ -10,11 +10,13 @@ use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
 use super::grants::Grants;
+use super::lobby_traffic::{LobbyTraffic, Running as LobbyRunning};
 use super::ports::SocketPorts;
 use super::relay::{self, Link, OwnListeners, Relay, TrafficTotals};
 use super::rest::unix_seconds;
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
 use crate::config::units::{BitRate, PortRange};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Allocation state shared by the workers and connections.
 pub struct Shared {
@@ -29,6 +31,7 @@ pub struct Control {
     own_listeners: OwnListeners,
     /// Traffic of allocations already deleted, so totals never go down.
     retired: TrafficTotals,
+    lobby_traffic: LobbyTraffic,
 }
 
 fn clock() -> Clock {
@@ -100,6 +103,9 @@ impl Shared {
             c.own_listeners.clone(),
             c.server.lobby_of(tuple),
         ));
+        if let Some((lobby, player)) = c.server.lobby_member(tuple) {
+            c.lobby_traffic.allocated(lobby, player, Instant::now());
+        }
         let shared = self.clone();
         let lobby = relay.lobby;
         let task = tokio::spawn(relay::run(relay.clone(), move |a| {
@@ -120,7 +126,11 @@ impl Shared {
                 if let Some((r, task)) = c.relays.remove(&tuple) {
                     r.retire();
                     task.abort();
-                    c.retired += r.traffic.totals();
+                    let totals = r.traffic.totals();
+                    c.retired += totals;
+                    if let Some(lobby) = r.lobby {
+                        c.lobby_traffic.deleted(lobby, totals, Instant::now());
+                    }
                 }
             }
             Effect::Reply(_) | Effect::Created { .. } => {}
@@ -170,6 +180,7 @@ impl Control {
             relays: HashMap::new(),
             bandwidth,
             retired: TrafficTotals::default(),
+            lobby_traffic: LobbyTraffic::new(),
         }
     }
 
@@ -197,14 +208,24 @@ pub struct Snapshot {
     pub streams_refused_per_source: u64,
     /// Requests left unanswered over the budget for unauthenticated answers.
     pub unanswered: u64,
+    /// The busiest lobbies relaying now.
+    pub lobbies_running: Vec<LobbyRunning>,
+    /// Over finished lobbies: bytes relayed, and duration.
+    pub lobby_bytes: Option<Histogram>,
+    pub lobby_seconds: Option<Histogram>,
 }
 
 impl Shared {
     pub fn snapshot(&self) -> Snapshot {
         let c = self.control.lock().unwrap();
         let mut traffic = c.retired;
+        let mut per_lobby: HashMap<u64, TrafficTotals> = HashMap::new();
         for (r, _) in c.relays.values() {
-            traffic += r.traffic.totals();
+            let totals = r.traffic.totals();
+            traffic += totals;
+            if let Some(lobby) = r.lobby {
+                *per_lobby.entry(lobby).or_default() += totals;
+            }
         }
         let counts = c.server.counts();
         Snapshot {
@@ -213,6 +234,9 @@ impl Shared {
             traffic,
             errors: counts.errors.iter().map(|(&k, &v)| (k, v)).collect(),
             unanswered: c.server.unanswered(),
+            lobbies_running: c.lobby_traffic.running(Instant::now(), &per_lobby),
+            lobby_bytes: Some(c.lobby_traffic.bytes.clone()),
+            lobby_seconds: Some(c.lobby_traffic.seconds.clone()),
             ..Snapshot::default()
         }
     }

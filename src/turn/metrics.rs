@@ -33,6 +33,9 @@ impl Collector for TurnCollector {
             streams_refused_total,
             streams_refused_per_source,
             unanswered,
+            lobbies_running: _,
+            lobby_bytes,
+            lobby_seconds,
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("allocations", "Live allocations", allocations as i64)?;
@@ -88,6 +91,21 @@ impl Collector for TurnCollector {
             "Error responses sent, by code",
             "code",
             errors.iter().map(|(code, n)| (code.to_string(), *n)),
-        )
+        )?;
+        if let Some(h) = &lobby_bytes {
+            s.histogram(
+                "lobby_relayed_bytes",
+                "Bytes relayed per finished lobby (lobby-bound credentials)",
+                h,
+            )?;
+        }
+        if let Some(h) = &lobby_seconds {
+            s.histogram(
+                "lobby_relay_seconds",
+                "Seconds from a lobby's first allocation to its last one's end",
+                h,
+            )?;
+        }
+        Ok(())
     }
 }

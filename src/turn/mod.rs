@@ -18,6 +18,7 @@ mod budget;
 mod control;
 pub mod grants;
 pub mod lobbies;
+mod lobby_traffic;
 mod metrics;
 pub mod policy;
 mod ports;
@@ -44,6 +45,7 @@ use crate::conn_cap::ConnCap;
 use crate::tls::Certificates;
 pub use control::Snapshot;
 use control::{Control, Shared};
+pub use lobby_traffic::Running as LobbyRunning;
 use server::Settings;
 
 /// How often the core is ticked (expiries).

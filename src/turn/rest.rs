@@ -69,13 +69,16 @@ pub fn lobby_user(lobby: u64, player: u32) -> String {
 
 /// The lobby a REST username (`<expiry>:lobby.<lobby>.<player>`) is bound to, if any.
 pub fn lobby_of(username: &str) -> Option<u64> {
+    lobby_member(username).map(|(lobby, _)| lobby)
+}
+
+/// The lobby and the player a REST username is bound to, if any.
+pub fn lobby_member(username: &str) -> Option<(u64, u32)> {
     let (_, user) = username.split_once(':')?;
     let mut parts = user.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("lobby"), Some(lobby), Some(player), None)
-            if lobby.len() == 16 && player.parse::<u32>().is_ok() =>
-        {
-            u64::from_str_radix(lobby, 16).ok()
+        (Some("lobby"), Some(lobby), Some(player), None) if lobby.len() == 16 => {
+            Some((u64::from_str_radix(lobby, 16).ok()?, player.parse().ok()?))
         }
         _ => None,
     }

@@ -273,6 +273,12 @@ impl Server {
         self.allocations.get(&tuple).and_then(|a| a.lobby)
     }
 
+    /// The lobby and player the allocation on `tuple` is bound to.
+    pub fn lobby_member(&self, tuple: FiveTuple) -> Option<(u64, u32)> {
+        let a = self.allocations.get(&tuple)?;
+        super::rest::lobby_member(&a.username)
+    }
+
     /// Lobbies the relay knows of (open, sealed, or playing on with allocations).
     pub fn lobby_count(&self) -> usize {
         self.lobbies.count()

@@ -2,16 +2,17 @@
 //! listener, for `RTCPeerConnection` and Godot's `WebRTCPeerConnection.initialize()`) and the
 //! `rallypoint credentials` command.
 
-use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Instant, SystemTime};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
+use super::Routes;
 use super::response::{Body, page, plain};
-use crate::config::Config;
+use crate::config::{Config, IceApi};
 use crate::signal::handshake;
 use crate::turn::addresses::advertised_host;
 use crate::turn::rest::{Credential, mint, random_user};
@@ -62,8 +63,34 @@ pub fn ice_servers(
 }
 
 /// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
-/// and Godot's `WebRTCPeerConnection.initialize()` take them.
-pub fn answer(config: &Config, at: &TurnAddresses, req: &Request<Incoming>) -> Response<Body> {
+/// and Godot's `WebRTCPeerConnection.initialize()` take them; not bound to a lobby (the relay's
+/// peer policy applies as it is). 403 when `web.ice_api` is "off", 429 over
+/// `web.ice_api_per_minute` from one address.
+pub fn answer(
+    config: &Config,
+    routes: &Routes,
+    client: IpAddr,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    if config.web.ice_api == IceApi::Off {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "/api/ice is off (web.ice_api = \"off\"): players get relay credentials with their \
+             lobby (the signalling extension's ICE_SERVERS)\n",
+        );
+    }
+    let per_minute = config.web.ice_api_per_minute;
+    if let Err(wait) = routes.ice_quota.take(client, per_minute, Instant::now()) {
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many credentials for this address (web.ice_api_per_minute)\n",
+        );
+        let seconds = wait.as_secs_f64().ceil() as u64;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return r;
+    }
+    let at = &routes.turn_addresses;
     let Some(secret) = config.turn.secrets.first() else {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,

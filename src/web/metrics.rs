@@ -7,13 +7,14 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
-use super::CompressionCache;
+use super::{CompressionCache, IceQuota};
 use crate::conn_cap::ConnCap;
 use crate::metrics::Scrape;
 
 struct WebCollector {
     connections: Arc<ConnCap>,
     compression: Arc<CompressionCache>,
+    ice_quota: Arc<IceQuota>,
 }
 
 impl std::fmt::Debug for WebCollector {
@@ -26,12 +27,14 @@ pub fn register(
     registry: &mut Registry,
     connections: Arc<ConnCap>,
     compression: Arc<CompressionCache>,
+    ice_quota: Arc<IceQuota>,
 ) {
     registry
         .sub_registry_with_prefix("web")
         .register_collector(Box::new(WebCollector {
             connections,
             compression,
+            ice_quota,
         }));
 }
 
@@ -56,6 +59,11 @@ impl Collector for WebCollector {
             "compressions_skipped",
             "Responses sent uncompressed because that file was being compressed already",
             skipped,
+        )?;
+        s.counter(
+            "ice_refused",
+            "/api/ice requests refused over web.ice_api_per_minute",
+            self.ice_quota.refused(),
         )
     }
 }

@@ -10,6 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::file_cache::FileCache;
 use super::ice::TurnAddresses;
+use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
 use super::response::{Body, full, page, plain, redirect};
 use super::safe_path::NoFile;
@@ -40,6 +41,7 @@ pub struct Routes {
     /// `web.max_connections`.
     pub connections: Arc<ConnCap>,
     pub compression: Arc<CompressionCache>,
+    pub ice_quota: Arc<IceQuota>,
 }
 
 /// A connection's listener kind.
@@ -113,7 +115,7 @@ async fn route(
         return response;
     }
     match path.as_str() {
-        "/api/ice" => ice::answer(config, &routes.turn_addresses, req),
+        "/api/ice" => ice::answer(config, routes, remote.ip(), req),
         "/healthz" => health(routes),
         "/metrics" => {
             let ip = remote.ip().to_canonical();

@@ -52,6 +52,8 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
                 "lobbies": signal.lobbies,
                 "allocations": turn.allocations,
                 "relayed_bytes": turn.traffic.to_peer_bytes + turn.traffic.to_client_bytes,
+                // The busiest lobbies relaying with lobby-bound credentials.
+                "lobbies_relaying": turn.lobbies_running,
             });
             let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
             r.headers_mut()

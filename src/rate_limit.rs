@@ -1,5 +1,5 @@
-//! A token bucket, sans-IO: the session's message rate, and the hub's limits on lobby-list queries
-//! and failed joins.
+//! A token bucket, sans-IO: the signalling session's message rate, the hub's limits on lobby-list
+//! queries and failed joins, and `/api/ice` per address.
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,15 @@ impl RateLimit {
             self.refill(now);
             self.tokens >= 1.0
         }
+    }
+
+    /// Seconds until a token is back (0 if one is left).
+    pub fn wait(&mut self, now: Instant) -> Duration {
+        if self.rate == 0.0 {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
     }
 
     /// Whether the bucket is full again at `now` (so forgetting it changes nothing).
