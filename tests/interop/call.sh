@@ -4,7 +4,10 @@
 # signals through rallypoint's hub in Godot's formats, and moves 1000 messages each way over a
 # data channel through rallypoint's TURN relay; getStats must show relay on both ends. A last
 # call gets TURN URLs with a port where nothing listens — to the browser, TURN is down — and
-# must fail. Everything runs inside a network namespace.
+# must fail. Then the same call through the lobby extension, each player with the lobby-bound
+# credentials the hub hands it; and a player who adds a candidate nobody announced: with lobby
+# credentials the relay refuses it (403, nothing reaches that peer), with /api/ice ones it does
+# not. Everything runs inside a network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
@@ -33,10 +36,13 @@ private_key = "$dir/key.pem"
 listen = ["127.0.0.1:0"]
 tls_listen = ["127.0.0.1:0"]
 secrets = ["call-interop-secret-0123456789"]
+# The echo peer of the last cases: reachable by policy, so that only the lobby binding can refuse.
+allow_peers = ["127.0.0.2/32"]
 TOML
 start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
 
 # The last case points the TURN URLs at a port where nothing listens, as if TURN were stopped:
 # with relay-only ICE that call must fail.
 dead=$(free_port)
-HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "http://$RP_WEB" udp:json tcp:json tls:json udp:text "udp:json:$dead"
+HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "http://$RP_WEB" udp:json tcp:json tls:json udp:text \
+    "udp:json:dead=$dead" udp:lobby tls:lobby udp:lobby:echo udp:json:echo

@@ -1,4 +1,9 @@
-// Runs the relayed call page in headless Chromium for each TURN transport and dialect given.
+// Runs the relayed call page in headless Chromium for each case "transport:dialect[:option]":
+// dialect json/text (Godot's protocol, credentials from /api/ice) or lobby (the extension, with
+// lobby-bound credentials); option "dead=PORT" points TURN at a port where nothing listens (the
+// call must fail), "echo" has the guest add a candidate for a UDP echo peer nobody announced
+// through the hub (lobby credentials: refused, nothing reaches it; /api/ice ones: it is reached).
+import dgram from "node:dgram";
 import { launchChromium } from "./chromium.mjs";
 
 const [base, ...cases] = process.argv.slice(2);
@@ -7,24 +12,45 @@ const browser = await launchChromium(["--ignore-certificate-errors"]);
 let failed = false;
 try {
   for (const c of cases) {
-    const [transport, dialect, deadPort] = c.split(":");
+    const [transport, dialect, option = ""] = c.split(":");
+    const deadPort = option.startsWith("dead=") ? option.slice(5) : undefined;
+    let echo, echoSocket, echoed = 0;
+    if (option === "echo") {
+      echoSocket = dgram.createSocket("udp4");
+      echoSocket.on("message", () => { echoed += 1; });
+      await new Promise((r) => echoSocket.bind(0, "127.0.0.2", r));
+      echo = { ip: "127.0.0.2", port: echoSocket.address().port };
+    }
     const page = await browser.newPage();
     await page.goto(`${base}/call/index.html`);
     let r;
     try {
       r = await Promise.race([
-        page.evaluate((opts) => window.runCall(opts), { transport, dialect, count: 1000, turnPort: deadPort }),
+        page.evaluate((opts) => window.runCall(opts), { transport, dialect, count: 1000, turnPort: deadPort, echo }),
         new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), deadPort ? 10000 : 30000)),
       ]);
     } catch (e) {
       r = { error: String(e) };
     }
+    if (echoSocket) {
+      r.echoed = echoed;
+      echoSocket.close();
+    }
     const relayed = r.hostPair && r.guestPair && r.hostPair.local === "relay" && r.hostPair.remote === "relay"
       && r.guestPair.local === "relay" && r.guestPair.remote === "relay";
     const connected = !r.error && r.hostGot === 1000 && r.guestGot === 1000 && r.inOrder && relayed;
-    // With TURN unreachable the call must not connect.
-    const ok = deadPort ? !connected : connected;
-    const what = deadPort ? `call with TURN unreachable fails` : `call over TURN ${transport}, ${dialect} signalling`;
+    let ok, what;
+    if (deadPort) {
+      // With TURN unreachable the call must not connect.
+      [ok, what] = [!connected, "call with TURN unreachable fails"];
+    } else if (echo && dialect === "lobby") {
+      [ok, what] = [connected && r.echoed === 0 && r.refused403 >= 1,
+        "lobby credentials reach the lobby, and an address nobody announced gets 403 and no datagram"];
+    } else if (echo) {
+      [ok, what] = [connected && r.echoed > 0, "open /api/ice credentials do reach that address (the check can fail)"];
+    } else {
+      [ok, what] = [connected, `call over TURN ${transport}, ${dialect} signalling`];
+    }
     console.log(`${ok ? "ok" : "FAILED"}: ${what}: ` + JSON.stringify(r));
     if (!ok) failed = true;
     await page.close();

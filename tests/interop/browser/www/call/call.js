@@ -2,11 +2,14 @@
 // signalling hub (Godot 4 JSON or Godot 3 text), the newer peer offers to the host (id 1),
 // candidates travel as "\n" + mid + "\n" + index + "\n" + candidate, and a pre-negotiated data
 // channel carries the game. TURN credentials come from /api/ice; only relay candidates are used.
+// Dialect "lobby": rallypoint's lobby extension instead (subprotocol rallypoint.v1: CREATE, JOIN
+// by code), each player with the lobby-bound TURN credentials the hub hands it (ICE_SERVERS).
 
 const JOIN = 0, ID = 1, PEER_CONNECT = 2, OFFER = 4, ANSWER = 5, CANDIDATE = 6;
+const CREATE = 100, LOBBY = 101, JOIN_BY_CODE = 103, ICE_SERVERS = 111;
 
 function codec(dialect) {
-  if (dialect === "json") {
+  if (dialect === "json" || dialect === "lobby") {
     return {
       encode: (type, id, data) => JSON.stringify({ type, id, data }),
       decode: (text) => JSON.parse(text),
@@ -28,7 +31,9 @@ function codec(dialect) {
 // A signalling client: a queue of decoded messages.
 function connect(dialect) {
   const c = codec(dialect);
-  const ws = new WebSocket(`ws://${location.host}/ws`);
+  const ws = dialect === "lobby"
+    ? new WebSocket(`ws://${location.host}/ws`, "rallypoint.v1")
+    : new WebSocket(`ws://${location.host}/ws`);
   const queue = [], waiting = [];
   ws.onmessage = (e) => {
     const m = c.decode(e.data);
@@ -52,8 +57,9 @@ function nextOfType(client, type) {
   return client.next().then((m) => (m.type === type ? m : nextOfType(client, type)));
 }
 
-// Wires a peer connection to a signalling client, with `other` as the id to send to.
-function wire(pc, client, other) {
+// Wires a peer connection to a signalling client, with `other` as the id to send to;
+// `afterAnswer` runs once the remote answer is set.
+function wire(pc, client, other, afterAnswer = async () => {}) {
   pc.onicecandidate = (e) => {
     if (e.candidate && e.candidate.candidate) {
       const c = e.candidate;
@@ -71,6 +77,7 @@ function wire(pc, client, other) {
       client.send(ANSWER, m.id, answer.sdp);
     } else if (m.type === ANSWER) {
       await pc.setRemoteDescription({ type: "answer", sdp: m.data });
+      await afterAnswer();
     }
   };
 }
@@ -104,32 +111,63 @@ async function selectedPair(pc) {
   return { local: local.candidateType, remote: remote.candidateType, protocol: local.relayProtocol };
 }
 
-window.runCall = async ({ transport, dialect, count, turnPort }) => {
-  const ice = await (await fetch("/api/ice")).json();
+// The RTCPeerConnection configuration for `ice` ({iceServers}), relay only, with the TURN URLs
+// of `transport`.
+function relayConfig(ice, transport, turnPort) {
   const server = ice.iceServers[0];
   const pick = { udp: (u) => u.startsWith("turn:") && u.endsWith("transport=udp"),
                  tcp: (u) => u.startsWith("turn:") && u.endsWith("transport=tcp"),
                  tls: (u) => u.startsWith("turns:") }[transport];
   // turnPort: send the TURN URLs to another port, to see the call fail without TURN.
   const urls = server.urls.filter(pick).map((u) => (turnPort ? u.replace(/:\d+\?/, `:${turnPort}?`) : u));
-  if (!urls.length) throw new Error(`no ${transport} TURN URL in /api/ice: ${server.urls}`);
-  const config = { iceServers: [{ urls, username: server.username, credential: server.credential }],
-                   iceTransportPolicy: "relay" };
+  if (!urls.length) throw new Error(`no ${transport} TURN URL: ${server.urls}`);
+  return { iceServers: [{ urls, username: server.username, credential: server.credential }],
+           iceTransportPolicy: "relay" };
+}
 
+async function turnErrors403() {
+  const text = await (await fetch("/metrics")).text();
+  const line = text.split("\n").find((l) => l.startsWith('rallypoint_turn_error_responses_total{code="403"}'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+// `echo` ({ip, port}): the guest also adds a remote candidate nobody announced through the hub,
+// as a player using its credentials to reach elsewhere would; its browser then asks the relay
+// for a permission to that address.
+window.runCall = async ({ transport, dialect, count, turnPort, echo }) => {
   const host = await connect(dialect), guest = await connect(dialect);
-  host.send(JOIN, 0, "");
-  await nextOfType(host, ID);
-  const lobby = (await nextOfType(host, JOIN)).data;
-  guest.send(JOIN, 0, lobby);
-  const guestId = (await nextOfType(guest, ID)).id;
-  await nextOfType(guest, JOIN);
+  let hostConfig, guestConfig, guestId;
+  if (dialect === "lobby") {
+    host.send(CREATE, 0, "");
+    hostConfig = relayConfig(JSON.parse((await nextOfType(host, ICE_SERVERS)).data), transport, turnPort);
+    const code = JSON.parse((await nextOfType(host, LOBBY)).data).code;
+    guest.send(JOIN_BY_CODE, 0, JSON.stringify({ lobby: code.toLowerCase() }));
+    guestId = (await nextOfType(guest, ID)).id;
+    guestConfig = relayConfig(JSON.parse((await nextOfType(guest, ICE_SERVERS)).data), transport, turnPort);
+    await nextOfType(guest, LOBBY);
+  } else {
+    hostConfig = guestConfig = relayConfig(await (await fetch("/api/ice")).json(), transport, turnPort);
+    host.send(JOIN, 0, "");
+    await nextOfType(host, ID);
+    const lobby = (await nextOfType(host, JOIN)).data;
+    guest.send(JOIN, 0, lobby);
+    guestId = (await nextOfType(guest, ID)).id;
+    await nextOfType(guest, JOIN);
+  }
+  const refusedBefore = await turnErrors403();
 
-  const hostPc = new RTCPeerConnection(config), guestPc = new RTCPeerConnection(config);
+  const hostPc = new RTCPeerConnection(hostConfig), guestPc = new RTCPeerConnection(guestConfig);
   // Godot's data channels are pre-negotiated, ids from 1.
   const hostChannel = hostPc.createDataChannel("game", { negotiated: true, id: 1 });
   const guestChannel = guestPc.createDataChannel("game", { negotiated: true, id: 1 });
   host.onMessage(wire(hostPc, host, () => guestId));
-  guest.onMessage(wire(guestPc, guest, () => 1));
+  const unannounced = async () => {
+    if (echo) {
+      await guestPc.addIceCandidate({ sdpMid: "0", sdpMLineIndex: 0,
+        candidate: `candidate:9 1 udp 2122260223 ${echo.ip} ${echo.port} typ host` });
+    }
+  };
+  guest.onMessage(wire(guestPc, guest, () => 1, unannounced));
   // The newer peer (higher id) offers; the host never does.
   const offer = await guestPc.createOffer();
   await guestPc.setLocalDescription(offer);
@@ -142,10 +180,14 @@ window.runCall = async ({ transport, dialect, count, turnPort }) => {
     exchange(hostChannel, "h", count),
   ]);
   const inOrder = (list, tag) => list.every((m, i) => m === `${tag}${i}`);
+  // The unannounced candidate's checks (and permission) have had time by now; give them a
+  // moment more, then count the relay's refusals.
+  if (echo) await new Promise((r) => setTimeout(r, 1500));
   const result = {
     hostGot: atHost.length, guestGot: atGuest.length,
     inOrder: inOrder(atGuest, "h") && inOrder(atHost, "g"),
     hostPair: await selectedPair(hostPc), guestPair: await selectedPair(guestPc),
+    refused403: (await turnErrors403()) - refusedBefore,
   };
   hostPc.close(); guestPc.close(); host.close(); guest.close();
   return result;
