@@ -17,4 +17,5 @@ cp build/web/index.html build/web/index.pck export/
 for f in build/web/index.png build/web/index.icon.png build/web/index.apple-touch-icon.png; do
     [ -f "$f" ] && cp "$f" export/
 done
+./sources-hash > export/SOURCES.sha256
 ls -la export

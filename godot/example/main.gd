@@ -5,15 +5,20 @@ extends Node2D
 ##
 ## Automated runs (the interop test) pass `?autotest=host` or `?autotest=join&code=CODE` in the
 ## page URL: the page then creates or joins a lobby with a password, relay only, exchanges
-## RPC_COUNT reliable RPCs with the other player and prints what happened ("RP_..." lines).
+## RPC_COUNT reliable RPCs with the other player — half before its signalling socket is dropped
+## and resumed, half after — and prints what happened ("RP_..." lines). `?autotest=unit` runs
+## the addon's protocol tests (tests/protocol_tests.gd) instead.
 
 const RPC_COUNT := 150
+const HALF := RPC_COUNT / 2
 const PASSWORD := "autotest-pw"
 
 var cursors := {}  # peer id -> position
 var received := 0
 var sent := 0
 var autotest := ""
+var peer := 0
+var resumed := false
 
 var _status := Label.new()
 var _code := LineEdit.new()
@@ -33,8 +38,13 @@ func _ready() -> void:
 	Rallypoint.peer_joined.connect(func(id): _say("player %d joined" % id))
 	Rallypoint.peer_left.connect(func(id): cursors.erase(id); _say("player %d left" % id))
 	multiplayer.peer_connected.connect(_peer_connected)
+	Rallypoint.resumed.connect(_resumed)
+	Rallypoint.route_known.connect(func(id, relayed): print("RP_ROUTE %d relayed=%s" % [id, relayed]))
 	var query := _query()
 	autotest = query.get("autotest", "")
+	if autotest == "unit":
+		preload("res://tests/protocol_tests.gd").new().run()
+		return
 	Rallypoint.relay_only = autotest != ""
 	Rallypoint.connect_to_server(_server_url())
 	if autotest == "host":
@@ -82,17 +92,33 @@ func _peer_connected(id: int) -> void:
 	print("RP_PEER_CONNECTED %d" % id)
 	if autotest == "":
 		return
-	for i in RPC_COUNT:
-		ping.rpc_id(id, i)
+	peer = id
+	_send_rpcs(0, HALF)
+
+
+func _resumed() -> void:
+	print("RP_RESUMED")
+	resumed = true
+	if autotest != "" and peer != 0:
+		_send_rpcs(HALF, RPC_COUNT)
+
+
+func _send_rpcs(from: int, to: int) -> void:
+	for i in range(from, to):
+		ping.rpc_id(peer, i)
 		sent += 1
 	_check_done()
 
 
 @rpc("any_peer", "call_remote", "reliable")
 func ping(i: int) -> void:
+	if received == 0:
+		print("RP_FIRST_RPC at %d ms after page load" % int(JavaScriptBridge.eval("performance.now()")))
 	if i != received:
 		print("RP_OUT_OF_ORDER got %d, expected %d" % [i, received])
 	received += 1
+	if received == HALF:
+		print("RP_HALF received=%d" % received)
 	_check_done()
 
 

@@ -4,11 +4,14 @@
 # rallypoint and opened in two headless Chromium pages with a software WebGL canvas, inside a
 # network namespace. One page creates a lobby with a password, the other joins it by its code;
 # both connect relay-only through rallypoint's TURN with the credentials the hub hands them, and
-# exchange 150 reliable RPCs each way over Godot's WebRTCMultiplayerPeer.
+# exchange 150 reliable RPCs each way over Godot's WebRTCMultiplayerPeer, with every signalling
+# socket killed half way (they resume). The addon's protocol tests run in the engine too. A
+# control run with TURN firewalled must not connect. The committed export must match the
+# addon's and example's sources (godot/export/SOURCES.sha256; re-export with godot/export.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
-need chromium node ip npm
+need chromium node ip npm iptables ss
 here=tests/interop/browser
 [ -d "$here/node_modules/playwright-core" ] || { echo "playwright-core missing: npm install in $here" >&2; exit 1; }
 
@@ -18,8 +21,15 @@ cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/nu
 trap cleanup EXIT
 netns_up "$ns"
 
+sources=$(godot/sources-hash)
+[ "$sources" = "$(cat godot/export/SOURCES.sha256)" ] || {
+    echo "FAILED: godot: godot/export is stale: the addon or example changed since its export;" \
+         "run godot/export.sh and commit godot/export" >&2
+    exit 1
+}
+echo "ok: godot: the committed export matches the addon's and example's sources"
 mkdir -p "$dir/www"
-cp godot/export/* "$dir/www/"
+cp godot/export/index.* "$dir/www/"
 tests/interop/godot-engine.sh "$dir/www"
 cat >"$dir/rallypoint.toml" <<TOML
 [web]
@@ -32,4 +42,14 @@ listen = ["127.0.0.1:0"]
 secrets = ["godot-interop-secret-0123456789"]
 TOML
 start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
-HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" || { tail -20 "$dir/rallypoint.log" >&2; exit 1; }
+HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" "${RP_WEB##*:}" \
+    || { tail -20 "$dir/rallypoint.log" >&2; exit 1; }
+
+# The control: TURN firewalled (UDP and TCP to its port dropped), a fresh server and pages.
+kill "$RP_PID"; wait "$RP_PID" 2>/dev/null || true
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+turn_port=${RP_TURN##*:}
+for proto in udp tcp; do
+    ip netns exec "$ns" iptables -A INPUT -d 127.0.0.1 -p "$proto" --dport "$turn_port" -j DROP
+done
+HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" "${RP_WEB##*:}" --blocked

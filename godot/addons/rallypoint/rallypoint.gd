@@ -25,8 +25,12 @@ signal peer_left(id: int)
 ## The signalling socket dropped and is being resumed / was resumed.
 signal reconnecting
 signal resumed
-## A request failed: `code` is the server's (wrong_password, full, not_found, rate_limited...).
+## A request failed: `code` is the server's (wrong_password, full, not_found, rate_limited...);
+## `message` is fit to show players (see error_text()).
 signal request_failed(code: String, message: String)
+## On the web: whether the connection to a peer goes through a TURN relay, once the browser
+## has chosen its route (from the RTCPeerConnection's getStats).
+signal route_known(peer_id: int, relayed: bool)
 
 enum State { OFFLINE, CONNECTING, CONNECTED, IN_LOBBY, RECONNECTING }
 
@@ -74,11 +78,59 @@ var _id := 0
 var _mesh := true
 var _pending := []  # requests to send once the socket is open
 var _old_state := WebSocketPeer.STATE_CLOSED
+var _leaving := false
+var _routes := {}  # peer id -> index of its RTCPeerConnection in the page's list (web)
+var _relayed := {}  # peer id -> bool, once known
+var _route_check := 0.0
+
+## Player-readable texts for the server's error codes.
+const ERROR_TEXTS := {
+	"wrong_password": "Wrong password.",
+	"not_found": "No lobby with that code.",
+	"full": "That lobby is full.",
+	"sealed": "That game has already started.",
+	"rate_limited": "Too many tries; wait a minute.",
+	"already_in_lobby": "You are already in a lobby.",
+	"not_host": "Only the host can do that.",
+	"too_many_lobbies": "The server is full; try later.",
+	"resume_failed": "Your place in the lobby was lost.",
+}
+
+
+## One message in Godot's envelope.
+static func encode(type: int, id: int, data: String) -> String:
+	return JSON.stringify({"type": type, "id": id, "data": data})
+
+
+## A message from the server: {type, id, data}, or {} when it is not one.
+static func decode(text: String) -> Dictionary:
+	var m = JSON.parse_string(text)
+	if typeof(m) != TYPE_DICTIONARY or not m.has("type") or not m.has("id") \
+			or typeof(m.get("data", "")) != TYPE_STRING:
+		return {}
+	return {"type": int(m.type), "id": int(m.id), "data": m.get("data", "")}
+
+
+## Whether a closed socket was dropped (to be resumed) rather than closed by the server for a
+## reason or by us: the server always gives a reason.
+static func is_drop(code: int, reason: String, leaving: bool) -> bool:
+	return not leaving and reason == "" and code != 1000
+
+
+## A text to show players for a server error code.
+static func error_text(code: String) -> String:
+	return ERROR_TEXTS.get(code, "The server refused (%s)." % code)
+
+
+## Whether the connection to `peer_id` is relayed (web; false until known).
+func is_relayed(peer_id: int) -> bool:
+	return _relayed.get(peer_id, false)
 
 
 ## Opens the signalling socket, e.g. "wss://game.example.org/ws".
 func connect_to_server(url: String) -> void:
 	_url = url
+	_leaving = false
 	_ws = WebSocketPeer.new()
 	_ws.supported_protocols = PackedStringArray([SUBPROTOCOL])
 	state = State.CONNECTING
@@ -129,12 +181,13 @@ func seal() -> void:
 ## Leaves the lobby and closes everything.
 func leave() -> void:
 	_token = ""
+	_leaving = true
 	state = State.OFFLINE
 	_ws.close()
 	_close_peers()
 
 
-func _process(_delta: float) -> void:
+func _process(delta: float) -> void:
 	_ws.poll()
 	var ws_state := _ws.get_ready_state()
 	if ws_state != _old_state:
@@ -148,6 +201,54 @@ func _process(_delta: float) -> void:
 	if _ice_expires > 0 and Time.get_unix_time_from_system() > _ice_expires - 60:
 		_ice_expires = 0
 		_send(ICE_REQUEST, 0, "")
+	_route_check -= delta
+	if _route_check <= 0.0 and not _routes.is_empty():
+		_route_check = 1.0
+		_check_routes()
+
+
+func _ready() -> void:
+	if OS.has_feature("web"):
+		# Keep every RTCPeerConnection the engine makes, to ask it for its route later.
+		JavaScriptBridge.eval("""
+			if (!window.__rallypoint) {
+				window.__rallypoint = { peers: [], relayed: {} };
+				const Original = window.RTCPeerConnection;
+				window.RTCPeerConnection = function (config) {
+					const pc = new Original(config);
+					window.__rallypoint.peers.push(pc);
+					return pc;
+				};
+				window.RTCPeerConnection.prototype = Original.prototype;
+			}
+		""", true)
+
+
+func _check_routes() -> void:
+	for id in _routes:
+		var i: int = _routes[id]
+		JavaScriptBridge.eval("""
+			(function (i) {
+				const pc = window.__rallypoint.peers[i];
+				if (!pc) return;
+				pc.getStats().then((stats) => {
+					stats.forEach((s) => {
+						if (s.type === 'transport' && s.selectedCandidatePairId) {
+							const pair = stats.get(s.selectedCandidatePairId);
+							const local = pair && stats.get(pair.localCandidateId);
+							const remote = pair && stats.get(pair.remoteCandidateId);
+							if (local && remote) window.__rallypoint.relayed[i] =
+								local.candidateType === 'relay' || remote.candidateType === 'relay';
+						}
+					});
+				});
+			})(%d)
+		""" % i, true)
+		# As a string: "true", "false", or "undefined" while the browser has not chosen.
+		var known := str(JavaScriptBridge.eval("String(window.__rallypoint.relayed[%d])" % i, true))
+		if known in ["true", "false"] and not _relayed.has(id):
+			_relayed[id] = known == "true"
+			route_known.emit(id, known == "true")
 
 
 func _opened() -> void:
@@ -166,8 +267,8 @@ func _closed() -> void:
 	var code := _ws.get_close_code()
 	var reason := _ws.get_close_reason()
 	# A drop (not a close the server chose with a reason) in a lobby: take the place back.
-	var dropped := code == -1 or code == 1006 or (code == 1001 and reason == "")
-	if _token != "" and state in [State.IN_LOBBY, State.RECONNECTING] and dropped:
+	if _token != "" and state in [State.IN_LOBBY, State.RECONNECTING] \
+			and is_drop(code, reason, _leaving):
 		state = State.RECONNECTING
 		reconnecting.emit()
 		await get_tree().create_timer(0.5).timeout
@@ -181,13 +282,13 @@ func _closed() -> void:
 
 
 func _receive(text: String) -> void:
-	var m = JSON.parse_string(text)
-	if typeof(m) != TYPE_DICTIONARY or not m.has("type") or not m.has("id"):
+	var m := decode(text)
+	if m.is_empty():
 		push_warning("rallypoint: not a message: %s" % text)
 		return
-	var type := int(m.type)
-	var id := int(m.id)
-	var data: String = m.get("data", "")
+	var type: int = m.type
+	var id: int = m.id
+	var data: String = m.data
 	match type:
 		ID:
 			_id = id
@@ -218,13 +319,15 @@ func _receive(text: String) -> void:
 			resumed.emit()
 		ERROR:
 			var e = JSON.parse_string(data)
-			request_failed.emit(e.get("code", ""), e.get("message", ""))
+			request_failed.emit(e.get("code", ""), error_text(e.get("code", "")))
 		PEER_CONNECT:
 			_add_peer(id)
 			peer_joined.emit(id)
 		PEER_DISCONNECT:
 			if _mp.has_peer(id):
 				_mp.remove_peer(id)
+			_routes.erase(id)
+			_relayed.erase(id)
 			peer_left.emit(id)
 		OFFER, ANSWER:
 			if _mp.has_peer(id):
@@ -257,6 +360,8 @@ func _add_peer(id: int) -> void:
 	if relay_only:
 		config["iceTransportPolicy"] = "relay"
 	peer.initialize(config)
+	if OS.has_feature("web"):
+		_routes[id] = int(JavaScriptBridge.eval("window.__rallypoint.peers.length - 1", true))
 	peer.session_description_created.connect(_description_created.bind(id))
 	peer.ice_candidate_created.connect(_candidate_created.bind(id))
 	_mp.add_peer(peer, id)
@@ -283,7 +388,7 @@ func _close_peers() -> void:
 
 
 func _message(type: int, id: int, data: String) -> String:
-	return JSON.stringify({"type": type, "id": id, "data": data})
+	return encode(type, id, data)
 
 
 func _send(type: int, id: int, data: String) -> void:

@@ -1,9 +1,16 @@
 // Two players of the addon's example (a real Godot 4.6 web export) in headless Chromium: the
 // host page creates a lobby, the guest page joins it by the code the host printed; both print
-// "RP_..." lines (GDScript print() reaches the console). Then checks the relay carried the game.
+// "RP_..." lines (GDScript print() reaches the console), which this asserts on. Half way through
+// their RPCs, every signalling socket is killed from outside (ss -K): both must resume and finish
+// the game. Also runs the addon's protocol unit tests in the engine (?autotest=unit).
+//
+//   node godot.mjs BASE WEB_PORT            the game, which must work
+//   node godot.mjs BASE WEB_PORT --blocked  TURN is firewalled: the players must never connect
+import { execFileSync } from "node:child_process";
 import { launchChromium } from "./chromium.mjs";
 
-const base = process.argv[2];
+const [base, webPort, mode] = process.argv.slice(2);
+const blocked = mode === "--blocked";
 const browser = await launchChromium([], { webgl: true });
 let failed = false;
 const check = (ok, what, detail) => {
@@ -11,13 +18,12 @@ const check = (ok, what, detail) => {
   if (!ok) failed = true;
 };
 
-// Resolves with the first console line matching `pattern` on `page`, or rejects after `ms`.
+// The first console line matching `pattern`, or an error after `ms`.
 function waitForLine(lines, pattern, ms) {
   return new Promise((resolve, reject) => {
-    const found = () => lines.find((l) => pattern.test(l));
     const start = Date.now();
     const poll = setInterval(() => {
-      const l = found();
+      const l = lines.find((x) => pattern.test(x));
       if (l) { clearInterval(poll); resolve(l); }
       else if (Date.now() - start > ms) { clearInterval(poll); reject(new Error(`no ${pattern} in ${ms} ms`)); }
     }, 100);
@@ -33,39 +39,75 @@ async function open(query) {
   return { page, lines };
 }
 
+const tail = (p) => p.lines.slice(-12).join(" | ");
+
 try {
+  if (!blocked) {
+    const unit = await open("autotest=unit");
+    try {
+      const done = await waitForLine(unit.lines, /^RP_UNIT_DONE/, 60000);
+      for (const l of unit.lines.filter((x) => x.startsWith("RP_UNIT FAILED"))) console.log(l);
+      check(/failed=0$/.test(done) && !/passed=0 /.test(done), "the addon's protocol tests in the engine", done);
+    } catch (e) {
+      check(false, "the addon's protocol tests in the engine", `${e}; ${tail(unit)}`);
+    }
+    await unit.page.close();
+  }
+
   const host = await open("autotest=host");
   let code;
   try {
     code = (await waitForLine(host.lines, /^RP_CODE \w{6}$/, 60000)).split(" ")[1];
-    check(true, "the host's Godot page created a lobby", `code ${code}`);
+    check(true, "the host's page created a lobby", `code ${code}`);
   } catch (e) {
-    check(false, "the host's Godot page created a lobby", `${e}; console: ${host.lines.slice(-15).join(" | ")}`);
+    check(false, "the host's page created a lobby", `${e}; ${tail(host)}`);
     throw e;
   }
   const guest = await open(`autotest=join&code=${code.toLowerCase()}`);
-  for (const [name, p] of [["host", host], ["guest", guest]]) {
-    try {
-      const done = await waitForLine(p.lines, /^RP_RPCS_DONE/, 60000);
-      const disorder = p.lines.filter((l) => l.startsWith("RP_OUT_OF_ORDER"));
-      check(done === "RP_RPCS_DONE sent=150 received=150" && disorder.length === 0,
-        `the ${name} sent and received 150 RPCs in order over WebRTC`, done);
-    } catch (e) {
-      check(false, `the ${name} sent and received 150 RPCs in order over WebRTC`,
-        `${e}; console: ${p.lines.slice(-15).join(" | ")}`);
+  const players = [["host", host], ["guest", guest]];
+
+  if (blocked) {
+    // The control: with TURN unreachable and relay-only ICE, nobody may connect.
+    await new Promise((r) => setTimeout(r, 20000));
+    const connected = players.filter(([, p]) => p.lines.some((l) => l.startsWith("RP_PEER_CONNECTED")));
+    check(connected.length === 0, "with TURN blocked the players never connect",
+      connected.length ? `connected: ${connected.map(([n]) => n)}` : "no RP_PEER_CONNECTED in 20 s");
+  } else {
+    for (const [name, p] of players) {
+      try {
+        const half = await waitForLine(p.lines, /^RP_HALF/, 60000);
+        check(true, `the ${name} received the first half of its RPCs`, half);
+      } catch (e) {
+        check(false, `the ${name} received the first half of its RPCs`, `${e}; ${tail(p)}`);
+      }
     }
+    // A forced drop of every signalling socket: kill the TCP connections to the web port.
+    execFileSync("ss", ["-K", "dst", "127.0.0.1", "dport", "=", `:${webPort}`], { stdio: "ignore" });
+    for (const [name, p] of players) {
+      try {
+        await waitForLine(p.lines, /^RP_RESUMED$/, 30000);
+        const done = await waitForLine(p.lines, /^RP_RPCS_DONE/, 60000);
+        const disorder = p.lines.filter((l) => l.startsWith("RP_OUT_OF_ORDER"));
+        check(done === "RP_RPCS_DONE sent=150 received=150" && disorder.length === 0,
+          `the ${name} resumed after the drop and finished 150 RPCs each way in order`,
+          `${done}; ${p.lines.find((l) => l.startsWith("RP_FIRST_RPC"))}`);
+        const route = await waitForLine(p.lines, /^RP_ROUTE /, 10000);
+        check(route.endsWith("relayed=true"), `the ${name}'s addon reports its peer as relayed`, route);
+      } catch (e) {
+        check(false, `the ${name} resumed after the drop and finished its RPCs`, `${e}; ${tail(p)}`);
+      }
+    }
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const value = (name) => metrics.split("\n").filter((l) => l.startsWith(name))
+      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    const relayed = value("rallypoint_turn_relayed_packets_total");
+    const resumes = value("rallypoint_signal_resumes_total");
+    check(relayed >= 300 && resumes === 2, "the game went through rallypoint's TURN and both players resumed",
+      `${relayed} packets relayed, ${resumes} resumes`);
+    const status = await (await fetch(`${base}/_rallypoint/status`)).json();
+    const lobby = status.lobbies_relaying[0];
+    check(lobby && lobby.players === 2, "the relay counts one lobby of two players", JSON.stringify(lobby));
   }
-  // Relay only: the game went through rallypoint's TURN, with lobby-bound credentials.
-  const metrics = await (await fetch(`${base}/metrics`)).text();
-  const value = (name) => metrics.split("\n").filter((l) => l.startsWith(name))
-    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
-  const relayed = value("rallypoint_turn_relayed_packets_total");
-  const created = value("rallypoint_turn_allocations_created_total");
-  check(relayed >= 300 && created >= 2, "the players' traffic went through rallypoint's TURN",
-    `${created} allocations, ${relayed} packets relayed`);
-  const status = await (await fetch(`${base}/_rallypoint/status`)).json();
-  const lobby = status.lobbies_relaying[0];
-  check(lobby && lobby.players === 2, "the relay counts it for one lobby of two players", JSON.stringify(lobby));
 } catch (e) {
   failed = true;
 } finally {
