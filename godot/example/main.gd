@@ -7,7 +7,9 @@ extends Node2D
 ## page URL: the page then creates or joins a lobby with a password, relay only, exchanges
 ## RPC_COUNT reliable RPCs with the other player — half before its signalling socket is dropped
 ## and resumed, half after — and prints what happened ("RP_..." lines). `?autotest=unit` runs
-## the addon's protocol tests (tests/protocol_tests.gd) instead.
+## the addon's protocol tests (tests/protocol_tests.gd) instead. `&server=ws://...` connects to
+## another signalling server (Godot's reference one, say): without the extension there, relay
+## credentials come from this page's own /api/ice, and the RPCs all go at once (no resume).
 
 const RPC_COUNT := 150
 const HALF := RPC_COUNT / 2
@@ -34,7 +36,7 @@ func _ready() -> void:
 	Rallypoint.lobby_joined.connect(_lobby_joined)
 	Rallypoint.lobby_updated.connect(func(lobby): _say("lobby %s: %d players" % [lobby.get("code", ""), lobby.get("players", 0)]))
 	Rallypoint.lobbies_listed.connect(_lobbies_listed)
-	Rallypoint.request_failed.connect(func(code, message): _say("refused: %s (%s)" % [code, message]))
+	Rallypoint.request_failed.connect(_refused)
 	Rallypoint.peer_joined.connect(func(id): _say("player %d joined" % id))
 	Rallypoint.peer_left.connect(func(id): cursors.erase(id); _say("player %d left" % id))
 	multiplayer.peer_connected.connect(_peer_connected)
@@ -46,12 +48,26 @@ func _ready() -> void:
 		preload("res://tests/protocol_tests.gd").new().run()
 		return
 	Rallypoint.relay_only = autotest != ""
-	Rallypoint.connect_to_server(_server_url())
+	if query.has("server"):
+		# A plain server hands out no credentials: take open ones from our own host.
+		Rallypoint.ice_servers = await _open_ice_servers()
+	Rallypoint.connect_to_server(query.get("server", _server_url()))
 	if autotest == "host":
 		Rallypoint.create_lobby({"title": "autotest", "public": true, "password": PASSWORD,
 			"max_players": 4, "data": {"game": "cursors"}})
 	elif autotest == "join":
-		Rallypoint.join_lobby(query.get("code", ""), PASSWORD)
+		# A wrong password first: refused, the connection stays; then the right one.
+		Rallypoint.join_lobby(query.get("code", ""), "not-the-password")
+
+
+func _open_ice_servers() -> Array:
+	var http := HTTPRequest.new()
+	add_child(http)
+	http.request("%s//%s/api/ice" % [JavaScriptBridge.eval("location.protocol"), JavaScriptBridge.eval("location.host")])
+	var answer: Array = await http.request_completed
+	http.queue_free()
+	var body = JSON.parse_string((answer[3] as PackedByteArray).get_string_from_utf8())
+	return body.get("iceServers", []) if typeof(body) == TYPE_DICTIONARY else []
 
 
 func _server_url() -> String:
@@ -72,10 +88,19 @@ func _query() -> Dictionary:
 	return out
 
 
+func _refused(code: String, message: String) -> void:
+	_say("refused: %s (%s)" % [code, message])
+	print("RP_REFUSED %s" % code)
+	if autotest == "join" and code == "wrong_password":
+		Rallypoint.join_lobby(_query().get("code", ""), PASSWORD)
+
+
 func _lobby_joined(lobby: Dictionary) -> void:
 	_say("in lobby %s (code %s)" % [lobby.get("name", ""), lobby.get("code", "")])
 	if autotest == "host":
-		print("RP_CODE %s" % lobby.get("code", ""))
+		print("RP_LOBBY password=%s public=%s" % [lobby.get("password", false), lobby.get("public", false)])
+		# A plain server has names, not codes.
+		print("RP_CODE %s" % lobby.get("code", lobby.get("name", "")))
 
 
 func _lobbies_listed(lobbies: Array, page: int, pages: int) -> void:
@@ -93,7 +118,8 @@ func _peer_connected(id: int) -> void:
 	if autotest == "":
 		return
 	peer = id
-	_send_rpcs(0, HALF)
+	# Without the extension there is no resume: everything at once.
+	_send_rpcs(0, HALF if Rallypoint.extension else RPC_COUNT)
 
 
 func _resumed() -> void:

@@ -6,7 +6,8 @@
 # both connect relay-only through rallypoint's TURN with the credentials the hub hands them, and
 # exchange 150 reliable RPCs each way over Godot's WebRTCMultiplayerPeer, with every signalling
 # socket killed half way (they resume). The addon's protocol tests run in the engine too. A
-# control run with TURN firewalled must not connect. The committed export must match the
+# control run with TURN firewalled must not connect; against Godot's reference server the addon
+# falls back to the plain protocol. The committed export must match the
 # addon's and example's sources (godot/export/SOURCES.sha256; re-export with godot/export.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +15,7 @@ source tests/interop/lib.sh
 need chromium node ip npm iptables ss
 here=tests/interop/browser
 [ -d "$here/node_modules/playwright-core" ] || { echo "playwright-core missing: npm install in $here" >&2; exit 1; }
+[ -d bench/signal/reference/node_modules/ws ] || { echo "ws missing: npm install in bench/signal/reference" >&2; exit 1; }
 
 ns=rp-godot-$$
 dir=$(mktemp -d)
@@ -44,6 +46,18 @@ TOML
 start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
 HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" "${RP_WEB##*:}" \
     || { tail -20 "$dir/rallypoint.log" >&2; exit 1; }
+
+# The fallback: the same pages against Godot's unmodified reference server (bench/signal/reference,
+# which listens on 9080 of the namespace), with open credentials from rallypoint's /api/ice.
+kill "$RP_PID"; wait "$RP_PID" 2>/dev/null || true
+sed -i 's/^ice_api = "off"/ice_api = "open"/' "$dir/rallypoint.toml"
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+ip netns exec "$ns" node bench/signal/reference/server.js >"$dir/reference.log" 2>&1 &
+ref=$!
+for _ in $(seq 100); do ip netns exec "$ns" bash -c '(exec 3<>/dev/tcp/127.0.0.1/9080)' 2>/dev/null && break; sleep 0.1; done
+HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" "${RP_WEB##*:}" --plain=ws://127.0.0.1:9080 \
+    || { kill "$ref"; exit 1; }
+kill "$ref"
 
 # The control: TURN firewalled (UDP and TCP to its port dropped), a fresh server and pages.
 kill "$RP_PID"; wait "$RP_PID" 2>/dev/null || true

@@ -76,9 +76,16 @@ var _ice_expires := 0
 var _token := ""
 var _id := 0
 var _mesh := true
-var _pending := []  # requests to send once the socket is open
+var _requests: Array[Callable] = []  # lobby requests made before the socket opened
+var _pending: Array[String] = []  # messages to send once the socket is back (and resumed)
 var _old_state := WebSocketPeer.STATE_CLOSED
 var _leaving := false
+# Servers built on the `ws` package accept any offered subprotocol: the extension is only
+# certain once the server answers one of its messages. Until then the requests are kept, to
+# replay them in the plain protocol if the server refuses the first.
+var _probing := false
+var _replay: Array[Callable] = []
+var _force_plain := false
 var _routes := {}  # peer id -> index of its RTCPeerConnection in the page's list (web)
 var _relayed := {}  # peer id -> bool, once known
 var _route_check := 0.0
@@ -132,7 +139,8 @@ func connect_to_server(url: String) -> void:
 	_url = url
 	_leaving = false
 	_ws = WebSocketPeer.new()
-	_ws.supported_protocols = PackedStringArray([SUBPROTOCOL])
+	if not _force_plain:
+		_ws.supported_protocols = PackedStringArray([SUBPROTOCOL])
 	state = State.CONNECTING
 	var err := _ws.connect_to_url(url)
 	if err != OK:
@@ -141,8 +149,10 @@ func connect_to_server(url: String) -> void:
 
 
 ## Creates a lobby. `options`: title, public, max_players, password, mesh, data (see the
-## protocol). On a plain server only `mesh` applies.
+## protocol). On a plain server only `mesh` applies. May be called before the socket is open.
 func create_lobby(options := {}) -> void:
+	if _deferred(create_lobby.bind(options)):
+		return
 	_mesh = options.get("mesh", true)
 	if extension:
 		_send(CREATE, 0, JSON.stringify(options))
@@ -152,6 +162,8 @@ func create_lobby(options := {}) -> void:
 
 ## Joins a lobby by its code (any case) or name, with its password if it has one.
 func join_lobby(code: String, password := "") -> void:
+	if _deferred(join_lobby.bind(code, password)):
+		return
 	if extension:
 		_send(JOIN_BY_CODE, 0, JSON.stringify({"lobby": code, "password": password}))
 	else:
@@ -160,6 +172,8 @@ func join_lobby(code: String, password := "") -> void:
 
 ## Asks for a page of public lobbies whose data matches `filter` (lobbies_listed answers).
 func list_lobbies(filter := {}, page := 0) -> void:
+	if _deferred(list_lobbies.bind(filter, page)):
+		return
 	_send(LIST, 0, JSON.stringify({"filter": filter, "page": page}))
 
 
@@ -251,13 +265,36 @@ func _check_routes() -> void:
 			route_known.emit(id, known == "true")
 
 
+## Whether `request` must wait for the socket to open (and the server to say whether it speaks
+## the extension); it then runs from _opened().
+func _deferred(request: Callable) -> bool:
+	if state == State.CONNECTING:
+		_requests.append(request)
+		return true
+	if _probing:
+		_replay.append(request)
+	return false
+
+
 func _opened() -> void:
 	extension = _ws.get_selected_protocol() == SUBPROTOCOL
 	if state == State.RECONNECTING and _token != "":
+		# RESUME first: what waited is sent once the place is back (RESUMED).
 		_ws.send_text(_message(RESUME, 0, JSON.stringify({"token": _token})))
-	else:
-		state = State.CONNECTED
-		connected_to_server.emit()
+		return
+	state = State.CONNECTED
+	# Each request run from here on records itself for a replay while probing.
+	_probing = extension
+	_replay = []
+	connected_to_server.emit()
+	_flush()
+	var requests := _requests
+	_requests = []
+	for request in requests:
+		request.call()
+
+
+func _flush() -> void:
 	for m in _pending:
 		_ws.send_text(m)
 	_pending.clear()
@@ -266,6 +303,15 @@ func _opened() -> void:
 func _closed() -> void:
 	var code := _ws.get_close_code()
 	var reason := _ws.get_close_reason()
+	# The server took the subprotocol but not the extension's messages: plain from now on.
+	if _probing and reason in ["Invalid message when not in a lobby", "Invalid command"]:
+		_probing = false
+		_force_plain = true
+		extension = false
+		_requests = _replay
+		_replay = []
+		connect_to_server(_url)
+		return
 	# A drop (not a close the server chose with a reason) in a lobby: take the place back.
 	if _token != "" and state in [State.IN_LOBBY, State.RECONNECTING] \
 			and is_drop(code, reason, _leaving):
@@ -289,6 +335,8 @@ func _receive(text: String) -> void:
 	var type: int = m.type
 	var id: int = m.id
 	var data: String = m.data
+	if type >= CREATE:
+		_probing = false
 	match type:
 		ID:
 			_id = id
@@ -316,6 +364,7 @@ func _receive(text: String) -> void:
 			lobbies_listed.emit(page.lobbies, int(page.page), int(page.pages))
 		RESUMED:
 			state = State.IN_LOBBY
+			_flush()
 			resumed.emit()
 		ERROR:
 			var e = JSON.parse_string(data)
@@ -393,7 +442,7 @@ func _message(type: int, id: int, data: String) -> String:
 
 func _send(type: int, id: int, data: String) -> void:
 	var text := _message(type, id, data)
-	if _ws.get_ready_state() == WebSocketPeer.STATE_OPEN:
+	if _ws.get_ready_state() == WebSocketPeer.STATE_OPEN and state != State.RECONNECTING:
 		_ws.send_text(text)
 	else:
 		_pending.append(text)

@@ -6,11 +6,15 @@
 //
 //   node godot.mjs BASE WEB_PORT            the game, which must work
 //   node godot.mjs BASE WEB_PORT --blocked  TURN is firewalled: the players must never connect
+//   node godot.mjs BASE WEB_PORT --plain=WS the same pages against another signalling server
+//                                           (Godot's reference): the addon falls back
 import { execFileSync } from "node:child_process";
 import { launchChromium } from "./chromium.mjs";
 
 const [base, webPort, mode] = process.argv.slice(2);
 const blocked = mode === "--blocked";
+const plain = mode && mode.startsWith("--plain=") ? mode.slice(8) : "";
+const extra = plain ? `&server=${encodeURIComponent(plain)}` : "";
 const browser = await launchChromium([], { webgl: true });
 let failed = false;
 const check = (ok, what, detail) => {
@@ -42,7 +46,7 @@ async function open(query) {
 const tail = (p) => p.lines.slice(-12).join(" | ");
 
 try {
-  if (!blocked) {
+  if (!blocked && !plain) {
     const unit = await open("autotest=unit");
     try {
       const done = await waitForLine(unit.lines, /^RP_UNIT_DONE/, 60000);
@@ -54,19 +58,45 @@ try {
     await unit.page.close();
   }
 
-  const host = await open("autotest=host");
+  const host = await open(`autotest=host${extra}`);
   let code;
   try {
-    code = (await waitForLine(host.lines, /^RP_CODE \w{6}$/, 60000)).split(" ")[1];
+    code = (await waitForLine(host.lines, plain ? /^RP_CODE \w{16}$/ : /^RP_CODE \w{6}$/, 60000)).split(" ")[1];
     check(true, "the host's page created a lobby", `code ${code}`);
   } catch (e) {
     check(false, "the host's page created a lobby", `${e}; ${tail(host)}`);
     throw e;
   }
-  const guest = await open(`autotest=join&code=${code.toLowerCase()}`);
+  if (!plain) {
+    check(host.lines.includes("RP_LOBBY password=true public=true"),
+      "the lobby was created with the options the game asked for", host.lines.find((l) => l.startsWith("RP_LOBBY")));
+  }
+  const guest = await open(`autotest=join&code=${plain ? code : code.toLowerCase()}${extra}`);
   const players = [["host", host], ["guest", guest]];
+  if (plain) {
+    // Godot's plain protocol: lobby by name, credentials from /api/ice, no resume.
+    for (const [name, p] of players) {
+      try {
+        const done = await waitForLine(p.lines, /^RP_RPCS_DONE/, 60000);
+        const disorder = p.lines.filter((l) => l.startsWith("RP_OUT_OF_ORDER"));
+        check(done === "RP_RPCS_DONE sent=150 received=150" && disorder.length === 0,
+          `against Godot's reference server the ${name} falls back to the plain protocol and plays`, done);
+      } catch (e) {
+        check(false, `against Godot's reference server the ${name} falls back and plays`, `${e}; ${tail(p)}`);
+      }
+    }
+  } else if (!blocked) {
+    try {
+      await waitForLine(guest.lines, /^RP_REFUSED wrong_password$/, 60000);
+      check(true, "a wrong password is refused with the server's reason and the guest may retry");
+    } catch (e) {
+      check(false, "a wrong password is refused with the server's reason", `${e}; ${tail(guest)}`);
+    }
+  }
 
-  if (blocked) {
+  if (plain) {
+    // Checked above.
+  } else if (blocked) {
     // The control: with TURN unreachable and relay-only ICE, nobody may connect.
     await new Promise((r) => setTimeout(r, 20000));
     const connected = players.filter(([, p]) => p.lines.some((l) => l.startsWith("RP_PEER_CONNECTED")));
@@ -97,9 +127,17 @@ try {
         check(false, `the ${name} resumed after the drop and finished its RPCs`, `${e}; ${tail(p)}`);
       }
     }
-    const metrics = await (await fetch(`${base}/metrics`)).text();
-    const value = (name) => metrics.split("\n").filter((l) => l.startsWith(name))
-      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    // The hub publishes its figures once a second: read until they show both resumes (5 s).
+    let metrics = "";
+    const value = (name) => metrics.split("\n").filter((l) => l.startsWith(name + " "))
+      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0)
+      + metrics.split("\n").filter((l) => l.startsWith(name + "{"))
+        .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    for (let i = 0; i < 50; i++) {
+      metrics = await (await fetch(`${base}/metrics`)).text();
+      if (value("rallypoint_signal_resumes_total") >= 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const relayed = value("rallypoint_turn_relayed_packets_total");
     const resumes = value("rallypoint_signal_resumes_total");
     check(relayed >= 300 && resumes === 2, "the game went through rallypoint's TURN and both players resumed",
