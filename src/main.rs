@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use rallypoint::config::{Config, SYSTEM_CONFIG_PATH, units};
 use rallypoint::service::{self, ConfigSource, StartError};
-use rallypoint::{turn, web};
+use rallypoint::{tls, turn, web};
 
 #[derive(Parser)]
 #[command(
@@ -56,16 +56,33 @@ fn main() -> ExitCode {
         Command::Run => run(source),
         Command::CheckConfig { path } => {
             let source = path.map_or(source, ConfigSource::File);
-            with_config(&source, |c| {
-                for warning in turn::addresses::advertised_address_warnings(c) {
+            let mut failed = false;
+            let code = with_config(&source, |c| {
+                let (errors, mut warnings) =
+                    tls::check_files(&c.tls, c.server.domain.as_deref(), SystemTime::now());
+                warnings.extend(turn::addresses::advertised_address_warnings(c));
+                warnings.extend(web_root_warnings(c));
+                for warning in warnings {
                     eprintln!("warning: {warning}");
+                }
+                for error in &errors {
+                    eprintln!("error: {error}");
+                }
+                failed = !errors.is_empty();
+                if failed {
+                    return;
                 }
                 if let ConfigSource::File(p) = &source {
                     println!("{}: ok", p.display());
                 } else {
                     println!("no configuration file; the built-in defaults are valid");
                 }
-            })
+            });
+            if failed {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                code
+            }
         }
         Command::PrintConfig => with_config(&source, |c| print!("{}", c.to_masked_toml())),
         Command::Credentials { user, ttl } => {
@@ -113,6 +130,31 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     println!();
     let at = web::TurnAddresses::from(config);
     println!("{}", web::ice_servers(config, &at, &credential));
+}
+
+/// What would surprise at the first page load: `web.root` missing, or holding a Godot export
+/// whose page is not `index.html` (Godot names it after the project).
+fn web_root_warnings(config: &Config) -> Vec<String> {
+    let root = &config.web.root;
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return vec![format!(
+            "web.root {} is not a readable folder: every page will be 404 until it is",
+            root.display()
+        )];
+    };
+    let pages: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".html"))
+        .collect();
+    if pages.is_empty() || pages.iter().any(|p| p == "index.html") {
+        return Vec::new();
+    }
+    vec![format!(
+        "web.root {} has no index.html, so / is 404; Godot names the page after the project \
+         ({}): rename it to index.html, or link to it",
+        root.display(),
+        pages.join(", ")
+    )]
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

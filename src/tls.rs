@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -200,6 +200,110 @@ pub fn read_key(
     })
 }
 
+/// DNS names, validity and serial (hex) of a certificate.
+pub fn inspect(
+    der: &CertificateDer<'_>,
+) -> Result<(Vec<String>, SystemTime, SystemTime, String), String> {
+    use x509_parser::prelude::*;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
+    let names = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let time = |t: ASN1Time| {
+        let secs = u64::try_from(t.timestamp()).unwrap_or(0);
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    };
+    let validity = cert.validity();
+    Ok((
+        names,
+        time(validity.not_before),
+        time(validity.not_after),
+        cert.raw_serial_as_string(),
+    ))
+}
+
+/// What `check-config` finds wrong with `[tls]`'s certificate files: errors that would stop the
+/// server (unreadable, no certificate or key, the two swapped, a key of another certificate), and
+/// warnings for what browsers would refuse (expired or not yet valid, `domain` not covered).
+pub fn check_files(tls: &Tls, domain: Option<&str>, now: SystemTime) -> (Vec<String>, Vec<String>) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let (Some(cert), Some(key)) = (&tls.certificate, &tls.private_key) else {
+        return (errors, warnings);
+    };
+    let swapped = read_chain(key, None).is_ok() && read_key(cert, None).is_ok();
+    if let Err(e) = Certificates::default().load(tls) {
+        let hint = if swapped {
+            " (tls.certificate and tls.private_key look swapped)"
+        } else {
+            ""
+        };
+        errors.push(format!("{e}{hint}"));
+        return (errors, warnings);
+    }
+    let Ok(chain) = read_chain(cert, Some("tls.certificate")) else {
+        return (errors, warnings);
+    };
+    match inspect(&chain[0]) {
+        Err(why) => errors.push(format!("tls.certificate {}: {why}", cert.display())),
+        Ok((names, not_before, not_after, _)) => {
+            let when = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+            if not_after <= now {
+                warnings.push(format!(
+                    "tls.certificate {} expired on {}: browsers will refuse it; renew it (or set \
+                     tls.acme = true)",
+                    cert.display(),
+                    when(not_after)
+                ));
+            } else if not_before > now {
+                warnings.push(format!(
+                    "tls.certificate {} is valid only from {}",
+                    cert.display(),
+                    when(not_before)
+                ));
+            }
+            if let Some(domain) = domain {
+                if !names.iter().any(|n| name_covers(n, domain)) {
+                    warnings.push(format!(
+                        "tls.certificate {} is for {} but server.domain is {domain}: browsers \
+                         will refuse it",
+                        cert.display(),
+                        if names.is_empty() {
+                            "no DNS name".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    (errors, warnings)
+}
+
+/// Whether a certificate name (maybe `*.example.org`) covers `domain`.
+fn name_covers(name: &str, domain: &str) -> bool {
+    let (name, domain) = (name.to_ascii_lowercase(), domain.to_ascii_lowercase());
+    match name.strip_prefix("*.") {
+        Some(parent) => domain
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => name == domain,
+    }
+}
+
 #[derive(Debug)]
 struct Resolver(Arc<Certificates>);
 
@@ -218,6 +322,16 @@ impl ResolvesServerCert for Resolver {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_and_wildcards() {
+        use super::name_covers;
+        assert!(name_covers("game.example.org", "GAME.example.org"));
+        assert!(name_covers("*.example.org", "game.example.org"));
+        assert!(!name_covers("*.example.org", "example.org"));
+        assert!(!name_covers("*.example.org", "a.game.example.org"));
+        assert!(!name_covers("other.example.org", "game.example.org"));
+    }
+
     use super::*;
 
     fn write_pair(dir: &std::path::Path, name: &str) -> Tls {

@@ -196,3 +196,85 @@ fn bad_arguments_are_usage_errors() {
     );
     assert!(stdout(&rallypoint(&["--version"])).contains(env!("CARGO_PKG_VERSION")));
 }
+
+/// A self-signed certificate for `names` (PEM) and its key, valid until `not_after` (y, m, d).
+fn certificate(names: &[&str], not_after: (i32, u8, u8)) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+#[test]
+fn check_config_reads_the_certificate_files_and_the_web_root() {
+    let dir = temp_dir("cli-tls");
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("MyGame.html"), "<html>").unwrap();
+    let (good, good_key) = certificate(&["game.example.org"], (2099, 1, 1));
+    let (_, other_key) = certificate(&["game.example.org"], (2099, 1, 1));
+    let (expired, expired_key) = certificate(&["game.example.org"], (2021, 1, 1));
+    let (elsewhere, elsewhere_key) = certificate(&["other.example.org"], (2099, 1, 1));
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let check = |cert: &str, key: &str| {
+        let path = config_file(&format!(
+            "[server]\ndomain = \"game.example.org\"\n[web]\nroot = \"{}\"\n[tls]\n\
+             certificate = \"{cert}\"\nprivate_key = \"{key}\"\n[turn]\nsecrets = [\"{SECRET}\"]\n",
+            www.display()
+        ));
+        rallypoint(&["check-config", &path])
+    };
+    let (cert, key) = (write("cert.pem", &good), write("key.pem", &good_key));
+
+    // What stops the server is an error.
+    let out = check(&key, &cert);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("look swapped"), "{}", stderr(&out));
+    let out = check(&cert, &write("other-key.pem", &other_key));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the key does not belong to the certificate"),
+        "{}",
+        stderr(&out)
+    );
+    // What browsers would refuse is a warning.
+    let out = check(
+        &write("expired.pem", &expired),
+        &write("expired-key.pem", &expired_key),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expired on 2021-01-01"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check(
+        &write("elsewhere.pem", &elsewhere),
+        &write("elsewhere-key.pem", &elsewhere_key),
+    );
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("is for other.example.org but server.domain is game.example.org"),
+        "{}",
+        stderr(&out)
+    );
+    // A good certificate: only the web root's page name is worth a word.
+    let out = check(&cert, &key);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no index.html") && err.contains("MyGame.html"),
+        "{err}"
+    );
+    assert!(!err.contains("tls."), "{err}");
+    std::fs::rename(www.join("MyGame.html"), www.join("index.html")).unwrap();
+    assert_eq!(stderr(&check(&cert, &key)), "");
+    std::fs::remove_dir_all(&www).unwrap();
+    assert!(stderr(&check(&cert, &key)).contains("is not a readable folder"));
+}

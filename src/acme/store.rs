@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use instant_acme::AccountCredentials;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -133,7 +133,7 @@ impl Store {
         let chain = tls::read_chain(&cert, None)?;
         let key = tls::read_key(&key, None)?;
         let (names, not_before, not_after, serial) =
-            inspect(&chain[0]).map_err(|why| StoreError::Damaged {
+            tls::inspect(&chain[0]).map_err(|why| StoreError::Damaged {
                 path: cert.clone(),
                 why,
             })?;
@@ -174,41 +174,6 @@ impl Store {
         };
         write().map_err(io_error("write", &path))
     }
-}
-
-/// DNS names, validity and serial (hex) of a certificate.
-fn inspect(
-    der: &CertificateDer<'_>,
-) -> Result<(Vec<String>, SystemTime, SystemTime, String), String> {
-    use x509_parser::prelude::*;
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
-    let names = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let time = |t: ASN1Time| {
-        let secs = u64::try_from(t.timestamp()).unwrap_or(0);
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-    };
-    let validity = cert.validity();
-    Ok((
-        names,
-        time(validity.not_before),
-        time(validity.not_after),
-        cert.raw_serial_as_string(),
-    ))
 }
 
 #[cfg(test)]
