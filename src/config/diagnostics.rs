@@ -61,6 +61,9 @@ impl<'a> Source<'a> {
             let key = if key == "." { String::new() } else { key };
             let inner = e.into_inner();
             let (key, message) = describe(&key, inner.message());
+            let written = inner.span().map(|s| &self.text[s.start.min(s.end)..s.end]);
+            let line = inner.span().map(|s| self.line_at(s.start)).unwrap_or("");
+            let message = plain_words(&key, &message, written, line);
             let message = redact_secret(&key, message);
             ConfigError {
                 location: inner.span().map(|s| self.position(s.start)),
@@ -107,6 +110,16 @@ impl<'a> Source<'a> {
         best
     }
 
+    /// The whole line holding `offset`.
+    fn line_at(&self, offset: usize) -> &'a str {
+        let offset = offset.min(self.text.len());
+        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |i| offset + i);
+        &self.text[start..end]
+    }
+
     fn position(&self, offset: usize) -> String {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
@@ -129,6 +142,115 @@ fn redact_secret(key: &str, message: String) -> String {
     } else {
         message
     }
+}
+
+/// Serde's and TOML's type jargon ("expected u32", "expected a sequence", "invalid socket
+/// address syntax", "expected newline") in words about the key, with the fix. `written` is the
+/// value as it stands in the file, `line` its line.
+fn plain_words(key: &str, message: &str, written: Option<&str>, line: &str) -> String {
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let leaf = leaf.split('[').next().unwrap_or(leaf);
+    let value = written.map(|w| w.trim().trim_matches(['"', '\'']));
+    let whole_number = [
+        "expected u8",
+        "expected u16",
+        "expected u32",
+        "expected u64",
+    ]
+    .iter()
+    .any(|t| message.ends_with(t) || message.ends_with(&t.replace("expected ", "expected a ")));
+    if whole_number && message.starts_with("invalid type: string") {
+        let n = value.filter(|v| v.parse::<u64>().is_ok()).unwrap_or("10");
+        return format!("takes a whole number, without quotes: {leaf} = {n}");
+    }
+    if whole_number {
+        return format!(
+            "takes a whole number from 0 up{}",
+            value.map(|v| format!(", not {v}")).unwrap_or_default()
+        );
+    }
+    if message.ends_with("expected a boolean") {
+        return format!("takes true or false, without quotes: {leaf} = true");
+    }
+    if message.ends_with("expected a sequence") {
+        let item = value.map_or("…".to_string(), |v| format!("\"{v}\""));
+        return format!("takes a list in brackets: {leaf} = [{item}]");
+    }
+    if message.ends_with("expected a string") && message.starts_with("invalid type") {
+        let example = if ["timeout", "grace", "interval", "delay", "ttl", "lifetime"]
+            .iter()
+            .any(|w| leaf.contains(w))
+        {
+            "\"10s\" (a number and a unit: ms, s, m, h)"
+        } else if ["size", "cache", "bytes", "data"]
+            .iter()
+            .any(|w| leaf.contains(w))
+        {
+            "\"64KiB\" (a number and a unit: KiB, MiB, GiB)"
+        } else {
+            "\"…\""
+        };
+        return format!("takes a value in quotes, like {leaf} = {example}");
+    }
+    if message == "invalid socket address syntax" {
+        let v = value.unwrap_or("");
+        // "::1:3478": an IPv6 address and a port, written without the brackets.
+        let bare_v6_port = v.contains("::")
+            && !v.starts_with('[')
+            && v.rsplit(':')
+                .next()
+                .is_some_and(|p| p.len() >= 2 && p.bytes().all(|b| b.is_ascii_digit()));
+        let why = if bare_v6_port {
+            let (ip, port) = v.rsplit_once(':').unwrap_or((v, "3478"));
+            format!("an IPv6 address takes brackets before its port: \"[{ip}]:{port}\"")
+        } else if v.parse::<std::net::IpAddr>().is_ok() {
+            format!("{v} has no port: write \"{}\"", with_port(v, key))
+        } else if v.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && v.rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            format!(
+                "{v} is a name; listeners take IP addresses: \"0.0.0.0:{}\" for every IPv4 \
+                 address, \"127.0.0.1:{}\" for this machine only",
+                port_of(v),
+                port_of(v)
+            )
+        } else {
+            format!("{v} is not an IP address and port, like \"0.0.0.0:3478\" or \"[::]:3478\"")
+        };
+        return why;
+    }
+    if message.starts_with("expected newline") || message.starts_with("invalid string") {
+        if let Some((name, text)) = line.split_once('=') {
+            let text = text.trim();
+            if text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && !["true", "false"].contains(&text)
+            {
+                return format!("a text value needs quotes: {} = \"{text}\"", name.trim());
+            }
+        }
+    }
+    message.to_string()
+}
+
+/// `ip` with the usual port of the listener `key` names (IPv6 in brackets).
+fn with_port(ip: &str, key: &str) -> String {
+    let port = match key.split('[').next().unwrap_or(key) {
+        "turn.tls_listen" => 5349,
+        "web.tls_listen" => 443,
+        "web.listen" => 80,
+        _ => 3478,
+    };
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+/// The port in `name:port`.
+fn port_of(v: &str) -> &str {
+    v.rsplit_once(':').map_or("", |(_, p)| p)
 }
 
 /// Rewrites serde's wording into the config's: keys and sections instead of fields, plus a
