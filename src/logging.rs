@@ -59,9 +59,13 @@ pub fn set_level(level: LogLevel) -> bool {
     true
 }
 
+/// The config's level for everything, except the HTTP/2 library's frame-by-frame records (one
+/// line per frame at debug), which stay at info unless `RUST_LOG` asks for them.
 fn level_filter(level: LogLevel) -> Filter {
+    let level = LevelFilter::from(level);
     Builder::new()
-        .filter_level(LevelFilter::from(level))
+        .filter_level(level)
+        .filter_module("h2", level.min(LevelFilter::Info))
         .build()
 }
 

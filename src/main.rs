@@ -118,7 +118,10 @@ fn with_config(source: &ConfigSource, f: impl FnOnce(&Config)) -> ExitCode {
 
 fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     let Some(secret) = config.turn.secrets.first() else {
-        eprintln!("error: turn.secrets is empty; credentials are signed with its first secret");
+        eprintln!(
+            "error: turn.secrets is empty; credentials are signed with its first secret \
+             (add one to the config, or pass the server's: --config /etc/rallypoint/rallypoint.toml)"
+        );
         std::process::exit(EXIT_CONFIG.into());
     };
     let ttl = ttl.unwrap_or(config.turn.credential_ttl.0);

@@ -179,7 +179,8 @@ fn credentials_without_a_secret_explain_why() {
     let out = rallypoint(&["credentials", "--config", &path]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("turn.secrets is empty"),
+        stderr(&out).contains("turn.secrets is empty")
+            && stderr(&out).contains("--config /etc/rallypoint/rallypoint.toml"),
         "{}",
         stderr(&out)
     );

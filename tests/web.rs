@@ -724,3 +724,18 @@ async fn api_ice_is_limited_per_address_and_can_be_switched_off() {
     assert_eq!(r.status(), 403);
     assert!(String::from_utf8_lossy(r.body()).contains("web.ice_api"));
 }
+
+#[tokio::test]
+async fn a_folder_with_a_godot_page_not_named_index_says_so() {
+    let dir = common::temp_dir("web-mygame");
+    std::fs::write(dir.join("MyGame.html"), "<html>").unwrap();
+    let server = server_for(&dir, "");
+    let r = get(server.web, "/", &[]).await;
+    assert_eq!(r.status(), 404);
+    let body = String::from_utf8_lossy(r.body()).into_owned();
+    assert!(
+        body.contains("rename MyGame.html to index.html, or open /MyGame.html"),
+        "{body}"
+    );
+    assert_eq!(get(server.web, "/MyGame.html", &[]).await.status(), 200);
+}

@@ -2,6 +2,7 @@
 //! upgrade, the self-test page, `/api/ice`, `/healthz`, `/metrics`, and files from `web.root`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
@@ -163,8 +164,45 @@ async fn serve_file(
             .await
         }
         Err(NoFile::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
+        // Not in hidden folders, whose contents are nobody's business.
+        Err(NoFile::NotFound) if path.ends_with('/') && !path.contains("/.") => {
+            folder_without_index(&config.web.root, path).await
+        }
         Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
         Err(NoFile::Directory) => add_slash(req),
+    }
+}
+
+/// A folder without `index.html`: still 404, but when it holds a Godot page under another name
+/// (Godot names it after the project), the answer says so.
+async fn folder_without_index(root: &Path, path: &str) -> Response<Body> {
+    let dir = root.join(path.trim_start_matches('/'));
+    let pages = tokio::task::spawn_blocking(move || {
+        std::fs::read_dir(dir).map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".html") && !n.starts_with('.'))
+                .take(5)
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    match pages {
+        Ok(Ok(pages)) if !pages.is_empty() => {
+            let links: Vec<String> = pages.iter().map(|p| format!("{path}{p}")).collect();
+            page(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                format!(
+                    "not found: this folder has no index.html. Godot names the exported page after \
+                     the project: rename {} to index.html, or open {}\n",
+                    pages[0],
+                    links.join(" or ")
+                )
+                .into(),
+            )
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
