@@ -1133,18 +1133,7 @@ fn random_token() -> String {
 }
 
 fn random_lobby_name() -> String {
-    let mut name = String::with_capacity(LOBBY_NAME_LEN);
-    while name.len() < LOBBY_NAME_LEN {
-        let mut bytes = [0u8; LOBBY_NAME_LEN];
-        getrandom::fill(&mut bytes).expect("the OS provides randomness");
-        // 248 is the largest multiple of 62 up to 256: rejecting the rest keeps the choice uniform.
-        let chars = bytes
-            .iter()
-            .filter(|&&b| b < 248)
-            .map(|&b| LOBBY_NAME_CHARS[b as usize % LOBBY_NAME_CHARS.len()] as char);
-        name.extend(chars.take(LOBBY_NAME_LEN - name.len()));
-    }
-    name
+    lobby::random_from(LOBBY_NAME_CHARS, LOBBY_NAME_LEN)
 }
 
 #[cfg(test)]

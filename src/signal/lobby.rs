@@ -11,18 +11,25 @@ pub const CODE_LEN: usize = 6;
 
 /// A fresh code (31^6, about 887 million; the caller keeps codes unique among open lobbies).
 pub fn random_code() -> String {
-    let mut code = String::with_capacity(CODE_LEN);
-    while code.len() < CODE_LEN {
+    random_from(CODE_CHARS, CODE_LEN)
+}
+
+/// `len` characters drawn uniformly from `chars` (at most 256 of them).
+pub fn random_from(chars: &[u8], len: usize) -> String {
+    // Bytes at or over the largest multiple of the alphabet's size are rejected, so that every
+    // character is equally likely.
+    let limit = 256 - 256 % chars.len();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).expect("the OS provides randomness");
-        // 248 = 8 × 31: rejecting the rest keeps the choice uniform.
-        let chars = bytes
+        let picked = bytes
             .iter()
-            .filter(|&&b| b < 248)
-            .map(|&b| CODE_CHARS[b as usize % CODE_CHARS.len()] as char);
-        code.extend(chars.take(CODE_LEN - code.len()));
+            .filter(|&&b| usize::from(b) < limit)
+            .map(|&b| chars[usize::from(b) % chars.len()] as char);
+        out.extend(picked.take(len - out.len()));
     }
-    code
+    out
 }
 
 /// `text` as a code to look up (upper case), if it could be one.

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from harness import Server, addr, check, finish, http_get, ws_connect, ws_frames, ws_text
+from harness import Server, addr, check, finish, http_get, wait_until, ws_connect, ws_frames, ws_text
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../conformance"))
 import stun_turn as st  # noqa: E402
@@ -76,9 +76,10 @@ def receive_messages():
 
 
 def reload_often():
-    for _ in range(RELOADS):
+    # One SIGHUP after another, each once the previous reload is logged (at most 5 s each).
+    for n in range(1, RELOADS + 1):
         server.proc.send_signal(signal.SIGHUP)
-        time.sleep(0.25)
+        wait_until(lambda: server.log_text().count("configuration reloaded") >= n, 5, 0.02)
 
 
 threads = [threading.Thread(target=f) for f in (receive_relayed, receive_messages, reload_often)]
@@ -89,7 +90,8 @@ for i in range(PACKETS):
     a.channel_data(0x4001, b"packet %d" % i)
     if i % (PACKETS // MESSAGES) == 0:
         ws_text(host, json.dumps({"type": 4, "id": guest_id, "data": f"offer {i}"}))
-    # About 1,000 packets a second, for 5 s: the reloads land in the middle.
+    # Pacing, not waiting for an event: about 1,000 packets a second for 5 s, so the reloads
+    # land in the middle of the traffic and the load stays bounded.
     time.sleep(max(0, start + i / 1000 - time.monotonic()))
 for t in threads:
     t.join(15)

@@ -33,6 +33,19 @@ try {
       r = { error: String(e) };
     }
     if (echoSocket) {
+      // Wait for the event each case expects, at most 5 s: the relay's 403 for the unannounced
+      // address (lobby credentials), or its datagrams arriving (open ones). After a 403 the
+      // browser has no permission to send there, so the count of datagrams is final.
+      const refused = async () => {
+        const text = await (await fetch(`${base}/metrics`)).text();
+        const line = text.split("\n").find((l) => l.startsWith('rallypoint_turn_error_responses_total{code="403"}'));
+        return (line ? Number(line.split(" ").pop()) : 0) - (r.refused403Before || 0);
+      };
+      for (let i = 0; i < 50; i++) {
+        r.refused403 = await refused();
+        if (dialect === "lobby" ? r.refused403 >= 1 : echoed > 0) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
       r.echoed = echoed;
       echoSocket.close();
     }

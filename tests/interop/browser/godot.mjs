@@ -97,7 +97,8 @@ try {
   if (plain) {
     // Checked above.
   } else if (blocked) {
-    // The control: with TURN unreachable and relay-only ICE, nobody may connect.
+    // The control: with TURN unreachable and relay-only ICE, nobody may connect. There is no
+    // event for "never": watch for one for 20 s (a working run connects in under 10).
     await new Promise((r) => setTimeout(r, 20000));
     const connected = players.filter(([, p]) => p.lines.some((l) => l.startsWith("RP_PEER_CONNECTED")));
     check(connected.length === 0, "with TURN blocked the players never connect",
