@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::Config;
 use crate::sockopt;
@@ -54,7 +54,7 @@ impl fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
-const BACKLOG: u32 = 1024;
+const BACKLOG: i32 = 1024;
 
 /// Kernel buffers of the TURN listener sockets. The default (about 208 KiB) overflows under
 /// load before the relay is busy; the kernel caps this at net.core.rmem_max unless the
@@ -75,33 +75,44 @@ impl Listeners {
             turn_tcp.push(tcp);
         }
         Ok(Listeners {
-            web: tcp_all("web.listen", &config.web.listen)?,
-            web_tls: tcp_all("web.tls_listen", &config.web.tls_listen)?,
+            web: tcp_all("web.listen", &config.web.listen, Ipv6Only::No)?,
+            web_tls: tcp_all("web.tls_listen", &config.web.tls_listen, Ipv6Only::No)?,
             turn_udp,
             turn_tcp,
-            turn_tls: tcp_all("turn.tls_listen", &config.turn.tls_listen)?,
+            turn_tls: tcp_all("turn.tls_listen", &config.turn.tls_listen, Ipv6Only::Yes)?,
         })
     }
 }
 
-fn tcp_all(key: &str, addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, BindError> {
+/// How an IPv6 wildcard TCP listener treats IPv4: web listeners on `[::]` take both families,
+/// as web servers usually do; TURN listeners are IPv6 only like their UDP sockets (the config
+/// adds `0.0.0.0` beside `[::]`), so a player's address is always in its own family.
+#[derive(Clone, Copy)]
+enum Ipv6Only {
+    No,
+    Yes,
+}
+
+fn tcp_all(key: &str, addrs: &[SocketAddr], v6: Ipv6Only) -> Result<Vec<TcpListener>, BindError> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| tcp(&format!("{key}[{i}]"), *a))
+        .map(|(i, a)| tcp(&format!("{key}[{i}]"), *a, v6))
         .collect()
 }
 
-fn tcp(key: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+fn tcp(key: &str, addr: SocketAddr, v6: Ipv6Only) -> Result<TcpListener, BindError> {
+    use socket2::{Domain, Protocol, Socket, Type};
     let bind = || {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(BACKLOG)
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(matches!(v6, Ipv6Only::Yes))?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        TcpListener::from_std(socket.into())
     };
     bind().map_err(|source| BindError {
         key: key.into(),
@@ -175,7 +186,7 @@ fn bind_pair(
     loop {
         let udp = udp(key, addr, workers)?;
         let bound = udp[0].local_addr().expect("bound socket has an address");
-        match tcp(key, bound) {
+        match tcp(key, bound, Ipv6Only::Yes) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(_) if addr.port() == 0 && tries < EPHEMERAL_PAIR_TRIES => tries += 1,
             Err(e) => return Err(e),

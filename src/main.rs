@@ -1,6 +1,7 @@
 //! The `rallypoint` command: parses the command line, calls the library, maps errors to exit
 //! codes (0 success, 1 invalid configuration, 2 usage, 3 cannot start).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -20,6 +21,12 @@ struct Cli {
     /// development defaults]
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Serve this folder (replaces web.root), to try an export without writing a config file
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Web listener address like 127.0.0.1:8081 (replaces web.listen); repeat for more
+    #[arg(long, global = true, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,11 +58,21 @@ const EXIT_START: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = config_source(cli.config.as_deref());
+    let source = ConfigSource {
+        web_listen: cli.listen,
+        web_root: cli.root,
+        ..config_source(cli.config.as_deref())
+    };
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(source),
         Command::CheckConfig { path } => {
-            let source = path.map_or(source, ConfigSource::File);
+            let source = match path {
+                Some(path) => ConfigSource {
+                    file: Some(path),
+                    ..source
+                },
+                None => source,
+            };
             let mut failed = false;
             let code = with_config(&source, |c| {
                 let (errors, mut warnings) =
@@ -72,7 +89,7 @@ fn main() -> ExitCode {
                 if failed {
                     return;
                 }
-                if let ConfigSource::File(p) = &source {
+                if let Some(p) = &source.file {
                     println!("{}: ok", p.display());
                 } else {
                     println!("no configuration file; the built-in defaults are valid");
@@ -92,12 +109,14 @@ fn main() -> ExitCode {
 }
 
 fn config_source(explicit: Option<&Path>) -> ConfigSource {
-    match explicit {
-        Some(p) => ConfigSource::File(p.to_path_buf()),
-        None if Path::new(SYSTEM_CONFIG_PATH).exists() => {
-            ConfigSource::File(SYSTEM_CONFIG_PATH.into())
-        }
-        None => ConfigSource::Defaults,
+    let file = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None if Path::new(SYSTEM_CONFIG_PATH).exists() => Some(SYSTEM_CONFIG_PATH.into()),
+        None => None,
+    };
+    ConfigSource {
+        file,
+        ..ConfigSource::default()
     }
 }
 

@@ -7,6 +7,7 @@
 //! The READY status names the bound addresses (`web=127.0.0.1:8080 turn=...`), which is also how
 //! tests find ephemeral ports.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +26,16 @@ use crate::signal::{RelayLink, Signal};
 use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
 
-/// Where the running configuration comes from, and so what SIGHUP re-reads.
-#[derive(Clone, Debug)]
-pub enum ConfigSource {
-    File(PathBuf),
-    /// Built-in development defaults; SIGHUP has nothing to re-read.
-    Defaults,
+/// Where the running configuration comes from, and so what SIGHUP re-reads, with the command
+/// line's development overrides (`--listen`, `--root`) applied on top of every load.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    /// The file; `None` for the built-in development defaults (SIGHUP has nothing to re-read).
+    pub file: Option<PathBuf>,
+    /// Replaces `web.listen` when not empty.
+    pub web_listen: Vec<SocketAddr>,
+    /// Replaces `web.root`.
+    pub web_root: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -219,10 +224,17 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
 }
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
-    match source {
-        ConfigSource::File(path) => Config::load(path),
-        ConfigSource::Defaults => Ok(Config::default()),
+    let mut config = match &source.file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !source.web_listen.is_empty() {
+        config.web.listen = source.web_listen.clone();
     }
+    if let Some(root) = &source.web_root {
+        config.web.root = root.clone();
+    }
+    Ok(config)
 }
 
 /// A config without any credential source gets the secret generated at start, so credentials
@@ -243,7 +255,7 @@ fn reload(
     status: &str,
 ) {
     notify_reloading();
-    if let ConfigSource::Defaults = source {
+    if source.file.is_none() {
         log::info!("running on built-in defaults: no configuration file to re-read");
         notify(&[NotifyState::Ready, NotifyState::Status(status)]);
         return;

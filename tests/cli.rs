@@ -40,25 +40,105 @@ fn the_shipped_config_checks_clean() {
     assert!(stdout(&out).contains("config/rallypoint.toml: ok"));
 }
 
-#[test]
-fn check_config_warns_when_turn_would_be_advertised_on_loopback() {
-    // A wildcard listener relaying on loopback would hand players an address they cannot reach.
-    let path = config_file(&format!(
-        "[turn]\nlisten = [\"0.0.0.0:3478\"]\nrelay_ip = \"127.0.0.1\"\nsecrets = [\"{SECRET}\"]\n"
-    ));
+/// The TURN warnings check-config prints for a `[turn]` section (it still says ok).
+fn turn_warnings(turn: &str) -> Vec<String> {
+    let path = config_file(&format!("[turn]\n{turn}\nsecrets = [\"{SECRET}\"]\n"));
     let out = rallypoint(&["check-config", &path]);
     assert!(
         out.status.success(),
         "a warning, not an error: {}",
         stderr(&out)
     );
-    let err = stderr(&out);
+    stderr(&out)
+        .lines()
+        .map(|l| l.strip_prefix("warning: ").expect(l).to_string())
+        .filter(|w| w.starts_with("turn"))
+        .collect()
+}
+
+#[test]
+fn check_config_warns_when_players_would_be_handed_an_address_they_cannot_reach() {
+    // A wildcard listener relaying on loopback (a machine without a default route).
+    let w = turn_warnings("listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"127.0.0.1\"");
+    assert_eq!(
+        w,
+        [
+            "turn: the relay address and the TURN URLs of 0.0.0.0:3478 would be 127.0.0.1, a \
+          loopback address, which players on other machines cannot reach; set server.domain or \
+          turn.external_ip to the address players use"
+        ]
+    );
+    // A private address: a cloud VPS behind 1:1 NAT needs turn.external_ip.
+    let w = turn_warnings("listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"10.0.0.5\"");
+    assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        err.starts_with("warning: turn.listen: the listener 0.0.0.0:3478")
-            && err.contains("advertised to clients as 127.0.0.1")
-            && err.contains("turn.external_ip"),
+        w[0].starts_with(
+            "turn: the relay address and the TURN URLs of 0.0.0.0:3478 would be 10.0.0.5, a \
+             private address: players outside this network cannot reach it."
+        ) && w[0].contains("set turn.external_ip to the public address"),
+        "{w:?}"
+    );
+    // With a domain the URLs name it, but the relay address is still handed out.
+    let path = config_file(&format!(
+        "[server]\ndomain = \"game.example.org\"\n[turn]\nlisten = [\"0.0.0.0:3478\"]\n\
+         relay_ip = \"172.16.3.4\"\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let err = stderr(&rallypoint(&["check-config", &path]));
+    assert!(
+        err.contains("warning: turn: the relay address would be 172.16.3.4, a private address"),
         "{err}"
     );
+    assert_eq!(
+        turn_warnings("listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"169.254.7.7\""),
+        [
+            "turn: the relay address and the TURN URLs of 0.0.0.0:3478 would be 169.254.7.7, a \
+          link-local address, which players on other machines cannot reach; set server.domain \
+          or turn.external_ip to the address players use"
+        ]
+    );
+    // turn.external_ip fixes it; a private external_ip is itself warned about.
+    let w = turn_warnings(
+        "listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"10.0.0.5\"\nexternal_ip = \"203.0.113.7\"",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    let w = turn_warnings("listen = [\"0.0.0.0:3478\"]\nexternal_ip = \"192.168.1.20\"");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("turn: turn.external_ip would be 192.168.1.20, a private address"));
+    // IPv6 only, when most players are on IPv4.
+    assert_eq!(
+        turn_warnings("listen = [\"[2001:db8::1]:3478\"]"),
+        [
+            "turn.listen: TURN listens on IPv6 only, and most players reach the internet over \
+          IPv4; add an IPv4 listener such as \"0.0.0.0:3478\""
+        ]
+    );
+    // Loopback listeners are a development setup on purpose.
+    assert!(turn_warnings("listen = [\"127.0.0.1:3478\", \"[::1]:3478\"]").is_empty());
+}
+
+#[test]
+fn an_ipv6_wildcard_turn_listener_listens_on_ipv4_too() {
+    let path = config_file(&format!(
+        "[turn]\nlisten = [\"[::]:3478\"]\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let printed = stdout(&rallypoint(&["--config", &path, "print-config"]));
+    assert!(
+        printed.contains("listen = [\"0.0.0.0:3478\", \"[::]:3478\"]"),
+        "{printed}"
+    );
+    // Listed already: not twice.
+    let path = config_file(&format!(
+        "[turn]\nlisten = [\"[::]:3478\", \"0.0.0.0:3478\"]\nsecrets = [\"{SECRET}\"]\n"
+    ));
+    let printed = stdout(&rallypoint(&["--config", &path, "print-config"]));
+    assert!(
+        printed.contains("listen = [\"[::]:3478\", \"0.0.0.0:3478\"]"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn credentials_name_the_listener_address() {
     // The credentials command then names the listener's address it answers on, for a
     // specific listener, not the relay address.
     let path = config_file(&format!(

@@ -65,6 +65,41 @@ fn sighup_with_a_valid_file_applies_the_new_log_level() {
     server.wait_log("DEBUG rallypoint::web: GET / 200");
 }
 
+/// `--listen` and `--root` try an export without editing a config file; they replace the
+/// file's keys at start and again at every reload.
+#[test]
+fn listen_and_root_flags_replace_the_file_keys_and_outlast_a_reload() {
+    let www = common::temp_dir("flags-www");
+    std::fs::write(www.join("index.html"), "the export from --root").unwrap();
+    let root = www.display().to_string();
+    let config =
+        ephemeral_config("").replace("[web]\n", "[web]\nroot = \"/nonexistent/rallypoint-www\"\n");
+    let mut server =
+        Server::start_with_args(&config, &["--listen", "127.0.0.2:0", "--root", &root]);
+    assert_eq!(
+        server.web.ip().to_string(),
+        "127.0.0.2",
+        "--listen replaced web.listen"
+    );
+    assert_eq!(
+        http_get(server.web, "/"),
+        (200, "the export from --root".to_string())
+    );
+
+    server.signal(libc::SIGHUP);
+    server.wait_log("configuration reloaded");
+    assert_eq!(
+        http_get(server.web, "/"),
+        (200, "the export from --root".to_string())
+    );
+    // Unchanged by the reload: no listener "changed" to be named.
+    assert!(
+        !server.log.iter().any(|l| l.contains("web.listen changed")),
+        "{:#?}",
+        server.log
+    );
+}
+
 /// Keys set up once at start are named on reload rather than silently ignored.
 #[test]
 fn sighup_names_the_keys_that_need_a_restart() {

@@ -277,6 +277,31 @@ async fn content_coding_follows_accept_encoding() {
     )
     .await;
     assert_eq!(header(&r, "content-encoding"), None);
+    // Data that does not compress (random bytes) goes as it is, not a few bytes larger.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(www.join("single/noise.js"), &noise).unwrap();
+    for coding in ["br", "gzip"] {
+        let r = get(
+            server.web,
+            "/single/noise.js",
+            &[("accept-encoding", coding)],
+        )
+        .await;
+        assert_eq!(
+            (header(&r, "content-encoding"), r.body().len()),
+            (None, noise.len()),
+            "{coding}"
+        );
+        assert!(r.body().as_ref() == noise, "{coding}: not the file's bytes");
+    }
 }
 
 /// Sends `target` exactly as written and returns the whole response.
@@ -640,6 +665,19 @@ async fn selftest_page_status_and_switch() {
     for key in ["peers", "lobbies", "allocations", "relayed_bytes"] {
         assert_eq!(json[key], 0, "{key} in {json}");
     }
+
+    // What players are handed: this test server's loopback TURN listener, no warning.
+    let r = get(server.web, "/_rallypoint/addresses", &[]).await;
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+    let urls = json["turn_urls"].as_array().unwrap();
+    assert!(
+        urls.iter()
+            .any(|u| u.as_str().unwrap().starts_with("turn:127.0.0.1:")),
+        "{json}"
+    );
+    assert_eq!(json["relay_addresses"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(json["warnings"], serde_json::json!([]));
 
     let off = server_for(&www, "selftest = false");
     assert_eq!(get(off.web, "/_rallypoint/", &[]).await.status(), 404);

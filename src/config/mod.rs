@@ -401,6 +401,21 @@ fn addr(s: &str) -> SocketAddr {
 
 const MASK: &str = "<hidden>";
 
+/// `[::]:P` means every address, IPv4 included, as it does for most servers; TURN sockets are
+/// IPv6 only (a player must see addresses of its own family), so `0.0.0.0:P` is added before
+/// it unless the list has it already.
+fn with_ipv4_twins(listen: &[SocketAddr]) -> Vec<SocketAddr> {
+    let mut out = Vec::with_capacity(listen.len() + 1);
+    for addr in listen {
+        let twin = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+        if addr.is_ipv6() && addr.ip().is_unspecified() && !listen.contains(&twin) {
+            out.push(twin);
+        }
+        out.push(*addr);
+    }
+    out
+}
+
 impl Config {
     /// Parses and validates `text`; `file` names it in error messages.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
@@ -408,6 +423,9 @@ impl Config {
         let config: Config = source.deserialize().map_err(|e| vec![e])?;
         let errors = validate::check(&config, &source);
         if errors.is_empty() {
+            let mut config = config;
+            config.turn.listen = with_ipv4_twins(&config.turn.listen);
+            config.turn.tls_listen = with_ipv4_twins(&config.turn.tls_listen);
             Ok(config)
         } else {
             Err(errors)

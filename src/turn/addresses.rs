@@ -52,25 +52,138 @@ pub fn advertised_ip(config: &Config, listen: SocketAddr) -> IpAddr {
     }
 }
 
-/// Why players elsewhere could not reach a TURN listener at the address handed out, if so:
-/// a wildcard listener with nothing to say which of the machine's addresses is theirs, on a
-/// machine without a default route, would advertise loopback.
+/// Why players elsewhere could not reach the addresses this server hands out, each with the
+/// fix: a TURN URL or relay address on loopback (a wildcard listener on a machine without a
+/// default route), a link-local or private one without `turn.external_ip` (a cloud VPS behind
+/// 1:1 NAT), or TURN on IPv6 only. None when every TURN listener is a loopback address: that
+/// is a development setup on purpose.
 pub fn advertised_address_warnings(config: &Config) -> Vec<String> {
-    if config.server.domain.is_some() || config.turn.external_ip.is_some() {
+    let listeners: Vec<SocketAddr> = config
+        .turn
+        .listen
+        .iter()
+        .chain(&config.turn.tls_listen)
+        .copied()
+        .collect();
+    if listeners.is_empty() || listeners.iter().all(|l| l.ip().is_loopback()) {
         return Vec::new();
     }
-    let listeners = config.turn.listen.iter().chain(&config.turn.tls_listen);
+    let mut warnings = Vec::new();
+    if listeners.iter().all(|l| l.is_ipv6()) {
+        warnings.push(
+            "turn.listen: TURN listens on IPv6 only, and most players reach the internet over \
+             IPv4; add an IPv4 listener such as \"0.0.0.0:3478\""
+                .to_string(),
+        );
+    }
+    // Each address players are handed, once, with what it is used for.
+    let mut handed_out: Vec<(IpAddr, Vec<String>)> = Vec::new();
+    let mut note = |ip: IpAddr, role: String| match handed_out.iter_mut().find(|(a, _)| *a == ip) {
+        Some((_, roles)) => roles.push(role),
+        None => handed_out.push((ip, vec![role])),
+    };
+    let advertised = advertised_listeners(config, &listeners);
+    if let Some(ip) = config.turn.external_ip {
+        note(ip, "turn.external_ip".into());
+    } else {
+        // Only the families players are sent to: an IPv6 relay on `::1` serves nobody else.
+        let (v4, v6) = relay_addresses(config);
+        let relays = [v4, v6].into_iter().flatten();
+        for ip in relays.filter(|ip| advertised.iter().any(|l| l.is_ipv4() == ip.is_ipv4())) {
+            note(ip, "the relay address".into());
+        }
+        if config.server.domain.is_none() {
+            for l in advertised {
+                note(advertised_ip(config, l), format!("the TURN URLs of {l}"));
+            }
+        }
+    }
+    for (ip, roles) in handed_out {
+        let Some(kind) = unreachable_kind(ip) else {
+            continue;
+        };
+        let roles = roles.join(" and ");
+        warnings.push(match kind {
+            Unreachable::Loopback | Unreachable::LinkLocal => format!(
+                "turn: {roles} would be {ip}, {kind}, which players on other machines cannot \
+                 reach; set server.domain or turn.external_ip to the address players use"
+            ),
+            Unreachable::Private => format!(
+                "turn: {roles} would be {ip}, {kind}: players outside this network cannot reach \
+                 it. On a cloud server whose public address is forwarded to this one (AWS, \
+                 Google Cloud, Azure, Oracle and others do this), set turn.external_ip to the \
+                 public address; for a game on this network only, this is right as it is"
+            ),
+        });
+    }
+    warnings
+}
+
+/// The TURN listeners whose URLs clients get: all, except a wildcard IPv6 listener on a
+/// machine without an IPv6 route (it would advertise `::1`) when an IPv4 listener exists.
+pub fn advertised_listeners(config: &Config, listeners: &[SocketAddr]) -> Vec<SocketAddr> {
+    let has_ipv4 = listeners.iter().any(|l| l.is_ipv4());
     listeners
-        .filter(|l| l.ip().is_unspecified() && advertised_ip(config, **l).is_loopback())
-        .map(|l| {
-            let ip = advertised_ip(config, *l);
-            format!(
-                "turn.listen: the listener {l} listens on every address and would be \
-                 advertised to clients as {ip}, which players on other machines cannot reach; \
-                 set server.domain or turn.external_ip to the address players use"
-            )
+        .iter()
+        .copied()
+        .filter(|l| {
+            !(has_ipv4
+                && l.is_ipv6()
+                && l.ip().is_unspecified()
+                && advertised_ip(config, *l).is_loopback())
         })
         .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Unreachable {
+    Loopback,
+    LinkLocal,
+    Private,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unreachable::Loopback => "a loopback address",
+            Unreachable::LinkLocal => "a link-local address",
+            Unreachable::Private => "a private address",
+        })
+    }
+}
+
+/// Whether `ip` can only be reached from this machine or its own network.
+fn unreachable_kind(ip: IpAddr) -> Option<Unreachable> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() || v4.is_unspecified() {
+                Some(Unreachable::Loopback)
+            } else if v4.is_link_local() {
+                Some(Unreachable::LinkLocal)
+            // 100.64.0.0/10 is carrier-grade NAT space: private to the provider's network.
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some(Unreachable::Private)
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return unreachable_kind(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() || v6.is_unspecified() {
+                Some(Unreachable::Loopback)
+            } else if first & 0xffc0 == 0xfe80 {
+                Some(Unreachable::LinkLocal)
+            } else if first & 0xfe00 == 0xfc00 {
+                Some(Unreachable::Private)
+            } else {
+                None
+            }
+        }
+    }
 }
 
 /// `listen`'s own address when it is a specific one; for a wildcard, the address of the interface
@@ -114,9 +227,51 @@ mod tests {
         config.turn.relay_ip = RelayIp::Fixed("127.0.0.1".parse().unwrap());
         let warnings = advertised_address_warnings(&config);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("0.0.0.0:3478") && warnings[0].contains("turn.external_ip"));
+        assert!(
+            warnings[0].contains("0.0.0.0:3478 would be 127.0.0.1, a loopback address")
+                && warnings[0].contains("turn.external_ip"),
+            "{warnings:?}"
+        );
         config.turn.external_ip = Some("203.0.113.7".parse().unwrap());
         assert!(advertised_address_warnings(&config).is_empty());
+    }
+
+    #[test]
+    fn addresses_only_this_network_reaches() {
+        let kind = |ip: &str| unreachable_kind(ip.parse().unwrap());
+        for (ip, expected) in [
+            ("127.0.0.1", Some(Unreachable::Loopback)),
+            ("::1", Some(Unreachable::Loopback)),
+            ("::ffff:127.0.0.1", Some(Unreachable::Loopback)),
+            ("169.254.1.1", Some(Unreachable::LinkLocal)),
+            ("fe80::1", Some(Unreachable::LinkLocal)),
+            ("10.1.2.3", Some(Unreachable::Private)),
+            ("172.31.255.1", Some(Unreachable::Private)),
+            ("192.168.0.9", Some(Unreachable::Private)),
+            ("100.64.0.1", Some(Unreachable::Private)),
+            ("100.127.255.254", Some(Unreachable::Private)),
+            ("fd12:3456::1", Some(Unreachable::Private)),
+            ("172.32.0.1", None),
+            ("100.128.0.1", None),
+            ("203.0.113.7", None),
+            ("2001:db8::1", None),
+        ] {
+            assert_eq!(kind(ip), expected, "{ip}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_wildcard_without_an_ipv6_route_is_not_advertised_beside_ipv4() {
+        let mut config = Config::default();
+        let v4: SocketAddr = "0.0.0.0:3478".parse().unwrap();
+        let v6: SocketAddr = "[::]:3478".parse().unwrap();
+        config.turn.relay_ip = RelayIp::Fixed("198.51.100.4".parse().unwrap());
+        config.turn.listen = vec![v4, v6];
+        let ipv6_routed = !local_address_for(v6).is_loopback();
+        let expected = if ipv6_routed { vec![v4, v6] } else { vec![v4] };
+        assert_eq!(advertised_listeners(&config, &config.turn.listen), expected);
+        // Alone, it is advertised whatever it resolves to.
+        assert_eq!(advertised_listeners(&config, &[v6]), [v6]);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - [`relay`]: the data plane of one allocation (its relay socket and both packet paths);
 //! - [`control`]: the core behind one mutex, the relay tasks its effects start and stop;
 //! - [`metrics`]: the Prometheus view of a [`Snapshot`];
-//! - [`ports`]: relay sockets; [`addresses`]: which addresses the relay uses and advertises;
+//! - [`ports`]: relay sockets; [`addresses`]: which addresses the relay uses and advertises,
+//!   and the warnings when players could not reach them;
 //! - [`rest`]: TURN REST credentials.
 //!
 //! A tick task expires state every second and applies reloaded settings.

@@ -62,12 +62,17 @@ pub async fn serve(
             } else {
                 cache.get(file, coding, modified, len).await
             };
+            let identity_ok = negotiate::choose_coding(accept_encoding, &[Coding::Identity]);
             match compressed {
+                // Already compressed data (a .pck of compressed textures, say) comes out no
+                // smaller: the file as it is, with no coding to undo.
+                Ok(Some(copy)) if copy.len() >= len && identity_ok.is_some() => {
+                    coding = Coding::Identity;
+                    Source::Disk(resolved.file.clone())
+                }
                 Ok(Some(copy)) => Source::Compressed(copy),
                 // Being compressed for someone else: the file as it is, if the client takes it.
-                Ok(None)
-                    if negotiate::choose_coding(accept_encoding, &[Coding::Identity]).is_some() =>
-                {
+                Ok(None) if identity_ok.is_some() => {
                     coding = Coding::Identity;
                     Source::Disk(resolved.file.clone())
                 }

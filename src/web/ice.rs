@@ -14,7 +14,7 @@ use super::Routes;
 use super::response::{Body, page, plain};
 use crate::config::{Config, IceApi};
 use crate::signal::handshake;
-use crate::turn::addresses::advertised_host;
+use crate::turn::addresses::{advertised_host, advertised_listeners};
 use crate::turn::rest::{Credential, mint, random_user};
 
 /// Where the TURN listeners are: as configured, or as bound (port 0 becomes the real port).
@@ -34,32 +34,41 @@ impl From<&Config> for TurnAddresses {
 }
 
 /// The `{"iceServers": [...]}` dictionary for `RTCPeerConnection` and Godot's
-/// `WebRTCPeerConnection.initialize()`: a STUN URL and TURN URLs for every TURN listener.
+/// `WebRTCPeerConnection.initialize()`: [`turn_urls`] with a credential.
 pub fn ice_servers(
     config: &Config,
     at: &TurnAddresses,
     credential: &Credential,
 ) -> serde_json::Value {
-    let mut urls = Vec::new();
-    for addr in &at.listen {
-        let host = advertised_host(config, *addr);
-        let port = addr.port();
-        urls.push(format!("stun:{host}:{port}"));
-        urls.push(format!("turn:{host}:{port}?transport=udp"));
-        urls.push(format!("turn:{host}:{port}?transport=tcp"));
-    }
-    for addr in &at.tls_listen {
-        let host = advertised_host(config, *addr);
-        urls.push(format!("turns:{host}:{}?transport=tcp", addr.port()));
-    }
-    urls.dedup();
     json!({
         "iceServers": [{
-            "urls": urls,
+            "urls": turn_urls(config, at),
             "username": credential.username,
             "credential": credential.password,
         }]
     })
+}
+
+/// A STUN URL and TURN URLs for every TURN listener players can reach, each once.
+pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    let mut add = |url: String| {
+        if !urls.contains(&url) {
+            urls.push(url)
+        }
+    };
+    for addr in advertised_listeners(config, &at.listen) {
+        let host = advertised_host(config, addr);
+        let port = addr.port();
+        add(format!("stun:{host}:{port}"));
+        add(format!("turn:{host}:{port}?transport=udp"));
+        add(format!("turn:{host}:{port}?transport=tcp"));
+    }
+    for addr in advertised_listeners(config, &at.tls_listen) {
+        let host = advertised_host(config, addr);
+        add(format!("turns:{host}:{}?transport=tcp", addr.port()));
+    }
+    urls
 }
 
 /// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`

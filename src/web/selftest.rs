@@ -8,9 +8,10 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 
-use super::Routes;
 use super::response::{Body, page, plain, redirect};
+use super::{Routes, ice};
 use crate::config::Config;
+use crate::turn;
 
 const PAGE: &str = include_str!("selftest.html");
 pub const PREFIX: &str = "/_rallypoint";
@@ -54,6 +55,23 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
                 "relayed_bytes": turn.traffic.to_peer_bytes + turn.traffic.to_client_bytes,
                 // The busiest lobbies relaying with lobby-bound credentials.
                 "lobbies_relaying": turn.lobbies_running,
+            });
+            let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        // What players are handed and what the server warns about, fetched once by the page.
+        "/addresses" => {
+            let (v4, v6) = turn::addresses::relay_addresses(config);
+            let relay: Vec<String> = match config.turn.external_ip {
+                Some(ip) => vec![ip.to_string()],
+                None => [v4, v6].iter().flatten().map(|ip| ip.to_string()).collect(),
+            };
+            let body = serde_json::json!({
+                "turn_urls": ice::turn_urls(config, &routes.turn_addresses),
+                "relay_addresses": relay,
+                "warnings": turn::addresses::advertised_address_warnings(config),
             });
             let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
             r.headers_mut()

@@ -55,7 +55,12 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `config_text` and waits for READY=1.
     pub fn start(config_text: &str) -> Server {
-        let mut s = Server::spawn(config_text);
+        Server::start_with_args(config_text, &[])
+    }
+
+    /// [`Server::start`] with more command-line arguments after `--config FILE`.
+    pub fn start_with_args(config_text: &str, args: &[&str]) -> Server {
+        let mut s = Server::spawn_with_args(config_text, args);
         let ready = s.wait_notification("READY=1");
         let status = ready
             .lines()
@@ -84,6 +89,10 @@ impl Server {
 
     /// Starts the binary without waiting for anything.
     pub fn spawn(config_text: &str) -> Server {
+        Server::spawn_with_args(config_text, &[])
+    }
+
+    fn spawn_with_args(config_text: &str, args: &[&str]) -> Server {
         let dir = temp_dir("server");
         let config = dir.join("rallypoint.toml");
         std::fs::write(&config, config_text).unwrap();
@@ -92,6 +101,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
+            .args(args)
             .current_dir(&dir)
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("RUST_LOG")

@@ -3,8 +3,8 @@
 # against a healthy server, then TURN rows red (with the port to open) once a firewall rule drops
 # TURN traffic. A NAT rule makes the server see the browser's STUN requests from another address,
 # as on the internet; without it Chrome drops the server-reflexive candidate as redundant with
-# its host candidate. `tests/interop/selftest.sh docs/selftest.png` also saves the screenshot
-# the README shows.
+# its host candidate. Last, a TURN host name the browser cannot look up: the rows say DNS.
+# `tests/interop/selftest.sh docs/selftest.png` also saves the screenshot the README shows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
@@ -45,3 +45,15 @@ for rule in "-p udp --dport $turn" "-p tcp --dport $turn" "-p tcp --dport $turns
     in_ns iptables -A INPUT -d 127.0.0.1 $rule -j DROP
 done
 HOME="$dir" in_ns node "$here/selftest.mjs" "http://$RP_WEB" turn-blocked
+
+# The browser cannot look up the TURN host name (a DNS record not made yet): the rows say so
+# and do not send the operator to the firewall. Lookups in the namespace go to a closed port.
+kill "$RP_PID"
+wait "$RP_PID" 2>/dev/null || true
+in_ns iptables -F INPUT
+mkdir -p "/etc/netns/$ns"
+echo "nameserver 127.0.0.1" >"/etc/netns/$ns/resolv.conf"
+trap 'cleanup; rm -rf "/etc/netns/$ns"' EXIT
+sed -i 's/^\[web\]$/[server]\ndomain = "game.rallypoint-selftest.test"\n[web]/' "$dir/rallypoint.toml"
+start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+HOME="$dir" in_ns node "$here/selftest.mjs" "http://$RP_WEB" dns-missing

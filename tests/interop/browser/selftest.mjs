@@ -1,6 +1,8 @@
 // Opens the self-test page in headless Chromium, waits for every check to settle and compares
-// the rows with what is expected: "healthy" (all green) or "turn-blocked" (the TURN rows and the
-// relayed round trip red with a reason naming the port; the page's own rows still green).
+// the rows with what is expected: "healthy" (all green, the addresses players are handed shown),
+// "turn-blocked" (the TURN rows and the relayed round trip red with a reason naming the port; the
+// page's own rows still green) or "dns-missing" (the STUN and TURN rows say the browser could not
+// look up the host name).
 // Optionally saves a screenshot of the finished page.
 import { launchChromium } from "./chromium.mjs";
 
@@ -30,6 +32,16 @@ try {
     await page.waitForFunction(() => document.querySelector('[data-live="bandwidth"]').textContent.includes("kbit/s"), null, { timeout: 10000 });
     const live = await page.$$eval("#live dd", (dds) => dds.map((d) => `${d.dataset.live}=${d.textContent}`));
     check(live.every((l) => !l.endsWith("–")), "live status filled in", live.join(", "));
+    const handed = await page.$$eval("#addresses dd", (dds) => dds.map((d) => d.textContent));
+    const warnings = await page.$$eval("#warnings li", (lis) => lis.map((li) => li.textContent));
+    check(/turn:127\.0\.0\.1:\d+\?transport=udp/.test(handed[0]) && handed[1] === "127.0.0.1" && !warnings.length,
+      "the addresses players are handed, and no server warning", `${handed.join(" | ")} ${warnings.join(" ")}`);
+  } else if (expect === "dns-missing") {
+    const rows = ["stun", "turn-udp", "turn-tcp", "turn-tls"];
+    const dns = rows.every((id) => state[id].state === "fail"
+      && /could not look up game\.rallypoint-selftest\.test \(DNS\)/.test(state[id].detail)
+      && !/firewall|reachable/.test(state[id].detail));
+    check(dns, "STUN and TURN rows blame the DNS lookup, not the server", show(rows));
   } else {
     check(green.every((id) => state[id].state === "ok"), "page, isolation and signalling still green", show(green));
     const reasons = turn.every((id) => state[id].state === "fail")
