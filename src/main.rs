@@ -78,7 +78,7 @@ fn main() -> ExitCode {
                 let (errors, mut warnings) =
                     tls::check_files(&c.tls, c.server.domain.as_deref(), SystemTime::now());
                 warnings.extend(turn::addresses::advertised_address_warnings(c));
-                warnings.extend(web_root_warnings(c));
+                warnings.extend(web::root_warnings(c));
                 for warning in warnings {
                     eprintln!("warning: {warning}");
                 }
@@ -152,31 +152,6 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     println!();
     let at = web::TurnAddresses::from(config);
     println!("{}", web::ice_servers(config, &at, &credential));
-}
-
-/// What would surprise at the first page load: `web.root` missing, or holding a Godot export
-/// whose page is not `index.html` (Godot names it after the project).
-fn web_root_warnings(config: &Config) -> Vec<String> {
-    let root = &config.web.root;
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return vec![format!(
-            "web.root {} is not a readable folder: every page will be 404 until it is",
-            root.display()
-        )];
-    };
-    let pages: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".html"))
-        .collect();
-    if pages.is_empty() || pages.iter().any(|p| p == "index.html") {
-        return Vec::new();
-    }
-    vec![format!(
-        "web.root {} has no index.html, so / is 404; Godot names the page after the project \
-         ({}): rename it to index.html, or link to it",
-        root.display(),
-        pages.join(", ")
-    )]
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

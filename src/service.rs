@@ -106,7 +106,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listen: bound(&listeners.turn_tcp),
         tls_listen: bound(&listeners.turn_tls),
     };
-    for warning in turn::addresses::advertised_address_warnings(&config) {
+    let warnings = turn::addresses::advertised_address_warnings(&config);
+    for warning in warnings.iter().chain(&web::root_warnings(&config)) {
         log::warn!("{warning}");
     }
     for l in &listeners.web {
@@ -279,6 +280,9 @@ fn reload(
                 && old.server.log_level != new.server.log_level
             {
                 log::info!("server.log_level changed, but RUST_LOG overrides it");
+            }
+            for warning in web::root_warnings(&new) {
+                log::warn!("{warning}");
             }
             config_tx.send_replace(Arc::new(new));
             log::info!("configuration reloaded");

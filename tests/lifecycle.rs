@@ -100,6 +100,21 @@ fn listen_and_root_flags_replace_the_file_keys_and_outlast_a_reload() {
     );
 }
 
+/// A Godot export whose page is named after the project is pointed out at start, before the
+/// first visitor meets a 404.
+#[test]
+fn a_root_without_index_html_is_warned_about_at_start() {
+    let www = common::temp_dir("mygame-www");
+    std::fs::write(www.join("MyGame.html"), "<!doctype html>").unwrap();
+    let root = www.display().to_string();
+    let mut server = Server::start_with_args(&ephemeral_config(""), &["--root", &root]);
+    let line = server.wait_log("has no index.html");
+    assert!(
+        line.contains("WARN") && line.contains("(MyGame.html): rename it to index.html"),
+        "{line}"
+    );
+}
+
 /// Keys set up once at start are named on reload rather than silently ignored.
 #[test]
 fn sighup_names_the_keys_that_need_a_restart() {

@@ -16,6 +16,7 @@ mod metrics;
 mod mime;
 mod negotiate;
 mod response;
+mod root_check;
 mod router;
 mod safe_path;
 mod selftest;
@@ -42,6 +43,7 @@ pub use ice::{TurnAddresses, ice_servers};
 pub use ice_quota::IceQuota;
 pub use metrics::register as register_metrics;
 pub use response::Body;
+pub use root_check::root_warnings;
 pub use router::Routes;
 use router::Scheme;
 
