@@ -587,3 +587,138 @@ async fn the_relay_never_sends_to_its_own_listeners() {
         .unwrap();
     assert_eq!(&buf[..n], b"hello");
 }
+
+/// Waits for `count` datagrams on `relay` from `from`, each one of `expected`.
+async fn receive_all(
+    relay: &impl Conn,
+    from: SocketAddr,
+    count: usize,
+    expected: &[u8],
+) -> Result<(), String> {
+    let mut buf = [0u8; 1500];
+    for i in 0..count {
+        let (n, sender) = tokio::time::timeout(Duration::from_secs(2), relay.recv_from(&mut buf))
+            .await
+            .map_err(|_| format!("only {i} of {count} arrived"))?
+            .unwrap();
+        assert_eq!((&buf[..n], sender), (expected, from));
+    }
+    Ok(())
+}
+
+/// Two clients of this server talking to each other, as two browsers on this relay do: every
+/// packet goes from one allocation to the other in memory, through the checks of both sides
+/// (the sender's permission and bandwidth, the receiver's permission and bandwidth).
+#[tokio::test]
+async fn relay_to_relay_packets_are_handed_over_in_memory_with_both_sides_checks() {
+    // The default policy: loopback peers only as this server's own relay addresses.
+    let server = Server::start(&format!(
+        "[web]\nlisten = [\"127.0.0.1:0\"]\n[turn]\nlisten = [\"127.0.0.1:0\"]\n\
+         secrets = [\"{SECRET}\"]\n[turn.users]\nalice = \"alice-password\"\n"
+    ));
+    let a = udp_client(server.turn, "alice", "alice-password").await;
+    let b = udp_client(server.turn, "alice", "alice-password").await;
+    let relay_a = a.allocate().await.expect("allocation a");
+    let relay_b = b.allocate().await.expect("allocation b");
+    let (addr_a, addr_b) = (relay_a.local_addr().unwrap(), relay_b.local_addr().unwrap());
+
+    // B has no permission for A yet: A's packet is handed over, then dropped on B's side.
+    relay_a.send_to(b"too early", addr_b).await.unwrap();
+    metric(&server, "rallypoint_turn_dropped_packets_total 1").await;
+    // B's packet creates B's permission; A has one since its own send.
+    relay_b.send_to(b"from b", addr_a).await.unwrap();
+    receive_all(&relay_a, addr_b, 1, b"from b").await.unwrap();
+    for _ in 0..20 {
+        relay_a.send_to(b"from a", addr_b).await.unwrap();
+        relay_b.send_to(b"from b", addr_a).await.unwrap();
+    }
+    receive_all(&relay_b, addr_a, 20, b"from a").await.unwrap();
+    receive_all(&relay_a, addr_b, 20, b"from b").await.unwrap();
+    // 42 handed over (1 dropped by B), 41 delivered to clients.
+    metric(
+        &server,
+        "rallypoint_turn_relayed_in_memory_packets_total 42",
+    )
+    .await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_peer\"} 42",
+    )
+    .await;
+    metric(
+        &server,
+        "rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 41",
+    )
+    .await;
+
+    // A port on the relay's IP that is no allocation: dropped, not sent through the kernel.
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut stranger_addr = stranger.local_addr().unwrap();
+    stranger_addr.set_ip(addr_b.ip());
+    relay_a.send_to(b"to no one", stranger_addr).await.unwrap();
+    metric(&server, "rallypoint_turn_dropped_packets_total 2").await;
+    let mut buf = [0u8; 64];
+    let got = tokio::time::timeout(Duration::from_millis(300), stranger.recv_from(&mut buf)).await;
+    assert!(
+        got.is_err(),
+        "a relay-IP port that is no allocation got {got:?}"
+    );
+}
+
+/// The receiving allocation's bandwidth cap applies to packets handed over in memory as it does
+/// to packets from the network: two senders each within their own cap together exceed B's.
+#[tokio::test]
+async fn relay_to_relay_packets_are_held_to_the_receivers_bandwidth_cap() {
+    // 400 kbit/s with a 200 ms burst: 10 KB pass at once. Each sender's 8 KB pass its own cap;
+    // B takes 16 KB, of which about 10 fit.
+    let server = server("max_bandwidth_per_allocation = \"400kbit/s\"");
+    let mut relays = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let c = udp_client(server.turn, "alice", "alice-password").await;
+        relays.push(c.allocate().await.expect("allocation"));
+        clients.push(c);
+    }
+    let addr: Vec<SocketAddr> = relays.iter().map(|r| r.local_addr().unwrap()).collect();
+    let (b, senders) = (0, [1, 2]);
+    // Each side's first send creates its permission; the senders' first are dropped by B.
+    for s in senders {
+        relays[s].send_to(b"open", addr[b]).await.unwrap();
+    }
+    metric(&server, "rallypoint_turn_dropped_packets_total 2").await;
+    for s in senders {
+        relays[b].send_to(b"permit", addr[s]).await.unwrap();
+        receive_all(&relays[s], addr[b], 1, b"permit")
+            .await
+            .unwrap();
+    }
+    let payload = [7u8; 1000];
+    for s in senders {
+        for _ in 0..8 {
+            relays[s].send_to(&payload, addr[b]).await.unwrap();
+        }
+    }
+    // Every packet left its sender: 2 + 2 + 16 handed over.
+    metric(
+        &server,
+        "rallypoint_turn_relayed_in_memory_packets_total 20",
+    )
+    .await;
+    let mut arrived = 0;
+    let mut buf = [0u8; 1500];
+    while let Ok(got) =
+        tokio::time::timeout(Duration::from_millis(500), relays[b].recv_from(&mut buf)).await
+    {
+        assert_eq!(&buf[..got.unwrap().0], &payload);
+        arrived += 1;
+    }
+    assert!(
+        (8..=12).contains(&arrived),
+        "{arrived} of 16 KB-sized packets passed B's 10 KB burst"
+    );
+    metric(
+        &server,
+        &format!("rallypoint_turn_dropped_packets_total {}", 2 + 16 - arrived),
+    )
+    .await;
+}

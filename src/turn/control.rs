@@ -9,10 +9,11 @@ use std::time::{Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
+use super::directory::Directory;
 use super::grants::Grants;
 use super::lobby_traffic::{LobbyTraffic, Running as LobbyRunning};
 use super::ports::SocketPorts;
-use super::relay::{self, Link, OwnListeners, Relay, TrafficTotals};
+use super::relay::{self, Link, OwnListeners, Placement, Relay, TrafficTotals};
 use super::rest::unix_seconds;
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
 use crate::config::units::{BitRate, PortRange};
@@ -29,6 +30,7 @@ pub struct Control {
     pub relays: HashMap<FiveTuple, (Arc<Relay>, AbortHandle)>,
     pub bandwidth: BitRate,
     own_listeners: OwnListeners,
+    directory: Arc<Directory>,
     /// Traffic of allocations already deleted, so totals never go down.
     retired: TrafficTotals,
     lobby_traffic: LobbyTraffic,
@@ -42,15 +44,6 @@ fn clock() -> Clock {
 }
 
 impl Shared {
-    /// Whether a relay bound to `lobby` may exchange packets with relay address `addr`.
-    pub fn reaches_relay(self: &Arc<Self>, lobby: Option<u64>, addr: SocketAddr) -> bool {
-        self.control
-            .lock()
-            .unwrap()
-            .server
-            .reaches_relay(lobby, addr)
-    }
-
     /// Runs a control request through the core. Returns the replies for the client and, when
     /// this request created an allocation, its relay.
     pub fn control(
@@ -68,11 +61,15 @@ impl Shared {
         for effect in effects {
             match effect {
                 Effect::Reply(bytes) => replies.push(bytes),
-                Effect::Created { tuple, relay, .. } => {
+                Effect::Created {
+                    tuple,
+                    relay,
+                    advertised,
+                } => {
                     let Some(make_link) = link.take() else {
                         continue;
                     };
-                    match self.start_relay(c, tuple, relay, make_link()) {
+                    match Self::start_relay(c, tuple, (relay, advertised), make_link()) {
                         Ok(r) => created = Some(r),
                         Err(e) => log::error!("turn: cannot start relay {relay}: {e}"),
                     }
@@ -84,10 +81,9 @@ impl Shared {
     }
 
     fn start_relay(
-        self: &Arc<Self>,
         c: &mut Control,
         tuple: FiveTuple,
-        addr: SocketAddr,
+        (addr, advertised): (SocketAddr, SocketAddr),
         link: Link,
     ) -> std::io::Result<Arc<Relay>> {
         let socket = c
@@ -95,22 +91,25 @@ impl Shared {
             .take(addr)
             .ok_or_else(|| std::io::Error::other("relay socket missing"))?;
         let socket = UdpSocket::from_std(socket)?;
+        let placement = Placement {
+            addr,
+            advertised,
+            own_listeners: c.own_listeners.clone(),
+            directory: c.directory.clone(),
+        };
         let relay = Arc::new(Relay::new(
             tuple,
             socket,
             link,
             Arc::new(Grants::empty(c.bandwidth)),
-            c.own_listeners.clone(),
+            placement,
             c.server.lobby_of(tuple),
         ));
         if let Some((lobby, player)) = c.server.lobby_member(tuple) {
             c.lobby_traffic.allocated(lobby, player, Instant::now());
         }
-        let shared = self.clone();
-        let lobby = relay.lobby;
-        let task = tokio::spawn(relay::run(relay.clone(), move |a| {
-            shared.reaches_relay(lobby, a)
-        }));
+        let task = tokio::spawn(relay::run(relay.clone()));
+        c.directory.insert(&relay);
         c.relays.insert(tuple, (relay.clone(), task.abort_handle()));
         Ok(relay)
     }
@@ -124,6 +123,7 @@ impl Shared {
             }
             Effect::Deleted { tuple, .. } => {
                 if let Some((r, task)) = c.relays.remove(&tuple) {
+                    c.directory.remove(&r);
                     r.retire();
                     task.abort();
                     let totals = r.traffic.totals();
@@ -175,6 +175,7 @@ impl Control {
     ) -> Control {
         Control {
             own_listeners,
+            directory: Arc::default(),
             server: Server::new(settings),
             ports: SocketPorts::new(v4, v6, ports),
             relays: HashMap::new(),
@@ -187,6 +188,7 @@ impl Control {
     /// Stops every relay (at shutdown).
     pub fn retire_all(&mut self) {
         for (_, (relay, task)) in self.relays.drain() {
+            self.directory.remove(&relay);
             relay.retire();
             task.abort();
         }

@@ -63,6 +63,12 @@ impl Collector for TurnCollector {
             ],
         )?;
         s.counter(
+            "relayed_in_memory_packets",
+            "Of the datagrams relayed to peers, those that went to another allocation of this \
+             server in memory (client to client), not through the kernel",
+            t.in_memory_packets,
+        )?;
+        s.counter(
             "dropped_packets",
             "Datagrams dropped: no permission, over bandwidth, full buffers",
             t.dropped,

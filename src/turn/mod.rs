@@ -17,6 +17,7 @@ pub mod addresses;
 pub mod auth;
 mod budget;
 mod control;
+mod directory;
 pub mod grants;
 pub mod lobbies;
 mod lobby_traffic;
@@ -27,6 +28,7 @@ mod relay;
 pub mod rest;
 pub mod server;
 mod stream;
+mod stream_queue;
 mod udp;
 pub mod wire;
 

@@ -1,6 +1,8 @@
 //! The data plane of one allocation: its relay socket, the way back to its client, and the two
-//! packet paths. Neither path allocates, locks or logs: a datagram is received into a buffer
-//! with headroom, checked against the allocation's [`Grants`], framed in place and sent.
+//! packet paths. Neither path allocates or logs: a datagram is received into a buffer with
+//! headroom, checked against the allocation's [`Grants`], framed in place and sent. A datagram
+//! for another allocation of this server goes to it in memory ([`Directory`]), through the same
+//! checks on both sides as if it had crossed the kernel.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -10,10 +12,11 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
+use super::directory::Directory;
 use super::grants::{Grants, Meter};
 use super::server::FiveTuple;
+use super::stream_queue::StreamQueue;
 use super::wire::{self, HEADROOM, channel_data, data_indication};
 
 /// Largest peer datagram relayed. WebRTC keeps packets near 1200 bytes; a bigger buffer per
@@ -30,7 +33,7 @@ pub enum Link {
         client: SocketAddr,
     },
     /// Through the client's TCP or TLS connection, whose writer drains this queue.
-    Stream(mpsc::Sender<Vec<u8>>),
+    Stream(Arc<StreamQueue>),
 }
 
 impl Link {
@@ -42,7 +45,7 @@ impl Link {
     fn send(&self, frame: &[u8]) -> bool {
         match self {
             Link::Udp { socket, client } => send_now(socket, frame, *client),
-            Link::Stream(tx) => tx.try_send(frame.to_vec()).is_ok(),
+            Link::Stream(queue) => queue.push(frame),
         }
     }
 }
@@ -54,6 +57,8 @@ pub struct Traffic {
     to_peer_bytes: AtomicU64,
     to_client_packets: AtomicU64,
     to_client_bytes: AtomicU64,
+    /// Of the to-peer packets, those handed to another allocation of this server in memory.
+    in_memory_packets: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -64,6 +69,7 @@ pub struct TrafficTotals {
     pub to_peer_bytes: u64,
     pub to_client_packets: u64,
     pub to_client_bytes: u64,
+    pub in_memory_packets: u64,
     /// No permission, over bandwidth, or a full socket or queue.
     pub dropped: u64,
 }
@@ -85,6 +91,7 @@ impl Traffic {
             to_peer_bytes: get(&self.to_peer_bytes),
             to_client_packets: get(&self.to_client_packets),
             to_client_bytes: get(&self.to_client_bytes),
+            in_memory_packets: get(&self.in_memory_packets),
             dropped: get(&self.dropped),
         }
     }
@@ -96,6 +103,7 @@ impl std::ops::AddAssign for TrafficTotals {
         self.to_peer_bytes += other.to_peer_bytes;
         self.to_client_packets += other.to_client_packets;
         self.to_client_bytes += other.to_client_bytes;
+        self.in_memory_packets += other.in_memory_packets;
         self.dropped += other.dropped;
     }
 }
@@ -106,12 +114,16 @@ pub type OwnListeners = Arc<HashSet<SocketAddr>>;
 
 pub struct Relay {
     pub tuple: FiveTuple,
+    /// The relay socket's address, and the one clients are told (`turn.external_ip`'s port).
+    pub addr: SocketAddr,
+    pub advertised: SocketAddr,
     /// The lobby its credential is bound to: it exchanges packets with relay addresses of that
     /// lobby's allocations only.
     pub lobby: Option<u64>,
     pub socket: UdpSocket,
     link: Link,
     own_listeners: OwnListeners,
+    directory: Arc<Directory>,
     grants: ArcSwap<Grants>,
     meter: Meter,
     epoch: Instant,
@@ -121,21 +133,32 @@ pub struct Relay {
     sequence: AtomicU64,
 }
 
+/// Where a relay sits and what it shares with the others.
+pub struct Placement {
+    pub addr: SocketAddr,
+    pub advertised: SocketAddr,
+    pub own_listeners: OwnListeners,
+    pub directory: Arc<Directory>,
+}
+
 impl Relay {
     pub fn new(
         tuple: FiveTuple,
         socket: UdpSocket,
         link: Link,
         grants: Arc<Grants>,
-        own_listeners: OwnListeners,
+        placement: Placement,
         lobby: Option<u64>,
     ) -> Relay {
         Relay {
             tuple,
+            addr: placement.addr,
+            advertised: placement.advertised,
             lobby,
             socket,
             link,
-            own_listeners,
+            own_listeners: placement.own_listeners,
+            directory: placement.directory,
             grants: ArcSwap::new(grants),
             meter: Meter::new(),
             epoch: Instant::now(),
@@ -143,6 +166,12 @@ impl Relay {
             traffic: Traffic::default(),
             sequence: AtomicU64::new(0),
         }
+    }
+
+    /// The addresses it is known by: the relay address, and the advertised one if it differs.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> {
+        let other = (self.advertised != self.addr).then_some(self.advertised);
+        std::iter::once(self.addr).chain(other)
     }
 
     pub fn set_grants(&self, grants: Arc<Grants>) {
@@ -163,53 +192,73 @@ impl Relay {
     }
 
     /// A client's ChannelData payload for `channel`.
-    pub fn channel_to_peer(
-        &self,
-        channel: u16,
-        payload: &[u8],
-        own_relay: impl Fn(SocketAddr) -> bool,
-    ) {
+    pub fn channel_to_peer(&self, channel: u16, payload: &[u8]) {
         let now = Instant::now();
         let grants = self.grants.load();
         let sent = grants
             .peer_of(channel, now)
-            .is_some_and(|peer| self.forward(&grants, now, peer, payload, own_relay));
+            .is_some_and(|peer| self.forward(&grants, now, peer, payload));
         self.account_to_peer(sent, payload.len());
     }
 
     /// The payload of a client's Send indication for `peer`.
-    pub fn send_to_peer(
-        &self,
-        peer: SocketAddr,
-        payload: &[u8],
-        own_relay: impl Fn(SocketAddr) -> bool,
-    ) {
+    pub fn send_to_peer(&self, peer: SocketAddr, payload: &[u8]) {
         let now = Instant::now();
-        let sent = self.forward(&self.grants.load(), now, peer, payload, own_relay);
+        let sent = self.forward(&self.grants.load(), now, peer, payload);
         self.account_to_peer(sent, payload.len());
     }
 
-    /// Sends to `peer` if the grants permit it and the bandwidth allows.
-    fn forward(
-        &self,
-        grants: &Grants,
-        now: Instant,
-        peer: SocketAddr,
-        payload: &[u8],
-        own_relay: impl Fn(SocketAddr) -> bool,
-    ) -> bool {
-        grants.permits(peer, now, own_relay)
-            && !self.own_listeners.contains(&peer)
-            && self.metered(grants, payload.len(), now)
-            && send_now(&self.socket, payload, peer)
+    /// Sends to `peer` if the grants permit it and the bandwidth allows: to another allocation
+    /// of this server in memory, else through the relay socket.
+    fn forward(&self, grants: &Grants, now: Instant, peer: SocketAddr, payload: &[u8]) -> bool {
+        // Every allocation shares this one's relay and advertised IPs: only a peer on them can
+        // be one of ours, so no other packet takes the directory's lock.
+        let ours = [self.addr.ip(), self.advertised.ip()]
+            .contains(&peer.ip())
+            .then(|| self.directory.reachable(self.lobby, peer))
+            .flatten();
+        if !grants.permits(peer, now, |_| ours.is_some())
+            || self.own_listeners.contains(&peer)
+            || !self.metered(grants, payload.len(), now)
+        {
+            return false;
+        }
+        match ours {
+            Some(other) => {
+                // The address the other one would have seen through the kernel.
+                let from = if peer == other.addr {
+                    self.addr
+                } else {
+                    self.advertised
+                };
+                other.receive_from_relay(from, payload);
+                self.traffic
+                    .in_memory_packets
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => send_now(&self.socket, payload, peer),
+        }
     }
 
     /// A client's Send indication (XOR-PEER-ADDRESS and DATA): relayed if permitted, never
     /// answered.
-    pub fn send_indication(&self, packet: &[u8], own_relay: impl Fn(SocketAddr) -> bool) {
+    pub fn send_indication(&self, packet: &[u8]) {
         if let Some((peer, data)) = wire::send_indication(packet) {
-            self.send_to_peer(peer, data, own_relay);
+            self.send_to_peer(peer, data);
         }
+    }
+
+    /// A datagram another allocation of this server relayed to this one, as `from`: handled
+    /// as if it had arrived on the relay socket.
+    fn receive_from_relay(&self, from: SocketAddr, payload: &[u8]) {
+        if payload.len() > MAX_PEER_DATAGRAM {
+            self.traffic.drop_one();
+            return;
+        }
+        let mut buf = [0u8; RELAY_BUFFER];
+        buf[HEADROOM..HEADROOM + payload.len()].copy_from_slice(payload);
+        self.peer_to_client(&mut buf, payload.len(), from);
     }
 
     fn account_to_peer(&self, sent: bool, n: usize) {
@@ -222,16 +271,11 @@ impl Relay {
     }
 
     /// A peer's datagram, received at `buf[HEADROOM..HEADROOM + len]`, on its way to the client.
-    pub fn peer_to_client(
-        &self,
-        buf: &mut [u8; RELAY_BUFFER],
-        len: usize,
-        peer: SocketAddr,
-        own_relay: impl Fn(SocketAddr) -> bool,
-    ) {
+    pub fn peer_to_client(&self, buf: &mut [u8; RELAY_BUFFER], len: usize, peer: SocketAddr) {
         let now = Instant::now();
         let grants = self.grants.load();
-        if !grants.permits(peer, now, own_relay) || !self.metered(&grants, len, now) {
+        let ours = |p| self.directory.reachable(self.lobby, p).is_some();
+        if !grants.permits(peer, now, ours) || !self.metered(&grants, len, now) {
             self.traffic.drop_one();
             return;
         }
@@ -262,7 +306,7 @@ fn send_now(socket: &UdpSocket, payload: &[u8], to: SocketAddr) -> bool {
 
 /// Reads peer datagrams on the relay socket until the allocation is deleted (the task is
 /// aborted then).
-pub async fn run(relay: Arc<Relay>, own_relay: impl Fn(SocketAddr) -> bool) {
+pub async fn run(relay: Arc<Relay>) {
     let mut buf = [0u8; RELAY_BUFFER];
     loop {
         // One byte more than relayed: UDP truncates silently, and a datagram that fills the
@@ -276,6 +320,6 @@ pub async fn run(relay: Arc<Relay>, own_relay: impl Fn(SocketAddr) -> bool) {
             relay.traffic.drop_one();
             continue;
         }
-        relay.peer_to_client(&mut buf, len, peer, &own_relay);
+        relay.peer_to_client(&mut buf, len, peer);
     }
 }

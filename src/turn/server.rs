@@ -113,7 +113,12 @@ pub enum Effect {
     /// Send these bytes back to the client on the request's 5-tuple.
     Reply(Vec<u8>),
     /// A new allocation: its relay socket (as opened through [`RelayPorts`]) now serves the client.
-    Created { tuple: FiveTuple, relay: SocketAddr },
+    Created {
+        tuple: FiveTuple,
+        relay: SocketAddr,
+        /// What clients are told: `turn.external_ip` with the relay's port, else the relay.
+        advertised: SocketAddr,
+    },
     /// The allocation's permissions or channels changed.
     Grants {
         tuple: FiveTuple,
@@ -604,7 +609,11 @@ impl Server {
         }
         *self.per_user.entry(identity.username.clone()).or_default() += 1;
         self.counts.allocations_created += 1;
-        effects.push(Effect::Created { tuple, relay });
+        effects.push(Effect::Created {
+            tuple,
+            relay,
+            advertised,
+        });
 
         let mut attrs: Vec<Box<dyn Setter>> = vec![
             Box::new(RelayedAddress {

@@ -2,25 +2,29 @@
 //! back to back (RFC 8656 §12.5); its allocation dies with it.
 
 use std::sync::{Arc, Weak};
+
+use bytes::{Buf, BytesMut};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use super::control::Shared;
 use super::relay::{Link, Relay};
 use super::server::{FiveTuple, Proto};
+use super::stream_queue::StreamQueue;
 use super::wire::{self, Packet, classify};
 use crate::conn_cap::ConnCap;
 use crate::tls::HANDSHAKE_TIMEOUT;
 
 /// With an allocation, the client refreshes well within its lifetime.
 const IDLE_WITH_ALLOCATION: Duration = Duration::from_secs(3600);
-/// Frames waiting for a slow stream client.
-const QUEUE: usize = 512;
+/// Bytes waiting for a slow stream client (a few hundred relayed frames).
+const QUEUE_BYTES: usize = 256 * 1024;
+/// Bytes read from the client at a time; a frame is at most 65,539 bytes.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What every stream connection is held to: the caps (`turn.max_stream_connections` in all and
 /// per source) and the time to make an allocation (`turn.stream_auth_timeout`).
@@ -95,17 +99,22 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     auth_deadline: Instant,
 ) {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-    let writing = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                break;
+    let queue = Arc::new(StreamQueue::new(QUEUE_BYTES));
+    let writing = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            let mut out = Vec::with_capacity(QUEUE_BYTES);
+            while queue.take(&mut out).await {
+                if writer.write_all(&out).await.is_err() {
+                    break;
+                }
             }
         }
     });
     // Weak, as in the UDP workers: a deleted allocation's socket closes at once.
     let mut relay: Option<Weak<Relay>> = None;
-    let mut buf = Vec::with_capacity(4096);
+    // Frames are read in place and consumed from the front; the buffer is reused throughout.
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     'connection: loop {
         let frame_len = loop {
             match wire::stream_frame_len(&buf) {
@@ -118,9 +127,9 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
             } else {
                 auth_deadline
             };
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(until, reader.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            buf.reserve(READ_CHUNK);
+            match tokio::time::timeout_at(until, reader.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
                 _ => break 'connection,
             }
         };
@@ -132,29 +141,31 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
         match classify(frame) {
             Packet::ChannelData(channel, payload) => {
                 if let Some(r) = live {
-                    r.channel_to_peer(channel, payload, |a| shared.reaches_relay(r.lobby, a));
+                    r.channel_to_peer(channel, payload);
                 }
             }
             Packet::Send => {
                 if let Some(r) = live {
-                    r.send_indication(frame, |a| shared.reaches_relay(r.lobby, a));
+                    r.send_indication(frame);
                 }
             }
             Packet::Control => {
-                let (replies, created) = shared.control(frame, tuple, || Link::Stream(tx.clone()));
+                let link = || Link::Stream(queue.clone());
+                let (replies, created) = shared.control(frame, tuple, link);
                 if let Some(r) = created {
                     relay = Some(Arc::downgrade(&r));
                 }
                 for reply in replies {
-                    if tx.send(reply).await.is_err() {
+                    if !queue.push_reply(&reply).await {
                         break 'connection;
                     }
                 }
             }
             Packet::Junk => break 'connection,
         }
-        buf.drain(..frame_len);
+        buf.advance(frame_len);
     }
     shared.connection_closed(tuple);
+    queue.close();
     writing.abort();
 }

@@ -35,12 +35,12 @@ pub async fn worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                 match classify(&buf[..n]) {
                     Packet::ChannelData(channel, payload) => {
                         if let Some(r) = relay.or_else(|| remember(&mut mine, shared.find(tuple))) {
-                            r.channel_to_peer(channel, payload, |a| shared.reaches_relay(r.lobby, a));
+                            r.channel_to_peer(channel, payload);
                         }
                     }
                     Packet::Send => {
                         if let Some(r) = relay.or_else(|| remember(&mut mine, shared.find(tuple))) {
-                            r.send_indication(&buf[..n], |a| shared.reaches_relay(r.lobby, a));
+                            r.send_indication(&buf[..n]);
                         }
                     }
                     Packet::Control => {
