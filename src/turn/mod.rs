@@ -15,6 +15,7 @@
 
 pub mod addresses;
 pub mod auth;
+mod batch;
 mod budget;
 mod control;
 mod directory;

@@ -4,6 +4,7 @@
 //! for another allocation of this server goes to it in memory ([`Directory`]), through the same
 //! checks on both sides as if it had crossed the kernel.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 
+use super::batch::RecvBatch;
 use super::directory::Directory;
 use super::grants::{Grants, Meter};
 use super::server::FiveTuple;
@@ -304,22 +306,46 @@ fn send_now(socket: &UdpSocket, payload: &[u8], to: SocketAddr) -> bool {
         .is_ok()
 }
 
+/// Datagrams taken from a relay socket per wake-up. A relay socket usually holds one; what
+/// matters is that a short batch ends the wake-up without a call that meets EAGAIN.
+const RELAY_BATCH: usize = 8;
+
+thread_local! {
+    /// The receive buffers of the relay tasks running on this thread: a task holds none while
+    /// it waits, so an idle allocation costs no buffer.
+    static SCRATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::new(
+        RELAY_BATCH,
+        RELAY_BUFFER,
+        HEADROOM,
+        // One byte more than relayed: UDP truncates silently, and a datagram that fills the
+        // window was longer than that.
+        MAX_PEER_DATAGRAM + 1,
+    ));
+}
+
 /// Reads peer datagrams on the relay socket until the allocation is deleted (the task is
 /// aborted then).
 pub async fn run(relay: Arc<Relay>) {
-    let mut buf = [0u8; RELAY_BUFFER];
     loop {
-        // One byte more than relayed: UDP truncates silently, and a datagram that fills the
-        // slice was longer than that.
-        let window = &mut buf[HEADROOM..HEADROOM + MAX_PEER_DATAGRAM + 1];
-        let Ok((len, peer)) = relay.socket.recv_from(window).await else {
-            // ICMP errors from earlier sends surface here; they concern one peer, not the socket.
-            continue;
-        };
-        if len > MAX_PEER_DATAGRAM {
-            relay.traffic.drop_one();
+        if relay.socket.readable().await.is_err() {
             continue;
         }
-        relay.peer_to_client(&mut buf, len, peer);
+        SCRATCH.with_borrow_mut(|batch| {
+            // WouldBlock (nothing after all) or an ICMP error from an earlier send, which
+            // concerns one peer, not the socket: wait again either way.
+            let Ok(n) = batch.try_recv(&relay.socket) else {
+                return;
+            };
+            for i in 0..n {
+                let (slot, len, peer) = batch.slot_mut(i);
+                if len > MAX_PEER_DATAGRAM {
+                    relay.traffic.drop_one();
+                    continue;
+                }
+                let slot: &mut [u8; RELAY_BUFFER] =
+                    slot.try_into().expect("slots are RELAY_BUFFER");
+                relay.peer_to_client(slot, len, peer);
+            }
+        });
     }
 }
