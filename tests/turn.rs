@@ -493,6 +493,22 @@ async fn oversized_peer_datagrams_are_dropped_not_truncated() {
         b"small",
         "the 3000-byte datagram must not arrive, cut or whole"
     );
+    metric(&server, "rallypoint_turn_dropped_packets_total 1").await;
+    // The other way: a client datagram over 4 KiB is dropped and counted, the next one relayed.
+    relay
+        .send_to(&[8u8; 5000], peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    relay
+        .send_to(b"after", peer.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(WAIT, peer.recv_from(&mut buf))
+        .await
+        .expect("the small one")
+        .unwrap();
+    assert_eq!(&buf[..n], b"after", "the 5000-byte one must not arrive");
+    metric(&server, "rallypoint_turn_dropped_packets_total 2").await;
     relay.close().await.unwrap();
     c.close().await.unwrap();
 }

@@ -82,7 +82,7 @@ impl Traffic {
         bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn drop_one(&self) {
+    pub(super) fn drop_one(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -23,8 +23,8 @@ use crate::tls::HANDSHAKE_TIMEOUT;
 const IDLE_WITH_ALLOCATION: Duration = Duration::from_secs(3600);
 /// Bytes waiting for a slow stream client (a few hundred relayed frames).
 const QUEUE_BYTES: usize = 256 * 1024;
-/// Bytes read from the client at a time; a frame is at most 65,539 bytes.
-const READ_CHUNK: usize = 16 * 1024;
+/// Room made for each read from the client; a longer frame (at most 65,539 bytes) grows it.
+const READ_CHUNK: usize = 4096;
 
 /// What every stream connection is held to: the caps (`turn.max_stream_connections` in all and
 /// per source) and the time to make an allocation (`turn.stream_auth_timeout`).
@@ -103,7 +103,8 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     let writing = tokio::spawn({
         let queue = queue.clone();
         async move {
-            let mut out = Vec::with_capacity(QUEUE_BYTES);
+            // Grows to what the queue hands over, then is reused.
+            let mut out = Vec::new();
             while queue.take(&mut out).await {
                 if writer.write_all(&out).await.is_err() {
                     break;
@@ -114,7 +115,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Send + 'static>(
     // Weak, as in the UDP workers: a deleted allocation's socket closes at once.
     let mut relay: Option<Weak<Relay>> = None;
     // Frames are read in place and consumed from the front; the buffer is reused throughout.
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     'connection: loop {
         let frame_len = loop {
             match wire::stream_frame_len(&buf) {

@@ -25,10 +25,8 @@ struct Pending {
 impl StreamQueue {
     pub fn new(capacity: usize) -> StreamQueue {
         StreamQueue {
-            pending: Mutex::new(Pending {
-                bytes: Vec::with_capacity(capacity),
-                closed: false,
-            }),
+            // Grows with what is queued, up to `capacity`: an idle connection holds nothing.
+            pending: Mutex::new(Pending::default()),
             filled: Notify::new(),
             drained: Notify::new(),
             capacity,

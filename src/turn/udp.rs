@@ -35,12 +35,16 @@ pub async fn worker(socket: Arc<UdpSocket>, server: SocketAddr, shared: Arc<Shar
                 let Ok(n) = received else { continue };
                 for i in 0..n {
                     let (slot, len, client) = batch.slot_mut(i);
-                    if len > MAX_DATAGRAM {
-                        continue;
-                    }
                     let packet = &slot[..len];
                     let tuple = FiveTuple { proto: Proto::Udp, client, server };
                     let relay = mine.get(&client).and_then(Weak::upgrade).filter(|r| r.is_alive());
+                    if len > MAX_DATAGRAM {
+                        // Counted against the client's allocation when it has one.
+                        if let Some(r) = relay {
+                            r.traffic.drop_one();
+                        }
+                        continue;
+                    }
                     match classify(packet) {
                         Packet::ChannelData(channel, payload) => {
                             if let Some(r) = relay.or_else(|| remember(&mut mine, shared.find(tuple))) {
