@@ -49,6 +49,11 @@ def handshake(source):
     return s, rest
 
 
+# An empty WebSocket ping from the server, and the client's masked empty pong.
+PING = b"\x89\x00"
+PONG = b"\x8a\x80\x00\x00\x00\x00"
+
+
 def flood(count):
     """Opens `count` WebSockets; returns (kept open, told too many peers, other outcomes, secs)."""
     poller = select.epoll()
@@ -63,10 +68,17 @@ def flood(count):
             data = pending.pop(fd, b"")
             try:
                 s.settimeout(1)
-                while len(data) < 4 and (chunk := s.recv(4096)):
+                while len(data) < 4 and data[:2] != PING and (chunk := s.recv(4096)):
                     data += chunk
             except OSError:
                 pass
+            if data == PING:
+                # The server's keepalive (signal.ping_interval) to an admitted peer: answer with
+                # a masked, empty pong and keep watching it.
+                s.sendall(PONG)
+                open_sockets[fd] = s
+                poller.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+                continue
             s.close()
             # A close frame (opcode 8) with code 4000.
             if data[:1] == b"\x88" and data[2:4] == (4000).to_bytes(2, "big"):
