@@ -6,7 +6,8 @@
 //! - [`service`]: the lifecycle (systemd notify, reload on SIGHUP, graceful stop), and [`run`],
 //!   the one entry point that starts everything;
 //! - [`listeners`]: binds every configured socket up front; [`sockopt`]: the socket options
-//!   socket2 lacks; [`conn_cap`]: connection caps in all and per source;
+//!   socket2 lacks; [`conn_cap`]: connection caps in all and per source; [`rewind`]: a stream
+//!   with bytes already read put back;
 //! - [`tls`]: the certificate store HTTPS and TURN over TLS share; [`acme`]: keeps it filled
 //!   with certificates from an ACME CA;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
@@ -22,6 +23,7 @@ pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod rate_limit;
+pub mod rewind;
 pub mod service;
 pub mod signal;
 pub mod sockopt;

@@ -105,6 +105,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let turn_addresses = web::TurnAddresses {
         listen: bound(&listeners.turn_tcp),
         tls_listen: bound(&listeners.turn_tls),
+        web_listen: bound(&listeners.web),
+        web_tls_listen: bound(&listeners.web_tls),
     };
     let warnings = turn::addresses::advertised_address_warnings(&config);
     for warning in warnings.iter().chain(&web::root_warnings(&config)) {
@@ -170,7 +172,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
-        turn: turn_status,
+        turn: turn_status.clone(),
         turn_addresses,
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
@@ -186,6 +188,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         listeners.web_tls,
         config_rx.clone(),
         routes,
+        turn_status.stream_entry(),
         shutdown.clone(),
     ));
 

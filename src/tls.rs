@@ -27,6 +27,10 @@ const SELF_SIGNED_NAME: &str = "rallypoint self-signed (no certificate yet)";
 /// The ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
+/// The ALPN protocol of TURN over TLS (RFC 7443); browsers offer none, so the web ports also
+/// tell TURN apart by its first bytes.
+pub const TURN_ALPN: &[u8] = b"stun.turn";
+
 /// Why a certificate could not be installed.
 #[derive(Debug)]
 pub enum CertificateError {

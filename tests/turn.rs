@@ -738,3 +738,210 @@ async fn relay_to_relay_packets_are_held_to_the_receivers_bandwidth_cap() {
     )
     .await;
 }
+
+fn tls_connector(
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS connection to `addr` offering `alpn`, and its local address.
+async fn tls_to(
+    addr: SocketAddr,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<TcpStream>, SocketAddr) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(cert, alpn).connect(name, tcp).await.unwrap();
+    (tls, local)
+}
+
+/// An HTTP/1.1 request on `stream`; the whole response.
+async fn http1<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A STUN Binding request's 20 bytes.
+const BINDING: [u8; 20] = [
+    0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+];
+
+/// A server with HTTPS on `web.tls_listen` and `web.accept_turn` as given; its certificate.
+fn web_tls_server(
+    accept_turn: &str,
+    turn_extra: &str,
+) -> (Server, rcgen::CertifiedKey<rcgen::KeyPair>) {
+    let dir = common::temp_dir("turn-web-port");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(&format!(
+        "[web]\nlisten = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\naccept_turn = \"{accept_turn}\"\nheader_timeout = \"1s\"\n\
+         [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\nallow_peers = [\"127.0.0.0/8\"]\n{turn_extra}\n\
+         [turn.users]\nalice = \"alice-password\"\n\
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    ));
+    (server, cert)
+}
+
+/// TURN over TLS on the port and certificate that serve the pages: a client without ALPN (as
+/// browsers connect for `turns:`) and one offering "stun.turn" relay; HTTP/2 and HTTP/1.1 get
+/// pages on the same port; `/api/ice` hands the port out last.
+#[tokio::test]
+async fn turn_shares_the_https_port_with_the_pages() {
+    let (server, cert) = web_tls_server("tls", "");
+    let https = server.web_tls.expect("an HTTPS listener");
+
+    let (tls, local) = tls_to(https, &cert, &[]).await;
+    let c = client(
+        https,
+        StreamConn::new(tls, https, local),
+        "alice",
+        "alice-password",
+    )
+    .await;
+    relay_both_ways(&c, 20).await;
+    c.close().await.unwrap();
+
+    let (tls, local) = tls_to(https, &cert, &[b"stun.turn"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"stun.turn"[..]));
+    let c = client(
+        https,
+        StreamConn::new(tls, https, local),
+        "alice",
+        "alice-password",
+    )
+    .await;
+    relay_both_ways(&c, 3).await;
+    c.close().await.unwrap();
+
+    let (tls, _) = tls_to(https, &cert, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let page = h2
+        .send_request(
+            hyper::Request::get(format!("https://localhost:{}/", https.port()))
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    let (tls, _) = tls_to(https, &cert, &[b"http/1.1"]).await;
+    let ice = http1(tls, "/api/ice").await;
+    assert!(ice.starts_with("HTTP/1.1 200"), "{ice}");
+    let urls = ice
+        .split("\"urls\":[")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    let web_port = format!("\"turns:127.0.0.1:{}?transport=tcp\"", https.port());
+    assert!(urls.ends_with(&web_port), "the web port comes last: {urls}");
+    assert!(
+        urls.starts_with(&format!("\"stun:127.0.0.1:{}\"", server.turn.port())),
+        "{urls}"
+    );
+
+    // Twenty relayed to the client over the web port without ALPN, three with it.
+    let (tls, _) = tls_to(https, &cert, &[]).await;
+    let metrics = http1(tls, "/metrics").await;
+    assert!(
+        metrics.contains("rallypoint_turn_relayed_packets_total{direction=\"to_client\"} 23"),
+        "{metrics}"
+    );
+
+    // The plain port does not take TURN with "tls": a STUN message there is a bad request.
+    let mut plain = TcpStream::connect(server.web).await.unwrap();
+    plain.write_all(&BINDING).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// "all" takes TURN over TCP on the plain port too; "off" on neither, and hands neither out.
+/// TURN clients that come through the web ports are held to the relay's stream caps.
+#[tokio::test]
+async fn accept_turn_all_and_off() {
+    let (server, _cert) = web_tls_server("all", "max_stream_connections_per_source = 1");
+    let stream = TcpStream::connect(server.web).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let c = client(
+        server.web,
+        StreamConn::new(stream, server.web, local),
+        "alice",
+        "alice-password",
+    )
+    .await;
+    relay_both_ways(&c, 3).await;
+    // The one stream this source may have is in use: another TURN client is closed at once,
+    // while HTTP on the same port is the web server's and goes on.
+    let mut second = TcpStream::connect(server.web).await.unwrap();
+    second.write_all(&BINDING).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, second.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty(), "closed without an answer: {answer:?}");
+    let redirect = http1(TcpStream::connect(server.web).await.unwrap(), "/").await;
+    assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect}");
+    c.close().await.unwrap();
+    // One that sends nothing is closed at the web's header timeout, as if it were HTTP.
+    let mut silent = TcpStream::connect(server.web).await.unwrap();
+    let opened = Instant::now();
+    let mut b = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut b)).await;
+    let closed = opened.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed, not timed out: {read:?}"
+    );
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
+    drop(server);
+
+    let (server, cert) = web_tls_server("off", "");
+    let https = server.web_tls.unwrap();
+    let (mut tls, _) = tls_to(https, &cert, &[]).await;
+    tls.write_all(&BINDING).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let (tls, _) = tls_to(https, &cert, &[b"http/1.1"]).await;
+    let ice = http1(tls, "/api/ice").await;
+    assert!(!ice.contains(&format!(":{}?", https.port())), "{ice}");
+}

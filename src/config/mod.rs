@@ -83,6 +83,8 @@ pub struct Web {
     pub listen: Vec<SocketAddr>,
     /// HTTPS listeners; need `[tls]`.
     pub tls_listen: Vec<SocketAddr>,
+    /// Which web listeners also take TURN connections (told apart by their first bytes).
+    pub accept_turn: AcceptTurn,
     /// The folder holding the game's HTML5 export.
     pub root: PathBuf,
     pub cross_origin_isolation: CrossOriginIsolation,
@@ -115,6 +117,7 @@ impl Default for Web {
         Web {
             listen: vec![addr("127.0.0.1:8080")],
             tls_listen: vec![],
+            accept_turn: AcceptTurn::Tls,
             root: PathBuf::from("www"),
             cross_origin_isolation: CrossOriginIsolation::Auto,
             max_connections: 10_000,
@@ -135,6 +138,29 @@ impl Default for Web {
 pub enum IceApi {
     Open,
     Off,
+}
+
+/// TURN on the web ports (`web.accept_turn`): a connection whose first bytes are a STUN message
+/// is the relay's, any other the web server's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcceptTurn {
+    Off,
+    /// On `web.tls_listen` (turns: on port 443, where restrictive networks let players out).
+    Tls,
+    /// On `web.tls_listen` and `web.listen`.
+    All,
+}
+
+impl AcceptTurn {
+    /// Whether web listeners of this kind (TLS or plain) take TURN connections.
+    pub fn on(self, tls: bool) -> bool {
+        match self {
+            AcceptTurn::Off => false,
+            AcceptTurn::Tls => tls,
+            AcceptTurn::All => true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]

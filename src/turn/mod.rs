@@ -51,6 +51,7 @@ pub use control::Snapshot;
 use control::{Control, Shared};
 pub use lobby_traffic::Running as LobbyRunning;
 use server::Settings;
+pub use stream::StreamEntry;
 
 /// How often the core is ticked (expiries).
 const TICK_PERIOD: Duration = Duration::from_secs(1);
@@ -60,7 +61,7 @@ const TICK_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Status {
     shared: Arc<Shared>,
-    streams: Arc<ConnCap>,
+    streams: stream::StreamLimits,
 }
 
 impl Status {
@@ -76,8 +77,16 @@ impl Status {
             snapshot.stream_connections,
             snapshot.streams_refused_total,
             snapshot.streams_refused_per_source,
-        ) = self.streams.figures();
+        ) = self.streams.cap.figures();
         snapshot
+    }
+
+    /// Where the web server hands TURN connections that came to its ports.
+    pub fn stream_entry(&self) -> StreamEntry {
+        StreamEntry {
+            shared: self.shared.clone(),
+            limits: self.streams.clone(),
+        }
     }
 }
 
@@ -127,7 +136,7 @@ pub fn start(
     };
     let status = Status {
         shared: shared.clone(),
-        streams: limits.cap.clone(),
+        streams: limits.clone(),
     };
     metrics::register(registry, status.clone());
     let task = async move {

@@ -1,6 +1,8 @@
 //! TURN over TCP and TLS: one task per connection, reading STUN messages and ChannelData frames
-//! back to back (RFC 8656 §12.5); its allocation dies with it.
+//! back to back (RFC 8656 §12.5); its allocation dies with it. Connections come from the TURN
+//! listeners ([`accept`]) or, through a [`StreamEntry`], from the web ports (`web.accept_turn`).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 use bytes::{Buf, BytesMut};
@@ -32,6 +34,40 @@ const READ_CHUNK: usize = 4096;
 pub struct StreamLimits {
     pub cap: Arc<ConnCap>,
     pub auth_timeout: Duration,
+}
+
+/// The way in for TURN connections another service accepted: the web server hands over those
+/// whose first bytes are STUN (see `web::demux`), under the relay's own caps and deadline.
+#[derive(Clone)]
+pub struct StreamEntry {
+    pub(super) shared: Arc<Shared>,
+    pub(super) limits: StreamLimits,
+}
+
+impl StreamEntry {
+    /// Serves `stream` as a TURN client's connection from `client` to `server` (over TLS when
+    /// `tls`), accepted at `accepted`: the time to make an allocation counts from then. Over a
+    /// cap, the connection is closed at once.
+    pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
+        &self,
+        stream: S,
+        client: SocketAddr,
+        server: SocketAddr,
+        tls: bool,
+        accepted: Instant,
+    ) {
+        let Ok(_slot) = self.limits.cap.admit(client.ip()) else {
+            return;
+        };
+        let proto = if tls { Proto::Tls } else { Proto::Tcp };
+        let tuple = FiveTuple {
+            proto,
+            client,
+            server,
+        };
+        let deadline = accepted + self.limits.auth_timeout;
+        serve_stream(stream, tuple, self.shared.clone(), deadline).await;
+    }
 }
 
 /// Accepts TURN clients over TCP, or over TLS when given an acceptor.

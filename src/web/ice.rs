@@ -17,11 +17,14 @@ use crate::signal::handshake;
 use crate::turn::addresses::{advertised_host, advertised_listeners};
 use crate::turn::rest::{Credential, mint, random_user};
 
-/// Where the TURN listeners are: as configured, or as bound (port 0 becomes the real port).
+/// Where the listeners that take TURN clients are: as configured, or as bound (port 0 becomes
+/// the real port). The web ones count as far as `web.accept_turn` says.
 #[derive(Clone, Debug, Default)]
 pub struct TurnAddresses {
     pub listen: Vec<SocketAddr>,
     pub tls_listen: Vec<SocketAddr>,
+    pub web_listen: Vec<SocketAddr>,
+    pub web_tls_listen: Vec<SocketAddr>,
 }
 
 impl From<&Config> for TurnAddresses {
@@ -29,6 +32,8 @@ impl From<&Config> for TurnAddresses {
         TurnAddresses {
             listen: config.turn.listen.clone(),
             tls_listen: config.turn.tls_listen.clone(),
+            web_listen: config.web.listen.clone(),
+            web_tls_listen: config.web.tls_listen.clone(),
         }
     }
 }
@@ -49,7 +54,9 @@ pub fn ice_servers(
     })
 }
 
-/// A STUN URL and TURN URLs for every TURN listener players can reach, each once.
+/// A STUN URL and TURN URLs for every TURN listener players can reach, each once, cheapest
+/// first: UDP, TCP, TLS on its own port, then the web ports (`web.accept_turn`), which only
+/// matter where nothing else gets out.
 pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
     let mut urls: Vec<String> = Vec::new();
     let mut add = |url: String| {
@@ -67,6 +74,19 @@ pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
     for addr in advertised_listeners(config, &at.tls_listen) {
         let host = advertised_host(config, addr);
         add(format!("turns:{host}:{}?transport=tcp", addr.port()));
+    }
+    let accept_turn = config.web.accept_turn;
+    if accept_turn.on(true) {
+        for addr in advertised_listeners(config, &at.web_tls_listen) {
+            let host = advertised_host(config, addr);
+            add(format!("turns:{host}:{}?transport=tcp", addr.port()));
+        }
+    }
+    if accept_turn.on(false) {
+        for addr in advertised_listeners(config, &at.web_listen) {
+            let host = advertised_host(config, addr);
+            add(format!("turn:{host}:{}?transport=tcp", addr.port()));
+        }
     }
     urls
 }

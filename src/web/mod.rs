@@ -4,9 +4,11 @@
 //! `web.tls_listen`, where plain HTTP then redirects.
 //!
 //! This file accepts connections (and TLS) and hands requests to [`router`]; files are found
-//! by [`safe_path`] and [`file_cache`] and answered by [`file_response`].
+//! by [`safe_path`] and [`file_cache`] and answered by [`file_response`]. With
+//! `web.accept_turn`, [`demux`] first tells TURN clients apart and they go to the relay.
 
 mod compress;
+mod demux;
 mod file_cache;
 mod file_response;
 pub mod ice;
@@ -33,10 +35,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT};
+use crate::conn_cap::Slot;
+use crate::rewind::Rewind;
+use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT, TURN_ALPN};
+use crate::turn::StreamEntry;
 pub use compress::{CompressionCache, compression_dir};
 pub use file_cache::FileCache;
 pub use ice::{TurnAddresses, ice_servers};
@@ -52,12 +58,14 @@ use router::Scheme;
 const GRACEFUL_CLOSE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Serves HTTP on `plain` and HTTPS on `tls` until `shutdown` is cancelled, then lets open
-/// requests finish.
+/// requests finish. Connections that turn out to be TURN clients (`web.accept_turn`) go to
+/// `turn`.
 pub async fn serve(
     plain: Vec<TcpListener>,
     tls: Vec<TcpListener>,
     config: watch::Receiver<Arc<Config>>,
     routes: Arc<Routes>,
+    turn: StreamEntry,
     shutdown: CancellationToken,
 ) {
     let settings = config.borrow().web.clone();
@@ -80,6 +88,7 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(routes.certificates.server_config(&[
         b"h2",
         b"http/1.1",
+        TURN_ALPN,
         ACME_TLS_ALPN,
     ]));
     let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, Scheme)>(64);
@@ -97,61 +106,22 @@ pub async fn serve(
             Some((stream, remote, scheme)) = conn_rx.recv() => {
                 // Over the cap, the connection is closed at once rather than queued.
                 let Ok(slot) = routes.connections.admit(remote.ip()) else { continue };
-                let activity = Arc::new(Activity::new());
-                let service = {
-                    let (config, routes, activity) = (config.clone(), routes.clone(), activity.clone());
-                    hyper::service::service_fn(move |req| {
-                        let (config, routes, activity) = (config.borrow().clone(), routes.clone(), activity.clone());
-                        async move {
-                            let _busy = activity.request();
-                            Ok::<_, Infallible>(router::handle(&config, &routes, remote, scheme, req).await)
-                        }
-                    })
+                let accept_turn = config.borrow().web.accept_turn.on(scheme == Scheme::Https);
+                let connection = Connection {
+                    remote,
+                    scheme,
+                    slot,
+                    accepted: Instant::now(),
+                    turn: accept_turn.then(|| turn.clone()),
+                    header_timeout: idle,
                 };
-                let (http, acceptor, shutdown) = (http.clone(), acceptor.clone(), shutdown.clone());
-                connections.spawn(async move {
-                    let _slot = slot;
-                    let io: Box<dyn Io> = match scheme {
-                        Scheme::Http => Box::new(stream),
-                        // The handshake runs here, in the connection's task, under a timeout.
-                        Scheme::Https => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            // A CA checking TLS-ALPN-01 only looks at the certificate.
-                            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => return,
-                            Ok(Ok(tls)) => Box::new(tls),
-                            _ => return,
-                        },
-                    };
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    let mut conn = std::pin::pin!(conn);
-                    let mut closing = false;
-                    // A graceful close waits for the client (HTTP/2 asks it to acknowledge a
-                    // ping); one that does not answer is dropped this long after.
-                    let mut hard_stop = std::pin::pin!(tokio::time::sleep(Duration::MAX));
-                    let result = loop {
-                        tokio::select! {
-                            result = conn.as_mut() => break result,
-                            _ = hard_stop.as_mut(), if closing => break Ok(()),
-                            // Idle (no request under way) for web.header_timeout, HTTP/1.1 and
-                            // HTTP/2 alike: an HTTP/2 connection that only answers pings is no
-                            // exception. Ongoing requests finish first.
-                            _ = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
-                                if activity.is_idle(idle) {
-                                    conn.as_mut().graceful_shutdown();
-                                    closing = true;
-                                    hard_stop.as_mut().reset(Instant::now() + idle);
-                                }
-                            }
-                            _ = shutdown.cancelled(), if !closing => {
-                                conn.as_mut().graceful_shutdown();
-                                closing = true;
-                                hard_stop.as_mut().reset(Instant::now() + GRACEFUL_CLOSE_LIMIT);
-                            }
-                        }
-                    };
-                    if let Err(e) = result {
-                        log::debug!("web: connection ended: {e}");
-                    }
-                });
+                let http = Http {
+                    builder: http.clone(),
+                    config: config.clone(),
+                    routes: routes.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                connections.spawn(connection.serve(stream, acceptor.clone(), http));
             }
             Some(_) = connections.join_next() => {}
             _ = shutdown.cancelled() => break,
@@ -160,6 +130,122 @@ pub async fn serve(
     drop(conn_rx);
     // Open connections were told to finish (graceful shutdown); wait for them.
     while connections.join_next().await.is_some() {}
+}
+
+/// One accepted connection to a web port, before anyone has read from it.
+struct Connection {
+    remote: SocketAddr,
+    scheme: Scheme,
+    /// Its place under `web.max_connections`, held while the web server serves it.
+    slot: Slot,
+    accepted: Instant,
+    /// Where TURN clients go, when this listener takes them.
+    turn: Option<StreamEntry>,
+    header_timeout: Duration,
+}
+
+/// What serving HTTP on a connection takes.
+struct Http {
+    builder: auto::Builder<TokioExecutor>,
+    config: watch::Receiver<Arc<Config>>,
+    routes: Arc<Routes>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// TLS if the listener is HTTPS (in the connection's own task, under a timeout), then HTTP,
+    /// or TURN when ALPN or the first bytes say so.
+    async fn serve(self, stream: TcpStream, acceptor: TlsAcceptor, http: Http) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let (mut io, alpn): (Box<dyn Io>, Option<Vec<u8>>) = match self.scheme {
+            Scheme::Http => (Box::new(stream), None),
+            Scheme::Https => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                        (Box::new(tls), alpn)
+                    }
+                    _ => return,
+                }
+            }
+        };
+        let service = match (&self.turn, alpn.as_deref()) {
+            // A CA checking TLS-ALPN-01 only looks at the certificate.
+            (_, Some(ACME_TLS_ALPN)) => return,
+            (None, _) | (_, Some(b"h2")) => demux::Service::Http,
+            (Some(_), Some(TURN_ALPN)) => demux::Service::Turn,
+            (Some(_), _) => match demux::sniff(&mut io, self.header_timeout).await {
+                Ok((service, first)) => {
+                    io = Box::new(Rewind::new(first, io));
+                    service
+                }
+                Err(_) => return,
+            },
+        };
+        match (service, self.turn) {
+            (demux::Service::Turn, Some(turn)) => {
+                // From here the relay's own stream caps apply.
+                drop(self.slot);
+                let tls = self.scheme == Scheme::Https;
+                turn.serve(io, self.remote, local, tls, self.accepted).await;
+            }
+            _ => http.serve(io, self.remote, self.scheme, self.slot).await,
+        }
+    }
+}
+
+impl Http {
+    /// Serves HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection idles for
+    /// `web.header_timeout`, or shutdown.
+    async fn serve(self, io: Box<dyn Io>, remote: SocketAddr, scheme: Scheme, _slot: Slot) {
+        let idle = self.config.borrow().web.header_timeout.0;
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (config, routes, activity) = (self.config, self.routes, activity.clone());
+            hyper::service::service_fn(move |req| {
+                let (config, routes, activity) =
+                    (config.borrow().clone(), routes.clone(), activity.clone());
+                async move {
+                    let _busy = activity.request();
+                    Ok::<_, Infallible>(router::handle(&config, &routes, remote, scheme, req).await)
+                }
+            })
+        };
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        // A graceful close waits for the client (HTTP/2 asks it to acknowledge a ping); one
+        // that does not answer is dropped this long after.
+        let mut hard_stop = std::pin::pin!(tokio::time::sleep(Duration::MAX));
+        let result = loop {
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                _ = hard_stop.as_mut(), if closing => break Ok(()),
+                // Idle (no request under way) for web.header_timeout, HTTP/1.1 and HTTP/2
+                // alike: an HTTP/2 connection that only answers pings is no exception. Ongoing
+                // requests finish first.
+                _ = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
+                    if activity.is_idle(idle) {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        hard_stop.as_mut().reset(Instant::now() + idle);
+                    }
+                }
+                _ = self.shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    hard_stop.as_mut().reset(Instant::now() + GRACEFUL_CLOSE_LIMIT);
+                }
+            }
+        };
+        if let Err(e) = result {
+            log::debug!("web: connection ended: {e}");
+        }
+    }
 }
 
 /// A connection's byte stream, plain or TLS.
