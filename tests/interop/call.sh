@@ -7,7 +7,9 @@
 # must fail. Then the same call through the lobby extension, each player with the lobby-bound
 # credentials the hub hands it; and a player who adds a candidate nobody announced: with lobby
 # credentials the relay refuses it (403, nothing reaches that peer), with /api/ice ones it does
-# not. Everything runs inside a network namespace.
+# not. Last, everything through one port: a server with only an HTTPS listener serves the page,
+# the WebSocket and TURN over TLS, and the call's only TURN URL is that port's turns: one.
+# Everything runs inside a network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
@@ -46,3 +48,38 @@ start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
 dead=$(free_port)
 HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "http://$RP_WEB" udp:json tcp:json tls:json udp:text \
     "udp:json:dead=$dead" udp:lobby tls:lobby udp:lobby:echo udp:json:echo
+
+# One port for everything (web.accept_turn = "tls", the default): no plain web listener, and the
+# call's only TURN URL is turns: on the port that served the page and carries the WebSocket.
+kill "$RP_PID"; wait "$RP_PID" 2>/dev/null || true
+cat >"$dir/one-port.toml" <<TOML
+[web]
+listen = []
+tls_listen = ["127.0.0.1:0"]
+root = "$PWD/$here/www"
+[tls]
+certificate = "$dir/cert.pem"
+private_key = "$dir/key.pem"
+[turn]
+listen = ["127.0.0.1:0"]
+secrets = ["call-interop-secret-0123456789"]
+TOML
+start_rallypoint "$dir/one-port.toml" "$dir/one-port.log" "$ns"
+HOME="$dir" ip netns exec "$ns" node "$here/call.mjs" "https://$RP_WEB_TLS" web:json web:lobby
+
+# The same port to clients that are not browsers: curl over HTTP/2 and HTTP/1.1, and a TLS
+# scanner's view (openssl s_client) with and without ALPN: a normal HTTPS server.
+inns() { ip netns exec "$ns" "$@"; }
+check() { if [ "$2" = "$3" ]; then echo "ok: $1: $2"; else echo "FAILED: $1: got '$2', want '$3'"; exit 1; fi; }
+page="https://$RP_WEB_TLS/call/index.html"
+check "curl --http2 on the shared port" "$(inns curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "$page")" "2 200"
+check "curl --http1.1 on the shared port" "$(inns curl -sk --http1.1 -o /dev/null -w '%{http_version} %{http_code}' "$page")" "1.1 200"
+scan=$(inns openssl s_client -connect "$RP_WEB_TLS" </dev/null 2>&1 || true)
+check "openssl s_client without ALPN" "$(grep -o 'No ALPN negotiated' <<<"$scan"; grep -c 'BEGIN CERTIFICATE' <<<"$scan")" \
+    "No ALPN negotiated
+1"
+scan=$(inns openssl s_client -alpn h2,http/1.1 -connect "$RP_WEB_TLS" </dev/null 2>&1 || true)
+check "openssl s_client -alpn h2,http/1.1" "$(grep -o 'ALPN protocol: .*' <<<"$scan")" "ALPN protocol: h2"
+answer=$(printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
+    inns openssl s_client -quiet -connect "$RP_WEB_TLS" 2>/dev/null | head -1 | tr -d '\r')
+check "HTTP/1.1 over openssl s_client without ALPN" "$answer" "HTTP/1.1 200 OK"

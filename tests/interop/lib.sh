@@ -9,7 +9,8 @@ free_port() {
 }
 
 # start_rallypoint CONFIG LOG [NETNS]: runs the server in the background (inside network
-# namespace NETNS when given), waits for its ready line and sets RP_PID, RP_WEB and RP_TURN.
+# namespace NETNS when given), waits for its ready line and sets RP_PID, RP_WEB, RP_WEB_TLS,
+# RP_TURN and RP_TURN_TLS (empty when there is no such listener).
 start_rallypoint() {
     local config=$1 log=$2 netns=${3:-}
     if [ -n "$netns" ]; then
@@ -22,7 +23,9 @@ start_rallypoint() {
         if grep -q ' ready: listening' "$log"; then
             # Empty when there is no such listener.
             RP_WEB=$(grep -o ' web=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
+            RP_WEB_TLS=$(grep -o ' web_tls=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
             RP_TURN=$(grep -o ' turn=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
+            RP_TURN_TLS=$(grep -o ' turn_tls=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
             return 0
         fi
         kill -0 "$RP_PID" 2>/dev/null || break

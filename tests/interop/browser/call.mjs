@@ -3,6 +3,7 @@
 // lobby-bound credentials); option "dead=PORT" points TURN at a port where nothing listens (the
 // call must fail), "echo" has the guest add a candidate for a UDP echo peer nobody announced
 // through the hub (lobby credentials: refused, nothing reaches it; /api/ice ones: it is reached).
+// Transport "web" is TURN over TLS on the HTTPS port that serves the page (base is https://).
 import dgram from "node:dgram";
 import { launchChromium } from "./chromium.mjs";
 
@@ -61,6 +62,11 @@ try {
         "lobby credentials reach the lobby, and an address nobody announced gets 403 and no datagram"];
     } else if (echo) {
       [ok, what] = [connected && r.echoed > 0, "open /api/ice credentials do reach that address (the check can fail)"];
+    } else if (transport === "web") {
+      // Both relay candidates came from the one turns: URL on the page's own port.
+      const port = new URL(base).port;
+      const viaPagePort = [r.hostPair, r.guestPair].every((p) => p && p.protocol === "tls" && p.url.includes(`:${port}?`));
+      [ok, what] = [connected && viaPagePort, `call with TURN over TLS on the port serving the page and WebSocket (${port}), ${dialect} signalling`];
     } else {
       [ok, what] = [connected, `call over TURN ${transport}, ${dialect} signalling`];
     }

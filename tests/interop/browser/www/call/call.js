@@ -31,9 +31,8 @@ function codec(dialect) {
 // A signalling client: a queue of decoded messages.
 function connect(dialect) {
   const c = codec(dialect);
-  const ws = dialect === "lobby"
-    ? new WebSocket(`ws://${location.host}/ws`, "rallypoint.v1")
-    : new WebSocket(`ws://${location.host}/ws`);
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const ws = dialect === "lobby" ? new WebSocket(url, "rallypoint.v1") : new WebSocket(url);
   const queue = [], waiting = [];
   ws.onmessage = (e) => {
     const m = c.decode(e.data);
@@ -108,16 +107,17 @@ async function selectedPair(pc) {
   if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
   if (!pair) return null;
   const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return { local: local.candidateType, remote: remote.candidateType, protocol: local.relayProtocol };
+  return { local: local.candidateType, remote: remote.candidateType, protocol: local.relayProtocol, url: local.url };
 }
 
 // The RTCPeerConnection configuration for `ice` ({iceServers}), relay only, with the TURN URLs
-// of `transport`.
+// of `transport`; "web": only the turns: URL of the port that served this page.
 function relayConfig(ice, transport, turnPort) {
   const server = ice.iceServers[0];
   const pick = { udp: (u) => u.startsWith("turn:") && u.endsWith("transport=udp"),
                  tcp: (u) => u.startsWith("turn:") && u.endsWith("transport=tcp"),
-                 tls: (u) => u.startsWith("turns:") }[transport];
+                 tls: (u) => u.startsWith("turns:"),
+                 web: (u) => u.startsWith("turns:") && u.includes(`:${location.port}?`) }[transport];
   // turnPort: send the TURN URLs to another port, to see the call fail without TURN.
   const urls = server.urls.filter(pick).map((u) => (turnPort ? u.replace(/:\d+\?/, `:${turnPort}?`) : u));
   if (!urls.length) throw new Error(`no ${transport} TURN URL: ${server.urls}`);
