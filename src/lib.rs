@@ -9,7 +9,8 @@
 //!   socket2 lacks; [`conn_cap`]: connection caps in all and per source; [`rewind`]: a stream
 //!   with bytes already read put back;
 //! - [`tls`]: the certificate store HTTPS and TURN over TLS share; [`acme`]: keeps it filled
-//!   with certificates from an ACME CA;
+//!   with certificates from an ACME CA; [`proxy_protocol`]: player addresses from a load
+//!   balancer's PROXY headers;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
 //! - [`metrics`]: the Prometheus registry every service registers a collector in;
 //! - [`turn`]: the STUN/TURN relay (and TURN REST credentials);
@@ -22,6 +23,7 @@ pub mod conn_cap;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod rewind;
 pub mod service;

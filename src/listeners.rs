@@ -1,6 +1,7 @@
 //! Binds every socket the config names before any service starts, so that a taken or privileged
 //! port stops the process at once with a message naming the address and the config key.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::Config;
-use crate::sockopt;
+use crate::{proxy_protocol, sockopt};
 
 /// Every listening socket, grouped by the service that will own it.
 pub struct Listeners {
@@ -19,6 +20,8 @@ pub struct Listeners {
     pub turn_udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
     pub turn_tcp: Vec<TcpListener>,
     pub turn_tls: Vec<TcpListener>,
+    /// The bound addresses of the TCP listeners in `proxy_protocol.listeners`.
+    pub proxy_protocol: HashSet<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -74,12 +77,28 @@ impl Listeners {
             turn_udp.push((udp[0].local_addr().expect("bound socket"), udp));
             turn_tcp.push(tcp);
         }
+        let web = tcp_all("web.listen", &config.web.listen, Ipv6Only::No)?;
+        let web_tls = tcp_all("web.tls_listen", &config.web.tls_listen, Ipv6Only::No)?;
+        let turn_tls = tcp_all("turn.tls_listen", &config.turn.tls_listen, Ipv6Only::Yes)?;
+        let configured_and_bound = [
+            (&config.web.listen, &web),
+            (&config.web.tls_listen, &web_tls),
+            (&config.turn.listen, &turn_tcp),
+            (&config.turn.tls_listen, &turn_tls),
+        ];
+        let proxy_protocol = configured_and_bound
+            .into_iter()
+            .flat_map(|(configured, bound)| configured.iter().zip(bound))
+            .filter(|(configured, _)| proxy_protocol::listed(config, **configured))
+            .filter_map(|(_, listener)| listener.local_addr().ok())
+            .collect();
         Ok(Listeners {
-            web: tcp_all("web.listen", &config.web.listen, Ipv6Only::No)?,
-            web_tls: tcp_all("web.tls_listen", &config.web.tls_listen, Ipv6Only::No)?,
+            web,
+            web_tls,
             turn_udp,
             turn_tcp,
-            turn_tls: tcp_all("turn.tls_listen", &config.turn.tls_listen, Ipv6Only::Yes)?,
+            turn_tls,
+            proxy_protocol,
         })
     }
 }

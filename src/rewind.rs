@@ -19,6 +19,10 @@ impl<S> Rewind<S> {
     pub fn new(prefix: BytesMut, inner: S) -> Rewind<S> {
         Rewind { prefix, inner }
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

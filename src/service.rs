@@ -22,6 +22,7 @@ use crate::acme::{self, Acme};
 use crate::config::{Config, ConfigError};
 use crate::conn_cap::ConnCap;
 use crate::listeners::{BindError, Listeners};
+use crate::proxy_protocol::Proxies;
 use crate::signal::{RelayLink, Signal};
 use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
@@ -123,11 +124,17 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut registry = metrics::registry();
+    let proxies = Proxies::new(&config_rx.borrow(), listeners.proxy_protocol.clone());
+    proxies.register(&mut registry);
+    let turn_sockets = turn::Sockets {
+        udp: listeners.turn_udp,
+        tcp: listeners.turn_tcp,
+        tls: listeners.turn_tls,
+    };
     let (turn_status, relay) = turn::start(
-        listeners.turn_udp,
-        listeners.turn_tcp,
-        listeners.turn_tls,
+        turn_sockets,
         certificates.clone(),
+        proxies.clone(),
         config_rx.clone(),
         shutdown.clone(),
         &mut registry,
@@ -189,6 +196,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         config_rx.clone(),
         routes,
         turn_status.stream_entry(),
+        proxies,
         shutdown.clone(),
     ));
 

@@ -31,6 +31,30 @@ pub struct Config {
     pub tls: Tls,
     pub signal: Signal,
     pub turn: Turn,
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// PROXY protocol headers from layer-4 load balancers (the `proxy_protocol` module).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyProtocol {
+    /// TCP listeners, as written in web.listen, web.tls_listen, turn.listen or turn.tls_listen,
+    /// whose connections from `trusted` start with a header.
+    pub listeners: Vec<SocketAddr>,
+    /// The load balancers' addresses.
+    pub trusted: Vec<IpNet>,
+    /// Time a trusted connection gets to send its header.
+    pub header_timeout: Duration,
+}
+
+impl Default for ProxyProtocol {
+    fn default() -> Self {
+        ProxyProtocol {
+            listeners: vec![],
+            trusted: vec![],
+            header_timeout: secs(5),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -503,6 +527,7 @@ impl Config {
                 "turn.stream_auth_timeout",
                 a.turn.stream_auth_timeout != b.turn.stream_auth_timeout,
             ),
+            ("proxy_protocol", a.proxy_protocol != b.proxy_protocol),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

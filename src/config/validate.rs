@@ -294,6 +294,34 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
             ),
         );
     }
+
+    // PROXY protocol: on TCP listeners of this file, from someone.
+    let p = &c.proxy_protocol;
+    let tcp_listeners: Vec<SocketAddr> =
+        [&c.web.listen, &c.web.tls_listen, &t.listen, &t.tls_listen]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+    for addr in &p.listeners {
+        if !tcp_listeners.contains(addr) {
+            err(
+                "proxy_protocol.listeners",
+                format!(
+                    "{addr} is none of web.listen, web.tls_listen, turn.listen or turn.tls_listen \
+                     (write it as it is written there)"
+                ),
+            );
+        }
+    }
+    if !p.listeners.is_empty() && p.trusted.is_empty() {
+        err(
+            "proxy_protocol.trusted",
+            "proxy_protocol.listeners needs the load balancers' addresses here (nobody else may \
+             send a header)"
+                .into(),
+        );
+    }
     errors
 }
 

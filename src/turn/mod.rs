@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
+use crate::proxy_protocol::Proxies;
 use crate::tls::Certificates;
 pub use control::Snapshot;
 use control::{Control, Shared};
@@ -90,17 +91,25 @@ impl Status {
     }
 }
 
+/// The relay's bound sockets (see `crate::listeners`).
+pub struct Sockets {
+    /// Per `turn.listen` address, its `SO_REUSEPORT` UDP sockets.
+    pub udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
+    pub tcp: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
+}
+
 /// Registers the relay's metrics; returns its [`Status`] and the task that serves
 /// `turn.listen` and `turn.tls_listen` until shutdown.
 pub fn start(
-    udp: Vec<(SocketAddr, Vec<UdpSocket>)>,
-    tcp: Vec<TcpListener>,
-    tls: Vec<TcpListener>,
+    sockets: Sockets,
     certificates: Arc<Certificates>,
+    proxies: Arc<Proxies>,
     mut config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
     registry: &mut Registry,
 ) -> (Status, impl Future<Output = ()> + use<>) {
+    let Sockets { udp, tcp, tls } = sockets;
     let current = config.borrow().clone();
     let (v4, v6) = addresses::relay_addresses(&current);
     log::info!(
@@ -152,6 +161,7 @@ pub fn start(
                 None,
                 shared.clone(),
                 limits.clone(),
+                proxies.clone(),
             ));
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config(&[]));
@@ -162,6 +172,7 @@ pub fn start(
                 tls,
                 shared.clone(),
                 limits.clone(),
+                proxies.clone(),
             ));
         }
         let mut tick = tokio::time::interval(TICK_PERIOD);

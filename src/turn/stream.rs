@@ -11,14 +11,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::control::Shared;
 use super::relay::{Link, Relay};
 use super::server::{FiveTuple, Proto};
 use super::stream_queue::StreamQueue;
 use super::wire::{self, Packet, classify};
-use crate::conn_cap::ConnCap;
+use crate::conn_cap::{ConnCap, Slot};
+use crate::proxy_protocol::Proxies;
+use crate::rewind::Rewind;
 use crate::tls::HANDSHAKE_TIMEOUT;
 
 /// With an allocation, the client refreshes well within its lifetime.
@@ -76,52 +78,83 @@ pub async fn accept(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     limits: StreamLimits,
+    proxies: Arc<Proxies>,
 ) {
     let server = listener.local_addr().expect("bound listener");
+    let proxied = proxies.expected_on(server);
     loop {
         match listener.accept().await {
-            Ok((stream, client)) => {
-                // Over a cap, closed at once: the slot is checked before any byte is read.
-                let Ok(slot) = limits.cap.admit(client.ip()) else {
-                    continue;
-                };
+            Ok((stream, peer)) => {
                 let deadline = Instant::now() + limits.auth_timeout;
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
-                let Some(acceptor) = tls.clone() else {
-                    let tuple = FiveTuple {
-                        proto: Proto::Tcp,
-                        client,
-                        server,
-                    };
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        serve_stream(stream, tuple, shared, deadline).await
-                    });
-                    continue;
+                let start = Start {
+                    server,
+                    tls: tls.clone(),
+                    shared: shared.clone(),
+                    deadline,
                 };
-                // The handshake runs in the connection's own task, so a slow one blocks nobody.
+                if !proxied {
+                    // Over a cap, closed at once: the slot is checked before any byte is read.
+                    let Ok(slot) = limits.cap.admit(peer.ip()) else {
+                        continue;
+                    };
+                    let stream = Rewind::new(BytesMut::new(), stream);
+                    tokio::spawn(start.run(stream, peer, slot));
+                    continue;
+                }
+                // Behind a load balancer, the cap applies to the player its header names.
+                let (cap, proxies) = (limits.cap.clone(), proxies.clone());
                 tokio::spawn(async move {
-                    let _slot = slot;
-                    let handshake = tokio::time::timeout_at(
-                        deadline.min(Instant::now() + HANDSHAKE_TIMEOUT),
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    if let Ok(Ok(stream)) = handshake {
-                        let tuple = FiveTuple {
-                            proto: Proto::Tls,
-                            client,
-                            server,
-                        };
-                        serve_stream(stream, tuple, shared, deadline).await;
-                    }
+                    let mut stream = stream;
+                    let Some((client, after)) = proxies.client(&mut stream, peer).await else {
+                        return;
+                    };
+                    let Ok(slot) = cap.admit(client.ip()) else {
+                        return;
+                    };
+                    start.run(Rewind::new(after, stream), client, slot).await
                 });
             }
             Err(e) => {
                 log::warn!("turn: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// A connection accepted on a TURN listener, before its TLS handshake (if any).
+struct Start {
+    server: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    /// By when it must have an allocation.
+    deadline: Instant,
+}
+
+impl Start {
+    async fn run(self, stream: Rewind<TcpStream>, client: SocketAddr, _slot: Slot) {
+        let Some(acceptor) = self.tls else {
+            let tuple = FiveTuple {
+                proto: Proto::Tcp,
+                client,
+                server: self.server,
+            };
+            return serve_stream(stream, tuple, self.shared, self.deadline).await;
+        };
+        // The handshake runs in the connection's own task, so a slow one blocks nobody.
+        let handshake = tokio::time::timeout_at(
+            self.deadline.min(Instant::now() + HANDSHAKE_TIMEOUT),
+            acceptor.accept(stream),
+        )
+        .await;
+        if let Ok(Ok(stream)) = handshake {
+            let tuple = FiveTuple {
+                proto: Proto::Tls,
+                client,
+                server: self.server,
+            };
+            serve_stream(stream, tuple, self.shared, self.deadline).await;
         }
     }
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::conn_cap::Slot;
+use crate::proxy_protocol::Proxies;
 use crate::rewind::Rewind;
 use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT, TURN_ALPN};
 use crate::turn::StreamEntry;
@@ -66,6 +68,7 @@ pub async fn serve(
     config: watch::Receiver<Arc<Config>>,
     routes: Arc<Routes>,
     turn: StreamEntry,
+    proxies: Arc<Proxies>,
     shutdown: CancellationToken,
 ) {
     let settings = config.borrow().web.clone();
@@ -91,19 +94,19 @@ pub async fn serve(
         TURN_ALPN,
         ACME_TLS_ALPN,
     ]));
-    let (conn_tx, mut conn_rx) = mpsc::channel::<(TcpStream, SocketAddr, Scheme)>(64);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<Accepted>(64);
     for (listener, scheme) in plain
         .into_iter()
         .map(|l| (l, Scheme::Http))
         .chain(tls.into_iter().map(|l| (l, Scheme::Https)))
     {
-        tokio::spawn(accept(listener, scheme, conn_tx.clone()));
+        tokio::spawn(accept(listener, scheme, proxies.clone(), conn_tx.clone()));
     }
     drop(conn_tx);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            Some((stream, remote, scheme)) = conn_rx.recv() => {
+            Some(Accepted { stream, remote, scheme }) = conn_rx.recv() => {
                 // Over the cap, the connection is closed at once rather than queued.
                 let Ok(slot) = routes.connections.admit(remote.ip()) else { continue };
                 let accept_turn = config.borrow().web.accept_turn.on(scheme == Scheme::Https);
@@ -155,8 +158,8 @@ struct Http {
 impl Connection {
     /// TLS if the listener is HTTPS (in the connection's own task, under a timeout), then HTTP,
     /// or TURN when ALPN or the first bytes say so.
-    async fn serve(self, stream: TcpStream, acceptor: TlsAcceptor, http: Http) {
-        let Ok(local) = stream.local_addr() else {
+    async fn serve(self, stream: Rewind<TcpStream>, acceptor: TlsAcceptor, http: Http) {
+        let Ok(local) = stream.get_ref().local_addr() else {
             return;
         };
         let (mut io, alpn): (Box<dyn Io>, Option<Vec<u8>>) = match self.scheme {
@@ -294,20 +297,57 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// A connection and its client: the peer, or the player a trusted proxy's header names (with
+/// the bytes read after the header put back).
+struct Accepted {
+    stream: Rewind<TcpStream>,
+    remote: SocketAddr,
+    scheme: Scheme,
+}
+
 async fn accept(
     listener: TcpListener,
     scheme: Scheme,
-    conns: mpsc::Sender<(TcpStream, SocketAddr, Scheme)>,
+    proxies: Arc<Proxies>,
+    conns: mpsc::Sender<Accepted>,
 ) {
+    let proxied = listener
+        .local_addr()
+        .is_ok_and(|local| proxies.expected_on(local));
     loop {
         match listener.accept().await {
-            Ok((stream, remote)) => {
+            Ok((stream, peer)) => {
                 // Headers and body go out in separate writes; Nagle would hold the second back
                 // until the client's delayed ACK, some 40 ms per response.
                 let _ = stream.set_nodelay(true);
-                if conns.send((stream, remote, scheme)).await.is_err() {
-                    return;
+                if !proxied {
+                    let stream = Rewind::new(BytesMut::new(), stream);
+                    let accepted = Accepted {
+                        stream,
+                        remote: peer,
+                        scheme,
+                    };
+                    if conns.send(accepted).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
+                // The header is read in a task of its own; the connection caps then apply to
+                // the player it names.
+                let (proxies, conns) = (proxies.clone(), conns.clone());
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    if let Some((remote, after)) = proxies.client(&mut stream, peer).await {
+                        let stream = Rewind::new(after, stream);
+                        let _ = conns
+                            .send(Accepted {
+                                stream,
+                                remote,
+                                scheme,
+                            })
+                            .await;
+                    }
+                });
             }
             // Out of descriptors, or a connection reset before accept: keep serving.
             Err(e) => {
