@@ -11,6 +11,8 @@
 //! - [`tls`]: the certificate store HTTPS and TURN over TLS share; [`acme`]: keeps it filled
 //!   with certificates from an ACME CA; [`proxy_protocol`]: player addresses from a load
 //!   balancer's PROXY headers;
+//! - [`deploy`]: `rallypoint deploy`, an export put live in one step, and the releases layout
+//!   the web server pins page loads to;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
 //! - [`metrics`]: the Prometheus registry every service registers a collector in;
 //! - [`turn`]: the STUN/TURN relay (and TURN REST credentials);
@@ -20,6 +22,7 @@
 pub mod acme;
 pub mod config;
 pub mod conn_cap;
+pub mod deploy;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

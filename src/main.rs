@@ -51,6 +51,19 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
     },
+    /// Put a Godot web export live in one step: check it, copy it beside web.root as a new
+    /// release, precompress it, switch web.root to it
+    Deploy {
+        /// The exported folder
+        #[arg(required_unless_present = "rollback")]
+        dir: Option<PathBuf>,
+        /// Switch back to the release before the live one instead
+        #[arg(long, conflicts_with = "dir")]
+        rollback: bool,
+        /// Releases kept, the live one among them
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..))]
+        keep: u16,
+    },
 }
 
 const EXIT_CONFIG: u8 = 1;
@@ -104,6 +117,49 @@ fn main() -> ExitCode {
         Command::PrintConfig => with_config(&source, |c| print!("{}", c.to_masked_toml())),
         Command::Credentials { user, ttl } => {
             with_config(&source, |c| print_credentials(c, &user, ttl))
+        }
+        Command::Deploy {
+            dir,
+            rollback,
+            keep,
+        } => {
+            let mut failed = false;
+            let code = with_config(&source, |c| {
+                failed = !deploy(&c.web.root, dir.as_deref(), rollback, keep.into());
+            });
+            if failed {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                code
+            }
+        }
+    }
+}
+
+/// `rallypoint deploy`: says what went live, or why nothing did.
+fn deploy(root: &Path, export: Option<&Path>, rollback: bool, keep: usize) -> bool {
+    let result = match export {
+        Some(export) if !rollback => rallypoint::deploy::deploy(root, export, keep),
+        _ => rallypoint::deploy::rollback(root),
+    };
+    match result {
+        Ok(done) => {
+            let was = done
+                .previous
+                .map(|p| format!(" (was {p})"))
+                .unwrap_or_default();
+            println!("live: {}{was}, served from {}", done.id, root.display());
+            if done.compressed > 0 {
+                println!("precompressed: {} .br/.gz files", done.compressed);
+            }
+            if !done.removed.is_empty() {
+                println!("removed old releases: {}", done.removed.join(", "));
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
         }
     }
 }

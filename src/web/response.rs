@@ -29,6 +29,17 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     )
 }
 
+/// A redirect for this moment only (302, never cached) to `location`.
+pub fn redirect_now(location: &str) -> Response<Body> {
+    let mut r = redirect(location);
+    if r.status() == StatusCode::PERMANENT_REDIRECT {
+        *r.status_mut() = StatusCode::FOUND;
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// A permanent redirect (308 keeps the method) to `location`.
 pub fn redirect(location: &str) -> Response<Body> {
     let mut r = plain(StatusCode::PERMANENT_REDIRECT, "");

@@ -9,11 +9,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::file_cache::FileCache;
+use super::file_cache::{FileCache, Resolved};
 use super::ice::TurnAddresses;
 use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
-use super::response::{Body, full, page, plain, redirect};
+use super::response::{Body, full, page, plain, redirect, redirect_now};
 use super::safe_path::NoFile;
 use super::{CompressionCache, file_response, ice, selftest};
 use prometheus_client::registry::Registry;
@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::acme::Acme;
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
+use crate::deploy::layout;
 use crate::signal::handshake::{self, ExtensionAsk};
 use crate::signal::{Client, Signal};
 use crate::tls::Certificates;
@@ -144,6 +145,9 @@ async fn serve_file(
     req: &Request<Incoming>,
     path: &str,
 ) -> Response<Body> {
+    if let Some(rest) = path.strip_prefix(layout::URL_PREFIX) {
+        return serve_release(config, routes, req, rest).await;
+    }
     if !config.web.root.is_dir() && path == "/" {
         return page(
             StatusCode::OK,
@@ -153,6 +157,13 @@ async fn serve_file(
     }
     match routes.file_cache.lookup(&config.web.root, path).await {
         Ok(resolved) => {
+            // A page of a deployed export: the browser goes to its release, where every file
+            // the page loads comes from that same export, whatever is deployed meanwhile.
+            if is_page(&resolved) {
+                if let Some(live) = layout::current(&config.web.root) {
+                    return to_release(&live, path, req.uri().query());
+                }
+            }
             file_response::serve(
                 req.method(),
                 req.headers(),
@@ -170,6 +181,69 @@ async fn serve_file(
         }
         Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
         Err(NoFile::Directory) => add_slash(req),
+    }
+}
+
+/// `/_release/<id>/<path>`: a file of one deployed release, the same bytes for as long as the
+/// release is kept, so browsers may cache it for good. A removed release's pages go to the
+/// live one.
+async fn serve_release(
+    config: &Config,
+    routes: &Routes,
+    req: &Request<Incoming>,
+    rest: &str,
+) -> Response<Body> {
+    let Some((id, inside)) = rest.split_once('/') else {
+        return add_slash(req);
+    };
+    let inside = format!("/{inside}");
+    let Some(dir) = layout::release(&config.web.root, id) else {
+        let page = inside.ends_with('/') || inside.ends_with(".html");
+        return match layout::current(&config.web.root) {
+            Some(live) if page => to_release(&live, &inside, req.uri().query()),
+            _ => plain(StatusCode::NOT_FOUND, "this release is no longer served\n"),
+        };
+    };
+    match routes.file_cache.lookup(&dir, &inside).await {
+        Ok(resolved) => {
+            let mut r = file_response::serve(
+                req.method(),
+                req.headers(),
+                &resolved,
+                config.web.cross_origin_isolation,
+                &routes.isolation,
+                &routes.compression,
+            )
+            .await;
+            if r.status().is_success() || r.status() == StatusCode::NOT_MODIFIED {
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                );
+            }
+            r
+        }
+        Err(NoFile::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
+        Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
+        Err(NoFile::Directory) => add_slash(req),
+    }
+}
+
+/// Whether a file is an HTML page (what a player opens, not what a page loads).
+fn is_page(resolved: &Resolved) -> bool {
+    resolved
+        .file
+        .path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))
+}
+
+/// 302 from `path` to the same path in release `id`, query kept.
+fn to_release(id: &str, path: &str, query: Option<&str>) -> Response<Body> {
+    let prefix = layout::URL_PREFIX.trim_end_matches('/');
+    match query {
+        Some(query) => redirect_now(&format!("{prefix}/{id}{path}?{query}")),
+        None => redirect_now(&format!("{prefix}/{id}{path}")),
     }
 }
 

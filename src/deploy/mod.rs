@@ -1,0 +1,280 @@
+//! `rallypoint deploy DIR`: puts a new export live in one step. The export is checked
+//! ([`export_check`]), copied next to the live one as a new release, given `.br`/`.gz` sidecars
+//! ([`sidecars`]), and `web.root` is switched to it by replacing one symbolic link
+//! ([`layout`]). The releases before it stay (`--keep`) for players still loading them and for
+//! `rallypoint deploy --rollback`. The running server needs no signal: it reads the link.
+
+mod export_check;
+pub mod layout;
+mod sidecars;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Why nothing was switched.
+#[derive(Debug)]
+pub enum DeployError {
+    /// The folder is not a whole export; each problem says what to fix.
+    Broken(Vec<String>),
+    /// Another deploy holds the releases folder.
+    Busy(PathBuf),
+    /// `--rollback` with no release before the live one.
+    NoPrevious,
+    /// `--rollback` when `web.root` is no deployed release.
+    NotDeployed(PathBuf),
+    /// `web.root` exists and is neither a folder nor a link.
+    RootNotAFolder(PathBuf),
+    Io(String, io::Error),
+}
+
+impl std::fmt::Display for DeployError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeployError::Broken(problems) => {
+                write!(f, "not deployed, the export is not whole:")?;
+                for p in problems {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+            DeployError::Busy(dir) => write!(f, "another deploy is under way in {}", dir.display()),
+            DeployError::NoPrevious => f.write_str("no release before the live one to go back to"),
+            DeployError::NotDeployed(root) => write!(
+                f,
+                "{} is not a deployed release (deploy one first: rallypoint deploy DIR)",
+                root.display()
+            ),
+            DeployError::RootNotAFolder(root) => {
+                write!(f, "web.root {} is a file, not a folder", root.display())
+            }
+            DeployError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DeployError {}
+
+/// What a deploy or rollback did.
+#[derive(Debug)]
+pub struct Switched {
+    /// The release now live.
+    pub id: String,
+    /// The one live before, if any.
+    pub previous: Option<String>,
+    /// Sidecars written.
+    pub compressed: usize,
+    /// Old releases removed (beyond `keep`).
+    pub removed: Vec<String>,
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DeployError {
+    let what = what.into();
+    move |e| DeployError::Io(what, e)
+}
+
+/// Checks `export`, copies it as a new release beside `root`, compresses it, switches `root`
+/// to it, and keeps the `keep` newest releases (and the live one).
+pub fn deploy(root: &Path, export: &Path, keep: usize) -> Result<Switched, DeployError> {
+    let problems = export_check::problems(export);
+    if !problems.is_empty() {
+        return Err(DeployError::Broken(problems));
+    }
+    let releases = layout::releases_dir(root);
+    std::fs::create_dir_all(&releases)
+        .map_err(io_err(format!("cannot create {}", releases.display())))?;
+    let _lock = lock(&releases)?;
+    let started = SystemTime::now();
+    let id = next_id(&layout::releases(root), started);
+    let incoming = releases.join(format!(".incoming-{id}"));
+    let _ = std::fs::remove_dir_all(&incoming);
+    copy_tree(export, &incoming, 0).map_err(io_err(format!("cannot copy {}", export.display())))?;
+    let compressed =
+        sidecars::write_all(&incoming).map_err(io_err("cannot compress the export"))?;
+    std::fs::rename(&incoming, releases.join(&id)).map_err(io_err("cannot name the release"))?;
+    let previous = layout::current(root);
+    switch(root, &id, started - Duration::from_secs(1))?;
+    let removed = prune(root, keep, &id);
+    Ok(Switched {
+        id,
+        previous,
+        compressed,
+        removed,
+    })
+}
+
+/// Switches `root` back to the release before the live one.
+pub fn rollback(root: &Path) -> Result<Switched, DeployError> {
+    let releases = layout::releases_dir(root);
+    let _lock = lock(&releases)?;
+    let live = layout::current(root).ok_or_else(|| DeployError::NotDeployed(root.to_path_buf()))?;
+    let ids = layout::releases(root);
+    let before = ids.iter().take_while(|id| **id != live).last();
+    let id = before.ok_or(DeployError::NoPrevious)?.clone();
+    switch(root, &id, SystemTime::now())?;
+    Ok(Switched {
+        id,
+        previous: Some(live),
+        compressed: 0,
+        removed: Vec::new(),
+    })
+}
+
+/// Points `root` at release `id` in one step: a new link renamed over the old one. A real
+/// folder served until now (the first deploy) is exchanged with the link in one step too
+/// (`renameat2` `RENAME_EXCHANGE`), then kept as a release named after its last change, or
+/// `older_than` if that is later, so it sorts before `id` (there is no other release yet).
+fn switch(root: &Path, id: &str, older_than: SystemTime) -> Result<(), DeployError> {
+    let name = root
+        .file_name()
+        .ok_or_else(|| DeployError::RootNotAFolder(root.to_path_buf()))?;
+    let mut link_name = std::ffi::OsString::from(".");
+    link_name.push(name);
+    link_name.push(".switch");
+    let link = root.with_file_name(link_name);
+    let _ = std::fs::remove_file(&link);
+    let target = Path::new(layout::releases_dir(root).file_name().expect("named")).join(id);
+    std::os::unix::fs::symlink(&target, &link)
+        .map_err(io_err(format!("cannot create {}", link.display())))?;
+    match std::fs::symlink_metadata(root) {
+        Ok(m) if m.is_dir() => {
+            exchange(&link, root).map_err(io_err(format!("cannot switch {}", root.display())))?;
+            // `link` now names the folder that was live; it becomes a release of its own.
+            let modified = m
+                .modified()
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+                .min(older_than);
+            let kept = layout::releases_dir(root).join(format!("{}-0000", stamp(modified)));
+            std::fs::rename(&link, &kept)
+                .map_err(io_err(format!("cannot keep the old {}", root.display())))
+        }
+        Ok(m) if m.is_symlink() => std::fs::rename(&link, root)
+            .map_err(io_err(format!("cannot switch {}", root.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(&link, root)
+            .map_err(io_err(format!("cannot switch {}", root.display()))),
+        Ok(_) => {
+            let _ = std::fs::remove_file(&link);
+            Err(DeployError::RootNotAFolder(root.to_path_buf()))
+        }
+        Err(e) => Err(DeployError::Io(
+            format!("cannot read {}", root.display()),
+            e,
+        )),
+    }
+}
+
+/// Swaps the names `a` and `b` in one step.
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes releases beyond the `keep` newest, never the live one `live`.
+fn prune(root: &Path, keep: usize, live: &str) -> Vec<String> {
+    let ids = layout::releases(root);
+    let old = ids.len().saturating_sub(keep.max(1));
+    let mut removed = Vec::new();
+    for id in &ids[..old] {
+        if id != live && std::fs::remove_dir_all(layout::releases_dir(root).join(id)).is_ok() {
+            removed.push(id.clone());
+        }
+    }
+    removed
+}
+
+/// `time` as a release id's first part: UTC, to the second, sortable.
+fn stamp(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect()
+}
+
+/// The id of a new release made at `time`: its stamp and a sequence number, after every id
+/// in `releases` (`20261127T080102Z-0001`, then `-0002` in the same second). An id is never
+/// used twice, even for a release removed since, so `/_release/<id>/` is always one export.
+fn next_id(releases: &[String], time: SystemTime) -> String {
+    let mut id = format!("{}-0001", stamp(time));
+    if let Some(newest) = releases.last().filter(|newest| **newest >= id) {
+        let (stamp, seq) = newest.rsplit_once('-').unwrap_or((newest, "0"));
+        let seq: u32 = seq.parse().unwrap_or(0);
+        id = format!("{stamp}-{:04}", seq + 1);
+    }
+    id
+}
+
+/// Holds the releases folder's lock file for one deploy at a time.
+fn lock(releases: &Path) -> Result<File, DeployError> {
+    let path = releases.join(".lock");
+    let file = File::create(&path).map_err(io_err(format!("cannot create {}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(DeployError::Busy(releases.to_path_buf()));
+    }
+    Ok(file)
+}
+
+/// Copies `from` into a new folder `to`: folders and files, links followed (an export is read
+/// as the server would serve it), at most 32 folders deep.
+fn copy_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> {
+    if depth > 32 {
+        return Err(io::Error::other(format!(
+            "{} is nested too deep",
+            from.display()
+        )));
+    }
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let source = entry.path();
+        let meta = std::fs::metadata(&source)?;
+        if meta.is_dir() {
+            copy_tree(&source, &to.join(entry.file_name()), depth + 1)?;
+        } else if meta.is_file() {
+            std::fs::copy(&source, to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_age_and_are_never_reused() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(stamp(SystemTime::UNIX_EPOCH), "19700101T000000Z");
+        let first = next_id(&[], t);
+        assert_eq!(first, format!("{}-0001", stamp(t)));
+        let same_second = next_id(std::slice::from_ref(&first), t);
+        assert_eq!(same_second, format!("{}-0002", stamp(t)));
+        // Even when the clock went back, after the newest.
+        let earlier = next_id(
+            std::slice::from_ref(&same_second),
+            t - Duration::from_secs(60),
+        );
+        assert_eq!(earlier, format!("{}-0003", stamp(t)));
+        let later = next_id(std::slice::from_ref(&first), t + Duration::from_secs(1));
+        assert!(later > first && later.ends_with("-0001"));
+    }
+}

@@ -1,0 +1,257 @@
+//! `rallypoint deploy`: a broken export is refused and the live one untouched; a page load that
+//! races a deploy gets every file from the export its page came from; rollback goes back.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{BIN, Server, temp_dir};
+
+/// A Godot-shaped export of `version` in `dir`: the page names the engine and the sizes of its
+/// `.wasm` and `.pck`, as Godot's does; every file says its version.
+fn export(dir: &Path, version: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    // Sizes change with the version, as they do between real exports.
+    let wasm = format!("wasm v{version};").repeat(400 + version as usize);
+    let pck = format!("pck v{version};").repeat(10 + version as usize);
+    let html = format!(
+        "<!DOCTYPE html><html><!-- v{version}; --><script src=\"index.js\"></script><script>\
+         const GODOT_CONFIG = {{\"args\":[],\"executable\":\"index\",\"fileSizes\":\
+         {{\"index.pck\":{},\"index.wasm\":{}}},\"focusCanvas\":true}};</script></html>",
+        pck.len(),
+        wasm.len()
+    );
+    std::fs::write(dir.join("index.html"), html).unwrap();
+    std::fs::write(dir.join("index.js"), format!("/* v{version}; */")).unwrap();
+    std::fs::write(dir.join("index.wasm"), wasm).unwrap();
+    std::fs::write(dir.join("index.pck"), pck).unwrap();
+    dir.to_path_buf()
+}
+
+fn deploy(root: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .args(["--root", root.to_str().unwrap(), "deploy"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Status, headers and body of a GET.
+fn fetch(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).unwrap();
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    (status, head, response[end + 4..].to_vec())
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(": ")?;
+        n.eq_ignore_ascii_case(name).then(|| v.to_string())
+    })
+}
+
+/// The version a file says it is.
+fn version_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let at = text.find(" v").expect("a version") + 2;
+    text[at..].split(';').next().unwrap().to_string()
+}
+
+/// Where `/` sends a player now (the live release's page).
+fn live_page(addr: SocketAddr) -> String {
+    let (status, head, _) = fetch(addr, "/");
+    assert_eq!(status, 302, "{head}");
+    assert_eq!(header(&head, "cache-control").as_deref(), Some("no-store"));
+    header(&head, "location").unwrap()
+}
+
+fn server(root: &Path) -> Server {
+    Server::start_with_args(
+        &common::ephemeral_config(""),
+        &["--root", root.to_str().unwrap()],
+    )
+}
+
+#[test]
+fn broken_exports_are_refused_good_ones_go_live_and_rollback_goes_back() {
+    let base = temp_dir("deploy");
+    let root = export(&base.join("www"), 0);
+    let server = server(&root);
+
+    let no_wasm = export(&base.join("no-wasm"), 1);
+    std::fs::remove_file(no_wasm.join("index.wasm")).unwrap();
+    let mixed = export(&base.join("mixed"), 1);
+    std::fs::copy(
+        export(&base.join("other"), 7).join("index.wasm"),
+        mixed.join("index.wasm"),
+    )
+    .unwrap();
+    let renamed = export(&base.join("renamed"), 1);
+    std::fs::rename(renamed.join("index.html"), renamed.join("MyGame.html")).unwrap();
+    for (dir, says) in [
+        (
+            &no_wasm,
+            "index.html loads index.wasm, which is not in the export",
+        ),
+        (&mixed, "but index.html expects"),
+        (&renamed, "rename MyGame.html to index.html"),
+    ] {
+        let out = deploy(&root, &[dir.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        // Untouched: still the folder it was, serving version 0 as it is.
+        assert!(!root.symlink_metadata().unwrap().is_symlink());
+        let (status, _, body) = fetch(server.web, "/");
+        assert_eq!((status, version_of(&body)), (200, "0".to_string()));
+    }
+
+    // The first deploy turns the folder into a link to the new release; the folder is kept.
+    let out = deploy(&root, &[export(&base.join("v1"), 1).to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.symlink_metadata().unwrap().is_symlink());
+    let page = live_page(server.web);
+    let (status, _, body) = fetch(server.web, &page);
+    assert_eq!((status, version_of(&body)), (200, "1".to_string()));
+    let (_, head, body) = fetch(server.web, &format!("{page}index.wasm"));
+    assert_eq!(version_of(&body), "1");
+    assert_eq!(
+        header(&head, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let release = root.canonicalize().unwrap();
+    assert!(release.join("index.wasm.br").is_file() && release.join("index.wasm.gz").is_file());
+
+    let out = deploy(&root, &["--rollback"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, body) = fetch(server.web, &live_page(server.web));
+    assert_eq!(
+        version_of(&body),
+        "0",
+        "back to the folder served before the first deploy"
+    );
+    let out = deploy(&root, &["--rollback"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no release before the live one"));
+}
+
+/// A page load: the page `/` sends the player to, then what it loads, relative to it.
+fn page_load(addr: SocketAddr, between: impl FnOnce()) -> Vec<String> {
+    let page = live_page(addr);
+    let (_, _, html) = fetch(addr, &page);
+    between();
+    let mut versions = vec![version_of(&html)];
+    for file in ["index.js", "index.wasm", "index.pck"] {
+        let (status, _, body) = fetch(addr, &format!("{page}{file}"));
+        assert_eq!(status, 200, "{page}{file}");
+        versions.push(version_of(&body));
+    }
+    versions
+}
+
+#[test]
+fn a_page_load_racing_deploys_never_mixes_versions() {
+    let base = temp_dir("deploy-race");
+    let root = base.join("www");
+    let exports: Vec<PathBuf> = (1..=8)
+        .map(|v| export(&base.join(format!("v{v}")), v))
+        .collect();
+    assert!(
+        deploy(&root, &[exports[0].to_str().unwrap()])
+            .status
+            .success()
+    );
+    let server = server(&root);
+    let addr = server.web;
+
+    // Players loading pages over and over while the deploys below run.
+    let done = Arc::new(AtomicBool::new(false));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let players: Vec<_> = (0..4)
+        .map(|_| {
+            let (done, loads) = (done.clone(), loads.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let versions = page_load(addr, || {});
+                    assert!(
+                        versions.iter().all(|v| *v == versions[0]),
+                        "mixed: {versions:?}"
+                    );
+                    loads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    // And one slow player per deploy, whose page comes before the switch and whose files are
+    // fetched after it, when `/` already sends new players to the new release, whose index.js
+    // is the new one: it still gets its own page's files.
+    for (i, next) in exports.iter().enumerate().skip(1) {
+        let before = live_page(addr);
+        let versions = page_load(addr, || {
+            let out = deploy(&root, &[next.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let after = live_page(addr);
+            assert_ne!(after, before, "the deploy switched what / serves");
+            let (_, _, js) = fetch(addr, &format!("{after}index.js"));
+            assert_eq!(
+                version_of(&js),
+                (i + 1).to_string(),
+                "a new page loads new files"
+            );
+        });
+        assert_eq!(
+            versions,
+            vec![i.to_string(); 4],
+            "page of version {i}, its files"
+        );
+    }
+    done.store(true, Ordering::Relaxed);
+    for p in players {
+        p.join().expect("no player saw mixed versions");
+    }
+    assert!(loads.load(Ordering::Relaxed) > 0);
+
+    // Three releases are kept (--keep): a page of a removed one goes to the live release, its
+    // other files are gone.
+    let kept = std::fs::read_dir(base.join("www.releases"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            (!name.starts_with('.')).then_some(name)
+        });
+    assert_eq!(kept.count(), 3);
+    let (status, head, _) = fetch(addr, "/_release/19990101T000000Z/");
+    assert_eq!(status, 302);
+    assert_eq!(header(&head, "location"), Some(live_page(addr)));
+    assert_eq!(fetch(addr, "/_release/19990101T000000Z/index.js").0, 404);
+    assert_eq!(fetch(addr, "/_release/..%2f..%2fetc/passwd").0, 404);
+}
