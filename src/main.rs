@@ -149,8 +149,11 @@ fn deploy(root: &Path, export: Option<&Path>, rollback: bool, keep: usize) -> bo
                 .map(|p| format!(" (was {p})"))
                 .unwrap_or_default();
             println!("live: {}{was}, served from {}", done.id, root.display());
-            if done.compressed > 0 {
-                println!("precompressed: {} .br/.gz files", done.compressed);
+            if done.compressed + done.reused > 0 {
+                println!(
+                    "precompressed: {} .br/.gz files made, {} the same as the previous release's",
+                    done.compressed, done.reused
+                );
             }
             if !done.removed.is_empty() {
                 println!("removed old releases: {}", done.removed.join(", "));

@@ -44,13 +44,15 @@ fn deploy(root: &Path, args: &[&str]) -> Output {
 
 /// Status, headers and body of a GET.
 fn fetch(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    fetch_with(addr, path, "")
+}
+
+/// The same, with `headers` ("Name: value\r\n" each) added to the request.
+fn fetch_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     s.read_to_end(&mut response).unwrap();
     let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -142,12 +144,58 @@ fn broken_exports_are_refused_good_ones_go_live_and_rollback_goes_back() {
     let release = root.canonicalize().unwrap();
     assert!(release.join("index.wasm.br").is_file() && release.join("index.wasm.gz").is_file());
 
-    let out = deploy(&root, &["--rollback"]);
+    // A new page with the same engine: the engine's sidecars are the previous release's,
+    // linked, and served as they were.
+    let v1b = export(&base.join("v1b"), 1);
+    std::fs::write(v1b.join("index.js"), "/* v1; again */").unwrap();
+    let out = deploy(&root, &[v1b.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("the same as the previous release's"),
+        "{stdout}"
     );
+    let again = root.canonicalize().unwrap();
+    assert_ne!(again, release);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(again.join("index.wasm.br"))
+            .unwrap()
+            .nlink(),
+        2
+    );
+    let page = live_page(server.web);
+    let wasm = format!("{page}index.wasm");
+    let (status, head, _) = fetch_with(server.web, &wasm, "Accept-Encoding: br\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "content-encoding").as_deref(),
+        Some("br"),
+        "{head}"
+    );
+    // From the sidecar, not compressed on the fly (which would also say br): the file keeps
+    // its time, so the sidecar counts as fresh, and its ETag is the one it had.
+    let (_, _, metrics) = fetch(server.web, "/metrics");
+    let text = String::from_utf8_lossy(&metrics);
+    assert!(
+        text.contains("rallypoint_web_compressions_total 0"),
+        "{text}"
+    );
+    let first_wasm = format!(
+        "/_release/{}/index.wasm",
+        release.file_name().unwrap().to_str().unwrap()
+    );
+    let (_, first_head, _) = fetch(server.web, &first_wasm);
+    let (_, again_head, _) = fetch(server.web, &wasm);
+    assert_eq!(header(&first_head, "etag"), header(&again_head, "etag"));
+
+    for _ in 0..2 {
+        let out = deploy(&root, &["--rollback"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let (_, _, body) = fetch(server.web, &live_page(server.web));
     assert_eq!(
         version_of(&body),

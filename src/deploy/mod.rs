@@ -67,6 +67,8 @@ pub struct Switched {
     pub previous: Option<String>,
     /// Sidecars written.
     pub compressed: usize,
+    /// Sidecars taken from the previous release (the same file there).
+    pub reused: usize,
     /// Old releases removed (beyond `keep`).
     pub removed: Vec<String>,
 }
@@ -92,8 +94,9 @@ pub fn deploy(root: &Path, export: &Path, keep: usize) -> Result<Switched, Deplo
     let incoming = releases.join(format!(".incoming-{id}"));
     let _ = std::fs::remove_dir_all(&incoming);
     copy_tree(export, &incoming, 0).map_err(io_err(format!("cannot copy {}", export.display())))?;
-    let compressed =
-        sidecars::write_all(&incoming).map_err(io_err("cannot compress the export"))?;
+    let live = layout::current(root).and_then(|id| layout::release(root, &id));
+    let written = sidecars::write_all(&incoming, live.as_deref())
+        .map_err(io_err("cannot compress the export"))?;
     std::fs::rename(&incoming, releases.join(&id)).map_err(io_err("cannot name the release"))?;
     let previous = layout::current(root);
     switch(root, &id, started - Duration::from_secs(1))?;
@@ -101,7 +104,8 @@ pub fn deploy(root: &Path, export: &Path, keep: usize) -> Result<Switched, Deplo
     Ok(Switched {
         id,
         previous,
-        compressed,
+        compressed: written.compressed,
+        reused: written.reused,
         removed,
     })
 }
@@ -119,6 +123,7 @@ pub fn rollback(root: &Path) -> Result<Switched, DeployError> {
         id,
         previous: Some(live),
         compressed: 0,
+        reused: 0,
         removed: Vec::new(),
     })
 }

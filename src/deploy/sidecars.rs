@@ -1,9 +1,11 @@
 //! Precompressed copies written at deploy time, next to each file (`index.wasm.br`,
 //! `index.wasm.gz`), at the strongest settings: made once, served to every player, and the
-//! server never compresses those files on the fly.
+//! server never compresses those files on the fly. Brotli's best is slow (a 37 MB Godot engine
+//! takes a minute and a half here), but the engine rarely changes between deploys: a file the
+//! previous release has byte for byte takes that release's copies, linked, not made again.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Files worth compressing: text and a Godot export's binaries (as the web server decides).
@@ -15,10 +17,18 @@ const MIN_SIZE: u64 = 1024;
 const BROTLI_QUALITY: u32 = 11;
 const BROTLI_WINDOW: u32 = 24;
 
+/// Sidecars made or taken from the previous release.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub compressed: usize,
+    pub reused: usize,
+}
+
 /// Writes `.br` and `.gz` beside every compressible file under `dir` that has none, keeping
-/// only those smaller than the file. Returns how many were written.
-pub fn write_all(dir: &Path) -> io::Result<usize> {
-    let mut written = 0;
+/// only those smaller than the file; where `previous` (the live release) has the same file and
+/// its sidecar, that one is linked instead.
+pub fn write_all(dir: &Path, previous: Option<&Path>) -> io::Result<Written> {
+    let mut written = Written::default();
     for file in files(dir)? {
         let Some(ext) = file.extension().and_then(|e| e.to_str()) else {
             continue;
@@ -26,6 +36,15 @@ pub fn write_all(dir: &Path) -> io::Result<usize> {
         let len = std::fs::metadata(&file)?.len();
         if !COMPRESSIBLE.contains(&ext.to_ascii_lowercase().as_str()) || len < MIN_SIZE {
             continue;
+        }
+        // The same bytes as in the live release: the same modification time too (so its
+        // sidecars count as fresh, and the ETag stays).
+        let before = previous.and_then(|p| same_file_before(dir, &file, p));
+        if let Some(old) = &before {
+            File::options()
+                .write(true)
+                .open(&file)?
+                .set_modified(std::fs::metadata(old)?.modified()?)?;
         }
         for suffix in ["br", "gz"] {
             let mut name = file.clone().into_os_string();
@@ -35,15 +54,48 @@ pub fn write_all(dir: &Path) -> io::Result<usize> {
             if sidecar.exists() {
                 continue;
             }
+            if let Some(old) = before.clone() {
+                let mut old_sidecar = old.into_os_string();
+                old_sidecar.push(".");
+                old_sidecar.push(suffix);
+                if std::fs::hard_link(&old_sidecar, &sidecar)
+                    .or_else(|_| std::fs::copy(&old_sidecar, &sidecar).map(drop))
+                    .is_ok()
+                {
+                    written.reused += 1;
+                    continue;
+                }
+            }
             compress(&file, &sidecar, suffix)?;
             if std::fs::metadata(&sidecar)?.len() >= len {
                 std::fs::remove_file(&sidecar)?;
             } else {
-                written += 1;
+                written.compressed += 1;
             }
         }
     }
     Ok(written)
+}
+
+/// The file at the same place under `previous` as `file` is under `dir`, if its bytes are the
+/// same.
+fn same_file_before(dir: &Path, file: &Path, previous: &Path) -> Option<PathBuf> {
+    let old = previous.join(file.strip_prefix(dir).ok()?);
+    if std::fs::metadata(&old).ok()?.len() != std::fs::metadata(file).ok()?.len() {
+        return None;
+    }
+    let (mut a, mut b) = (File::open(file).ok()?, File::open(&old).ok()?);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = a.read(&mut x).ok()?;
+        if n == 0 {
+            return Some(old);
+        }
+        b.read_exact(&mut y[..n]).ok()?;
+        if x[..n] != y[..n] {
+            return None;
+        }
+    }
 }
 
 fn compress(from: &Path, to: &Path, suffix: &str) -> io::Result<()> {
