@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use rallypoint::config::{Config, SYSTEM_CONFIG_PATH, units};
+use rallypoint::deploy::Effort;
 use rallypoint::service::{self, ConfigSource, StartError};
 use rallypoint::{tls, turn, web};
 
@@ -63,6 +64,10 @@ enum Command {
         /// Releases kept, the live one among them
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..))]
         keep: u16,
+        /// Precompress quickly (brotli 5, gzip 6) instead of as small as possible (brotli 11,
+        /// gzip 9; a minute or two for a Godot engine)
+        #[arg(long)]
+        fast: bool,
     },
 }
 
@@ -122,10 +127,12 @@ fn main() -> ExitCode {
             dir,
             rollback,
             keep,
+            fast,
         } => {
+            let effort = if fast { Effort::Fast } else { Effort::Best };
             let mut failed = false;
             let code = with_config(&source, |c| {
-                failed = !deploy(&c.web.root, dir.as_deref(), rollback, keep.into());
+                failed = !deploy(&c.web.root, dir.as_deref(), rollback, keep.into(), effort);
             });
             if failed {
                 ExitCode::from(EXIT_CONFIG)
@@ -137,9 +144,9 @@ fn main() -> ExitCode {
 }
 
 /// `rallypoint deploy`: says what went live, or why nothing did.
-fn deploy(root: &Path, export: Option<&Path>, rollback: bool, keep: usize) -> bool {
+fn deploy(root: &Path, export: Option<&Path>, rollback: bool, keep: usize, effort: Effort) -> bool {
     let result = match export {
-        Some(export) if !rollback => rallypoint::deploy::deploy(root, export, keep),
+        Some(export) if !rollback => rallypoint::deploy::deploy(root, export, keep, effort),
         _ => rallypoint::deploy::rollback(root),
     };
     match result {

@@ -8,6 +8,8 @@ mod export_check;
 pub mod layout;
 mod sidecars;
 
+pub use sidecars::Effort;
+
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -78,9 +80,14 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DeployError {
     move |e| DeployError::Io(what, e)
 }
 
-/// Checks `export`, copies it as a new release beside `root`, compresses it, switches `root`
-/// to it, and keeps the `keep` newest releases (and the live one).
-pub fn deploy(root: &Path, export: &Path, keep: usize) -> Result<Switched, DeployError> {
+/// Checks `export`, copies it as a new release beside `root`, compresses it with `effort`,
+/// switches `root` to it, and keeps the `keep` newest releases (and the live one).
+pub fn deploy(
+    root: &Path,
+    export: &Path,
+    keep: usize,
+    effort: Effort,
+) -> Result<Switched, DeployError> {
     let problems = export_check::problems(export);
     if !problems.is_empty() {
         return Err(DeployError::Broken(problems));
@@ -95,7 +102,7 @@ pub fn deploy(root: &Path, export: &Path, keep: usize) -> Result<Switched, Deplo
     let _ = std::fs::remove_dir_all(&incoming);
     copy_tree(export, &incoming, 0).map_err(io_err(format!("cannot copy {}", export.display())))?;
     let live = layout::current(root).and_then(|id| layout::release(root, &id));
-    let written = sidecars::write_all(&incoming, live.as_deref())
+    let written = sidecars::write_all(&incoming, live.as_deref(), effort)
         .map_err(io_err("cannot compress the export"))?;
     std::fs::rename(&incoming, releases.join(&id)).map_err(io_err("cannot name the release"))?;
     let previous = layout::current(root);

@@ -1,5 +1,5 @@
 //! Precompressed copies written at deploy time, next to each file (`index.wasm.br`,
-//! `index.wasm.gz`), at the strongest settings: made once, served to every player, and the
+//! `index.wasm.gz`), at the strongest settings unless asked otherwise: made once, served to every player, and the
 //! server never compresses those files on the fly. Brotli's best is slow (a 37 MB Godot engine
 //! takes a minute and a half here), but the engine rarely changes between deploys: a file the
 //! previous release has byte for byte takes that release's copies, linked, not made again.
@@ -14,8 +14,31 @@ const COMPRESSIBLE: &[&str] = &[
 ];
 /// Smaller files are not worth a sidecar.
 const MIN_SIZE: u64 = 1024;
-const BROTLI_QUALITY: u32 = 11;
-const BROTLI_WINDOW: u32 = 24;
+
+/// How hard to compress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effort {
+    /// Brotli quality 11 and gzip level 9: the smallest files for players.
+    Best,
+    /// Brotli quality 5 and gzip level 6: seconds, for trying things out.
+    Fast,
+}
+
+impl Effort {
+    fn brotli(self) -> (u32, u32) {
+        match self {
+            Effort::Best => (11, 24),
+            Effort::Fast => (5, 22),
+        }
+    }
+
+    fn gzip(self) -> flate2::Compression {
+        match self {
+            Effort::Best => flate2::Compression::best(),
+            Effort::Fast => flate2::Compression::default(),
+        }
+    }
+}
 
 /// Sidecars made or taken from the previous release.
 #[derive(Debug, Default)]
@@ -27,7 +50,7 @@ pub struct Written {
 /// Writes `.br` and `.gz` beside every compressible file under `dir` that has none, keeping
 /// only those smaller than the file; where `previous` (the live release) has the same file and
 /// its sidecar, that one is linked instead.
-pub fn write_all(dir: &Path, previous: Option<&Path>) -> io::Result<Written> {
+pub fn write_all(dir: &Path, previous: Option<&Path>, effort: Effort) -> io::Result<Written> {
     let mut written = Written::default();
     for file in files(dir)? {
         let Some(ext) = file.extension().and_then(|e| e.to_str()) else {
@@ -66,7 +89,7 @@ pub fn write_all(dir: &Path, previous: Option<&Path>) -> io::Result<Written> {
                     continue;
                 }
             }
-            compress(&file, &sidecar, suffix)?;
+            compress(&file, &sidecar, suffix, effort)?;
             if std::fs::metadata(&sidecar)?.len() >= len {
                 std::fs::remove_file(&sidecar)?;
             } else {
@@ -98,16 +121,16 @@ fn same_file_before(dir: &Path, file: &Path, previous: &Path) -> Option<PathBuf>
     }
 }
 
-fn compress(from: &Path, to: &Path, suffix: &str) -> io::Result<()> {
+fn compress(from: &Path, to: &Path, suffix: &str, effort: Effort) -> io::Result<()> {
     let mut input = BufReader::with_capacity(64 * 1024, File::open(from)?);
     let mut out = BufWriter::with_capacity(64 * 1024, File::create(to)?);
     if suffix == "br" {
-        let mut c =
-            brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW);
+        let (quality, window) = effort.brotli();
+        let mut c = brotli::CompressorWriter::new(&mut out, 64 * 1024, quality, window);
         io::copy(&mut input, &mut c)?;
         c.flush()?;
     } else {
-        let mut c = flate2::write::GzEncoder::new(&mut out, flate2::Compression::best());
+        let mut c = flate2::write::GzEncoder::new(&mut out, effort.gzip());
         io::copy(&mut input, &mut c)?;
         c.finish()?;
     }

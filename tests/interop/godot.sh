@@ -7,7 +7,8 @@
 # exchange 150 reliable RPCs each way over Godot's WebRTCMultiplayerPeer, with every signalling
 # socket killed half way (they resume). The addon's protocol tests run in the engine too. A
 # control run with TURN firewalled must not connect; against Godot's reference server the addon
-# falls back to the plain protocol. The committed export must match the
+# falls back to the plain protocol. The export is put live with `rallypoint deploy`, so the game
+# loads from its release's /_release/<id>/. The committed export must match the
 # addon's and example's sources (godot/export/SOURCES.sha256; re-export with godot/export.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,9 +31,12 @@ sources=$(godot/sources-hash)
     exit 1
 }
 echo "ok: godot: the committed export matches the addon's and example's sources"
-mkdir -p "$dir/www"
-cp godot/export/index.* "$dir/www/"
-tests/interop/godot-engine.sh "$dir/www"
+mkdir -p "$dir/export"
+cp godot/export/index.* "$dir/export/"
+tests/interop/godot-engine.sh "$dir/export"
+# Put live the way the README says (--fast: seconds, not minutes, from a debug build): the
+# pages below then load from /_release/<id>/.
+"$RP_BIN" --root "$dir/www" deploy --fast "$dir/export"
 cat >"$dir/rallypoint.toml" <<TOML
 [web]
 listen = ["127.0.0.1:0"]
@@ -44,6 +48,12 @@ listen = ["127.0.0.1:0"]
 secrets = ["godot-interop-secret-0123456789"]
 TOML
 start_rallypoint "$dir/rallypoint.toml" "$dir/rallypoint.log" "$ns"
+release=$(ip netns exec "$ns" curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://$RP_WEB/index.html?x=1")
+if [[ $release =~ ^302\ http://[^/]+/_release/[0-9TZ-]+/index\.html\?x=1$ ]]; then
+    echo "ok: godot: the page sends players to the deployed release ($release)"
+else
+    echo "FAILED: godot: the page does not send players to the deployed release: $release"; exit 1
+fi
 HOME="$dir" ip netns exec "$ns" node "$here/godot.mjs" "http://$RP_WEB" "${RP_WEB##*:}" \
     || { tail -20 "$dir/rallypoint.log" >&2; exit 1; }
 
