@@ -97,7 +97,10 @@ fn inspect(root: &Path, request_path: &str) -> Lookup {
         name.push(coding.suffix().unwrap_or_default());
         let path = PathBuf::from(name);
         if let Ok(m) = std::fs::metadata(&path) {
-            if m.is_file() && m.modified().is_ok_and(|t| t >= modified) {
+            if m.is_file()
+                && m.modified()
+                    .is_ok_and(|t| whole_seconds(t) >= whole_seconds(modified))
+            {
                 sidecars.push((coding, on_disk(path, m.len())));
             }
         }
@@ -107,6 +110,13 @@ fn inspect(root: &Path, request_path: &str) -> Lookup {
         modified,
         sidecars,
     }))
+}
+
+/// A time to the second: `brotli -k` (and other tools) give a sidecar its file's time cut to
+/// whole seconds, which is fresh, not older.
+fn whole_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn on_disk(path: PathBuf, len: u64) -> OnDisk {
@@ -141,6 +151,37 @@ mod tests {
         let later = cache.lookup(&root, "/a.js").await.unwrap();
         assert_eq!(later.file.bytes.as_deref(), Some(&b"two"[..]));
         assert_eq!(later.sidecars[0].0, Coding::Brotli);
+        // A sidecar given the file's time cut to the second (as `brotli -k` does) is fresh;
+        // one a second older is not.
+        let file_time = std::fs::metadata(root.join("a.js"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let cut = SystemTime::UNIX_EPOCH + Duration::from_secs(whole_seconds(file_time));
+        let set = |t| {
+            std::fs::File::options()
+                .write(true)
+                .open(root.join("a.js.br"))
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        set(cut);
+        cache.entries.lock().unwrap().map.clear();
+        assert_eq!(
+            cache.lookup(&root, "/a.js").await.unwrap().sidecars.len(),
+            1
+        );
+        set(cut - Duration::from_secs(1));
+        cache.entries.lock().unwrap().map.clear();
+        assert!(
+            cache
+                .lookup(&root, "/a.js")
+                .await
+                .unwrap()
+                .sidecars
+                .is_empty()
+        );
         assert_eq!(
             cache.lookup(&root, "/../x").await.unwrap_err(),
             NoFile::Malformed

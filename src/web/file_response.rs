@@ -21,7 +21,7 @@ use super::response::{Body, full, plain};
 use crate::config::CrossOriginIsolation;
 
 /// Bytes read from disk at a time for a streamed body.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 pub async fn serve(
     method: &Method,
