@@ -16,7 +16,7 @@ use super::safe_path::{self, NoFile};
 
 pub const RECHECK: Duration = Duration::from_secs(1);
 /// Files up to this size are kept in memory whole.
-pub const SMALL_FILE: u64 = 256 * 1024;
+pub const SMALL_FILE: u64 = 1024 * 1024;
 /// Entries at most (a flood of distinct paths clears the map rather than growing it) and bytes
 /// of small files at most.
 const MAX_ENTRIES: usize = 16_384;
