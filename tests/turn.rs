@@ -227,29 +227,7 @@ async fn tls_allocation_relays_both_ways() {
     ));
     let addr = server.turn_tls.expect("a TLS listener");
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client_config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let local = tcp.local_addr().unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .expect("handshake with the configured certificate");
-    let c = client(
-        addr,
-        StreamConn::new(tls, addr, local),
-        "alice",
-        "alice-password",
-    )
-    .await;
+    let c = tls_client(addr, &cert, &[]).await;
     relay_both_ways(&c, 20).await;
     metric(
         &server,
@@ -768,6 +746,23 @@ async fn tls_to(
     (tls, local)
 }
 
+/// A TURN client (alice) over TLS to `addr` offering `alpn`, which the server must choose.
+async fn tls_client(
+    addr: SocketAddr,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    alpn: &[&[u8]],
+) -> Client {
+    let (tls, local) = tls_to(addr, cert, alpn).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), alpn.first().copied());
+    client(
+        addr,
+        StreamConn::new(tls, addr, local),
+        "alice",
+        "alice-password",
+    )
+    .await
+}
+
 /// An HTTP/1.1 request on `stream`; the whole response.
 async fn http1<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -810,26 +805,11 @@ async fn turn_shares_the_https_port_with_the_pages() {
     let (server, cert) = web_tls_server("tls", "");
     let https = server.web_tls.expect("an HTTPS listener");
 
-    let (tls, local) = tls_to(https, &cert, &[]).await;
-    let c = client(
-        https,
-        StreamConn::new(tls, https, local),
-        "alice",
-        "alice-password",
-    )
-    .await;
+    let c = tls_client(https, &cert, &[]).await;
     relay_both_ways(&c, 20).await;
     c.close().await.unwrap();
 
-    let (tls, local) = tls_to(https, &cert, &[b"stun.turn"]).await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"stun.turn"[..]));
-    let c = client(
-        https,
-        StreamConn::new(tls, https, local),
-        "alice",
-        "alice-password",
-    )
-    .await;
+    let c = tls_client(https, &cert, &[b"stun.turn"]).await;
     relay_both_ways(&c, 3).await;
     c.close().await.unwrap();
 
@@ -944,4 +924,10 @@ async fn accept_turn_all_and_off() {
     let (tls, _) = tls_to(https, &cert, &[b"http/1.1"]).await;
     let ice = http1(tls, "/api/ice").await;
     assert!(!ice.contains(&format!(":{}?", https.port())), "{ice}");
+    // A client asking for TURN by ALPN where it is off is closed, not answered as HTTP.
+    let (mut tls, _) = tls_to(https, &cert, &[b"stun.turn"]).await;
+    tls.write_all(&BINDING).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty(), "closed without an answer: {answer:?}");
 }

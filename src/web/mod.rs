@@ -120,6 +120,7 @@ pub async fn serve(
                 };
                 let http = Http {
                     builder: http.clone(),
+                    header_timeout: idle,
                     config: config.clone(),
                     routes: routes.clone(),
                     shutdown: shutdown.clone(),
@@ -150,6 +151,8 @@ struct Connection {
 /// What serving HTTP on a connection takes.
 struct Http {
     builder: auto::Builder<TokioExecutor>,
+    /// `web.header_timeout` as hyper was set up with it (a restart-only key).
+    header_timeout: Duration,
     config: watch::Receiver<Arc<Config>>,
     routes: Arc<Routes>,
     shutdown: CancellationToken,
@@ -177,6 +180,8 @@ impl Connection {
         let service = match (&self.turn, alpn.as_deref()) {
             // A CA checking TLS-ALPN-01 only looks at the certificate.
             (_, Some(ACME_TLS_ALPN)) => return,
+            // A TURN client where this listener takes none (`web.accept_turn`).
+            (None, Some(TURN_ALPN)) => return,
             (None, _) | (_, Some(b"h2")) => demux::Service::Http,
             (Some(_), Some(TURN_ALPN)) => demux::Service::Turn,
             (Some(_), _) => match demux::sniff(&mut io, self.header_timeout).await {
@@ -203,7 +208,7 @@ impl Http {
     /// Serves HTTP/1.1 or HTTP/2 on `io` until the client leaves, the connection idles for
     /// `web.header_timeout`, or shutdown.
     async fn serve(self, io: Box<dyn Io>, remote: SocketAddr, scheme: Scheme, _slot: Slot) {
-        let idle = self.config.borrow().web.header_timeout.0;
+        let idle = self.header_timeout;
         let activity = Arc::new(Activity::new());
         let service = {
             let (config, routes, activity) = (self.config, self.routes, activity.clone());

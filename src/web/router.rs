@@ -164,15 +164,7 @@ async fn serve_file(
                     return to_release(&live, path, req.uri().query());
                 }
             }
-            file_response::serve(
-                req.method(),
-                req.headers(),
-                &resolved,
-                config.web.cross_origin_isolation,
-                &routes.isolation,
-                &routes.compression,
-            )
-            .await
+            respond(config, routes, req, &resolved).await
         }
         Err(NoFile::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
         // Not in hidden folders, whose contents are nobody's business.
@@ -206,15 +198,7 @@ async fn serve_release(
     };
     match routes.file_cache.lookup(&dir, &inside).await {
         Ok(resolved) => {
-            let mut r = file_response::serve(
-                req.method(),
-                req.headers(),
-                &resolved,
-                config.web.cross_origin_isolation,
-                &routes.isolation,
-                &routes.compression,
-            )
-            .await;
+            let mut r = respond(config, routes, req, &resolved).await;
             if r.status().is_success() || r.status() == StatusCode::NOT_MODIFIED {
                 r.headers_mut().insert(
                     header::CACHE_CONTROL,
@@ -227,6 +211,24 @@ async fn serve_release(
         Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
         Err(NoFile::Directory) => add_slash(req),
     }
+}
+
+/// The file's response, as `req` asks for it.
+async fn respond(
+    config: &Config,
+    routes: &Routes,
+    req: &Request<Incoming>,
+    resolved: &Resolved,
+) -> Response<Body> {
+    file_response::serve(
+        req.method(),
+        req.headers(),
+        resolved,
+        config.web.cross_origin_isolation,
+        &routes.isolation,
+        &routes.compression,
+    )
+    .await
 }
 
 /// Whether a file is an HTML page (what a player opens, not what a page loads).
