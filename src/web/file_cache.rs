@@ -5,6 +5,8 @@
 //! [`RECHECK`].
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +15,7 @@ use hyper::body::Bytes;
 
 use super::negotiate::Coding;
 use super::safe_path::{self, NoFile};
+use super::sendfile;
 
 pub const RECHECK: Duration = Duration::from_secs(1);
 /// Files up to this size are kept in memory whole.
@@ -121,10 +124,25 @@ fn whole_seconds(t: SystemTime) -> u64 {
 
 fn on_disk(path: PathBuf, len: u64) -> OnDisk {
     let bytes = (len <= SMALL_FILE)
-        .then(|| std::fs::read(&path).ok().filter(|b| b.len() as u64 == len))
-        .flatten()
-        .map(Bytes::from);
+        .then(|| read_whole(&path, len))
+        .flatten();
     OnDisk { path, len, bytes }
+}
+
+/// The file's `len` bytes (none if it is not that long now); large ones keep the file open to
+/// be sent with `sendfile`.
+fn read_whole(path: &Path, len: u64) -> Option<Bytes> {
+    let mut file = File::open(path).ok()?;
+    let mut data = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut data).ok()?;
+    if data.len() as u64 != len {
+        return None;
+    }
+    Some(if len >= sendfile::MIN_LEN {
+        sendfile::file_backed(data, file)
+    } else {
+        Bytes::from(data)
+    })
 }
 
 #[cfg(test)]

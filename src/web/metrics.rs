@@ -61,6 +61,11 @@ impl Collector for WebCollector {
             skipped,
         )?;
         s.counter(
+            "sendfile_bytes",
+            "Bytes of cached files sent with sendfile on plain HTTP",
+            super::sendfile::bytes_sent(),
+        )?;
+        s.counter(
             "ice_refused",
             "/api/ice requests refused over web.ice_api_per_minute",
             self.ice_quota.refused(),

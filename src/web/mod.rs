@@ -22,6 +22,7 @@ mod root_check;
 mod router;
 mod safe_path;
 mod selftest;
+mod sendfile;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -166,7 +167,7 @@ impl Connection {
             return;
         };
         let (mut io, alpn): (Box<dyn Io>, Option<Vec<u8>>) = match self.scheme {
-            Scheme::Http => (Box::new(stream), None),
+            Scheme::Http => (Box::new(sendfile::SendfileStream::new(stream)), None),
             Scheme::Https => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
