@@ -17,9 +17,11 @@
 //! - [`metrics`]: the Prometheus registry every service registers a collector in;
 //! - [`turn`]: the STUN/TURN relay (and TURN REST credentials);
 //! - [`signal`]: the Godot signalling hub;
+//! - [`cluster`]: several nodes as one service, through Redis (`[cluster]`);
 //! - [`web`]: the HTTP server (files, `/api/ice`, `/healthz`, `/metrics`, the signalling upgrade).
 
 pub mod acme;
+pub mod cluster;
 pub mod config;
 pub mod conn_cap;
 pub mod deploy;

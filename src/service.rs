@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::{self, Acme};
+use crate::cluster::{self, Cluster};
 use crate::config::{Config, ConfigError};
 use crate::conn_cap::ConnCap;
 use crate::listeners::{BindError, Listeners};
@@ -176,10 +177,23 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         compression.clone(),
         ice_quota.clone(),
     );
+    let cluster = config_rx.borrow().cluster.as_ref().map(|settings| {
+        let cluster = Cluster::new(settings, turn_status.clone());
+        cluster::register_metrics(&mut registry, cluster.clone());
+        let addresses = turn_addresses.clone();
+        tasks.spawn(cluster::run(
+            cluster.clone(),
+            config_rx.clone(),
+            move |config: &Config| web::ice::turn_urls(config, &addresses),
+            shutdown.clone(),
+        ));
+        cluster
+    });
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,
         turn: turn_status.clone(),
+        cluster,
         turn_addresses,
         https_port: bound(&listeners.web_tls).first().map(|a| a.port()),
         certificates: certificates.clone(),
@@ -252,10 +266,11 @@ pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
 /// A config without any credential source gets the secret generated at start, so credentials
 /// minted before a reload stay valid after it.
 fn add_generated_secret(config: &mut Config, generated: Option<&str>) {
-    if let Some(secret) = generated {
-        if config.turn.secrets.is_empty() && config.turn.users.is_empty() {
-            config.turn.secrets.push(secret.to_string());
-        }
+    if let Some(secret) = generated
+        && config.turn.secrets.is_empty()
+        && config.turn.users.is_empty()
+    {
+        config.turn.secrets.push(secret.to_string());
     }
 }
 

@@ -278,19 +278,19 @@ pub fn check_files(tls: &Tls, domain: Option<&str>, now: SystemTime) -> (Vec<Str
                     when(not_before)
                 ));
             }
-            if let Some(domain) = domain {
-                if !names.iter().any(|n| name_covers(n, domain)) {
-                    warnings.push(format!(
-                        "tls.certificate {} is for {} but server.domain is {domain}: browsers \
+            if let Some(domain) = domain
+                && !names.iter().any(|n| name_covers(n, domain))
+            {
+                warnings.push(format!(
+                    "tls.certificate {} is for {} but server.domain is {domain}: browsers \
                          will refuse it",
-                        cert.display(),
-                        if names.is_empty() {
-                            "no DNS name".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ));
-                }
+                    cert.display(),
+                    if names.is_empty() {
+                        "no DNS name".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
             }
         }
     }

@@ -322,6 +322,27 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "2:17",
     ),
     (
+        "cluster: not a Redis URL",
+        "[cluster]\nredis = \"http://example.org\"\n",
+        "cluster.redis",
+        "write redis://[:password@]host[:port][/db], or rediss:// for TLS",
+        "2:9",
+    ),
+    (
+        "cluster: a node name with a space",
+        "[cluster]\nnode = \"eu 1\"\n",
+        "cluster.node",
+        "1 to 64 letters, digits",
+        "2:8",
+    ),
+    (
+        "cluster: a lease under a second",
+        "[cluster]\nlease = \"500ms\"\n",
+        "cluster.lease",
+        "at least 1s",
+        "2:9",
+    ),
+    (
         "empty user password",
         "[turn.users]\nalice = \"\"\n",
         "turn.users.alice",

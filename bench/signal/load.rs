@@ -69,7 +69,7 @@ fn args() -> Args {
         "--url and --server-pid are required"
     );
     assert!(
-        a.peers >= 4 && a.peers % 4 == 0,
+        a.peers >= 4 && a.peers.is_multiple_of(4),
         "--peers must be a multiple of 4"
     );
     a

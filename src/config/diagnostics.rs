@@ -220,14 +220,14 @@ fn plain_words(key: &str, message: &str, written: Option<&str>, line: &str) -> S
         };
         return why;
     }
-    if message.starts_with("expected newline") || message.starts_with("invalid string") {
-        if let Some((name, text)) = line.split_once('=') {
-            let text = text.trim();
-            if text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && !["true", "false"].contains(&text)
-            {
-                return format!("a text value needs quotes: {} = \"{text}\"", name.trim());
-            }
+    if (message.starts_with("expected newline") || message.starts_with("invalid string"))
+        && let Some((name, text)) = line.split_once('=')
+    {
+        let text = text.trim();
+        if text.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && !["true", "false"].contains(&text)
+        {
+            return format!("a text value needs quotes: {} = \"{text}\"", name.trim());
         }
     }
     message.to_string()

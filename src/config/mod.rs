@@ -32,6 +32,51 @@ pub struct Config {
     pub signal: Signal,
     pub turn: Turn,
     pub proxy_protocol: ProxyProtocol,
+    /// Absent: this node alone, and no Redis anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
+}
+
+/// Several nodes as one service, sharing state through Redis (the `cluster` module).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// `redis://[:password@]host[:port][/db]`, or `rediss://` for TLS (Redis or Valkey).
+    pub redis: String,
+    /// This node's name, unique in the cluster: the machine's host name unless set.
+    pub node: String,
+    /// A node that has not renewed its record for this long counts as gone; records are renewed
+    /// every third of it.
+    pub lease: Duration,
+    /// Hands this node out for no new relaying; what it already serves goes on. Reloadable.
+    pub draining: bool,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            redis: "redis://127.0.0.1:6379".into(),
+            node: host_name(),
+            lease: secs(10),
+            draining: false,
+        }
+    }
+}
+
+impl Cluster {
+    /// The keys only a restart applies (all but `draining`).
+    pub fn restart_part(&self) -> (&str, &str, Duration) {
+        (&self.redis, &self.node, self.lease)
+    }
+}
+
+/// The machine's host name ("rallypoint" if it has none).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rallypoint".into())
 }
 
 /// PROXY protocol headers from layer-4 load balancers (the `proxy_protocol` module).
@@ -528,6 +573,11 @@ impl Config {
                 a.turn.stream_auth_timeout != b.turn.stream_auth_timeout,
             ),
             ("proxy_protocol", a.proxy_protocol != b.proxy_protocol),
+            (
+                "cluster",
+                a.cluster.as_ref().map(Cluster::restart_part)
+                    != b.cluster.as_ref().map(Cluster::restart_part),
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -554,6 +604,14 @@ impl Config {
         for p in masked.turn.users.values_mut() {
             *p = MASK.into();
         }
+        if let Some(cluster) = &mut masked.cluster
+            && let Ok(mut url) = url::Url::parse(&cluster.redis)
+        {
+            // A placeholder URLs take as it is, then the mask (which they would escape).
+            if url.password().is_some() && url.set_password(Some("MASK")).is_ok() {
+                cluster.redis = String::from(url).replacen(":MASK@", &format!(":{MASK}@"), 1);
+            }
+        }
         toml::to_string(&masked).expect("config serialises")
     }
 }
@@ -578,9 +636,17 @@ mod tests {
             .insert("alice".into(), "hunter2-password".into());
         c.server.domain = Some("game.example.org".into());
         c.turn.max_bandwidth_per_allocation = "2Mbit/s".parse().unwrap();
+        c.cluster = Some(Cluster {
+            redis: "rediss://:hunter2-redis@redis.internal:6380/2".into(),
+            ..Cluster::default()
+        });
         let text = c.to_masked_toml();
         assert!(
             !text.contains("a-very-secret-secret") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("redis = \"rediss://:<hidden>@redis.internal:6380/2\""),
             "{text}"
         );
         let back: Config = toml::from_str(&text).unwrap();

@@ -58,7 +58,7 @@ fn unscaled(n: u64, units: &[(&str, u64)]) -> String {
     units
         .iter()
         .rev()
-        .find(|&&(_, f)| n != 0 && n % f == 0)
+        .find(|&&(_, f)| n != 0 && n.is_multiple_of(f))
         .map(|&(name, f)| format!("{}{name}", n / f))
         .unwrap_or_else(|| n.to_string())
 }

@@ -49,10 +49,10 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
         ("tls.certificate", &c.tls.certificate),
         ("tls.private_key", &c.tls.private_key),
     ] {
-        if let Some(path) = path {
-            if let Err(e) = readable_pem(path) {
-                err(key, e);
-            }
+        if let Some(path) = path
+            && let Err(e) = readable_pem(path)
+        {
+            err(key, e);
         }
     }
 
@@ -77,15 +77,14 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                 err(&format!("tls.domains[{i}]"), e);
             }
         }
-        if c.tls.domains.is_empty() {
-            if let Some(d) = &c.server.domain {
-                if let Err(e) = check_acme_domain(d) {
-                    err(
-                        "server.domain",
-                        format!("{e} (tls.acme certifies server.domain)"),
-                    );
-                }
-            }
+        if c.tls.domains.is_empty()
+            && let Some(d) = &c.server.domain
+            && let Err(e) = check_acme_domain(d)
+        {
+            err(
+                "server.domain",
+                format!("{e} (tls.acme certifies server.domain)"),
+            );
         }
         if c.web.listen.is_empty() && c.web.tls_listen.is_empty() {
             err(
@@ -116,10 +115,10 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                 ),
             );
         }
-        if let Some(root) = &c.tls.acme_ca_root {
-            if let Err(e) = readable_pem(root) {
-                err("tls.acme_ca_root", e);
-            }
+        if let Some(root) = &c.tls.acme_ca_root
+            && let Err(e) = readable_pem(root)
+        {
+            err("tls.acme_ca_root", e);
         }
     }
 
@@ -252,23 +251,23 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
             );
         }
     }
-    if let RelayIp::Fixed(ip) = t.relay_ip {
-        if ip.is_unspecified() {
-            err(
-                "turn.relay_ip",
-                format!(
-                    "{ip} is not an address peers can reach; name one interface address or \"auto\""
-                ),
-            );
-        }
+    if let RelayIp::Fixed(ip) = t.relay_ip
+        && ip.is_unspecified()
+    {
+        err(
+            "turn.relay_ip",
+            format!(
+                "{ip} is not an address peers can reach; name one interface address or \"auto\""
+            ),
+        );
     }
-    if let Some(ip) = t.external_ip {
-        if ip.is_unspecified() || ip.is_loopback() {
-            err(
-                "turn.external_ip",
-                format!("{ip} cannot be reached from outside; use the public address"),
-            );
-        }
+    if let Some(ip) = t.external_ip
+        && (ip.is_unspecified() || ip.is_loopback())
+    {
+        err(
+            "turn.external_ip",
+            format!("{ip} cannot be reached from outside; use the public address"),
+        );
     }
     if t.allocation_lifetime.0.is_zero() {
         err("turn.allocation_lifetime", "must be longer than 0s".into());
@@ -321,6 +320,28 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
              send a header)"
                 .into(),
         );
+    }
+    if let Some(cluster) = &c.cluster {
+        if let Err(e) = redis::Client::open(cluster.redis.as_str()) {
+            err(
+                "cluster.redis",
+                format!("{e} (write redis://[:password@]host[:port][/db], or rediss:// for TLS)"),
+            );
+        }
+        let name_ok = |ch: char| ch.is_ascii_alphanumeric() || "._-".contains(ch);
+        if cluster.node.is_empty() || cluster.node.len() > 64 || !cluster.node.chars().all(name_ok)
+        {
+            err(
+                "cluster.node",
+                format!(
+                    "{:?}: 1 to 64 letters, digits, '.', '_' or '-'",
+                    cluster.node
+                ),
+            );
+        }
+        if cluster.lease.0 < std::time::Duration::from_secs(1) {
+            err("cluster.lease", "must be at least 1s".into());
+        }
     }
     errors
 }

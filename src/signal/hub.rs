@@ -404,14 +404,14 @@ impl Hub {
     pub fn message(&mut self, conn: ConnId, frame: &str, now: Instant) -> Vec<Output> {
         self.now = now;
         if let Some(peer) = self.peers.get_mut(&conn) {
-            if peer.ext.is_some() {
-                if let Some(request) = ext::decode(frame) {
-                    match request {
-                        Ok(command) => self.ext_command(conn, command),
-                        Err(bad) => self.error(conn, bad.of, ErrorCode::Invalid, &bad.message),
-                    }
-                    return self.take();
+            if peer.ext.is_some()
+                && let Some(request) = ext::decode(frame)
+            {
+                match request {
+                    Ok(command) => self.ext_command(conn, command),
+                    Err(bad) => self.error(conn, bad.of, ErrorCode::Invalid, &bad.message),
                 }
+                return self.take();
             }
             let dialect = *peer.dialect.get_or_insert_with(|| Dialect::detect(frame));
             match codec::decode(dialect, frame) {

@@ -107,13 +107,13 @@ impl Options {
 
     /// Applies an UPDATE whole, or nothing of it.
     pub fn update(&mut self, u: Update, limits: OptionLimits) -> Result<(), String> {
-        if let Some(title) = &u.title {
-            if title.chars().count() > limits.max_title || title.chars().any(char::is_control) {
-                return Err(format!(
-                    "title: at most {} characters, no control characters (signal.max_title)",
-                    limits.max_title
-                ));
-            }
+        if let Some(title) = &u.title
+            && (title.chars().count() > limits.max_title || title.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "title: at most {} characters, no control characters (signal.max_title)",
+                limits.max_title
+            ));
         }
         if let Some(data) = &u.data {
             let size = Value::Object(data.clone()).to_string().len();

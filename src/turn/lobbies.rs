@@ -73,17 +73,18 @@ impl Lobbies {
                 );
             }
             LobbyEvent::Announced { lobby, ip } => {
-                if let Some(s) = self.scopes.get_mut(&lobby) {
-                    if s.state == State::Open && s.announced.len() < MAX_ANNOUNCED {
-                        s.announced.insert(ip);
-                    }
+                if let Some(s) = self.scopes.get_mut(&lobby)
+                    && s.state == State::Open
+                    && s.announced.len() < MAX_ANNOUNCED
+                {
+                    s.announced.insert(ip);
                 }
             }
             LobbyEvent::Sealed { lobby } => {
-                if let Some(s) = self.scopes.get_mut(&lobby) {
-                    if s.state == State::Open {
-                        s.state = State::Sealed;
-                    }
+                if let Some(s) = self.scopes.get_mut(&lobby)
+                    && s.state == State::Open
+                {
+                    s.state = State::Sealed;
                 }
             }
             LobbyEvent::Ended { lobby } => {

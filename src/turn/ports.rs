@@ -114,7 +114,7 @@ mod tests {
         let mut ports = SocketPorts::new(Some("127.0.0.1".parse().unwrap()), None, range);
         let a = ports.open(false, true, true).unwrap();
         assert!(
-            (41000..=41999).contains(&a.port()) && a.port() % 2 == 0,
+            (41000..=41999).contains(&a.port()) && a.port().is_multiple_of(2),
             "{a}"
         );
         assert!(

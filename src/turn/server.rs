@@ -512,10 +512,10 @@ impl Server {
     }
 
     fn remember(&mut self, key: (FiveTuple, [u8; 12]), answer: &[u8], now: Instant) {
-        if self.answered_order.len() >= RETRANSMISSION_CACHE_MAX {
-            if let Some((old, _)) = self.answered_order.pop_front() {
-                self.answered.remove(&old);
-            }
+        if self.answered_order.len() >= RETRANSMISSION_CACHE_MAX
+            && let Some((old, _)) = self.answered_order.pop_front()
+        {
+            self.answered.remove(&old);
         }
         self.answered.insert(key, (answer.to_vec(), now));
         self.answered_order.push_back((key, now));
@@ -647,10 +647,10 @@ impl Server {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         let allocation = self.owned(tuple, identity)?;
-        if let Some(f) = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)? {
-            if (f == FAMILY_IPV6) != allocation.relay.is_ipv6() {
-                return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
-            }
+        if let Some(f) = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)?
+            && (f == FAMILY_IPV6) != allocation.relay.is_ipv6()
+        {
+            return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
         }
         let asked = get::<Lifetime>(request).map(|l| l.0);
         if asked == Some(Duration::ZERO) {
@@ -808,12 +808,12 @@ impl Server {
             .remove(&tuple)
             .expect("deleting a live allocation");
         for addr in [a.relay, a.advertised] {
-            if self.own_relays.remove(&addr).is_some() {
-                if let Some(n) = self.own_relay_ips.get_mut(&addr.ip()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.own_relay_ips.remove(&addr.ip());
-                    }
+            if self.own_relays.remove(&addr).is_some()
+                && let Some(n) = self.own_relay_ips.get_mut(&addr.ip())
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.own_relay_ips.remove(&addr.ip());
                 }
             }
         }
@@ -823,13 +823,13 @@ impl Server {
                 self.per_user.remove(&a.username);
             }
         }
-        if let Some(l) = a.lobby {
-            if let Some(n) = self.per_lobby.get_mut(&l) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_lobby.remove(&l);
-                    self.lobbies.allocations_gone(l);
-                }
+        if let Some(l) = a.lobby
+            && let Some(n) = self.per_lobby.get_mut(&l)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_lobby.remove(&l);
+                self.lobbies.allocations_gone(l);
             }
         }
         ports.close(a.relay);

@@ -85,7 +85,7 @@ pub fn stream_frame_len(buf: &[u8]) -> Result<Option<usize>, NotTurn> {
     let length = u16::from_be_bytes([buf[2], buf[3]]) as usize;
     match buf[0] {
         // STUN: 20-byte header, attributes padded to 4 already counted in the length.
-        0x00..=0x3f if length % 4 == 0 => Ok(Some(20 + length)),
+        0x00..=0x3f if length.is_multiple_of(4) => Ok(Some(20 + length)),
         // ChannelData: 4-byte header; over streams the data is padded to 4 (§12.5).
         0x40..=0x7f => Ok(Some(4 + length.next_multiple_of(4))),
         _ => Err(NotTurn),

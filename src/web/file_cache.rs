@@ -62,10 +62,10 @@ impl FileCache {
         safe_path::check_path(request_path)?;
         let key = (root.to_path_buf(), request_path.to_string());
         let now = Instant::now();
-        if let Some((at, found)) = self.entries.lock().unwrap().map.get(&key) {
-            if now.duration_since(*at) < RECHECK {
-                return found.clone();
-            }
+        if let Some((at, found)) = self.entries.lock().unwrap().map.get(&key)
+            && now.duration_since(*at) < RECHECK
+        {
+            return found.clone();
         }
         let (root, path) = (key.0.clone(), key.1.clone());
         let found = tokio::task::spawn_blocking(move || inspect(&root, &path))
@@ -99,13 +99,12 @@ fn inspect(root: &Path, request_path: &str) -> Lookup {
         let mut name = file.as_os_str().to_owned();
         name.push(coding.suffix().unwrap_or_default());
         let path = PathBuf::from(name);
-        if let Ok(m) = std::fs::metadata(&path) {
-            if m.is_file()
-                && m.modified()
-                    .is_ok_and(|t| whole_seconds(t) >= whole_seconds(modified))
-            {
-                sidecars.push((coding, on_disk(path, m.len())));
-            }
+        if let Ok(m) = std::fs::metadata(&path)
+            && m.is_file()
+            && m.modified()
+                .is_ok_and(|t| whole_seconds(t) >= whole_seconds(modified))
+        {
+            sidecars.push((coding, on_disk(path, m.len())));
         }
     }
     Ok(Arc::new(Resolved {

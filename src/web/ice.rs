@@ -45,9 +45,14 @@ pub fn ice_servers(
     at: &TurnAddresses,
     credential: &Credential,
 ) -> serde_json::Value {
+    ice_servers_at(turn_urls(config, at), credential)
+}
+
+/// The `{"iceServers": [...]}` dictionary for `urls` (this node's or another node's).
+fn ice_servers_at(urls: Vec<String>, credential: &Credential) -> serde_json::Value {
     json!({
         "iceServers": [{
-            "urls": turn_urls(config, at),
+            "urls": urls,
             "username": credential.username,
             "credential": credential.password,
         }]
@@ -93,7 +98,8 @@ pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
 
 /// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
 /// and Godot's `WebRTCPeerConnection.initialize()` take them; not bound to a lobby (the relay's
-/// peer policy applies as it is). 403 when `web.ice_api` is "off", 429 over
+/// peer policy applies as it is). In a cluster, the URLs are those of the node
+/// `cluster::placement` chooses, for the lobby named by `?lobby=` if any. 403 when `web.ice_api` is "off", 429 over
 /// `web.ice_api_per_minute` from one address.
 pub fn answer(
     config: &Config,
@@ -135,7 +141,19 @@ pub fn answer(
         config.turn.credential_ttl.0,
         SystemTime::now(),
     );
-    let body = ice_servers(config, at, &credential).to_string();
+    // In a cluster, the relay placement chose (the same node for every player naming the same
+    // `?lobby=`); credentials are valid on every node.
+    let lobby = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "lobby")
+            .map(|(_, v)| v.into_owned())
+    });
+    let urls = routes
+        .cluster
+        .as_ref()
+        .and_then(|c| c.relay_for(lobby.as_deref()))
+        .unwrap_or_else(|| turn_urls(config, at));
+    let body = ice_servers_at(urls, &credential).to_string();
     let mut response = page(StatusCode::OK, "application/json", body.into());
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -148,10 +166,10 @@ pub fn answer(
         .headers()
         .get(header::HOST)
         .and_then(|o| o.to_str().ok());
-    if let Some(origin) = origin.filter(|o| handshake::origin_allowed(o, host, config)) {
-        if let Ok(v) = HeaderValue::from_str(origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
+    if let Some(origin) = origin.filter(|o| handshake::origin_allowed(o, host, config))
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     response
 }

@@ -42,10 +42,10 @@ impl Isolation {
 
     fn threaded_dir(&self, dir: &Path) -> bool {
         let now = Instant::now();
-        if let Some(&(at, verdict)) = self.directories.lock().unwrap().get(dir) {
-            if now.duration_since(at) < DIRECTORY_RECHECK {
-                return verdict;
-            }
+        if let Some(&(at, verdict)) = self.directories.lock().unwrap().get(dir)
+            && now.duration_since(at) < DIRECTORY_RECHECK
+        {
+            return verdict;
         }
         let verdict = std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
@@ -69,10 +69,10 @@ impl Isolation {
         let Ok(modified) = std::fs::metadata(html).and_then(|m| m.modified()) else {
             return false;
         };
-        if let Some(&(at, verdict)) = self.verdicts.lock().unwrap().get(html) {
-            if at == modified {
-                return verdict;
-            }
+        if let Some(&(at, verdict)) = self.verdicts.lock().unwrap().get(html)
+            && at == modified
+        {
+            return verdict;
         }
         let verdict = says_threads_enabled(html);
         let mut cache = self.verdicts.lock().unwrap();

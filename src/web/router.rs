@@ -19,6 +19,7 @@ use super::{CompressionCache, file_response, ice, selftest};
 use prometheus_client::registry::Registry;
 
 use crate::acme::Acme;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
 use crate::deploy::layout;
@@ -32,6 +33,8 @@ pub struct Routes {
     pub signal: Arc<Signal>,
     pub metrics: Registry,
     pub turn: turn::Status,
+    /// This node's view of the cluster (`[cluster]`).
+    pub cluster: Option<Arc<Cluster>>,
     /// The TURN listeners as bound, for the URLs `/api/ice` hands out.
     pub turn_addresses: TurnAddresses,
     /// The first HTTPS listener's port as bound: plain HTTP redirects there when set.
@@ -159,10 +162,10 @@ async fn serve_file(
         Ok(resolved) => {
             // A page of a deployed export: the browser goes to its release, where every file
             // the page loads comes from that same export, whatever is deployed meanwhile.
-            if is_page(&resolved) {
-                if let Some(live) = layout::current(&config.web.root) {
-                    return to_release(&live, path, req.uri().query());
-                }
+            if is_page(&resolved)
+                && let Some(live) = layout::current(&config.web.root)
+            {
+                return to_release(&live, path, req.uri().query());
             }
             respond(config, routes, req, &resolved).await
         }
@@ -365,17 +368,27 @@ fn health(routes: &Routes) -> Response<Body> {
     if let Some(acme) = routes.acme.health() {
         web["acme"] = acme;
     }
-    // Still 200: everything serves; a monitor reads "degraded" and `web.acme.error`.
-    let failing = routes.acme.failing();
-    if failing {
+    // Still 200: everything serves; a monitor reads "degraded" and `web.acme.error` or
+    // `cluster.error`.
+    let acme_failing = routes.acme.failing();
+    if acme_failing {
         web["status"] = "degraded".into();
     }
-    let body = serde_json::json!({
-        "status": if failing { "degraded" } else { "ok" },
+    let mut body = serde_json::json!({
+        "status": "ok",
         "web": web,
         "signal": {"status": "ok", "peers": signal.peers, "lobbies": signal.lobbies},
         "turn": {"status": "ok", "allocations": turn.allocations},
     });
+    let mut degraded = acme_failing;
+    if let Some(cluster) = &routes.cluster {
+        let (part, cluster_degraded) = cluster.health();
+        body["cluster"] = part;
+        degraded |= cluster_degraded;
+    }
+    if degraded {
+        body["status"] = "degraded".into();
+    }
     let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

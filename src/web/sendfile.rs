@@ -32,9 +32,10 @@ use crate::rewind::Rewind;
 /// at most the file cache's bytes / `MIN_LEN`, 256).
 pub const MIN_LEN: u64 = 256 * 1024;
 
-/// Registered memory: start address → (end address, the file its bytes were read from).
-static REGIONS: LazyLock<Mutex<BTreeMap<usize, (usize, Arc<File>)>>> =
-    LazyLock::new(Default::default);
+/// Registered memory: its end address and the file its bytes were read from.
+type Region = (usize, Arc<File>);
+/// Registered memory by start address.
+static REGIONS: LazyLock<Mutex<BTreeMap<usize, Region>>> = LazyLock::new(Default::default);
 static SENT: AtomicU64 = AtomicU64::new(0);
 
 /// Bytes sent with `sendfile` since start (`rallypoint_web_sendfile_bytes_total`).

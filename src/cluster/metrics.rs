@@ -1,0 +1,58 @@
+//! The cluster's metrics, read when `/metrics` is scraped.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
+use super::Cluster;
+use crate::metrics::Scrape;
+
+#[derive(Debug)]
+struct ClusterCollector(Arc<Cluster>);
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.node).finish()
+    }
+}
+
+pub fn register(registry: &mut Registry, cluster: Arc<Cluster>) {
+    registry
+        .sub_registry_with_prefix("cluster")
+        .register_collector(Box::new(ClusterCollector(cluster)));
+}
+
+impl Collector for ClusterCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        let c = &self.0;
+        let (nodes, redis_up) = c.figures();
+        let mut s = Scrape(encoder);
+        s.gauge(
+            "nodes",
+            "Live nodes this node knows of, itself included",
+            nodes as i64,
+        )?;
+        s.gauge(
+            "redis_up",
+            "1 when the last renewal through Redis worked",
+            redis_up as i64,
+        )?;
+        s.counter(
+            "renew_failures",
+            "Renewals of this node's record that failed (Redis unreachable or failing)",
+            c.renew_failures.load(Ordering::Relaxed),
+        )?;
+        s.counters(
+            "relay_assignments",
+            "Players handed a relay by /api/ice: this node's own or another node's",
+            "to",
+            [
+                ("self", c.to_self.load(Ordering::Relaxed)),
+                ("other", c.to_others.load(Ordering::Relaxed)),
+            ],
+        )
+    }
+}

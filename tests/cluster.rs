@@ -1,0 +1,321 @@
+//! Three nodes as one cluster through a real `redis-server` on loopback (Debian's package; CI
+//! installs it): they find each other, hand out the same relay for a lobby and the least loaded
+//! one otherwise, skip a draining node, forget a node killed with SIGKILL within its lease and a
+//! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Server, http_get};
+use serde_json::Value;
+use tokio::net::UdpSocket;
+use webrtc_turn::client::{Client, ClientConfig};
+
+const LEASE: Duration = Duration::from_secs(3);
+const SECRET: &str = "cluster-test-secret-0123456789";
+
+/// A `redis-server` of our own on a loopback port, without persistence.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16, dir: &std::path::Path) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package; .ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Redis::pong(port) {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server never answered PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn pong(port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let mut buf = [0; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// One command's reply line, as RESP says it (`:1`, `+OK`, ...).
+    fn command(&self, words: &[&str]) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut request = format!("*{}\r\n", words.len());
+        for w in words {
+            request += &format!("${}\r\n{w}\r\n", w.len());
+        }
+        s.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line.trim_end().to_string()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(name: &str, redis: &str, draining: bool) -> String {
+    format!(
+        "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
+         [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
+         [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n",
+        LEASE.as_secs()
+    )
+}
+
+fn health(server: &Server) -> Value {
+    let (status, body) = http_get(server.web, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The node names `server` counts alive, with their allocations as it last heard.
+fn view(server: &Server) -> Vec<(String, u64, bool)> {
+    health(server)["cluster"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_string(),
+                n["allocations"].as_u64().unwrap(),
+                n["draining"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn names(server: &Server) -> Vec<String> {
+    view(server).into_iter().map(|(n, _, _)| n).collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// Which node's relay `/api/ice` (with `query`) on `server` hands out.
+fn relay_of(server: &Server, query: &str, nodes: &[(&str, &Server)]) -> String {
+    let (status, body) = http_get(server.web, &format!("/api/ice{query}"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let first = v["iceServers"][0]["urls"][0].as_str().unwrap().to_string();
+    nodes
+        .iter()
+        .find(|(_, s)| first == format!("stun:{}", s.turn))
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| panic!("{first} is no node's"))
+}
+
+/// An allocation on `turn` with a credential minted by the node, kept while the client lives.
+async fn allocate(server: &Server) -> (Client, impl Sized + use<>) {
+    let (_, body) = http_get(server.web, "/api/ice");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ice = &v["iceServers"][0];
+    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let client = Client::new(ClientConfig {
+        stun_serv_addr: server.turn.to_string(),
+        turn_serv_addr: server.turn.to_string(),
+        username: ice["username"].as_str().unwrap().into(),
+        password: ice["credential"].as_str().unwrap().into(),
+        realm: "rallypoint".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    let relay = client.allocate().await.unwrap();
+    (client, relay)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
+    let dir = common::temp_dir("redis");
+    let mut redis = Redis::start(free_port(), &dir);
+    let mut a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    let mut c = Server::start(&config("c", &redis.url(), false));
+    let all = [("a", &a), ("b", &b), ("c", &c)];
+    for (_, s) in &all {
+        wait_until("every node sees all three", LEASE, || {
+            names(s) == ["a", "b", "c"] && health(s)["status"] == "ok"
+        });
+    }
+
+    // A second process named like a running node stays out, says why, and takes nothing with
+    // it when it stops.
+    let impostor = Server::start(&config("a", &redis.url(), false));
+    wait_until("the impostor is refused", LEASE, || {
+        let h = health(&impostor);
+        h["status"] == "degraded"
+            && h["cluster"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("held by another running node"))
+    });
+    let mut impostor = impostor;
+    impostor.signal(libc::SIGTERM);
+    assert!(impostor.wait_exit(Duration::from_secs(10)).success());
+    assert_eq!(redis.command(&["EXISTS", "{rallypoint}:node:a"]), ":1");
+    assert_eq!(names(&b), ["a", "b", "c"]);
+    assert_eq!(
+        relay_of(&b, "?lobby=L0", &all),
+        relay_of(&a, "?lobby=L0", &all)
+    );
+
+    // A lobby's players get one relay whichever node they ask; lobbies spread over the nodes.
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let query = format!("?lobby=L{i}");
+        let picks: Vec<String> = all.iter().map(|(_, s)| relay_of(s, &query, &all)).collect();
+        assert!(
+            picks.iter().all(|p| *p == picks[0]),
+            "lobby L{i}: {picks:?}"
+        );
+        used.insert(picks[0].clone());
+    }
+    assert!(used.len() >= 2, "12 lobbies all on {used:?}");
+
+    // Without a lobby: the least loaded. Two allocations on a, one on b: c, as every node sees
+    // once the records are renewed.
+    let _load = (allocate(&a).await, allocate(&a).await, allocate(&b).await);
+    for (_, s) in &all {
+        wait_until("the loads are published", LEASE, || {
+            view(s)[..2] == [("a".into(), 2, false), ("b".into(), 1, false)]
+        });
+    }
+    for (_, s) in &all {
+        assert_eq!(relay_of(s, "", &all), "c");
+    }
+
+    // c drains (a reload): handed out no more, for a lobby or without one.
+    std::fs::write(&c.config, config("c", &redis.url(), true)).unwrap();
+    c.signal(libc::SIGHUP);
+    wait_until("a sees c draining", LEASE, || view(&a)[2].2);
+    for i in 0..12 {
+        assert_ne!(relay_of(&a, &format!("?lobby=L{i}"), &all), "c");
+    }
+    assert_eq!(
+        health(&c)["cluster"]["status"],
+        "ok",
+        "draining is not degraded"
+    );
+
+    // b killed: forgotten within its lease (from the kill), then never handed out.
+    let killed = Instant::now();
+    b.signal(libc::SIGKILL);
+    wait_until(
+        "a forgets b",
+        LEASE + LEASE / 3 + Duration::from_secs(1),
+        || names(&a) == ["a", "c"],
+    );
+    // Its last renewal was at most a third of the lease before the kill.
+    assert!(
+        killed.elapsed() >= LEASE - LEASE / 3 - Duration::from_millis(100),
+        "forgotten before its lease ran out"
+    );
+    for i in 0..12 {
+        assert_eq!(
+            relay_of(&a, &format!("?lobby=L{i}"), &all),
+            "a",
+            "b dead, c draining"
+        );
+    }
+
+    // Redis down: a carries on alone (its own relay), says so, and rejoins when it is back.
+    let port = redis.port;
+    redis.stop();
+    wait_until("a degraded", LEASE, || {
+        let h = health(&a);
+        h["status"] == "degraded" && h["cluster"]["redis"] == "down"
+    });
+    assert_eq!(names(&a), ["a"]);
+    assert_eq!(relay_of(&a, "?lobby=L0", &all), "a");
+    assert_eq!(relay_of(&a, "", &all), "a");
+    let log = a.wait_log("Redis unreachable");
+    assert!(log.contains("own relay"), "{log}");
+    let mut redis = Redis::start(port, &dir);
+    wait_until("a and c rejoin", 2 * LEASE, || {
+        names(&a) == ["a", "c"] && names(&c) == ["a", "c"] && health(&a)["status"] == "ok"
+    });
+    a.wait_log("joined through Redis");
+    let outage_lines = a.log.iter().filter(|l| l.contains("Redis unreachable"));
+    assert_eq!(
+        outage_lines.count(),
+        1,
+        "one line for the outage, not one per renewal"
+    );
+
+    // c stopped cleanly: its record goes with it, before its lease would have run out.
+    c.signal(libc::SIGTERM);
+    let stopped = Instant::now();
+    assert!(c.wait_exit(Duration::from_secs(10)).success());
+    wait_until("a forgets c at once", LEASE, || names(&a) == ["a"]);
+    // Expiry would take at least two thirds of the lease from the stop.
+    assert!(
+        stopped.elapsed() < LEASE - LEASE / 3,
+        "taken out, not expired"
+    );
+    common::wait_for_metrics(
+        a.web,
+        &[
+            "rallypoint_cluster_nodes 1",
+            "rallypoint_cluster_redis_up 1",
+        ],
+    )
+    .await;
+    redis.stop();
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
