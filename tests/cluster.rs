@@ -7,13 +7,11 @@ mod common;
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Server, http_get};
 use serde_json::Value;
-use tokio::net::UdpSocket;
-use webrtc_turn::client::{Client, ClientConfig};
+use webrtc_turn::client::Client;
 
 const LEASE: Duration = Duration::from_secs(3);
 const SECRET: &str = "cluster-test-secret-0123456789";
@@ -156,26 +154,10 @@ fn relay_of(server: &Server, query: &str, nodes: &[(&str, &Server)]) -> String {
         .unwrap_or_else(|| panic!("{first} is no node's"))
 }
 
-/// An allocation on `turn` with a credential minted by the node, kept while the client lives.
+/// An allocation on `server`'s relay with a credential it minted, kept while the client lives.
 async fn allocate(server: &Server) -> (Client, impl Sized + use<>) {
     let (_, body) = http_get(server.web, "/api/ice");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let ice = &v["iceServers"][0];
-    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.turn.to_string(),
-        turn_serv_addr: server.turn.to_string(),
-        username: ice["username"].as_str().unwrap().into(),
-        password: ice["credential"].as_str().unwrap().into(),
-        realm: "rallypoint".into(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = common::turn_client(server.turn, &serde_json::from_str(&body).unwrap()).await;
     let relay = client.allocate().await.unwrap();
     (client, relay)
 }

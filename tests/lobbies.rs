@@ -5,10 +5,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Server, ephemeral_config, wait_for_metrics};
+use common::{Server, ephemeral_config, turn_client, wait_for_metrics};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpStream, UdpSocket};
@@ -317,27 +316,6 @@ async fn the_host_kicks_a_member() {
     host.send(107, id, Value::Null).await;
     assert_eq!(guest.closed().await, (4000, "Kicked by host".into()));
     assert_eq!(host.recv().await, (3, id, Value::String(String::new())));
-}
-
-/// A TURN client over UDP with `credentials` (from ICE_SERVERS or /api/ice).
-async fn turn_client(server: SocketAddr, credentials: &Value) -> webrtc_turn::client::Client {
-    let ice = &credentials["iceServers"][0];
-    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let c = webrtc_turn::client::Client::new(webrtc_turn::client::ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: ice["username"].as_str().unwrap().into(),
-        password: ice["credential"].as_str().unwrap().into(),
-        realm: "rallypoint".into(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    c.listen().await.unwrap();
-    c
 }
 
 /// Whether `peer` receives `payload` sent through `relay` within half a second.

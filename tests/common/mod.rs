@@ -284,3 +284,27 @@ pub async fn wait_for_metrics(web: SocketAddr, expected: &[&str]) {
         );
     }
 }
+
+/// A TURN client over UDP with `credentials` (from ICE_SERVERS or /api/ice).
+pub async fn turn_client(
+    server: SocketAddr,
+    credentials: &serde_json::Value,
+) -> webrtc_turn::client::Client {
+    let ice = &credentials["iceServers"][0];
+    let conn = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let c = webrtc_turn::client::Client::new(webrtc_turn::client::ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: ice["username"].as_str().unwrap().into(),
+        password: ice["credential"].as_str().unwrap().into(),
+        realm: "rallypoint".into(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    c.listen().await.unwrap();
+    c
+}
