@@ -178,7 +178,8 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         ice_quota.clone(),
     );
     let cluster = config_rx.borrow().cluster.as_ref().map(|settings| {
-        let cluster = Cluster::new(settings, turn_status.clone());
+        let cluster = Cluster::new(settings, turn_status.clone(), signal.clone());
+        signal.join_cluster(cluster::as_link(&cluster));
         cluster::register_metrics(&mut registry, cluster.clone());
         let addresses = turn_addresses.clone();
         tasks.spawn(cluster::run(

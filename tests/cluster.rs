@@ -1,7 +1,9 @@
 //! Three nodes as one cluster through a real `redis-server` on loopback (Debian's package; CI
 //! installs it): they find each other, hand out the same relay for a lobby and the least loaded
 //! one otherwise, skip a draining node, forget a node killed with SIGKILL within its lease and a
-//! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it.
+//! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it;
+//! and players on three nodes meet in one lobby, exchange what WebRTC needs with nothing lost
+//! or reordered, and are told when the lobby's node dies.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ws::Client as Player;
 use common::{Server, http_get};
 use serde_json::Value;
 use webrtc_turn::client::Client;
@@ -101,6 +104,7 @@ fn config(name: &str, redis: &str, draining: bool) -> String {
     format!(
         "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
+         [signal]\nmessage_rate = 5000\nmessage_burst = 5000\n\
          [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n",
         LEASE.as_secs()
     )
@@ -299,5 +303,142 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
     .await;
     redis.stop();
     drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Godot's message types (GODOT.md).
+const JOIN: u64 = 0;
+const PEER_CONNECT: u64 = 2;
+const OFFER: u64 = 4;
+const ANSWER: u64 = 5;
+const CANDIDATE: u64 = 6;
+
+/// Waits until the directory in Redis lists `lobby` (its node claims it a round trip after
+/// creating it).
+fn wait_listed(redis: &Redis, lobby: &str) {
+    let key = format!("{{rallypoint}}:lobby:{lobby}");
+    wait_until("the lobby is in the directory", LEASE, || {
+        redis.command(&["EXISTS", &key]) == ":1"
+    });
+}
+
+/// The next relayed message (type, from, data), skipping the join sequence's PEER_CONNECTs
+/// and JOINED.
+async fn relayed(player: &mut Player) -> (u64, u64, String) {
+    loop {
+        let v = player.recv_json().await;
+        let kind = v["type"].as_u64().unwrap();
+        if kind != PEER_CONNECT && kind != JOIN {
+            return (
+                kind,
+                v["id"].as_u64().unwrap(),
+                v["data"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_dies() {
+    let dir = common::temp_dir("redis-lobbies");
+    let mut redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    let c = Server::start(&config("c", &redis.url(), false));
+    for s in [&a, &b, &c] {
+        wait_until("every node sees all three", LEASE, || {
+            names(s) == ["a", "b", "c"]
+        });
+    }
+
+    // The host creates a mesh lobby on a; players on b and c join it by name.
+    let (mut host, lobby) = Player::host(a.web, true).await;
+    wait_listed(&redis, &lobby);
+    let (mut on_b, id_b) = Player::join(b.web, &lobby).await;
+    let (mut on_c, id_c) = Player::join(c.web, &lobby).await;
+    assert!(id_b > 1 && id_c > 1 && id_b != id_c);
+
+    // Offers, answers and candidates every way, interleaved: each receiver gets each sender's
+    // in order, none missing.
+    const N: usize = 60;
+    for i in 0..N {
+        let kind = [OFFER as u8, CANDIDATE as u8][i % 2];
+        host.send_json(kind, id_b, &format!("h>b {i}")).await;
+        host.send_json(kind, id_c, &format!("h>c {i}")).await;
+        on_b.send_json(ANSWER as u8, 1, &format!("b>h {i}")).await;
+        on_b.send_json(CANDIDATE as u8, id_c, &format!("b>c {i}"))
+            .await;
+        on_c.send_json(ANSWER as u8, 1, &format!("c>h {i}")).await;
+    }
+    let mut got = std::collections::BTreeMap::<(&str, u64), Vec<String>>::new();
+    for (who, player, expected) in [
+        ("host", &mut host, 2 * N),
+        ("b", &mut on_b, N),
+        ("c", &mut on_c, 2 * N),
+    ] {
+        for _ in 0..expected {
+            let (_, from, data) = relayed(player).await;
+            got.entry((who, from)).or_default().push(data);
+        }
+    }
+    let sent = |tag: &str| (0..N).map(|i| format!("{tag} {i}")).collect::<Vec<_>>();
+    assert_eq!(got[&("host", u64::from(id_b))], sent("b>h"));
+    assert_eq!(got[&("host", u64::from(id_c))], sent("c>h"));
+    assert_eq!(got[&("b", 1)], sent("h>b"));
+    assert_eq!(got[&("c", 1)], sent("h>c"));
+    assert_eq!(got[&("c", u64::from(id_b))], sent("b>c"));
+    common::wait_for_metrics(b.web, &["rallypoint_cluster_attached_players 1"]).await;
+    common::wait_for_metrics(a.web, &["rallypoint_cluster_guest_players 2"]).await;
+
+    // The lobby's node dies: its players elsewhere are told as if the host had left, once its
+    // lease has run out.
+    let killed = Instant::now();
+    a.signal(libc::SIGKILL);
+    for player in [&mut on_b, &mut on_c] {
+        assert_eq!(
+            player.closed().await,
+            (4000, "Room host has disconnected".to_string())
+        );
+    }
+    let waited = killed.elapsed();
+    assert!(
+        waited >= LEASE - LEASE / 3 - Duration::from_millis(100)
+            && waited < LEASE + LEASE / 3 + Duration::from_secs(1),
+        "told after {waited:?}"
+    );
+
+    // Redis down: a lobby on b goes on for players on b; a player on c asking for it is told
+    // why it cannot join; after Redis is back, it can.
+    let (mut host_b, lobby_b) = Player::host(b.web, true).await;
+    wait_listed(&redis, &lobby_b);
+    let port = redis.port;
+    redis.stop();
+    for s in [&b, &c] {
+        wait_until("degraded", LEASE, || {
+            health(s)["cluster"]["redis"] == "down"
+        });
+    }
+    let (mut local, id_local) = Player::join(b.web, &lobby_b).await;
+    host_b.send_json(OFFER as u8, id_local, "still here").await;
+    assert_eq!(relayed(&mut local).await, (OFFER, 1, "still here".into()));
+    let mut refused = Player::connect(c.web).await;
+    refused.send_json(0, 0, &lobby_b).await;
+    assert_eq!(
+        refused.closed().await,
+        (4000, "Lobby directory unavailable, try again".to_string())
+    );
+    let mut redis = Redis::start(port, &dir);
+    wait_until("b and c back together", 2 * LEASE, || {
+        names(&c) == ["b", "c"] && health(&c)["status"] == "ok"
+    });
+    wait_listed(&redis, &lobby_b);
+    let (mut late, id_late) = Player::join(c.web, &lobby_b).await;
+    late.send_json(ANSWER as u8, 1, "from c again").await;
+    let (kind, from, data) = relayed(&mut host_b).await;
+    assert_eq!(
+        (kind, from, data.as_str()),
+        (ANSWER, u64::from(id_late), "from c again")
+    );
+    redis.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

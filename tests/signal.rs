@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::ws::Client;
 use common::{Server, ephemeral_config};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -13,7 +13,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,92 +20,6 @@ const WAIT: Duration = Duration::from_secs(10);
 fn start(signal_keys: &str) -> Server {
     let text = ephemeral_config("") + &format!("[signal]\n{signal_keys}\n");
     Server::start(&text)
-}
-
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-            .await
-            .unwrap();
-        Client { ws }
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.unwrap();
-    }
-
-    async fn send_json(&mut self, kind: u8, id: u32, data: &str) {
-        // Numbers as floats, as GDScript's JSON sends them.
-        let frame = format!(r#"{{"type":{kind}.0,"id":{id}.0,"data":{}}}"#, json!(data));
-        self.send(&frame).await;
-    }
-
-    /// The next text frame.
-    async fn recv(&mut self) -> String {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a frame in time")
-                .expect("the connection is open")
-                .unwrap();
-            match msg {
-                Message::Text(t) => return t.to_string(),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("expected text, got {other:?}"),
-            }
-        }
-    }
-
-    async fn recv_json(&mut self) -> Value {
-        let text = self.recv().await;
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// Waits for the server's close frame and returns its code and reason.
-    async fn closed(&mut self) -> (u16, String) {
-        loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("a close in time")
-            {
-                Some(Ok(Message::Close(Some(frame)))) => {
-                    return (frame.code.into(), frame.reason.to_string());
-                }
-                Some(Ok(Message::Close(None))) => return (CloseCode::Status.into(), String::new()),
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    }
-
-    /// Creates a lobby; returns its name.
-    async fn host(addr: SocketAddr, mesh: bool) -> (Client, String) {
-        let mut c = Client::connect(addr).await;
-        c.send_json(0, if mesh { 0 } else { 1 }, "").await;
-        assert_eq!(
-            c.recv_json().await,
-            json!({"type": 1, "id": 1, "data": if mesh { "true" } else { "" }})
-        );
-        let joined = c.recv_json().await;
-        assert_eq!(
-            (joined["type"].as_u64(), joined["id"].as_u64()),
-            (Some(0), Some(0))
-        );
-        (c, joined["data"].as_str().unwrap().to_string())
-    }
-
-    /// Joins `lobby`; returns the client and its id.
-    async fn join(addr: SocketAddr, lobby: &str) -> (Client, u32) {
-        let mut c = Client::connect(addr).await;
-        c.send_json(0, 0, lobby).await;
-        let id = c.recv_json().await;
-        assert_eq!(id["type"], 1);
-        (c, id["id"].as_u64().unwrap() as u32)
-    }
 }
 
 #[tokio::test]

@@ -46,6 +46,32 @@ impl Collector for ClusterCollector {
             c.renew_failures.load(Ordering::Relaxed),
         )?;
         s.counters(
+            "envelopes",
+            "Signalling envelopes for players attached across nodes: sent, received, and batches that could not be sent",
+            "what",
+            [
+                ("sent", c.envelopes_sent.load(Ordering::Relaxed)),
+                ("received", c.envelopes_received.load(Ordering::Relaxed)),
+                ("failed", c.envelopes_failed.load(Ordering::Relaxed)),
+            ],
+        )?;
+        let (attached, guests) = c.signal.remote_figures();
+        s.gauge(
+            "attached_players",
+            "Players on this node in lobbies of other nodes",
+            attached as i64,
+        )?;
+        s.gauge(
+            "guest_players",
+            "Players of other nodes in lobbies of this node",
+            guests as i64,
+        )?;
+        s.counter(
+            "directory_conflicts",
+            "Lobby names or codes another node held when this node claimed them",
+            c.directory_conflicts.load(Ordering::Relaxed),
+        )?;
+        s.counters(
             "relay_assignments",
             "Players handed a relay by /api/ice: this node's own or another node's",
             "to",

@@ -1,43 +1,80 @@
 //! Several rallypoint nodes as one service, sharing what they must through Redis (`[cluster]`).
 //!
-//! What is shared today: which nodes are alive, their TURN URLs, their load and whether they
-//! drain ([`registry`]), so that `/api/ice` on any node hands out the relay of the node chosen
-//! by [`placement`]: credentials are stateless (every node has the same `turn.secrets`), so any
-//! node's credential works on any other. Without `[cluster]` none of this runs and nothing
-//! talks to Redis.
+//! What is shared:
+//! - which nodes are alive, their TURN URLs, their load and whether they drain ([`registry`]),
+//!   so that `/api/ice` on any node hands out the relay of the node chosen by [`placement`]:
+//!   credentials are stateless (every node has the same `turn.secrets`), so any node's
+//!   credential works on any other;
+//! - where each lobby lives ([`directory`]), so that a player on any node can join it by name or
+//!   code: its frames then travel to the lobby's node and back ([`transport`], for
+//!   `signal::remote`).
 //!
-//! When Redis cannot be reached, the node carries on alone: it hands out its own relay,
-//! `/healthz` says "degraded", one log line says so, and it rejoins by itself when Redis is back
-//! (one more line). A node stopped cleanly takes its record out at once; one that dies is
-//! forgotten when its lease runs out.
+//! Without `[cluster]` none of this runs and nothing talks to Redis.
+//!
+//! When Redis cannot be reached, the node carries on alone: its own lobbies and relay go on,
+//! players attached across nodes are closed as if their host had left, joins of other nodes'
+//! lobbies are refused with a reason saying so, `/healthz` says "degraded", one log line says
+//! so, and it rejoins by itself when Redis is back (one more line). A node stopped cleanly takes
+//! its record and lobbies out at once; one that dies is forgotten when its lease runs out, and
+//! the players of its lobbies on other nodes are closed then.
 
+mod directory;
+mod link;
 mod metrics;
 pub mod placement;
 mod registry;
+mod transport;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::signal::Signal;
+use crate::signal::remote::Envelope;
 use crate::turn;
+pub use link::as_link;
 pub use metrics::register as register_metrics;
 use placement::Member;
 use registry::Record;
+
+/// Envelopes waiting for the writer; a player whose envelope finds it full is closed.
+const OUTBOUND_QUEUE: usize = 65_536;
+/// Lobby listings waiting for the renewal task (beyond, the next renewal claims them anyway).
+const LISTING_QUEUE: usize = 4096;
 
 /// What a node knows of the cluster, shared by its web server and its cluster task.
 pub struct Cluster {
     node: String,
     instance: String,
     turn: turn::Status,
+    signal: Arc<Signal>,
     state: Mutex<State>,
+    /// Names and codes of the lobbies this node's hub has.
+    owned: Mutex<HashSet<String>>,
+    listings: mpsc::Sender<(Vec<String>, bool)>,
+    outbound: mpsc::Sender<(String, Envelope)>,
+    /// What the tasks take when they start.
+    receivers: Mutex<Option<Receivers>>,
+    /// The connection the renewal task made, shared with the writer and lookups.
+    conn: Mutex<Option<ConnectionManager>>,
     to_self: AtomicU64,
     to_others: AtomicU64,
     renew_failures: AtomicU64,
+    envelopes_sent: AtomicU64,
+    envelopes_received: AtomicU64,
+    envelopes_failed: AtomicU64,
+    directory_conflicts: AtomicU64,
+}
+
+struct Receivers {
+    listings: mpsc::Receiver<(Vec<String>, bool)>,
+    outbound: mpsc::Receiver<(String, Envelope)>,
 }
 
 struct State {
@@ -60,11 +97,30 @@ enum Redis {
 }
 
 impl Cluster {
-    pub fn new(settings: &config::Cluster, turn: turn::Status) -> Arc<Cluster> {
+    pub fn new(
+        settings: &config::Cluster,
+        turn: turn::Status,
+        signal: Arc<Signal>,
+    ) -> Arc<Cluster> {
+        let (listings, listings_rx) = mpsc::channel(LISTING_QUEUE);
+        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
         Arc::new(Cluster {
             node: settings.node.clone(),
             instance: crate::turn::rest::random_user(),
             turn,
+            signal,
+            owned: Mutex::default(),
+            listings,
+            outbound,
+            receivers: Mutex::new(Some(Receivers {
+                listings: listings_rx,
+                outbound: outbound_rx,
+            })),
+            conn: Mutex::default(),
+            envelopes_sent: AtomicU64::new(0),
+            envelopes_received: AtomicU64::new(0),
+            envelopes_failed: AtomicU64::new(0),
+            directory_conflicts: AtomicU64::new(0),
             state: Mutex::new(State {
                 own: Member {
                     node: settings.node.clone(),
@@ -150,8 +206,9 @@ impl Cluster {
         (s.others.len() + 1, s.redis == Redis::Up)
     }
 
-    /// Takes the outcome of one renewal, logging a change of state once.
-    fn renewed(&self, outcome: Result<(bool, Vec<Record>), redis::RedisError>) {
+    /// Takes the outcome of one renewal, logging a change of state once; returns the nodes no
+    /// longer seen alive.
+    fn renewed(&self, outcome: Result<(bool, Vec<Record>), redis::RedisError>) -> Vec<String> {
         let mut s = self.state.lock().unwrap();
         let (redis, others) = match outcome {
             Ok((true, records)) => (
@@ -189,13 +246,40 @@ impl Cluster {
             }
         }
         s.redis = redis;
+        let gone = s
+            .others
+            .iter()
+            .filter(|old| !others.iter().any(|m: &Member| m.node == old.node))
+            .map(|m| m.node.clone())
+            .collect();
         s.others = others;
+        gone
+    }
+
+    /// The value this process's directory keys hold.
+    fn owner_value(&self) -> String {
+        format!("{}/{}", self.node, self.instance)
+    }
+
+    fn redis_up(&self) -> bool {
+        self.state.lock().unwrap().redis == Redis::Up
+    }
+
+    /// Envelopes for other nodes that could not be appended: the players concerned are closed.
+    fn link_failed(self: &Arc<Self>, nodes: Vec<String>) {
+        self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            for node in nodes {
+                cluster.signal.node_gone(&node).await;
+            }
+        });
     }
 }
 
-/// Keeps this node's record alive and the view of the others fresh until `shutdown`, then takes
-/// the record out. `own_urls` gives this node's STUN/TURN URLs under a configuration (what its
-/// own `/api/ice` would list).
+/// Keeps this node's record and lobbies alive and the view of the others fresh until
+/// `shutdown`, then takes them out; runs the envelope writer and reader meanwhile. `own_urls`
+/// gives this node's STUN/TURN URLs under a configuration (what its own `/api/ice` lists).
 pub async fn run(
     cluster: Arc<Cluster>,
     mut config: watch::Receiver<Arc<Config>>,
@@ -207,6 +291,13 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => return log::error!("cluster: {e}"),
     };
+    let Some(Receivers {
+        mut listings,
+        outbound,
+    }) = cluster.receivers.lock().unwrap().take()
+    else {
+        return;
+    };
     let period = settings.lease.0 / 3;
     let lease_ms = settings.lease.0.as_millis() as u64;
     let manager = ConnectionManagerConfig::new()
@@ -214,14 +305,49 @@ pub async fn run(
         .set_response_timeout(Some(period))
         .set_number_of_retries(1)
         .set_max_delay(period);
-    let mut conn: Option<ConnectionManager> = None;
+    let writer = {
+        let (c1, c2) = (cluster.clone(), cluster.clone());
+        tokio::spawn(transport::write(
+            move || c1.conn.lock().unwrap().clone(),
+            cluster.node.clone(),
+            outbound,
+            move |nodes| c2.link_failed(nodes),
+        ))
+    };
+    let reader = tokio::spawn(read(
+        cluster.clone(),
+        client.clone(),
+        manager
+            .clone()
+            .set_response_timeout(Some(transport::READ_BLOCK + period)),
+        period,
+        shutdown.clone(),
+    ));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut record = None;
     loop {
+        let mut released = Vec::new();
         tokio::select! {
             _ = tick.tick() => {}
             Ok(()) = config.changed() => {}
+            Some(first) = listings.recv() => {
+                // Claims at once (a player may join from another node any moment); renews
+                // nothing else.
+                let mut opened = Vec::new();
+                for (keys, open) in std::iter::once(first).chain(std::iter::from_fn(|| listings.try_recv().ok())) {
+                    if open { opened.extend(keys) } else { released.extend(keys) }
+                }
+                let conn = cluster.conn.lock().unwrap().clone();
+                if let Some(mut c) = conn {
+                    let owner = cluster.owner_value();
+                    let _ = directory::release(&mut c, &owner, &released).await;
+                    if let Ok(lost) = directory::claim(&mut c, &owner, &opened, lease_ms).await {
+                        cluster.conflicts(lost);
+                    }
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         }
         let current = config.borrow_and_update().clone();
@@ -236,15 +362,21 @@ pub async fn run(
             },
         };
         cluster.state.lock().unwrap().own = own.member.clone();
+        let owned: Vec<String> = cluster.owned.lock().unwrap().iter().cloned().collect();
         let outcome = tokio::time::timeout(period.max(Duration::from_millis(500)), async {
-            if conn.is_none() {
-                conn = Some(
-                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
-                );
+            let shared = cluster.conn.lock().unwrap().clone();
+            let mut c = match shared {
+                Some(c) => c,
+                None => ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
+            };
+            *cluster.conn.lock().unwrap() = Some(c.clone());
+            let ours = registry::renew(&mut c, &own, lease_ms).await?;
+            if ours {
+                let lost =
+                    directory::claim(&mut c, &cluster.owner_value(), &owned, lease_ms).await?;
+                cluster.conflicts(lost);
             }
-            let c = conn.as_mut().expect("connected");
-            let ours = registry::renew(c, &own, lease_ms).await?;
-            let records = registry::members(c).await?;
+            let records = registry::members(&mut c).await?;
             Ok((ours, records))
         })
         .await
@@ -256,9 +388,63 @@ pub async fn run(
         if matches!(outcome, Ok((true, _))) {
             record = Some(own);
         }
-        cluster.renewed(outcome);
+        for node in cluster.renewed(outcome) {
+            cluster.signal.node_gone(&node).await;
+        }
     }
-    if let (Some(c), Some(record)) = (conn.as_mut(), record) {
-        let _ = tokio::time::timeout(period, registry::leave(c, &record)).await;
+    writer.abort();
+    let _ = reader.await;
+    let conn = cluster.conn.lock().unwrap().clone();
+    if let (Some(mut c), Some(record)) = (conn, record) {
+        let owned: Vec<String> = cluster.owned.lock().unwrap().iter().cloned().collect();
+        let _ = tokio::time::timeout(period, async {
+            let _ = directory::release(&mut c, &cluster.owner_value(), &owned).await;
+            registry::leave(&mut c, &record).await
+        })
+        .await;
+    }
+}
+
+/// Reads this node's envelopes until `shutdown`, on a connection of its own (a blocking read
+/// would hold up everything else on a shared one), resuming after the last one read when Redis
+/// comes back.
+async fn read(
+    cluster: Arc<Cluster>,
+    client: redis::Client,
+    manager: ConnectionManagerConfig,
+    retry: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut conn = None;
+    let mut last = None;
+    loop {
+        let round = async {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(
+                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
+                ),
+            };
+            let after = match &last {
+                Some(id) => String::clone(id),
+                None => transport::start_id(c).await?,
+            };
+            let (next, count) =
+                transport::read_once(c, &cluster.node, after, &cluster.signal).await?;
+            cluster
+                .envelopes_received
+                .fetch_add(count, Ordering::Relaxed);
+            Ok::<_, redis::RedisError>(next)
+        };
+        tokio::select! {
+            result = round => match result {
+                Ok(next) => last = Some(next),
+                Err(_) => tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = shutdown.cancelled() => return,
+                },
+            },
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

@@ -157,6 +157,13 @@ pub enum Output {
         to: ConnId,
         user: String,
     },
+    /// A lobby's name and code now find it here (`open`) or no longer do: for the cluster's
+    /// directory, so players on other nodes reach it.
+    Listed {
+        name: String,
+        code: String,
+        open: bool,
+    },
 }
 
 /// What the hub has done since start, for metrics.
@@ -682,6 +689,11 @@ impl Hub {
         self.next_lobby += 1;
         self.lobby_names.insert(name.clone(), key);
         self.lobby_codes.insert(code.clone(), key);
+        self.out.push(Output::Listed {
+            name: name.clone(),
+            code: code.clone(),
+            open: true,
+        });
         let mut scope = [0u8; 8];
         getrandom::fill(&mut scope).expect("the OS provides randomness");
         let scope = u64::from_le_bytes(scope);
@@ -708,6 +720,11 @@ impl Hub {
     fn forget_lobby(&mut self, lobby: &Lobby) {
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
+        self.out.push(Output::Listed {
+            name: lobby.name.clone(),
+            code: lobby.code.clone(),
+            open: false,
+        });
         self.out
             .push(Output::Relay(LobbyEvent::Ended { lobby: lobby.scope }));
     }

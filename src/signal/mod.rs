@@ -13,12 +13,12 @@ pub mod hub;
 mod link;
 mod lobby;
 mod metrics;
-
+pub mod remote;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
@@ -34,6 +34,7 @@ use crate::turn::lobbies::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
+use remote::{Envelope, NodeLink, Remote};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -65,9 +66,18 @@ pub trait RelayLink: Send + Sync {
     fn ice_servers(&self, user: &str) -> serde_json::Value;
 }
 
+/// In a cluster: the link to the other nodes and who is attached through it.
+#[derive(Clone)]
+pub struct Clustered {
+    link: Arc<dyn NodeLink>,
+    remote: Arc<Remote>,
+}
+
 /// The hub as the web server sees it: hands it upgraded connections.
 pub struct Signal {
     inputs: mpsc::Sender<Input>,
+    /// Set once, when the cluster starts (`[cluster]`).
+    cluster: Arc<OnceLock<Clustered>>,
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
@@ -86,6 +96,7 @@ impl Signal {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let slow = Arc::new(SlowPeers::default());
+        let cluster = Arc::new(OnceLock::new());
         let task = run_hub(
             rx,
             config.clone(),
@@ -93,9 +104,11 @@ impl Signal {
             snapshot.clone(),
             slow.clone(),
             relay,
+            cluster.clone(),
         );
         let signal = Arc::new(Signal {
             inputs,
+            cluster,
             next_conn: AtomicU64::new(1),
             config,
             shutdown,
@@ -104,6 +117,43 @@ impl Signal {
         });
         metrics::register(registry, signal.clone());
         (signal, task)
+    }
+
+    /// Joins the hub to a cluster: lobbies it opens are listed through `link`, and players here
+    /// may attach to other nodes' lobbies. Once; later calls change nothing.
+    pub fn join_cluster(&self, link: Arc<dyn NodeLink>) {
+        let _ = self.cluster.set(Clustered {
+            link,
+            remote: Arc::default(),
+        });
+    }
+
+    /// An envelope from node `from` (see [`remote`]).
+    pub async fn receive(&self, from: &str, envelope: Envelope) {
+        let Some(c) = self.cluster.get() else { return };
+        let max_queued = self.config.borrow().signal.max_queued_bytes.0 as usize;
+        let new_conn = || self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let Some((input, guest)) = c.remote.receive(from, envelope, new_conn, max_queued) else {
+            return;
+        };
+        if let Some((conns, inbox)) = guest {
+            let (hub, edge) = (self.inputs.clone(), from.to_string());
+            tokio::spawn(remote::forward(c.clone(), hub, edge, conns, inbox));
+        }
+        let _ = self.inputs.send(input).await;
+    }
+
+    /// Node `node` has left the cluster, or this node lost sight of it (see [`remote`]).
+    pub async fn node_gone(&self, node: &str) {
+        let Some(c) = self.cluster.get() else { return };
+        for input in c.remote.node_gone(node) {
+            let _ = self.inputs.send(input).await;
+        }
+    }
+
+    /// (players here attached to other nodes' lobbies, players of other nodes in lobbies here).
+    pub fn remote_figures(&self) -> (usize, usize) {
+        self.cluster.get().map_or((0, 0), |c| c.remote.figures())
     }
 
     /// The hub's figures as last published (at most [`SNAPSHOT_PERIOD`] old).
@@ -120,6 +170,7 @@ impl Signal {
         let config = self.config.borrow().clone();
         let shutdown = self.shutdown.clone();
         let slow = self.slow.clone();
+        let cluster = self.cluster.get().cloned();
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(u) => u,
@@ -137,7 +188,7 @@ impl Signal {
                 client,
                 opened,
             };
-            session::run(socket, arrival, hub, config, shutdown, slow).await;
+            session::run(socket, arrival, hub, cluster, config, shutdown, slow).await;
         });
     }
 }
@@ -149,6 +200,7 @@ async fn run_hub(
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
     relay: Arc<dyn RelayLink>,
+    cluster: Arc<OnceLock<Clustered>>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal));
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
@@ -200,8 +252,19 @@ async fn run_hub(
                 continue;
             }
         };
-        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, &*relay);
+        let links = Links {
+            relay: &*relay,
+            cluster: cluster.get().map(|c| &*c.link),
+        };
+        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, links);
     }
+}
+
+/// Where hub outputs that are not frames go.
+#[derive(Clone, Copy)]
+struct Links<'a> {
+    relay: &'a dyn RelayLink,
+    cluster: Option<&'a dyn NodeLink>,
 }
 
 /// Hands the hub's outputs to the sessions. A session that has stopped reading (its queue full
@@ -213,7 +276,7 @@ fn deliver(
     sessions: &mut HashMap<ConnId, Outbox>,
     max_queued: usize,
     slow: &SlowPeers,
-    relay: &dyn RelayLink,
+    links: Links,
 ) {
     let mut queue = VecDeque::from(outputs);
     while let Some(output) = queue.pop_front() {
@@ -238,9 +301,14 @@ fn deliver(
                     outbox.close(code, reason);
                 }
             }
-            Output::Relay(event) => relay.lobby_event(event),
+            Output::Relay(event) => links.relay.lobby_event(event),
+            Output::Listed { name, code, open } => {
+                if let Some(cluster) = links.cluster {
+                    cluster.listed(&name, &code, open);
+                }
+            }
             Output::IceServers { to, user } => {
-                let servers = relay.ice_servers(&user);
+                let servers = links.relay.ice_servers(&user);
                 let frame = ext::encode(&ext::ExtEvent::IceServers(&servers));
                 queue.push_front(Output::Send { to, frame });
             }
@@ -279,6 +347,7 @@ mod tests {
                 snapshot,
                 slow,
                 relay,
+                Arc::default(),
             )
             .await
         });

@@ -14,8 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Client, ConnId};
+use super::Clustered;
+use super::hub::{Client, ConnId, reason};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
+use super::remote::{self, Envelope, Joining};
 use crate::config::Config;
 use crate::rate_limit::RateLimit;
 
@@ -54,11 +56,17 @@ pub async fn run(
         opened,
     }: Arrival,
     hub: mpsc::Sender<Input>,
+    cluster: Option<Clustered>,
     config: Arc<Config>,
     shutdown: CancellationToken,
     slow: Arc<SlowPeers>,
 ) {
     let (outbox, mut outgoing) = link::queue();
+    // In a cluster, the first JOIN decides which node's hub this player talks to.
+    let mut route = match &cluster {
+        Some(_) => Route::Undecided,
+        None => Route::Local,
+    };
     if hub
         .send(Input::Connect(conn, outbox, client, opened))
         .await
@@ -83,20 +91,50 @@ pub async fn run(
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    if hub.send(Input::Text(conn, text.as_str().to_owned(), at)).await.is_err() {
-                        break End::Close(close::GOING_AWAY, "Server shutting down".into());
+                    let text = text.as_str().to_owned();
+                    if let (Route::Undecided, Some(c)) = (&route, &cluster) {
+                        match c.route(conn, &client, opened, &text, &hub, &mut outgoing).await {
+                            Ok(decided) => route = decided,
+                            Err(end) => break end,
+                        }
+                    }
+                    let sent = match &route {
+                        Route::Remote(node) => {
+                            let link = &cluster.as_ref().expect("routed remotely in a cluster").link;
+                            link.send(node, Envelope::Text { conn, text })
+                        }
+                        _ => hub.send(Input::Text(conn, text, at)).await.is_ok(),
+                    };
+                    if !sent {
+                        break match route {
+                            Route::Remote(_) => End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into()),
+                            _ => End::Close(close::GOING_AWAY, "Server shutting down".into()),
+                        };
                     }
                 }
                 // Text frames are the contract; a binary frame holding UTF-8 is taken as text.
                 Some(Ok(Message::Binary(bytes))) => {
                     let at = now();
-                    let input = match String::from_utf8(bytes.to_vec()) {
+                    if limit.take(at).is_some() {
+                        // A binary flood gets no patience.
+                        break End::Close(close::POLICY, "Too many messages".into());
+                    }
+                    let text = String::from_utf8(bytes.to_vec());
+                    if let (Route::Remote(node), Some(c)) = (&route, &cluster) {
+                        let Ok(text) = text else {
+                            break End::Close(reason::PROTOCOL_ERROR, reason::INVALID_TRANSFER_MODE.into());
+                        };
+                        if !c.link.send(node, Envelope::Text { conn, text }) {
+                            break End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into());
+                        }
+                        continue;
+                    }
+                    let input = match text {
                         Ok(text) => Input::Text(conn, text, at),
                         Err(_) => Input::Binary(conn, at),
                     };
-                    if limit.take(at).is_some() || hub.send(input).await.is_err() {
-                        // A binary flood gets no patience.
-                        break End::Close(close::POLICY, "Too many messages".into());
+                    if hub.send(input).await.is_err() {
+                        break End::Close(close::GOING_AWAY, "Server shutting down".into());
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
@@ -142,7 +180,15 @@ pub async fn run(
             _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
-    let _ = hub.send(Input::Gone(conn, now())).await;
+    match (&route, &cluster) {
+        (Route::Remote(node), Some(c)) => {
+            c.remote.detach(conn);
+            c.link.send(node, Envelope::Gone { conn });
+        }
+        _ => {
+            let _ = hub.send(Input::Gone(conn, now())).await;
+        }
+    }
     // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
     // its code and reason rather than 1006: answer the client's close frame, or send ours and
     // wait a moment for its answer. Either way the server then closes the TCP connection.
@@ -163,6 +209,62 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// Which hub a session's frames go to.
+pub enum Route {
+    /// In a cluster, before the first JOIN: this node's, for now.
+    Undecided,
+    /// This node's.
+    Local,
+    /// The hub of this node, which owns the lobby the player joined.
+    Remote(String),
+}
+
+impl Clustered {
+    /// Routes a session by `frame`: a JOIN of a lobby another node owns attaches the player to
+    /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`); any
+    /// other JOIN keeps it here; other frames decide nothing yet.
+    async fn route(
+        &self,
+        conn: ConnId,
+        client: &Client,
+        opened: Instant,
+        frame: &str,
+        hub: &mpsc::Sender<Input>,
+        outgoing: &mut link::Inbox,
+    ) -> Result<Route, End> {
+        let key = match remote::joining(frame) {
+            Joining::No => return Ok(Route::Undecided),
+            Joining::Creates => return Ok(Route::Local),
+            Joining::Names(key) => key,
+        };
+        let node = match self.link.owner_of(key).await {
+            Ok(Some(node)) => node,
+            Ok(None) => return Ok(Route::Local),
+            Err(remote::Unreachable) => {
+                return Err(End::Close(
+                    reason::PROTOCOL_ERROR,
+                    remote::DIRECTORY_DOWN.into(),
+                ));
+            }
+        };
+        let _ = hub.send(Input::Gone(conn, now())).await;
+        let (outbox, inbox) = link::queue();
+        self.remote.attach(conn, &node, outbox);
+        *outgoing = inbox;
+        let connect = Envelope::Connect {
+            conn,
+            extension: client.extension,
+            source: client.source,
+            age_ms: opened.elapsed().as_millis() as u64,
+        };
+        if !self.link.send(&node, connect) {
+            self.remote.detach(conn);
+            return Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into()));
+        }
+        Ok(Route::Remote(node))
+    }
 }
 
 /// How a session ends.

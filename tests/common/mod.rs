@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
+pub mod ws;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_rallypoint");
 
 /// A fresh directory under the system temp dir, unique to this process and call.

@@ -1,0 +1,83 @@
+//! Where each lobby lives: `{rallypoint}:lobby:<name>` and `{rallypoint}:lobby:<code>` hold
+//! `<node>/<instance>` of the node whose hub has the lobby, expiring with `cluster.lease` and
+//! renewed with the node's record. The instance part is the fencing token: only the process that
+//! claimed a key renews or removes it, so a node restarted under the same name, or one cut off
+//! long enough for its keys to expire and be claimed again, cannot act on another's lobby.
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisResult, Script};
+
+fn key(name_or_code: &str) -> String {
+    format!("{{rallypoint}}:lobby:{name_or_code}")
+}
+
+/// Claims `keys` for `owner` unless another holds them; returns those another holds.
+pub async fn claim(
+    conn: &mut ConnectionManager,
+    owner: &str,
+    keys: &[String],
+    lease_ms: u64,
+) -> RedisResult<Vec<String>> {
+    if keys.is_empty() {
+        return Ok(vec![]);
+    }
+    // Renews what `owner` holds, takes what nobody holds (after Redis lost its data, say).
+    let script = Script::new(
+        r"local lost = {}
+          for i, k in ipairs(KEYS) do
+            local v = redis.call('GET', k)
+            if v == false or v == ARGV[1] then
+              redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+            else
+              table.insert(lost, k)
+            end
+          end
+          return lost",
+    );
+    let mut invocation = script.prepare_invoke();
+    for k in keys {
+        invocation.key(key(k));
+    }
+    let lost: Vec<String> = invocation
+        .arg(owner)
+        .arg(lease_ms)
+        .invoke_async(conn)
+        .await?;
+    let prefix = key("");
+    Ok(lost
+        .into_iter()
+        .map(|k| k.strip_prefix(&prefix).unwrap_or(&k).to_string())
+        .collect())
+}
+
+/// Removes `keys` if `owner` holds them.
+pub async fn release(
+    conn: &mut ConnectionManager,
+    owner: &str,
+    keys: &[String],
+) -> RedisResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let script = Script::new(
+        r"for i, k in ipairs(KEYS) do
+            if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+          end
+          return 1",
+    );
+    let mut invocation = script.prepare_invoke();
+    for k in keys {
+        invocation.key(key(k));
+    }
+    let _: i64 = invocation.arg(owner).invoke_async(conn).await?;
+    Ok(())
+}
+
+/// The node holding the lobby named `name_or_code`, if any.
+pub async fn owner(
+    conn: &mut ConnectionManager,
+    name_or_code: &str,
+) -> RedisResult<Option<String>> {
+    let value: Option<String> = conn.get(key(name_or_code)).await?;
+    Ok(value.and_then(|v| v.rsplit_once('/').map(|(node, _)| node.to_string())))
+}

@@ -1,0 +1,102 @@
+//! The cluster as signalling sees it (`signal::remote::NodeLink`): lobbies listed in the
+//! directory, owners looked up, envelopes queued for the writer.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use super::{Cluster, directory};
+use crate::signal::remote::{Envelope, NodeLink, Unreachable};
+
+impl NodeLink for Cluster {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn listed(&self, name: &str, code: &str, open: bool) {
+        let keys = vec![name.to_string(), code.to_string()];
+        {
+            let mut owned = self.owned.lock().unwrap();
+            for k in &keys {
+                if open {
+                    owned.insert(k.clone());
+                } else {
+                    owned.remove(k);
+                }
+            }
+        }
+        // Full: the next renewal claims what is owned; a release missed expires with its lease.
+        let _ = self.listings.try_send((keys, open));
+    }
+
+    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Option<String>, Unreachable>> {
+        if self.owned.lock().unwrap().contains(&key) {
+            return futures_util::future::ready(Ok(None)).boxed();
+        }
+        let conn = self.conn.lock().unwrap().clone();
+        let Some(mut conn) = conn.filter(|_| self.redis_up()) else {
+            return futures_util::future::ready(Err(Unreachable)).boxed();
+        };
+        let this = self.node.clone();
+        let alive = self
+            .state
+            .lock()
+            .unwrap()
+            .others
+            .iter()
+            .map(|m| m.node.clone())
+            .collect::<Vec<_>>();
+        async move {
+            match directory::owner(&mut conn, &key).await {
+                // Another live node's: attach there. A dead node's or this one's (a previous
+                // process) is nobody's.
+                Ok(Some(node)) if node != this && alive.contains(&node) => Ok(Some(node)),
+                Ok(_) => Ok(None),
+                Err(_) => Err(Unreachable),
+            }
+        }
+        .boxed()
+    }
+
+    fn send(&self, node: &str, envelope: Envelope) -> bool {
+        // Not only to nodes seen alive: one that has just sent a player here may not be seen
+        // yet.
+        if !self.redis_up() {
+            return false;
+        }
+        let queued = self.outbound.try_send((node.to_string(), envelope)).is_ok();
+        if queued {
+            self.envelopes_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+}
+
+impl Cluster {
+    /// Directory keys another node holds (a code drawn on two nodes at once): the lobby is
+    /// found by it only on its own node. Counted, the first one logged.
+    pub(super) fn conflicts(&self, lost: Vec<String>) {
+        if lost.is_empty() {
+            return;
+        }
+        if self
+            .directory_conflicts
+            .fetch_add(lost.len() as u64, Ordering::Relaxed)
+            == 0
+        {
+            log::warn!(
+                "cluster: lobby {:?} is held by another node in the directory; players on other \
+                 nodes cannot join it by that name or code (further ones are only counted, in \
+                 rallypoint_cluster_directory_conflicts_total)",
+                lost[0]
+            );
+        }
+    }
+}
+
+/// For `Signal::join_cluster`.
+pub fn as_link(cluster: &Arc<Cluster>) -> Arc<dyn NodeLink> {
+    cluster.clone()
+}

@@ -1,0 +1,112 @@
+//! Envelopes between nodes (`signal::remote`), over Redis Streams: each node reads its own
+//! stream `{rallypoint}:inbox:<node>`, and others append to it.
+//!
+//! Why Streams and not pub/sub: a stream keeps what is appended until it is trimmed, so a
+//! reader whose connection drops for a moment resumes after the last entry it read, with
+//! nothing missed (pub/sub delivers only to whoever listens at that instant, and says nothing
+//! of what was lost); appending is acknowledged, so a sender knows when an envelope did not make
+//! it and closes the players concerned instead of losing an OFFER or CANDIDATE silently. One
+//! writer appends everything a node sends, in order, so what one player sends arrives in order.
+//! Streams are capped at about [`MAX_LEN`] entries, far more than a reader falls behind by
+//! unless it is gone, and then its players are gone with it.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, RedisResult};
+use tokio::sync::mpsc;
+
+use crate::signal::Signal;
+use crate::signal::remote::Envelope;
+
+/// Entries a node's stream keeps at most (about).
+const MAX_LEN: usize = 100_000;
+/// Envelopes appended in one round trip at most.
+const BATCH: usize = 256;
+/// How long one read waits for entries.
+pub const READ_BLOCK: Duration = Duration::from_secs(1);
+
+pub fn inbox(node: &str) -> String {
+    format!("{{rallypoint}}:inbox:{node}")
+}
+
+/// Appends a batch of envelopes (`(to node, envelope)`) from `from`, in order.
+pub async fn append(
+    conn: &mut ConnectionManager,
+    from: &str,
+    batch: &[(String, Envelope)],
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for (to, envelope) in batch {
+        let json = serde_json::to_string(envelope).expect("an envelope serialises");
+        pipe.xadd_maxlen(
+            inbox(to),
+            StreamMaxlen::Approx(MAX_LEN),
+            "*",
+            &[("from", from), ("e", json.as_str())],
+        )
+        .ignore();
+    }
+    pipe.query_async(conn).await
+}
+
+/// The writer: takes queued envelopes and appends them, a batch at a time. A batch that
+/// cannot be appended is reported through `failed` with the nodes it was for.
+pub async fn write(
+    mut conn: impl FnMut() -> Option<ConnectionManager>,
+    from: String,
+    mut queue: mpsc::Receiver<(String, Envelope)>,
+    mut failed: impl FnMut(Vec<String>),
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let sent = match conn() {
+            Some(mut c) => append(&mut c, &from, &batch).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            failed(nodes);
+        }
+        batch.clear();
+    }
+}
+
+/// Reads this node's stream after `last` (an entry id) once, handing each envelope to the
+/// hub in order; returns the id to read after next time and how many envelopes came.
+pub async fn read_once(
+    conn: &mut ConnectionManager,
+    node: &str,
+    last: String,
+    signal: &Signal,
+) -> RedisResult<(String, u64)> {
+    let options = StreamReadOptions::default()
+        .block(READ_BLOCK.as_millis() as usize)
+        .count(1024);
+    let reply: Option<StreamReadReply> = conn
+        .xread_options(&[inbox(node)], &[last.as_str()], &options)
+        .await?;
+    let (mut last, mut count) = (last, 0);
+    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        count += 1;
+        let from: Option<String> = entry.get("from");
+        let envelope: Option<String> = entry.get("e");
+        if let (Some(from), Some(json)) = (from, envelope)
+            && let Ok(envelope) = serde_json::from_str::<Envelope>(&json)
+        {
+            signal.receive(&from, envelope).await;
+        }
+        last = entry.id;
+    }
+    Ok((last, count))
+}
+
+/// The id to start reading this node's stream after: Redis's clock now, so nothing a previous
+/// process under this name was sent is taken for this one's.
+pub async fn start_id(conn: &mut ConnectionManager) -> RedisResult<String> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(format!("{}-0", secs * 1000 + micros / 1000))
+}

@@ -1,0 +1,312 @@
+//! Players whose socket is on one node and whose lobby is on another (`[cluster]`).
+//!
+//! Each lobby lives in the hub of the node where it was created (its owner). A player who
+//! connects to another node (the edge) and joins it by name or code is *attached*: its session
+//! stops talking to the edge's hub and sends its frames, in order, to the owner, where they enter
+//! the owner's hub as a connection like any other; what the hub sends that connection comes
+//! back the same way. The hub itself knows nothing of this. How envelopes travel between nodes
+//! (Redis Streams) is the cluster module's business, behind [`NodeLink`].
+//!
+//! Nothing is dropped silently: an envelope the link cannot take closes the player concerned
+//! with [`LINK_LOST`]; a node that leaves the cluster (dead, or Redis unreachable) closes the
+//! players attached to its lobbies as if their host had left, and its players leave the lobbies
+//! here.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, Command, Dialect};
+use super::ext::{self, ExtCommand};
+use super::hub::{Client, ConnId, reason};
+use super::link::{Input, Outbox, Outgoing, Queued, now};
+use super::lobby;
+
+/// Close reason when the link to the lobby's node fails under a player.
+pub const LINK_LOST: &str = "Lost contact with the lobby's server";
+/// Close reason when a lobby's node cannot be looked up (Redis unreachable).
+pub const DIRECTORY_DOWN: &str = "Lobby directory unavailable, try again";
+
+/// What travels between two nodes about one attached player. `conn` is the player's connection
+/// id on its edge node.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Envelope {
+    /// Edge → owner: a player attaches; its socket opened `age_ms` ago (its join timeout runs
+    /// from then).
+    Connect {
+        conn: ConnId,
+        extension: bool,
+        source: IpAddr,
+        age_ms: u64,
+    },
+    /// Edge → owner: a frame from the player.
+    Text { conn: ConnId, text: String },
+    /// Edge → owner: the player's socket is gone.
+    Gone { conn: ConnId },
+    /// Owner → edge: a frame for the player.
+    Send { conn: ConnId, text: String },
+    /// Owner → edge: close the player's socket.
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The lobby directory could not be asked.
+#[derive(Debug)]
+pub struct Unreachable;
+
+/// The cluster as signalling needs it.
+pub trait NodeLink: Send + Sync {
+    /// This node's name.
+    fn node(&self) -> &str;
+    /// The hub here opened (or closed) a lobby with this name and code.
+    fn listed(&self, name: &str, code: &str, open: bool);
+    /// The node owning the lobby named `key` (a name, or a code in capitals), if it is another
+    /// node; `None` if it is this one or none.
+    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Option<String>, Unreachable>>;
+    /// Queues `envelope` for `node`, after everything queued for it before; `false` if it
+    /// cannot be taken (Redis unreachable, or the queue full): then the player concerned must
+    /// be closed.
+    fn send(&self, node: &str, envelope: Envelope) -> bool;
+}
+
+/// Whether a frame joins a lobby, and which.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joining {
+    /// Not a JOIN (or CREATE).
+    No,
+    /// It creates a lobby (here).
+    Creates,
+    /// It joins the lobby with this name, or this code in capitals.
+    Names(String),
+}
+
+pub fn joining(frame: &str) -> Joining {
+    let named = match ext::decode(frame) {
+        Some(Ok(ExtCommand::Join { lobby, .. })) => lobby,
+        Some(Ok(ExtCommand::Create(_))) => return Joining::Creates,
+        Some(_) => return Joining::No,
+        None => match codec::decode(Dialect::detect(frame), frame) {
+            Ok(Command::Join { lobby, .. }) => lobby,
+            _ => return Joining::No,
+        },
+    };
+    if named.is_empty() {
+        return Joining::Creates;
+    }
+    Joining::Names(lobby::as_code(&named).unwrap_or(named))
+}
+
+/// A close reason from another node as the `'static` one the hub uses here.
+fn known_reason(text: &str) -> &'static str {
+    [
+        reason::NO_LOBBY,
+        reason::HOST_DISCONNECTED,
+        reason::ONLY_HOST_CAN_SEAL,
+        reason::SEAL_COMPLETE,
+        reason::TOO_MANY_LOBBIES,
+        reason::ALREADY_IN_LOBBY,
+        reason::LOBBY_DOES_NOT_EXIST,
+        reason::LOBBY_IS_SEALED,
+        reason::INVALID_FORMAT,
+        reason::NEED_LOBBY,
+        reason::INVALID_DEST,
+        reason::INVALID_CMD,
+        reason::TOO_MANY_PEERS,
+        reason::INVALID_TRANSFER_MODE,
+        reason::LOBBY_FULL,
+        reason::NEEDS_PASSWORD,
+        reason::TOO_MANY_FAILED_JOINS,
+        reason::KICKED,
+        reason::RESUMED_ELSEWHERE,
+        "Too slow to receive",
+    ]
+    .into_iter()
+    .find(|r| *r == text)
+    .unwrap_or(LINK_LOST)
+}
+
+/// A guest that has just arrived from another node: (its conn there, its conn here), and the
+/// queue of what this hub sends it, for [`forward`].
+pub type NewGuest = ((ConnId, ConnId), super::link::Inbox);
+
+/// Who is attached where, on both sides.
+#[derive(Default)]
+pub struct Remote {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Edge side: players here attached to a lobby on another node, with their queues.
+    attached: HashMap<ConnId, (String, Outbox)>,
+    /// Owner side: players of other nodes in a lobby here, by (their node, their conn there),
+    /// as this hub's connection ids.
+    guests: HashMap<(String, ConnId), ConnId>,
+}
+
+impl Remote {
+    /// Edge side: `conn`'s frames now go to `node`; what comes back goes to `outbox`.
+    pub fn attach(&self, conn: ConnId, node: &str, outbox: Outbox) {
+        let mut s = self.state.lock().unwrap();
+        s.attached.insert(conn, (node.to_string(), outbox));
+    }
+
+    /// Edge side: `conn`'s socket is gone.
+    pub fn detach(&self, conn: ConnId) {
+        self.state.lock().unwrap().attached.remove(&conn);
+    }
+
+    /// Takes an envelope from `from`; inputs for this node's hub are returned, with a new
+    /// guest's outbox to forward (the caller spawns [`forward`] for it).
+    pub fn receive(
+        &self,
+        from: &str,
+        envelope: Envelope,
+        new_conn: impl FnOnce() -> ConnId,
+        max_queued: usize,
+    ) -> Option<(Input, Option<NewGuest>)> {
+        let mut s = self.state.lock().unwrap();
+        match envelope {
+            Envelope::Connect {
+                conn,
+                extension,
+                source,
+                age_ms,
+            } => {
+                let local = new_conn();
+                s.guests.insert((from.to_string(), conn), local);
+                let (outbox, inbox) = super::link::queue();
+                let opened = now()
+                    .checked_sub(Duration::from_millis(age_ms))
+                    .unwrap_or_else(now);
+                let client = Client { extension, source };
+                Some((
+                    Input::Connect(local, outbox, client, opened),
+                    Some(((conn, local), inbox)),
+                ))
+            }
+            Envelope::Text { conn, text } => {
+                let local = *s.guests.get(&(from.to_string(), conn))?;
+                Some((Input::Text(local, text, now()), None))
+            }
+            Envelope::Gone { conn } => {
+                let local = s.guests.remove(&(from.to_string(), conn))?;
+                Some((Input::Gone(local, now()), None))
+            }
+            Envelope::Send { conn, text } => {
+                let (_, outbox) = s.attached.get(&conn)?;
+                if let Err((Queued::Full, _)) = outbox.text(text, max_queued) {
+                    outbox.close(1008, "Too slow to receive");
+                }
+                None
+            }
+            Envelope::Close { conn, code, reason } => {
+                if let Some((_, outbox)) = s.attached.remove(&conn) {
+                    outbox.close(code, known_reason(&reason));
+                }
+                None
+            }
+        }
+    }
+
+    /// Owner side: guest `conn` of node `edge` is no more.
+    pub fn forget_guest(&self, edge: &str, conn: ConnId) {
+        let mut s = self.state.lock().unwrap();
+        s.guests.remove(&(edge.to_string(), conn));
+    }
+
+    /// `node` has left the cluster (or this node lost Redis): its guests leave this hub (the
+    /// returned inputs), and players here attached to its lobbies are closed as if their host
+    /// had left.
+    pub fn node_gone(&self, node: &str) -> Vec<Input> {
+        let mut s = self.state.lock().unwrap();
+        s.attached.retain(|_, (owner, outbox)| {
+            if owner == node {
+                outbox.close(reason::PROTOCOL_ERROR, reason::HOST_DISCONNECTED);
+            }
+            owner != node
+        });
+        let mut inputs = Vec::new();
+        s.guests.retain(|(edge, _), local| {
+            if edge == node {
+                inputs.push(Input::Gone(*local, now()));
+            }
+            edge != node
+        });
+        inputs
+    }
+
+    /// Players attached to other nodes' lobbies, and guests here from other nodes.
+    pub fn figures(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.attached.len(), s.guests.len())
+    }
+}
+
+/// Owner side: what this hub sends guest `conn` of node `edge` (`local` here), sent there in
+/// order, until the hub lets go of it. If the link cannot take it, the guest leaves the hub.
+pub async fn forward(
+    clustered: super::Clustered,
+    hub: tokio::sync::mpsc::Sender<Input>,
+    edge: String,
+    (conn, local): (ConnId, ConnId),
+    mut inbox: super::link::Inbox,
+) {
+    let link = &clustered.link;
+    while let Some(out) = inbox.recv().await {
+        let envelope = match out {
+            Outgoing::Text(text) => Envelope::Send { conn, text },
+            Outgoing::Close(code, reason) => Envelope::Close {
+                conn,
+                code,
+                reason: reason.into(),
+            },
+        };
+        if !link.send(&edge, envelope) {
+            clustered.remote.forget_guest(&edge, conn);
+            let _ = hub.send(Input::Gone(local, now())).await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_in_every_dialect() {
+        let names = |n: &str| Joining::Names(n.into());
+        assert_eq!(
+            joining(r#"{"type":0,"id":0,"data":"AbCdEfGhIjKlMnOp"}"#),
+            names("AbCdEfGhIjKlMnOp")
+        );
+        assert_eq!(joining(r#"{"type":0,"id":0,"data":""}"#), Joining::Creates);
+        assert_eq!(joining("J: xyz\n"), names("xyz"));
+        assert_eq!(
+            joining(r#"{"type":0,"id":0,"data":"k7m2pq"}"#),
+            names("K7M2PQ"),
+            "a code, in capitals"
+        );
+        // The extension's data is a string holding JSON.
+        assert_eq!(
+            joining(r#"{"type":103,"id":0,"data":"{\"lobby\":\"k7m2pq\",\"password\":\"x\"}"}"#),
+            names("K7M2PQ")
+        );
+        assert_eq!(
+            joining(r#"{"type":100,"id":0,"data":""}"#),
+            Joining::Creates
+        );
+        assert_eq!(joining(r#"{"type":104,"id":0,"data":""}"#), Joining::No);
+        assert_eq!(joining(r#"{"type":7,"id":0,"data":""}"#), Joining::No);
+        assert_eq!(joining("not a frame"), Joining::No);
+    }
+}
