@@ -62,7 +62,8 @@ impl Redis {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    /// One command's reply line, as RESP says it (`:1`, `+OK`, ...).
+    /// One command's reply line, as RESP says it (`:1`, `+OK`, `$-1`, ...), or a bulk string's
+    /// content.
     fn command(&self, words: &[&str]) -> String {
         use std::io::{BufRead, BufReader, Write};
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -71,8 +72,14 @@ impl Redis {
             request += &format!("${}\r\n{w}\r\n", w.len());
         }
         s.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(s);
         let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
+        reader.read_line(&mut line).unwrap();
+        // A bulk string: its content, on the next line.
+        if line.starts_with('$') && !line.starts_with("$-1") {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+        }
         line.trim_end().to_string()
     }
 
@@ -236,6 +243,21 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
         health(&c)["cluster"]["status"],
         "ok",
         "draining is not degraded"
+    );
+    // A lobby created by a player on c lives on another node.
+    let (mut host, lobby) = Player::host(c.web, true).await;
+    wait_listed(&redis, &lobby);
+    let owner = redis.command(&["GET", &format!("{{rallypoint}}:lobby:{lobby}")]);
+    assert!(
+        owner.starts_with("a/") || owner.starts_with("b/"),
+        "{owner}"
+    );
+    let (mut guest, id) = Player::join(b.web, &lobby).await;
+    assert_eq!(host.recv_json().await["type"], PEER_CONNECT);
+    host.send_json(OFFER as u8, id, "created elsewhere").await;
+    assert_eq!(
+        relayed(&mut guest).await,
+        (OFFER, 1, "created elsewhere".into())
     );
 
     // b killed: forgotten within its lease (from the kill), then never handed out.

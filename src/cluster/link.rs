@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::{Cluster, directory};
+use super::{Cluster, directory, placement};
 use crate::signal::remote::{Envelope, NodeLink, Unreachable};
 
 impl NodeLink for Cluster {
@@ -58,6 +58,14 @@ impl NodeLink for Cluster {
             }
         }
         .boxed()
+    }
+
+    fn creates_on(&self) -> Option<String> {
+        let s = self.state.lock().unwrap();
+        if !s.own.draining || s.redis != super::Redis::Up {
+            return None;
+        }
+        placement::choose(&s.others, None).map(|m| m.node.clone())
     }
 
     fn send(&self, node: &str, envelope: Envelope) -> bool {

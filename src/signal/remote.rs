@@ -71,6 +71,9 @@ pub trait NodeLink: Send + Sync {
     /// The node owning the lobby named `key` (a name, or a code in capitals), if it is another
     /// node; `None` if it is this one or none.
     fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Option<String>, Unreachable>>;
+    /// Where a lobby created by a player on this node goes: another node when this one drains
+    /// (`None`: here).
+    fn creates_on(&self) -> Option<String>;
     /// Queues `envelope` for `node`, after everything queued for it before; `false` if it
     /// cannot be taken (Redis unreachable, or the queue full): then the player concerned must
     /// be closed.

@@ -223,8 +223,9 @@ pub enum Route {
 
 impl Clustered {
     /// Routes a session by `frame`: a JOIN of a lobby another node owns attaches the player to
-    /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`); any
-    /// other JOIN keeps it here; other frames decide nothing yet.
+    /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`), and so
+    /// does creating a lobby while this node drains (to the node the cluster picks); any other
+    /// JOIN keeps it here; other frames decide nothing yet.
     async fn route(
         &self,
         conn: ConnId,
@@ -236,7 +237,10 @@ impl Clustered {
     ) -> Result<Route, End> {
         let key = match remote::joining(frame) {
             Joining::No => return Ok(Route::Undecided),
-            Joining::Creates => return Ok(Route::Local),
+            Joining::Creates => match self.link.creates_on() {
+                Some(node) => return self.attach(conn, client, opened, node, hub, outgoing).await,
+                None => return Ok(Route::Local),
+            },
             Joining::Names(key) => key,
         };
         let node = match self.link.owner_of(key).await {
@@ -249,6 +253,19 @@ impl Clustered {
                 ));
             }
         };
+        self.attach(conn, client, opened, node, hub, outgoing).await
+    }
+
+    /// Moves the session from this hub to `node`'s.
+    async fn attach(
+        &self,
+        conn: ConnId,
+        client: &Client,
+        opened: Instant,
+        node: String,
+        hub: &mpsc::Sender<Input>,
+        outgoing: &mut link::Inbox,
+    ) -> Result<Route, End> {
         let _ = hub.send(Input::Gone(conn, now())).await;
         let (outbox, inbox) = link::queue();
         self.remote.attach(conn, &node, outbox);
