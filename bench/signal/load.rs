@@ -10,7 +10,11 @@
 //! servers; by hand:
 //!
 //!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
-//!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000]
+//!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000] \
+//!       [--join-url ws://127.0.0.1:8081/ws]
+//!
+//! With `--join-url` (another node of the same cluster), each lobby's host connects to `--url`
+//! and the three others to `--join-url`: every relay then crosses nodes (through Redis).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +34,8 @@ type Sink = SplitSink<Ws, Message>;
 
 struct Args {
     url: String,
+    /// Where lobby members other than the host connect (another node); `url` if unset.
+    join_url: Option<String>,
     server_pid: u32,
     peers: usize,
     rate: u64,
@@ -41,6 +47,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         url: String::new(),
+        join_url: None,
         server_pid: 0,
         peers: 10_000,
         rate: 5_000,
@@ -54,6 +61,7 @@ fn args() -> Args {
         let mut value = || it.next().expect("flag needs a value").clone();
         match flag.as_str() {
             "--url" => a.url = value(),
+            "--join-url" => a.join_url = Some(value()),
             "--server-pid" => a.server_pid = value().parse().expect("pid"),
             "--peers" => a.peers = value().parse().expect("peers"),
             "--rate" => a.rate = value().parse().expect("rate"),
@@ -141,9 +149,10 @@ async fn recv_type(stream: &mut SplitStream<Ws>, kind: u64) -> Value {
     }
 }
 
-/// Opens a lobby of four; returns the members and their streams, join sequences consumed. With
-/// the extension: a public lobby with a title and data, joined by its code.
-async fn lobby(url: &str, extension: bool) -> Vec<(Member, SplitStream<Ws>)> {
+/// Opens a lobby of four, the host on `url` and the others on `join_url`; returns the members
+/// and their streams, join sequences consumed. With the extension: a public lobby with a title
+/// and data, joined by its code.
+async fn lobby(url: &str, join_url: &str, extension: bool) -> Vec<(Member, SplitStream<Ws>)> {
     let (mut sink, mut stream) = connect(url, extension).await;
     let name = if extension {
         let options = serde_json::json!({"title": "bench", "public": true, "max_players": 8,
@@ -164,7 +173,7 @@ async fn lobby(url: &str, extension: bool) -> Vec<(Member, SplitStream<Ws>)> {
     };
     let mut members = vec![(Member { sink, id: 1 }, stream)];
     for n in 1..4 {
-        let (mut sink, mut stream) = connect(url, extension).await;
+        let (mut sink, mut stream) = connect(join_url, extension).await;
         let id = if extension {
             sink.send(ext(103, serde_json::json!({"lobby": name.to_lowercase()})))
                 .await
@@ -250,9 +259,10 @@ async fn main() {
     for _ in 0..a.peers / 4 {
         let gate = gate.clone();
         let url = a.url.clone();
+        let join_url = a.join_url.clone().unwrap_or_else(|| url.clone());
         joins.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            lobby(&url, extension).await
+            lobby(&url, &join_url, extension).await
         }));
     }
     let mut lobbies = Vec::new();

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::{Cluster, directory, placement};
-use crate::signal::remote::{Envelope, NodeLink, Unreachable};
+use crate::signal::remote::{Envelope, NodeLink, Owner, Unreachable};
 
 impl NodeLink for Cluster {
     fn node(&self) -> &str {
@@ -31,9 +31,9 @@ impl NodeLink for Cluster {
         let _ = self.listings.try_send((keys, open));
     }
 
-    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Option<String>, Unreachable>> {
+    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Owner, Unreachable>> {
         if self.owned.lock().unwrap().contains(&key) {
-            return futures_util::future::ready(Ok(None)).boxed();
+            return futures_util::future::ready(Ok(Owner::Here)).boxed();
         }
         let conn = self.conn.lock().unwrap().clone();
         let Some(mut conn) = conn.filter(|_| self.redis_up()) else {
@@ -52,8 +52,8 @@ impl NodeLink for Cluster {
             match directory::owner(&mut conn, &key).await {
                 // Another live node's: attach there. A dead node's or this one's (a previous
                 // process) is nobody's.
-                Ok(Some(node)) if node != this && alive.contains(&node) => Ok(Some(node)),
-                Ok(_) => Ok(None),
+                Ok(Some(node)) if node != this && alive.contains(&node) => Ok(Owner::There(node)),
+                Ok(_) => Ok(Owner::Nowhere),
                 Err(_) => Err(Unreachable),
             }
         }

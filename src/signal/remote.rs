@@ -62,15 +62,31 @@ pub enum Envelope {
 #[derive(Debug)]
 pub struct Unreachable;
 
+/// Where a lobby lives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Owner {
+    Here,
+    There(String),
+    /// Nowhere in the directory (yet: a lobby is listed a Redis round trip after it opens).
+    Nowhere,
+}
+
+/// How long to look again for a lobby the directory does not list, from the first look: a
+/// player may name a lobby created on another node a moment ago.
+pub const LOOK_AGAIN: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(25),
+    std::time::Duration::from_millis(100),
+];
+
 /// The cluster as signalling needs it.
 pub trait NodeLink: Send + Sync {
     /// This node's name.
     fn node(&self) -> &str;
     /// The hub here opened (or closed) a lobby with this name and code.
     fn listed(&self, name: &str, code: &str, open: bool);
-    /// The node owning the lobby named `key` (a name, or a code in capitals), if it is another
-    /// node; `None` if it is this one or none.
-    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Option<String>, Unreachable>>;
+    /// Where the lobby named `key` (a name, or a code in capitals) lives.
+    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Owner, Unreachable>>;
     /// Where a lobby created by a player on this node goes: another node when this one drains
     /// (`None`: here).
     fn creates_on(&self) -> Option<String>;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Clustered;
 use super::hub::{Client, ConnId, reason};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
-use super::remote::{self, Envelope, Joining};
+use super::remote::{self, Envelope, Joining, Owner};
 use crate::config::Config;
 use crate::rate_limit::RateLimit;
 
@@ -243,14 +243,22 @@ impl Clustered {
             },
             Joining::Names(key) => key,
         };
-        let node = match self.link.owner_of(key).await {
-            Ok(Some(node)) => node,
-            Ok(None) => return Ok(Route::Local),
-            Err(remote::Unreachable) => {
-                return Err(End::Close(
-                    reason::PROTOCOL_ERROR,
-                    remote::DIRECTORY_DOWN.into(),
-                ));
+        let mut again = remote::LOOK_AGAIN.iter();
+        let node = loop {
+            match self.link.owner_of(key.clone()).await {
+                Ok(Owner::There(node)) => break node,
+                Ok(Owner::Here) => return Ok(Route::Local),
+                // The local hub then says it does not exist.
+                Ok(Owner::Nowhere) => match again.next() {
+                    Some(wait) => tokio::time::sleep(*wait).await,
+                    None => return Ok(Route::Local),
+                },
+                Err(remote::Unreachable) => {
+                    return Err(End::Close(
+                        reason::PROTOCOL_ERROR,
+                        remote::DIRECTORY_DOWN.into(),
+                    ));
+                }
             }
         };
         self.attach(conn, client, opened, node, hub, outgoing).await
