@@ -7,19 +7,25 @@
 # must fail. Then the same call through the lobby extension, each player with the lobby-bound
 # credentials the hub hands it; and a player who adds a candidate nobody announced: with lobby
 # credentials the relay refuses it (403, nothing reaches that peer), with /api/ice ones it does
-# not. Last, everything through one port: a server with only an HTTPS listener serves the page,
-# the WebSocket and TURN over TLS, and the call's only TURN URL is that port's turns: one.
-# Everything runs inside a network namespace.
+# not. Then everything through one port: a server with only an HTTPS listener serves the page,
+# the WebSocket and TURN over TLS, and the call's only TURN URL is that port's turns: one. Last,
+# two nodes of one cluster (a redis-server of their own): each player's page comes from a
+# different node, the signalling crosses nodes through Redis, and the call is relayed by the one
+# node both are given. Everything runs inside a network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
-need chromium node ip openssl
+need chromium node ip openssl redis-server redis-cli curl
 here=tests/interop/browser
 [ -d "$here/node_modules/playwright-core" ] || { echo "playwright-core missing: npm install in $here" >&2; exit 1; }
 
 ns=rp-call-$$
 dir=$(mktemp -d)
-cleanup() { kill "${RP_PID:-}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() {
+    kill "${RP_PID:-}" "${NODE_ONE:-}" "${NODE_TWO:-}" "${REDIS_PID:-}" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$dir"
+}
 trap cleanup EXIT
 netns_up "$ns"
 
@@ -83,3 +89,38 @@ check "openssl s_client -alpn h2,http/1.1" "$(grep -o 'ALPN protocol: .*' <<<"$s
 answer=$(printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
     inns openssl s_client -quiet -connect "$RP_WEB_TLS" 2>/dev/null | head -1 | tr -d '\r')
 check "HTTP/1.1 over openssl s_client without ALPN" "$answer" "HTTP/1.1 200 OK"
+
+# Two nodes of one cluster: the host's page from node one, the guest's from node two.
+kill "$RP_PID"; wait "$RP_PID" 2>/dev/null || true
+redis_port=$(free_port)
+ip netns exec "$ns" redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$dir" >/dev/null &
+REDIS_PID=$!
+for _ in $(seq 100); do [ "$(inns redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+for node in one two; do
+    cat >"$dir/$node.toml" <<TOML
+[web]
+listen = ["127.0.0.1:0"]
+root = "$PWD/$here/www"
+[turn]
+listen = ["127.0.0.1:0"]
+secrets = ["call-interop-secret-0123456789"]
+[cluster]
+redis = "redis://127.0.0.1:$redis_port"
+node = "$node"
+lease = "3s"
+TOML
+done
+start_rallypoint "$dir/one.toml" "$dir/one.log" "$ns"
+NODE_ONE=$RP_PID one=$RP_WEB
+start_rallypoint "$dir/two.toml" "$dir/two.log" "$ns"
+NODE_TWO=$RP_PID two=$RP_WEB
+RP_PID=
+for _ in $(seq 100); do
+    nodes=$(inns curl -s "http://$one/healthz" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["cluster"]["nodes"]))')
+    [ "$nodes" = 2 ] && break
+    sleep 0.1
+done
+check "node one sees both nodes" "$nodes" 2
+HOME="$dir" ip netns exec "$ns" node "$here/call-nodes.mjs" "http://$one" "http://$two" udp:json udp:lobby
+attached=$(inns curl -s "http://$two/metrics" | grep -c '^rallypoint_cluster_envelopes_total{what="sent"} [1-9]')
+check "node two forwarded the guest's signalling to node one" "$attached" 1

@@ -189,3 +189,73 @@ window.runCall = async ({ transport, dialect, count, turnPort, echo }) => {
   hostPc.close(); guestPc.close(); host.close(); guest.close();
   return result;
 };
+
+// The same call with each player in a page of its own, possibly served by different nodes of a
+// cluster: the host opens a lobby (`openLobby`, which returns its name, or its code with the
+// extension), the guest joins it from its page (`playGuest`) while the host plays (`playHost`).
+// Both take TURN credentials for that lobby: /api/ice?lobby= (the same relay node for everyone
+// naming it) or the extension's ICE_SERVERS (the lobby's node).
+let hostSide;
+
+window.openLobby = async ({ dialect }) => {
+  const client = await connect(dialect);
+  let lobby, ice;
+  if (dialect === "lobby") {
+    client.send(CREATE, 0, "");
+    ice = JSON.parse((await nextOfType(client, ICE_SERVERS)).data);
+    lobby = JSON.parse((await nextOfType(client, LOBBY)).data).code;
+  } else {
+    client.send(JOIN, 0, "");
+    await nextOfType(client, ID);
+    lobby = (await nextOfType(client, JOIN)).data;
+    ice = await (await fetch(`/api/ice?lobby=${encodeURIComponent(lobby)}`)).json();
+  }
+  hostSide = { client, ice };
+  return lobby;
+};
+
+// Plays over `pc`'s pre-negotiated channel once open: sends `count` messages tagged `tag`,
+// collects the other side's (tagged `other`); the result with the selected pair.
+async function play(pc, channel, tag, other, count, ice) {
+  await opened(channel);
+  const got = await exchange(channel, tag, count);
+  const result = { got: got.length, inOrder: got.every((m, i) => m === `${other}${i}`),
+                   pair: await selectedPair(pc), turn: ice.iceServers[0].urls };
+  pc.close();
+  return result;
+}
+
+window.playHost = async ({ transport, count }) => {
+  const { client, ice } = hostSide;
+  const guestId = (await nextOfType(client, PEER_CONNECT)).id;
+  const pc = new RTCPeerConnection(relayConfig(ice, transport));
+  const channel = pc.createDataChannel("game", { negotiated: true, id: 1 });
+  client.onMessage(wire(pc, client, () => guestId));
+  const result = await play(pc, channel, "h", "g", count, ice);
+  client.close();
+  return result;
+};
+
+window.playGuest = async ({ transport, dialect, lobby, count }) => {
+  const client = await connect(dialect);
+  let ice;
+  if (dialect === "lobby") {
+    client.send(JOIN_BY_CODE, 0, JSON.stringify({ lobby: lobby.toLowerCase() }));
+    await nextOfType(client, ID);
+    ice = JSON.parse((await nextOfType(client, ICE_SERVERS)).data);
+  } else {
+    ice = await (await fetch(`/api/ice?lobby=${encodeURIComponent(lobby)}`)).json();
+    client.send(JOIN, 0, lobby);
+    await nextOfType(client, ID);
+    await nextOfType(client, JOIN);
+  }
+  const pc = new RTCPeerConnection(relayConfig(ice, transport));
+  const channel = pc.createDataChannel("game", { negotiated: true, id: 1 });
+  client.onMessage(wire(pc, client, () => 1));
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  client.send(OFFER, 1, offer.sdp);
+  const result = await play(pc, channel, "g", "h", count, ice);
+  client.close();
+  return result;
+};

@@ -1,0 +1,44 @@
+// The relayed call with its two players on two nodes of one cluster: the host's page is served
+// by the node at `hostBase`, the guest's by the one at `guestBase`, and each page signals through
+// its own node's WebSocket (the lobby lives on the host's node; the guest's frames reach it
+// through Redis). Cases "transport:dialect" as in call.mjs (json: Godot's protocol with
+// /api/ice?lobby= credentials; lobby: the extension with ICE_SERVERS). Passes when both ends
+// select relay/relay, both used the same relay node, and 1000 messages arrive each way in order.
+import { launchChromium } from "./chromium.mjs";
+
+const [hostBase, guestBase, ...cases] = process.argv.slice(2);
+const count = 1000;
+const browser = await launchChromium();
+let failed = false;
+try {
+  for (const c of cases) {
+    const [transport, dialect] = c.split(":");
+    const hostPage = await browser.newPage(), guestPage = await browser.newPage();
+    await hostPage.goto(`${hostBase}/call/index.html`);
+    await guestPage.goto(`${guestBase}/call/index.html`);
+    let host, guest;
+    try {
+      const lobby = await hostPage.evaluate((o) => window.openLobby(o), { dialect });
+      [host, guest] = await Promise.race([
+        Promise.all([
+          hostPage.evaluate((o) => window.playHost(o), { transport, count }),
+          guestPage.evaluate((o) => window.playGuest(o), { transport, dialect, lobby, count }),
+        ]),
+        new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 30000)),
+      ]);
+    } catch (e) {
+      host = guest = { error: String(e) };
+    }
+    const relayed = (p) => p && p.local === "relay" && p.remote === "relay";
+    const ok = !host.error && host.got === count && guest.got === count && host.inOrder && guest.inOrder
+      && relayed(host.pair) && relayed(guest.pair) && JSON.stringify(host.turn) === JSON.stringify(guest.turn);
+    console.log(`${ok ? "ok" : "FAILED"}: call across two nodes (host's page from ${hostBase}, guest's from ` +
+      `${guestBase}), TURN ${transport}, ${dialect} signalling: ` + JSON.stringify({ host, guest }));
+    if (!ok) failed = true;
+    await hostPage.close();
+    await guestPage.close();
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
