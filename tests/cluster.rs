@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::ws::Client as Player;
 use common::{Server, http_get};
 use serde_json::Value;
+use serde_json::json;
 use webrtc_turn::client::Client;
 
 const LEASE: Duration = Duration::from_secs(3);
@@ -111,7 +112,7 @@ fn config(name: &str, redis: &str, draining: bool) -> String {
     format!(
         "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
-         [signal]\nmessage_rate = 5000\nmessage_burst = 5000\n\
+         [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n\
          [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n",
         LEASE.as_secs()
     )
@@ -332,6 +333,12 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
 const JOIN: u64 = 0;
 const PEER_CONNECT: u64 = 2;
 const OFFER: u64 = 4;
+/// The lobby extension's (docs/protocol.md).
+const CREATE: u64 = 100;
+const LOBBY: u64 = 101;
+const JOIN_BY_CODE: u64 = 103;
+const LIST: u64 = 104;
+const LOBBIES: u64 = 105;
 const ANSWER: u64 = 5;
 const CANDIDATE: u64 = 6;
 
@@ -410,6 +417,52 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     assert_eq!(got[&("c", 1)], sent("h>c"));
     assert_eq!(got[&("c", u64::from(id_b))], sent("b>c"));
     common::wait_for_metrics(b.web, &["rallypoint_cluster_attached_players 1"]).await;
+
+    // The lobby list is the cluster's: a public lobby created on b is listed on c (after its
+    // next renewal) with c's own, and c's player joins it by the code it read there.
+    let mut lister_host = Player::connect_extension(b.web).await;
+    lister_host
+        .send_extension(CREATE, json!({"public": true, "title": "on b"}))
+        .await;
+    let code = lister_host.next_extension(LOBBY).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut local_host = Player::connect_extension(c.web).await;
+    local_host
+        .send_extension(CREATE, json!({"public": true, "title": "on c"}))
+        .await;
+    local_host.next_extension(LOBBY).await;
+    let mut browser = Player::connect_extension(c.web).await;
+    let deadline = Instant::now() + LEASE;
+    let titles = loop {
+        browser.send_extension(LIST, json!({})).await;
+        let page = browser.next_extension(LOBBIES).await;
+        let titles: Vec<String> = page["lobbies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["title"].as_str().unwrap().to_string())
+            .collect();
+        if titles.contains(&"on b".to_string()) {
+            break titles;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c never listed b's lobby: {titles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        titles,
+        ["on c", "on b"],
+        "this node's first, then the others'"
+    );
+    browser
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code.to_lowercase()}))
+        .await;
+    let lobby_state = browser.next_extension(LOBBY).await;
+    assert_eq!(lobby_state["title"], "on b");
     common::wait_for_metrics(a.web, &["rallypoint_cluster_guest_players 2"]).await;
 
     // The lobby's node dies: its players elsewhere are told as if the host had left, once its

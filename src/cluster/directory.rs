@@ -3,9 +3,14 @@
 //! renewed with the node's record. The instance part is the fencing token: only the process that
 //! claimed a key renews or removes it, so a node restarted under the same name, or one cut off
 //! long enough for its keys to expire and be claimed again, cannot act on another's lobby.
+//!
+//! Each node also publishes the lobbies a LIST may show (`{rallypoint}:listed:<node>`, JSON,
+//! with the same lease), so that a LIST on any node shows every node's.
 
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script};
+
+use crate::signal::ext::LobbyInfo;
 
 fn key(name_or_code: &str) -> String {
     format!("{{rallypoint}}:lobby:{name_or_code}")
@@ -80,4 +85,37 @@ pub async fn owner(
 ) -> RedisResult<Option<String>> {
     let value: Option<String> = conn.get(key(name_or_code)).await?;
     Ok(value.and_then(|v| v.rsplit_once('/').map(|(node, _)| node.to_string())))
+}
+
+fn listed_key(node: &str) -> String {
+    format!("{{rallypoint}}:listed:{node}")
+}
+
+/// Publishes the lobbies a LIST on another node may show of this one, for `lease_ms`.
+pub async fn publish_listed(
+    conn: &mut ConnectionManager,
+    node: &str,
+    lobbies: &[LobbyInfo],
+    lease_ms: u64,
+) -> RedisResult<()> {
+    let json = serde_json::to_string(lobbies).expect("lobby infos serialise");
+    conn.pset_ex(listed_key(node), json, lease_ms).await
+}
+
+/// The lobbies `nodes` publish for LIST, all together.
+pub async fn listed_elsewhere(
+    conn: &mut ConnectionManager,
+    nodes: &[String],
+) -> RedisResult<Vec<LobbyInfo>> {
+    if nodes.is_empty() {
+        return Ok(vec![]);
+    }
+    let keys: Vec<String> = nodes.iter().map(|n| listed_key(n)).collect();
+    let values: Vec<Option<String>> = conn.mget(&keys).await?;
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_str::<Vec<LobbyInfo>>(&v).ok())
+        .flatten()
+        .collect())
 }

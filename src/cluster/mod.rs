@@ -377,6 +377,17 @@ pub async fn run(
                 cluster.conflicts(lost);
             }
             let records = registry::members(&mut c).await?;
+            if ours {
+                let listed = cluster.signal.snapshot().listed;
+                directory::publish_listed(&mut c, &cluster.node, &listed, lease_ms).await?;
+                let others: Vec<String> = records
+                    .iter()
+                    .map(|r| r.member.node.clone())
+                    .filter(|n| *n != cluster.node)
+                    .collect();
+                let elsewhere = directory::listed_elsewhere(&mut c, &others).await?;
+                cluster.signal.set_lobbies_elsewhere(elsewhere).await;
+            }
             Ok((ours, records))
         })
         .await
@@ -385,8 +396,12 @@ pub async fn run(
                 std::io::ErrorKind::TimedOut,
             )))
         });
-        if matches!(outcome, Ok((true, _))) {
+        let joined = matches!(outcome, Ok((true, _)));
+        if joined {
             record = Some(own);
+        } else {
+            // Nothing of the others is known now.
+            cluster.signal.set_lobbies_elsewhere(vec![]).await;
         }
         for node in cluster.renewed(outcome) {
             cluster.signal.node_gone(&node).await;

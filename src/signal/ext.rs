@@ -176,7 +176,7 @@ pub fn decode(frame: &str) -> Option<Result<ExtCommand, Invalid>> {
 }
 
 /// A lobby as the extension shows it (LOBBY, and each entry of LOBBIES).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LobbyInfo {
     pub name: String,
     pub code: String,

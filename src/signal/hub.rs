@@ -315,6 +315,8 @@ pub struct Hub {
     out: Vec<Output>,
     /// The time of the input being handled.
     now: Instant,
+    /// Listed lobbies of other nodes of a cluster, as last heard, for LIST.
+    elsewhere: Vec<LobbyInfo>,
 }
 
 impl Hub {
@@ -336,7 +338,28 @@ impl Hub {
             counts: HubCounts::default(),
             out: Vec::new(),
             now: Instant::now(),
+            elsewhere: Vec::new(),
         }
+    }
+
+    /// The lobbies a LIST may show: public, open, not full.
+    pub fn listed_lobbies(&self) -> Vec<LobbyInfo> {
+        let cap = self.limits.max_lobby_members;
+        let mut keys: Vec<u64> = self
+            .lobbies
+            .iter()
+            .filter(|(_, l)| l.options.public && !l.sealed && !l.full(cap))
+            .map(|(&key, _)| key)
+            .collect();
+        keys.sort_unstable();
+        keys.iter().map(|key| self.lobbies[key].info()).collect()
+    }
+
+    /// Other nodes' listed lobbies (a cluster's): LIST shows them after this node's own, and a
+    /// JOIN of one by its code reaches it through its node.
+    pub fn set_lobbies_elsewhere(&mut self, mut lobbies: Vec<LobbyInfo>) {
+        lobbies.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        self.elsewhere = lobbies;
     }
 
     /// New limits apply to what happens next; existing lobbies and peers stay as they are.
@@ -851,13 +874,25 @@ impl Hub {
             .map(|(&key, _)| key)
             .collect();
         keys.sort_unstable();
+        // This node's lobbies in the order they opened, then other nodes' by name.
+        let elsewhere = self
+            .elsewhere
+            .iter()
+            .filter(|info| filter.iter().all(|(k, v)| info.data.get(k) == Some(v)));
         let size = self.limits.list_page_size.max(1) as usize;
-        let pages = keys.len().div_ceil(size) as u32;
+        let total = keys.len() + elsewhere.clone().count();
+        let pages = total.div_ceil(size) as u32;
+        // Only the page's entries are built.
         let lobbies: Vec<LobbyInfo> = keys
             .iter()
+            .map(Ok)
+            .chain(elsewhere.map(Err))
             .skip(page as usize * size)
             .take(size)
-            .map(|key| self.lobbies[key].info())
+            .map(|entry| match entry {
+                Ok(key) => self.lobbies[key].info(),
+                Err(info) => info.clone(),
+            })
             .collect();
         self.send_ext(
             conn,

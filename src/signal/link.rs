@@ -18,6 +18,8 @@ pub enum Input {
     Text(ConnId, String, Instant),
     Binary(ConnId, Instant),
     Gone(ConnId, Instant),
+    /// In a cluster: the other nodes' listed lobbies, as last read.
+    Elsewhere(Vec<super::ext::LobbyInfo>),
 }
 
 /// What the hub task tells a session.

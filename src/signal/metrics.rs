@@ -33,6 +33,7 @@ impl Collector for SignalCollector {
             away_peers,
             counts: c,
             slow_peers_dropped,
+            ..
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("peers", "Connected signalling peers", peers as i64)?;

@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// Peers dropped because they stopped reading (`signal.send_timeout`,
     /// `signal.max_queued_bytes`).
     pub slow_peers_dropped: u64,
+    /// In a cluster: the lobbies a LIST may show, for the other nodes.
+    pub listed: Arc<Vec<ext::LobbyInfo>>,
 }
 
 /// What the hub needs of the relay: it tells it about lobbies (scopes opened, addresses
@@ -151,6 +153,11 @@ impl Signal {
         }
     }
 
+    /// Other nodes' listed lobbies, for LIST (see [`Hub::set_lobbies_elsewhere`]).
+    pub async fn set_lobbies_elsewhere(&self, lobbies: Vec<ext::LobbyInfo>) {
+        let _ = self.inputs.send(Input::Elsewhere(lobbies)).await;
+    }
+
     /// (players here attached to other nodes' lobbies, players of other nodes in lobbies here).
     pub fn remote_figures(&self) -> (usize, usize) {
         self.cluster.get().map_or((0, 0), |c| c.remote.figures())
@@ -225,6 +232,10 @@ async fn run_hub(
                     sessions.remove(&c);
                     hub.disconnect(c, at)
                 }
+                Some(Input::Elsewhere(lobbies)) => {
+                    hub.set_lobbies_elsewhere(lobbies);
+                    continue;
+                }
             },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 hub.tick(now())
@@ -240,6 +251,10 @@ async fn run_hub(
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),
                     public_lobbies: hub.public_lobby_count(),
+                    listed: match cluster.get() {
+                        Some(_) => Arc::new(hub.listed_lobbies()),
+                        None => Arc::default(),
+                    },
                     away_peers: hub.away_count(),
                     counts: hub.counts().clone(),
                     slow_peers_dropped: slow.count(),

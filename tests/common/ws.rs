@@ -17,6 +17,33 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of rallypoint's lobby extension (subprotocol `rallypoint.v1`).
+    pub async fn connect_extension(addr: SocketAddr) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "rallypoint.v1".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        Client { ws }
+    }
+
+    /// Sends an extension request: Godot's envelope, `data` the JSON of `data`.
+    pub async fn send_extension(&mut self, kind: u64, data: Value) {
+        let frame = json!({"type": kind, "id": 0, "data": data.to_string()}).to_string();
+        self.send(&frame).await;
+    }
+
+    /// The `data` of the next message of type `kind` (as JSON), skipping others.
+    pub async fn next_extension(&mut self, kind: u64) -> Value {
+        loop {
+            let v = self.recv_json().await;
+            if v["type"].as_u64() == Some(kind) {
+                return serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            }
+        }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await
