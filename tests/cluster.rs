@@ -248,7 +248,7 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
     // A lobby created by a player on c lives on another node.
     let (mut host, lobby) = Player::host(c.web, true).await;
     wait_listed(&redis, &lobby);
-    let owner = redis.command(&["GET", &format!("{{rallypoint}}:lobby:{lobby}")]);
+    let owner = redis.command(&["GET", &format!("{{rallypoint}}:where:{lobby}")]);
     assert!(
         owner.starts_with("a/") || owner.starts_with("b/"),
         "{owner}"
@@ -330,7 +330,6 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
 }
 
 /// Godot's message types (GODOT.md).
-const JOIN: u64 = 0;
 const PEER_CONNECT: u64 = 2;
 const OFFER: u64 = 4;
 /// The lobby extension's (docs/protocol.md).
@@ -339,25 +338,28 @@ const LOBBY: u64 = 101;
 const JOIN_BY_CODE: u64 = 103;
 const LIST: u64 = 104;
 const LOBBIES: u64 = 105;
+const SESSION: u64 = 102;
+const RESUME: u64 = 108;
+const RESUMED: u64 = 109;
 const ANSWER: u64 = 5;
 const CANDIDATE: u64 = 6;
 
 /// Waits until the directory in Redis lists `lobby` (its node claims it a round trip after
 /// creating it).
 fn wait_listed(redis: &Redis, lobby: &str) {
-    let key = format!("{{rallypoint}}:lobby:{lobby}");
+    let key = format!("{{rallypoint}}:where:{lobby}");
     wait_until("the lobby is in the directory", LEASE, || {
         redis.command(&["EXISTS", &key]) == ":1"
     });
 }
 
-/// The next relayed message (type, from, data), skipping the join sequence's PEER_CONNECTs
-/// and JOINED.
+/// The next relayed message (type, from, data): an offer, answer or candidate, skipping
+/// everything else (join sequences, the extension's lobby states).
 async fn relayed(player: &mut Player) -> (u64, u64, String) {
     loop {
         let v = player.recv_json().await;
         let kind = v["type"].as_u64().unwrap();
-        if kind != PEER_CONNECT && kind != JOIN {
+        if [OFFER, ANSWER, CANDIDATE].contains(&kind) {
             return (
                 kind,
                 v["id"].as_u64().unwrap(),
@@ -514,6 +516,40 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
         (kind, from, data.as_str()),
         (ANSWER, u64::from(id_late), "from c again")
     );
+
+    // A player whose socket was on a node that dies resumes its place through another node.
+    let d = Server::start(&config("d", &redis.url(), false));
+    wait_until("d sees b", LEASE, || names(&d).contains(&"b".to_string()));
+    let mut ext_host = Player::connect_extension(b.web).await;
+    ext_host.send_extension(CREATE, json!({})).await;
+    let code = ext_host.next_extension(LOBBY).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut traveller = Player::connect_extension(c.web).await;
+    traveller
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+        .await;
+    let traveller_id = loop {
+        let v = traveller.recv_json().await;
+        if v["type"] == 1 {
+            break v["id"].as_u64().unwrap() as u32;
+        }
+    };
+    let token = traveller.next_extension(SESSION).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = ext_host.next_extension(LOBBY).await; // two players now
+    assert_eq!(id["players"], 2);
+    c.signal(libc::SIGKILL);
+    let mut back = Player::connect_extension(d.web).await;
+    back.send_extension(RESUME, json!({ "token": token })).await;
+    back.next_extension(RESUMED).await;
+    ext_host
+        .send_json(OFFER as u8, traveller_id, "welcome back")
+        .await;
+    assert_eq!(relayed(&mut back).await, (OFFER, 1, "welcome back".into()));
     redis.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,10 @@
-//! Where each lobby lives: `{rallypoint}:lobby:<name>` and `{rallypoint}:lobby:<code>` hold
-//! `<node>/<instance>` of the node whose hub has the lobby, expiring with `cluster.lease` and
-//! renewed with the node's record. The instance part is the fencing token: only the process that
-//! claimed a key renews or removes it, so a node restarted under the same name, or one cut off
-//! long enough for its keys to expire and be claimed again, cannot act on another's lobby.
+//! Where each lobby, and each lobby member's place, lives: `{rallypoint}:where:<key>` holds
+//! `<node>/<instance>` of the node whose hub has it, for keys that are a lobby's name, its code,
+//! or the hash of a member's resume token (`signal::hub::resume_key`), expiring with
+//! `cluster.lease` and renewed with the node's record. The instance part is the fencing token:
+//! only the process that claimed a key renews or removes it, so a node restarted under the same
+//! name, or one cut off long enough for its keys to expire and be claimed again, cannot act on
+//! another's lobby.
 //!
 //! Each node also publishes the lobbies a LIST may show (`{rallypoint}:listed:<node>`, JSON,
 //! with the same lease), so that a LIST on any node shows every node's.
@@ -12,8 +14,8 @@ use redis::{AsyncCommands, RedisResult, Script};
 
 use crate::signal::ext::LobbyInfo;
 
-fn key(name_or_code: &str) -> String {
-    format!("{{rallypoint}}:lobby:{name_or_code}")
+fn key(listed_as: &str) -> String {
+    format!("{{rallypoint}}:where:{listed_as}")
 }
 
 /// Claims `keys` for `owner` unless another holds them; returns those another holds.
@@ -78,12 +80,9 @@ pub async fn release(
     Ok(())
 }
 
-/// The node holding the lobby named `name_or_code`, if any.
-pub async fn owner(
-    conn: &mut ConnectionManager,
-    name_or_code: &str,
-) -> RedisResult<Option<String>> {
-    let value: Option<String> = conn.get(key(name_or_code)).await?;
+/// The node holding what is listed as `listed_as` (a lobby name or code, a resume key), if any.
+pub async fn owner(conn: &mut ConnectionManager, listed_as: &str) -> RedisResult<Option<String>> {
+    let value: Option<String> = conn.get(key(listed_as)).await?;
     Ok(value.and_then(|v| v.rsplit_once('/').map(|(node, _)| node.to_string())))
 }
 

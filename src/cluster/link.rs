@@ -15,8 +15,7 @@ impl NodeLink for Cluster {
         &self.node
     }
 
-    fn listed(&self, name: &str, code: &str, open: bool) {
-        let keys = vec![name.to_string(), code.to_string()];
+    fn listed(&self, keys: Vec<String>, open: bool) {
         {
             let mut owned = self.owned.lock().unwrap();
             for k in &keys {

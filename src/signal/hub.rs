@@ -157,11 +157,11 @@ pub enum Output {
         to: ConnId,
         user: String,
     },
-    /// A lobby's name and code now find it here (`open`) or no longer do: for the cluster's
-    /// directory, so players on other nodes reach it.
+    /// These keys now find a lobby or a member's place here (`open`) or no longer do: for the
+    /// cluster's directory, so players on other nodes reach them. A lobby's keys are its name
+    /// and code; a member's, [`resume_key`] of its resume token.
     Listed {
-        name: String,
-        code: String,
+        keys: Vec<String>,
         open: bool,
     },
 }
@@ -677,6 +677,10 @@ impl Hub {
                     resume_grace_secs: grace,
                 },
             );
+            self.out.push(Output::Listed {
+                keys: vec![resume_key(&token)],
+                open: true,
+            });
         }
         self.announce_lobby(key);
     }
@@ -713,8 +717,7 @@ impl Hub {
         self.lobby_names.insert(name.clone(), key);
         self.lobby_codes.insert(code.clone(), key);
         self.out.push(Output::Listed {
-            name: name.clone(),
-            code: code.clone(),
+            keys: vec![name.clone(), code.clone()],
             open: true,
         });
         let mut scope = [0u8; 8];
@@ -744,8 +747,7 @@ impl Hub {
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
         self.out.push(Output::Listed {
-            name: lobby.name.clone(),
-            code: lobby.code.clone(),
+            keys: vec![lobby.name.clone(), lobby.code.clone()],
             open: false,
         });
         self.out
@@ -1101,6 +1103,12 @@ impl Hub {
         self.by_id.remove(&peer.id);
         if let Some(ext) = &peer.ext {
             self.tokens.remove(&ext.token);
+            if peer.lobby.is_some() {
+                self.out.push(Output::Listed {
+                    keys: vec![resume_key(&ext.token)],
+                    open: false,
+                });
+            }
         }
         Some(peer)
     }
@@ -1178,6 +1186,14 @@ impl Hub {
 }
 
 /// 128 random bits, hex.
+/// The directory key of a resume token: a hash, so the directory does not hold the secret.
+pub fn resume_key(token: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let digest = Sha1::digest(format!("rallypoint resume {token}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("resume.{hex}")
+}
+
 fn random_token() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS provides randomness");

@@ -317,9 +317,9 @@ fn deliver(
                 }
             }
             Output::Relay(event) => links.relay.lobby_event(event),
-            Output::Listed { name, code, open } => {
+            Output::Listed { keys, open } => {
                 if let Some(cluster) = links.cluster {
-                    cluster.listed(&name, &code, open);
+                    cluster.listed(keys, open);
                 }
             }
             Output::IceServers { to, user } => {

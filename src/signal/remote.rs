@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Command, Dialect};
 use super::ext::{self, ExtCommand};
-use super::hub::{Client, ConnId, reason};
+use super::hub::{Client, ConnId, reason, resume_key};
 use super::link::{Input, Outbox, Outgoing, Queued, now};
 use super::lobby;
 
@@ -83,8 +83,8 @@ pub const LOOK_AGAIN: [std::time::Duration; 3] = [
 pub trait NodeLink: Send + Sync {
     /// This node's name.
     fn node(&self) -> &str;
-    /// The hub here opened (or closed) a lobby with this name and code.
-    fn listed(&self, name: &str, code: &str, open: bool);
+    /// These keys (see `hub::Output::Listed`) now find something here, or no longer do.
+    fn listed(&self, keys: Vec<String>, open: bool);
     /// Where the lobby named `key` (a name, or a code in capitals) lives.
     fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Owner, Unreachable>>;
     /// Where a lobby created by a player on this node goes: another node when this one drains
@@ -103,7 +103,8 @@ pub enum Joining {
     No,
     /// It creates a lobby (here).
     Creates,
-    /// It joins the lobby with this name, or this code in capitals.
+    /// It joins the lobby with this name, or this code in capitals, or (RESUME) the place with
+    /// this `hub::resume_key`.
     Names(String),
 }
 
@@ -111,6 +112,7 @@ pub fn joining(frame: &str) -> Joining {
     let named = match ext::decode(frame) {
         Some(Ok(ExtCommand::Join { lobby, .. })) => lobby,
         Some(Ok(ExtCommand::Create(_))) => return Joining::Creates,
+        Some(Ok(ExtCommand::Resume(token))) => return Joining::Names(resume_key(&token)),
         Some(_) => return Joining::No,
         None => match codec::decode(Dialect::detect(frame), frame) {
             Ok(Command::Join { lobby, .. }) => lobby,
@@ -325,6 +327,16 @@ mod tests {
             Joining::Creates
         );
         assert_eq!(joining(r#"{"type":104,"id":0,"data":""}"#), Joining::No);
+        assert_eq!(
+            joining(r#"{"type":108,"id":0,"data":"{\"token\":\"abc\"}"}"#),
+            names(&resume_key("abc")),
+            "a resume is found by its token's key"
+        );
+        assert_ne!(resume_key("abc"), resume_key("abd"));
+        assert!(
+            !resume_key("abc").contains("abc"),
+            "the directory never holds a token"
+        );
         assert_eq!(joining(r#"{"type":7,"id":0,"data":""}"#), Joining::No);
         assert_eq!(joining("not a frame"), Joining::No);
     }
