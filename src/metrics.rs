@@ -52,6 +52,27 @@ impl Scrape<'_> {
 
     /// One counter per value of `label`. Labels come from a small fixed set (directions,
     /// message types, close reasons, error codes), never from clients.
+    /// A gauge for each `label` value.
+    pub fn gauges<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (V, i64)>,
+    ) -> fmt::Result {
+        let mut family = self.0.encode_descriptor(
+            name,
+            &sentence(help),
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (value, level) in values {
+            let labels = vec![(label, value.as_ref())];
+            ConstGauge::new(level).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     pub fn counters<V: AsRef<str>>(
         &mut self,
         name: &str,

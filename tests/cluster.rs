@@ -419,6 +419,16 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     assert_eq!(got[&("c", 1)], sent("h>c"));
     assert_eq!(got[&("c", u64::from(id_b))], sent("b>c"));
     common::wait_for_metrics(b.web, &["rallypoint_cluster_attached_players 1"]).await;
+    // b hears how many lobbies a has; a timed what b sent it.
+    common::wait_for_metrics(b.web, &[r#"rallypoint_cluster_node_lobbies{node="a"} 1"#]).await;
+    let (_, text) = http_get(a.web, "/metrics");
+    let timed: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rallypoint_cluster_forward_latency_seconds_count "))
+        .expect("the forward latency histogram")
+        .parse()
+        .unwrap();
+    assert!(timed >= 2 * N as u64, "{timed} envelopes timed on a");
 
     // The lobby list is the cluster's: a public lobby created on b is listed on c (after its
     // next renewal) with c's own, and c's player joins it by the code it read there.

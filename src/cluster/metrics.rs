@@ -35,6 +35,12 @@ impl Collector for ClusterCollector {
             "Live nodes this node knows of, itself included",
             nodes as i64,
         )?;
+        s.gauges(
+            "node_lobbies",
+            "Lobbies of each live node, as last heard",
+            "node",
+            c.lobbies_per_node(),
+        )?;
         s.gauge(
             "redis_up",
             "1 when the last renewal through Redis worked",
@@ -65,6 +71,11 @@ impl Collector for ClusterCollector {
             "guest_players",
             "Players of other nodes in lobbies of this node",
             guests as i64,
+        )?;
+        s.histogram(
+            "forward_latency_seconds",
+            "Time from another node's append of a signalling envelope to this node's read",
+            &c.forward_latency,
         )?;
         s.counter(
             "directory_conflicts",

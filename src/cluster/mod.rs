@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,8 @@ pub struct Cluster {
     envelopes_received: AtomicU64,
     envelopes_failed: AtomicU64,
     directory_conflicts: AtomicU64,
+    /// Seconds from a sender's append to this node's read, per envelope.
+    forward_latency: Histogram,
 }
 
 struct Receivers {
@@ -121,11 +124,14 @@ impl Cluster {
             envelopes_received: AtomicU64::new(0),
             envelopes_failed: AtomicU64::new(0),
             directory_conflicts: AtomicU64::new(0),
+            // 100 µs to about 1.6 s.
+            forward_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             state: Mutex::new(State {
                 own: Member {
                     node: settings.node.clone(),
                     urls: vec![],
                     allocations: 0,
+                    lobbies: 0,
                     draining: settings.draining,
                 },
                 others: vec![],
@@ -171,7 +177,8 @@ impl Cluster {
             .iter()
             .map(|m| {
                 serde_json::json!({
-                    "node": m.node, "allocations": m.allocations, "draining": m.draining,
+                    "node": m.node, "allocations": m.allocations, "lobbies": m.lobbies,
+                    "draining": m.draining,
                 })
             })
             .collect();
@@ -204,6 +211,17 @@ impl Cluster {
     fn figures(&self) -> (usize, bool) {
         let s = self.state.lock().unwrap();
         (s.others.len() + 1, s.redis == Redis::Up)
+    }
+
+    /// Each live node's lobbies as last heard (this one's now).
+    fn lobbies_per_node(&self) -> Vec<(String, i64)> {
+        let s = self.state.lock().unwrap();
+        let own = (self.node.clone(), self.signal.snapshot().lobbies as i64);
+        s.others
+            .iter()
+            .map(|m| (m.node.clone(), m.lobbies as i64))
+            .chain([own])
+            .collect()
     }
 
     /// Takes the outcome of one renewal, logging a change of state once; returns the nodes no
@@ -358,6 +376,7 @@ pub async fn run(
                 node: cluster.node.clone(),
                 urls: own_urls(&current),
                 allocations: cluster.turn.snapshot().allocations as u64,
+                lobbies: cluster.signal.snapshot().lobbies as u64,
                 draining,
             },
         };
@@ -444,8 +463,14 @@ async fn read(
                 Some(id) => String::clone(id),
                 None => transport::start_id(c).await?,
             };
-            let (next, count) =
-                transport::read_once(c, &cluster.node, after, &cluster.signal).await?;
+            let (next, count) = transport::read_once(
+                c,
+                &cluster.node,
+                after,
+                &cluster.signal,
+                &cluster.forward_latency,
+            )
+            .await?;
             cluster
                 .envelopes_received
                 .fetch_add(count, Ordering::Relaxed);

@@ -19,6 +19,9 @@ pub struct Member {
     pub urls: Vec<String>,
     /// Its relay allocations when it last renewed its record.
     pub allocations: u64,
+    /// Its hub's lobbies then.
+    #[serde(default)]
+    pub lobbies: u64,
     pub draining: bool,
 }
 
@@ -50,6 +53,7 @@ mod tests {
             node: node.into(),
             urls: vec![format!("turn:{node}:3478?transport=udp")],
             allocations,
+            lobbies: 0,
             draining,
         }
     }

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, RedisResult};
@@ -38,13 +39,14 @@ pub async fn append(
     batch: &[(String, Envelope)],
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
+    let at = unix_micros().to_string();
     for (to, envelope) in batch {
         let json = serde_json::to_string(envelope).expect("an envelope serialises");
         pipe.xadd_maxlen(
             inbox(to),
             StreamMaxlen::Approx(MAX_LEN),
             "*",
-            &[("from", from), ("e", json.as_str())],
+            &[("from", from), ("at", at.as_str()), ("e", json.as_str())],
         )
         .ignore();
     }
@@ -75,13 +77,23 @@ pub async fn write(
     }
 }
 
+/// Microseconds since the Unix epoch, by this machine's clock.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Reads this node's stream after `last` (an entry id) once, handing each envelope to the
-/// hub in order; returns the id to read after next time and how many envelopes came.
+/// hub in order; returns the id to read after next time and how many envelopes came. Each
+/// envelope's time from its sender's append to here goes to `latency` (in seconds; the nodes'
+/// clocks must agree, as NTP keeps them).
 pub async fn read_once(
     conn: &mut ConnectionManager,
     node: &str,
     last: String,
     signal: &Signal,
+    latency: &Histogram,
 ) -> RedisResult<(String, u64)> {
     let options = StreamReadOptions::default()
         .block(READ_BLOCK.as_millis() as usize)
@@ -92,6 +104,9 @@ pub async fn read_once(
     let (mut last, mut count) = (last, 0);
     for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
         count += 1;
+        if let Some(at) = entry.get::<u64>("at") {
+            latency.observe(unix_micros().saturating_sub(at) as f64 / 1e6);
+        }
         let from: Option<String> = entry.get("from");
         let envelope: Option<String> = entry.get("e");
         if let (Some(from), Some(json)) = (from, envelope)
