@@ -5,6 +5,7 @@
 use std::fmt;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -51,28 +52,7 @@ impl Scrape<'_> {
     }
 
     /// One counter per value of `label`. Labels come from a small fixed set (directions,
-    /// message types, close reasons, error codes), never from clients.
-    /// A gauge for each `label` value.
-    pub fn gauges<V: AsRef<str>>(
-        &mut self,
-        name: &str,
-        help: &str,
-        label: &str,
-        values: impl IntoIterator<Item = (V, i64)>,
-    ) -> fmt::Result {
-        let mut family = self.0.encode_descriptor(
-            name,
-            &sentence(help),
-            None,
-            ConstGauge::new(0i64).metric_type(),
-        )?;
-        for (value, level) in values {
-            let labels = vec![(label, value.as_ref())];
-            ConstGauge::new(level).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-
+    /// message types, close reasons, error codes, node names), never from clients.
     pub fn counters<V: AsRef<str>>(
         &mut self,
         name: &str,
@@ -80,15 +60,38 @@ impl Scrape<'_> {
         label: &str,
         values: impl IntoIterator<Item = (V, u64)>,
     ) -> fmt::Result {
-        let mut family = self.0.encode_descriptor(
-            name,
-            &sentence(help),
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for (value, count) in values {
+        let kind = ConstCounter::new(0u64).metric_type();
+        let values = values.into_iter().map(|(v, n)| (v, ConstCounter::new(n)));
+        self.family(name, help, label, kind, values)
+    }
+
+    /// One gauge per value of `label`, as [`Scrape::counters`].
+    pub fn gauges<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (V, i64)>,
+    ) -> fmt::Result {
+        let kind = ConstGauge::new(0i64).metric_type();
+        let values = values.into_iter().map(|(v, n)| (v, ConstGauge::new(n)));
+        self.family(name, help, label, kind, values)
+    }
+
+    fn family<V: AsRef<str>, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        kind: MetricType,
+        values: impl IntoIterator<Item = (V, M)>,
+    ) -> fmt::Result {
+        let mut family = self
+            .0
+            .encode_descriptor(name, &sentence(help), None, kind)?;
+        for (value, metric) in values {
             let labels = vec![(label, value.as_ref())];
-            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+            metric.encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

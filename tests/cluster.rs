@@ -20,6 +20,21 @@ use webrtc_turn::client::Client;
 const LEASE: Duration = Duration::from_secs(3);
 const SECRET: &str = "cluster-test-secret-0123456789";
 
+/// Godot's message types (GODOT.md).
+const PEER_CONNECT: u64 = 2;
+const OFFER: u64 = 4;
+const ANSWER: u64 = 5;
+const CANDIDATE: u64 = 6;
+/// The lobby extension's (docs/protocol.md).
+const CREATE: u64 = 100;
+const LOBBY: u64 = 101;
+const SESSION: u64 = 102;
+const JOIN_BY_CODE: u64 = 103;
+const LIST: u64 = 104;
+const LOBBIES: u64 = 105;
+const RESUME: u64 = 108;
+const RESUMED: u64 = 109;
+
 /// A `redis-server` of our own on a loopback port, without persistence.
 struct Redis {
     child: Child,
@@ -328,21 +343,6 @@ async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
     drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
-
-/// Godot's message types (GODOT.md).
-const PEER_CONNECT: u64 = 2;
-const OFFER: u64 = 4;
-/// The lobby extension's (docs/protocol.md).
-const CREATE: u64 = 100;
-const LOBBY: u64 = 101;
-const JOIN_BY_CODE: u64 = 103;
-const LIST: u64 = 104;
-const LOBBIES: u64 = 105;
-const SESSION: u64 = 102;
-const RESUME: u64 = 108;
-const RESUMED: u64 = 109;
-const ANSWER: u64 = 5;
-const CANDIDATE: u64 = 6;
 
 /// Waits until the directory in Redis lists `lobby` (its node claims it a round trip after
 /// creating it).

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::turn_client_over as client;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
-use webrtc_turn::client::{Client, ClientConfig};
+use webrtc_turn::client::Client;
 use webrtc_util::Conn;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -23,29 +24,6 @@ fn server(extra: &str) -> Server {
         "[web]\nlisten = [\"127.0.0.1:0\"]\n[turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
          allow_peers = [\"127.0.0.0/8\"]\n{extra}\n[turn.users]\nalice = \"alice-password\"\n"
     ))
-}
-
-async fn client(
-    server: SocketAddr,
-    conn: Arc<dyn Conn + Send + Sync>,
-    user: &str,
-    password: &str,
-) -> Client {
-    let c = Client::new(ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: user.into(),
-        password: password.into(),
-        realm: "rallypoint".into(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn,
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    c.listen().await.unwrap();
-    c
 }
 
 async fn udp_client(server: SocketAddr, user: &str, password: &str) -> Client {

@@ -294,11 +294,24 @@ pub async fn turn_client(
 ) -> webrtc_turn::client::Client {
     let ice = &credentials["iceServers"][0];
     let conn = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let user = ice["username"].as_str().unwrap();
+    let password = ice["credential"].as_str().unwrap();
+    turn_client_over(server, conn, user, password).await
+}
+
+/// A TURN client of `server` over `conn` (UDP, or a stream framed as RFC 8656 §12.5 says) as
+/// `user`, listening.
+pub async fn turn_client_over(
+    server: SocketAddr,
+    conn: std::sync::Arc<dyn webrtc_util::Conn + Send + Sync>,
+    user: &str,
+    password: &str,
+) -> webrtc_turn::client::Client {
     let c = webrtc_turn::client::Client::new(webrtc_turn::client::ClientConfig {
         stun_serv_addr: server.to_string(),
         turn_serv_addr: server.to_string(),
-        username: ice["username"].as_str().unwrap().into(),
-        password: ice["credential"].as_str().unwrap().into(),
+        username: user.into(),
+        password: password.into(),
         realm: "rallypoint".into(),
         software: String::new(),
         rto_in_ms: 0,
