@@ -128,7 +128,8 @@ fn config(name: &str, redis: &str, draining: bool) -> String {
         "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
          [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n\
-         [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n",
+         [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
+         max_outbound_bytes = \"16KiB\"\n",
         LEASE.as_secs()
     )
 }
@@ -375,7 +376,7 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     let mut redis = Redis::start(free_port(), &dir);
     let a = Server::start(&config("a", &redis.url(), false));
     let b = Server::start(&config("b", &redis.url(), false));
-    let c = Server::start(&config("c", &redis.url(), false));
+    let mut c = Server::start(&config("c", &redis.url(), false));
     for s in [&a, &b, &c] {
         wait_until("every node sees all three", LEASE, || {
             names(s) == ["a", "b", "c"]
@@ -476,6 +477,21 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     let lobby_state = browser.next_extension(LOBBY).await;
     assert_eq!(lobby_state["title"], "on b");
     common::wait_for_metrics(a.web, &["rallypoint_cluster_guest_players 2"]).await;
+
+    // A message that would take what is queued for other nodes over cluster.max_outbound_bytes
+    // (16 KiB here) closes its sender with a reason; counted, and logged once.
+    let (mut big, _) = Player::join(c.web, &lobby).await;
+    big.send_json(CANDIDATE as u8, 1, &"x".repeat(20_000)).await;
+    assert_eq!(
+        big.closed().await,
+        (4000, "Lost contact with the lobby's server".to_string())
+    );
+    common::wait_for_metrics(
+        c.web,
+        &[r#"rallypoint_cluster_envelopes_total{what="refused"} 1"#],
+    )
+    .await;
+    c.wait_log("backing up");
 
     // The lobby's node dies: its players elsewhere are told as if the host had left, once its
     // lease has run out.

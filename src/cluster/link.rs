@@ -73,11 +73,28 @@ impl NodeLink for Cluster {
         if !self.redis_up() {
             return false;
         }
-        let queued = self.outbound.try_send((node.to_string(), envelope)).is_ok();
-        if queued {
-            self.envelopes_sent.fetch_add(1, Ordering::Relaxed);
+        let size = envelope.size();
+        let queued = self.outbound_bytes.fetch_add(size, Ordering::Relaxed);
+        if queued + size > self.max_outbound_bytes
+            || self
+                .outbound
+                .try_send((node.to_string(), envelope))
+                .is_err()
+        {
+            self.outbound_bytes.fetch_sub(size, Ordering::Relaxed);
+            if self.envelopes_refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                log::warn!(
+                    "cluster: signalling for other nodes is backing up (cluster.max_outbound_bytes \
+                     or {OUTBOUND} envelopes queued); players whose messages do not fit are \
+                     closed (further ones are only counted, in \
+                     rallypoint_cluster_envelopes_total{{what=\"refused\"}})",
+                    OUTBOUND = super::OUTBOUND_QUEUE
+                );
+            }
+            return false;
         }
-        queued
+        self.envelopes_sent.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 

@@ -53,12 +53,13 @@ impl Collector for ClusterCollector {
         )?;
         s.counters(
             "envelopes",
-            "Signalling envelopes for players attached across nodes: sent, received, and batches that could not be sent",
+            "Signalling envelopes for players attached across nodes: sent, received, batches that could not be appended, and envelopes refused over cluster.max_outbound_bytes",
             "what",
             [
                 ("sent", c.envelopes_sent.load(Ordering::Relaxed)),
                 ("received", c.envelopes_received.load(Ordering::Relaxed)),
                 ("failed", c.envelopes_failed.load(Ordering::Relaxed)),
+                ("refused", c.envelopes_refused.load(Ordering::Relaxed)),
             ],
         )?;
         let (attached, guests) = c.signal.remote_figures();

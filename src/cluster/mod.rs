@@ -26,7 +26,7 @@ mod registry;
 mod transport;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +71,11 @@ pub struct Cluster {
     envelopes_received: AtomicU64,
     envelopes_failed: AtomicU64,
     directory_conflicts: AtomicU64,
+    /// Bytes of envelopes queued for the writer, and the most allowed
+    /// (`cluster.max_outbound_bytes`).
+    outbound_bytes: AtomicUsize,
+    max_outbound_bytes: usize,
+    envelopes_refused: AtomicU64,
     /// Seconds from a sender's append to this node's read, per envelope.
     forward_latency: Histogram,
 }
@@ -124,6 +129,9 @@ impl Cluster {
             envelopes_received: AtomicU64::new(0),
             envelopes_failed: AtomicU64::new(0),
             directory_conflicts: AtomicU64::new(0),
+            outbound_bytes: AtomicUsize::new(0),
+            max_outbound_bytes: settings.max_outbound_bytes.0 as usize,
+            envelopes_refused: AtomicU64::new(0),
             // 100 µs to about 1.6 s.
             forward_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             state: Mutex::new(State {
@@ -283,9 +291,18 @@ impl Cluster {
         self.state.lock().unwrap().redis == Redis::Up
     }
 
-    /// Envelopes for other nodes that could not be appended: the players concerned are closed.
-    fn link_failed(self: &Arc<Self>, nodes: Vec<String>) {
+    /// A batch of envelopes has been appended (`sent`) or could not be: then the players
+    /// concerned are closed.
+    fn batch_done(self: &Arc<Self>, batch: &[(String, Envelope)], sent: bool) {
+        let bytes: usize = batch.iter().map(|(_, e)| e.size()).sum();
+        self.outbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if sent {
+            return;
+        }
         self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
+        let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
         let cluster = self.clone();
         tokio::spawn(async move {
             for node in nodes {
@@ -329,7 +346,7 @@ pub async fn run(
             move || c1.conn.lock().unwrap().clone(),
             cluster.node.clone(),
             outbound,
-            move |nodes| c2.link_failed(nodes),
+            move |batch, sent| c2.batch_done(batch, sent),
         ))
     };
     let reader = tokio::spawn(read(

@@ -53,13 +53,13 @@ pub async fn append(
     pipe.query_async(conn).await
 }
 
-/// The writer: takes queued envelopes and appends them, a batch at a time. A batch that
-/// cannot be appended is reported through `failed` with the nodes it was for.
+/// The writer: takes queued envelopes and appends them, a batch at a time; each batch is
+/// handed to `done` with whether it was appended.
 pub async fn write(
     mut conn: impl FnMut() -> Option<ConnectionManager>,
     from: String,
     mut queue: mpsc::Receiver<(String, Envelope)>,
-    mut failed: impl FnMut(Vec<String>),
+    mut done: impl FnMut(&[(String, Envelope)], bool),
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
@@ -67,12 +67,7 @@ pub async fn write(
             Some(mut c) => append(&mut c, &from, &batch).await.is_ok(),
             None => false,
         };
-        if !sent {
-            let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
-            nodes.sort_unstable();
-            nodes.dedup();
-            failed(nodes);
-        }
+        done(&batch, sent);
         batch.clear();
     }
 }

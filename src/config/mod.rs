@@ -50,6 +50,9 @@ pub struct Cluster {
     pub lease: Duration,
     /// Hands this node out for no new relaying; what it already serves goes on. Reloadable.
     pub draining: bool,
+    /// Signalling bytes waiting to be sent to other nodes at most; a player whose frame would
+    /// go over is closed (Redis too slow or unreachable).
+    pub max_outbound_bytes: ByteSize,
 }
 
 impl Default for Cluster {
@@ -59,14 +62,15 @@ impl Default for Cluster {
             node: host_name(),
             lease: secs(10),
             draining: false,
+            max_outbound_bytes: ByteSize(64 << 20),
         }
     }
 }
 
 impl Cluster {
     /// The keys only a restart applies (all but `draining`).
-    pub fn restart_part(&self) -> (&str, &str, Duration) {
-        (&self.redis, &self.node, self.lease)
+    pub fn restart_part(&self) -> (&str, &str, Duration, ByteSize) {
+        (&self.redis, &self.node, self.lease, self.max_outbound_bytes)
     }
 }
 

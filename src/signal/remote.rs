@@ -58,6 +58,17 @@ pub enum Envelope {
     },
 }
 
+impl Envelope {
+    /// About the bytes it takes while queued.
+    pub fn size(&self) -> usize {
+        64 + match self {
+            Envelope::Text { text, .. } | Envelope::Send { text, .. } => text.len(),
+            Envelope::Close { reason, .. } => reason.len(),
+            Envelope::Connect { .. } | Envelope::Gone { .. } => 0,
+        }
+    }
+}
+
 /// The lobby directory could not be asked.
 #[derive(Debug)]
 pub struct Unreachable;
