@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::ws::Client as Player;
 use common::{Server, http_get};
-use serde_json::Value;
-use serde_json::json;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 use webrtc_turn::client::Client;
 
 const LEASE: Duration = Duration::from_secs(3);
@@ -477,6 +478,17 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     let lobby_state = browser.next_extension(LOBBY).await;
     assert_eq!(lobby_state["title"], "on b");
     common::wait_for_metrics(a.web, &["rallypoint_cluster_guest_players 2"]).await;
+
+    // A JOIN in a binary frame holding JSON (taken as text) is routed like any other.
+    let mut binary = Player::connect(c.web).await;
+    let join = json!({"type": 0, "id": 0, "data": lobby}).to_string();
+    binary
+        .ws
+        .send(Message::binary(join.into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(binary.recv_json().await["type"], 1, "ID from a's hub");
+    common::wait_for_metrics(a.web, &["rallypoint_cluster_guest_players 3"]).await;
 
     // A message that would take what is queued for other nodes over cluster.max_outbound_bytes
     // (16 KiB here) closes its sender with a reason; counted, and logged once.

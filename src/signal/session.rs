@@ -62,11 +62,6 @@ pub async fn run(
     slow: Arc<SlowPeers>,
 ) {
     let (outbox, mut outgoing) = link::queue();
-    // In a cluster, the first JOIN decides which node's hub this player talks to.
-    let mut route = match &cluster {
-        Some(_) => Route::Undecided,
-        None => Route::Local,
-    };
     if hub
         .send(Input::Connect(conn, outbox, client, opened))
         .await
@@ -74,6 +69,18 @@ pub async fn run(
     {
         return;
     }
+    let mut upstream = Upstream {
+        conn,
+        client,
+        opened,
+        // In a cluster, the first JOIN decides which node's hub this player talks to.
+        route: match &cluster {
+            Some(_) => Route::Undecided,
+            None => Route::Local,
+        },
+        cluster,
+        hub,
+    };
     let s = &config.signal;
     let send_timeout = s.send_timeout.0;
     let mut limit = RateLimit::new(f64::from(s.message_rate), s.message_burst, Instant::now());
@@ -91,25 +98,8 @@ pub async fn run(
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    let text = text.as_str().to_owned();
-                    if let (Route::Undecided, Some(c)) = (&route, &cluster) {
-                        match c.route(conn, &client, opened, &text, &hub, &mut outgoing).await {
-                            Ok(decided) => route = decided,
-                            Err(end) => break end,
-                        }
-                    }
-                    let sent = match &route {
-                        Route::Remote(node) => {
-                            let link = &cluster.as_ref().expect("routed remotely in a cluster").link;
-                            link.send(node, Envelope::Text { conn, text })
-                        }
-                        _ => hub.send(Input::Text(conn, text, at)).await.is_ok(),
-                    };
-                    if !sent {
-                        break match route {
-                            Route::Remote(_) => End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into()),
-                            _ => End::Close(close::GOING_AWAY, "Server shutting down".into()),
-                        };
+                    if let Err(end) = upstream.text(text.as_str().to_owned(), at, &mut outgoing).await {
+                        break end;
                     }
                 }
                 // Text frames are the contract; a binary frame holding UTF-8 is taken as text.
@@ -119,22 +109,12 @@ pub async fn run(
                         // A binary flood gets no patience.
                         break End::Close(close::POLICY, "Too many messages".into());
                     }
-                    let text = String::from_utf8(bytes.to_vec());
-                    if let (Route::Remote(node), Some(c)) = (&route, &cluster) {
-                        let Ok(text) = text else {
-                            break End::Close(reason::PROTOCOL_ERROR, reason::INVALID_TRANSFER_MODE.into());
-                        };
-                        if !c.link.send(node, Envelope::Text { conn, text }) {
-                            break End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into());
-                        }
-                        continue;
-                    }
-                    let input = match text {
-                        Ok(text) => Input::Text(conn, text, at),
-                        Err(_) => Input::Binary(conn, at),
+                    let sent = match String::from_utf8(bytes.to_vec()) {
+                        Ok(text) => upstream.text(text, at, &mut outgoing).await,
+                        Err(_) => upstream.binary(at).await,
                     };
-                    if hub.send(input).await.is_err() {
-                        break End::Close(close::GOING_AWAY, "Server shutting down".into());
+                    if let Err(end) = sent {
+                        break end;
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
@@ -180,15 +160,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
-    match (&route, &cluster) {
-        (Route::Remote(node), Some(c)) => {
-            c.remote.detach(conn);
-            c.link.send(node, Envelope::Gone { conn });
-        }
-        _ => {
-            let _ = hub.send(Input::Gone(conn, now())).await;
-        }
-    }
+    upstream.gone().await;
     // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
     // its code and reason rather than 1006: answer the client's close frame, or send ours and
     // wait a moment for its answer. Either way the server then closes the TCP connection.
@@ -209,6 +181,77 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// Where a session's frames go: this node's hub, or (attached) another node's.
+struct Upstream {
+    conn: ConnId,
+    client: Client,
+    opened: Instant,
+    route: Route,
+    cluster: Option<Clustered>,
+    hub: mpsc::Sender<Input>,
+}
+
+impl Upstream {
+    /// A frame from the player (a text frame, or a binary one holding UTF-8). In a cluster the
+    /// first JOIN may attach the player elsewhere, and then what comes back arrives in a new
+    /// `outgoing`.
+    async fn text(
+        &mut self,
+        text: String,
+        at: Instant,
+        outgoing: &mut link::Inbox,
+    ) -> Result<(), End> {
+        let conn = self.conn;
+        if let (Route::Undecided, Some(c)) = (&self.route, &self.cluster) {
+            let hub = &self.hub;
+            self.route = c
+                .route(conn, &self.client, self.opened, &text, hub, outgoing)
+                .await?;
+        }
+        match (&self.route, &self.cluster) {
+            (Route::Remote(node), Some(c)) => {
+                match c.link.send(node, Envelope::Text { conn, text }) {
+                    true => Ok(()),
+                    false => Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into())),
+                }
+            }
+            _ => self.local(Input::Text(conn, text, at)).await,
+        }
+    }
+
+    /// A binary frame that is not UTF-8.
+    async fn binary(&mut self, at: Instant) -> Result<(), End> {
+        match self.route {
+            // The hub here would say the same.
+            Route::Remote(_) => Err(End::Close(
+                reason::PROTOCOL_ERROR,
+                reason::INVALID_TRANSFER_MODE.into(),
+            )),
+            _ => self.local(Input::Binary(self.conn, at)).await,
+        }
+    }
+
+    async fn local(&self, input: Input) -> Result<(), End> {
+        match self.hub.send(input).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(End::Close(close::GOING_AWAY, "Server shutting down".into())),
+        }
+    }
+
+    /// The player's socket is gone.
+    async fn gone(&self) {
+        match (&self.route, &self.cluster) {
+            (Route::Remote(node), Some(c)) => {
+                c.remote.detach(self.conn);
+                c.link.send(node, Envelope::Gone { conn: self.conn });
+            }
+            _ => {
+                let _ = self.hub.send(Input::Gone(self.conn, now())).await;
+            }
+        }
+    }
 }
 
 /// Which hub a session's frames go to.
