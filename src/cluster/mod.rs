@@ -345,6 +345,7 @@ pub async fn run(
         tokio::spawn(transport::write(
             move || c1.conn.lock().unwrap().clone(),
             cluster.node.clone(),
+            transport::keep(settings.lease.0),
             outbound,
             move |batch, sent| c2.batch_done(batch, sent),
         ))

@@ -7,22 +7,27 @@
 //! of what was lost); appending is acknowledged, so a sender knows when an envelope did not make
 //! it and closes the players concerned instead of losing an OFFER or CANDIDATE silently. One
 //! writer appends everything a node sends, in order, so what one player sends arrives in order.
-//! Streams are capped at about [`MAX_LEN`] entries, far more than a reader falls behind by
-//! unless it is gone, and then its players are gone with it.
+//! Entries are kept for [`keep`] (at least 30 s, and three leases): a node that does not read
+//! for that long has not renewed its record either, so the others have already closed its
+//! players and forgotten it; no live reader loses an entry to trimming.
 
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAddOptions, StreamReadOptions, StreamReadReply, StreamTrimStrategy, StreamTrimmingMode,
+};
 use redis::{AsyncCommands, RedisResult};
 use tokio::sync::mpsc;
 
 use crate::signal::Signal;
 use crate::signal::remote::Envelope;
 
-/// Entries a node's stream keeps at most (about).
-const MAX_LEN: usize = 100_000;
+/// How long entries are kept, for a cluster whose lease is `lease`.
+pub fn keep(lease: Duration) -> Duration {
+    (lease * 3).max(Duration::from_secs(30))
+}
 /// Envelopes appended in one round trip at most.
 const BATCH: usize = 256;
 /// How long one read waits for entries.
@@ -32,21 +37,29 @@ pub fn inbox(node: &str) -> String {
     format!("{{rallypoint}}:inbox:{node}")
 }
 
-/// Appends a batch of envelopes (`(to node, envelope)`) from `from`, in order.
+/// Appends a batch of envelopes (`(to node, envelope)`) from `from`, in order, trimming
+/// entries older than `keep` (by this machine's clock; entry ids are Redis's milliseconds).
 pub async fn append(
     conn: &mut ConnectionManager,
     from: &str,
     batch: &[(String, Envelope)],
+    keep: Duration,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    let at = unix_micros().to_string();
+    let now = unix_micros();
+    let at = now.to_string();
+    let oldest = (now / 1000).saturating_sub(keep.as_millis() as u64);
+    let trim = StreamAddOptions::default().trim(StreamTrimStrategy::minid(
+        StreamTrimmingMode::Approx,
+        format!("{oldest}-0"),
+    ));
     for (to, envelope) in batch {
         let json = serde_json::to_string(envelope).expect("an envelope serialises");
-        pipe.xadd_maxlen(
+        pipe.xadd_options(
             inbox(to),
-            StreamMaxlen::Approx(MAX_LEN),
             "*",
             &[("from", from), ("at", at.as_str()), ("e", json.as_str())],
+            &trim,
         )
         .ignore();
     }
@@ -58,13 +71,14 @@ pub async fn append(
 pub async fn write(
     mut conn: impl FnMut() -> Option<ConnectionManager>,
     from: String,
+    keep: Duration,
     mut queue: mpsc::Receiver<(String, Envelope)>,
     mut done: impl FnMut(&[(String, Envelope)], bool),
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let sent = match conn() {
-            Some(mut c) => append(&mut c, &from, &batch).await.is_ok(),
+            Some(mut c) => append(&mut c, &from, &batch, keep).await.is_ok(),
             None => false,
         };
         done(&batch, sent);
