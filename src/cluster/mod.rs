@@ -260,8 +260,9 @@ impl Cluster {
                     others.len()
                 ),
                 Redis::Down(e) => log::warn!(
-                    "cluster: Redis unreachable ({e}); this node hands out its own relay until \
-                     it is back"
+                    "cluster: Redis unreachable ({e}); this node carries on alone (its own \
+                     lobbies and own relay; players attached across nodes are closed) until it is \
+                     back"
                 ),
                 Redis::NameTaken => log::error!(
                     "cluster: another running node is named {:?} (cluster.node); this node stays \
