@@ -44,7 +44,7 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16, dir: &std::path::Path) -> Redis {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
                 "--save",
@@ -56,17 +56,27 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(dir)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("redis-server (Debian's redis-server package; .ci/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Redis::pong(port) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server never answered PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // It says when it listens; the rest of what it says is read and dropped.
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("Ready to accept connections") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("redis-server never said it was ready");
+        assert!(Redis::pong(port), "redis-server does not answer PING");
         Redis { child, port }
     }
 
