@@ -337,8 +337,8 @@ pub async fn run(
     let period = settings.lease.0 / 3;
     let lease_ms = settings.lease.0.as_millis() as u64;
     let manager = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(period))
-        .set_response_timeout(Some(period))
+        .set_connection_timeout(Some(settings.lease.0 / 2))
+        .set_response_timeout(Some(settings.lease.0 / 2))
         .set_number_of_retries(1)
         .set_max_delay(period);
     let writer = {
@@ -401,33 +401,39 @@ pub async fn run(
         };
         cluster.state.lock().unwrap().own = own.member.clone();
         let owned: Vec<String> = cluster.owned.lock().unwrap().iter().cloned().collect();
-        let outcome = tokio::time::timeout(period.max(Duration::from_millis(500)), async {
-            let shared = cluster.conn.lock().unwrap().clone();
-            let mut c = match shared {
-                Some(c) => c,
-                None => ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
-            };
-            *cluster.conn.lock().unwrap() = Some(c.clone());
-            let ours = registry::renew(&mut c, &own, lease_ms).await?;
-            if ours {
-                let lost =
-                    directory::claim(&mut c, &cluster.owner_value(), &owned, lease_ms).await?;
-                cluster.conflicts(lost);
-            }
-            let records = registry::members(&mut c).await?;
-            if ours {
-                let listed = cluster.signal.snapshot().listed;
-                directory::publish_listed(&mut c, &cluster.node, &listed, lease_ms).await?;
-                let others: Vec<String> = records
-                    .iter()
-                    .map(|r| r.member.node.clone())
-                    .filter(|n| *n != cluster.node)
-                    .collect();
-                let elsewhere = directory::listed_elsewhere(&mut c, &others).await?;
-                cluster.signal.set_lobbies_elsewhere(elsewhere).await;
-            }
-            Ok((ours, records))
-        })
+        // A renewal slower than half the lease (a loaded machine) is late, not an outage.
+        let outcome = tokio::time::timeout(
+            (settings.lease.0 / 2).max(Duration::from_millis(500)),
+            async {
+                let shared = cluster.conn.lock().unwrap().clone();
+                let mut c = match shared {
+                    Some(c) => c,
+                    None => {
+                        ConnectionManager::new_with_config(client.clone(), manager.clone()).await?
+                    }
+                };
+                *cluster.conn.lock().unwrap() = Some(c.clone());
+                let ours = registry::renew(&mut c, &own, lease_ms).await?;
+                if ours {
+                    let lost =
+                        directory::claim(&mut c, &cluster.owner_value(), &owned, lease_ms).await?;
+                    cluster.conflicts(lost);
+                }
+                let records = registry::members(&mut c).await?;
+                if ours {
+                    let listed = cluster.signal.snapshot().listed;
+                    directory::publish_listed(&mut c, &cluster.node, &listed, lease_ms).await?;
+                    let others: Vec<String> = records
+                        .iter()
+                        .map(|r| r.member.node.clone())
+                        .filter(|n| *n != cluster.node)
+                        .collect();
+                    let elsewhere = directory::listed_elsewhere(&mut c, &others).await?;
+                    cluster.signal.set_lobbies_elsewhere(elsewhere).await;
+                }
+                Ok((ours, records))
+            },
+        )
         .await
         .unwrap_or_else(|_| {
             Err(redis::RedisError::from(std::io::Error::from(

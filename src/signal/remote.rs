@@ -84,10 +84,13 @@ pub enum Owner {
 
 /// How long to look again for a lobby the directory does not list, from the first look: a
 /// player may name a lobby created on another node a moment ago.
-pub const LOOK_AGAIN: [std::time::Duration; 3] = [
+/// About a second in all: enough for the listing's Redis round trip on a loaded node.
+pub const LOOK_AGAIN: [std::time::Duration; 5] = [
     std::time::Duration::from_millis(5),
     std::time::Duration::from_millis(25),
     std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(300),
+    std::time::Duration::from_millis(600),
 ];
 
 /// The cluster as signalling needs it.

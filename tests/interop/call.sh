@@ -121,6 +121,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 check "node one sees both nodes" "$nodes" 2
-HOME="$dir" ip netns exec "$ns" node "$here/call-nodes.mjs" "http://$one" "http://$two" udp:json udp:lobby
+HOME="$dir" ip netns exec "$ns" node "$here/call-nodes.mjs" "http://$one" "http://$two" udp:json udp:lobby ||
+    { echo "node one's log:"; tail -30 "$dir/one.log"; echo "node two's log:"; tail -30 "$dir/two.log"; exit 1; }
 attached=$(inns curl -s "http://$two/metrics" | grep -c '^rallypoint_cluster_envelopes_total{what="sent"} [1-9]')
 check "node two forwarded the guest's signalling to node one" "$attached" 1
