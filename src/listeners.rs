@@ -77,8 +77,12 @@ impl Listeners {
             turn_udp.push((udp[0].local_addr().expect("bound socket"), udp));
             turn_tcp.push(tcp);
         }
-        let web = tcp_all("web.listen", &config.web.listen, Ipv6Only::No)?;
-        let web_tls = tcp_all("web.tls_listen", &config.web.tls_listen, Ipv6Only::No)?;
+        let web = tcp_all("web.listen", &config.web.listen, Ipv6Only::UnlessAlone)?;
+        let web_tls = tcp_all(
+            "web.tls_listen",
+            &config.web.tls_listen,
+            Ipv6Only::UnlessAlone,
+        )?;
         let turn_tls = tcp_all("turn.tls_listen", &config.turn.tls_listen, Ipv6Only::Yes)?;
         let configured_and_bound = [
             (&config.web.listen, &web),
@@ -104,28 +108,42 @@ impl Listeners {
 }
 
 /// How an IPv6 wildcard TCP listener treats IPv4: web listeners on `[::]` take both families,
-/// as web servers usually do; TURN listeners are IPv6 only like their UDP sockets (the config
-/// adds `0.0.0.0` beside `[::]`), so a player's address is always in its own family.
-#[derive(Clone, Copy)]
+/// as web servers usually do, unless the same list also names an IPv4 address on that port
+/// (then each takes its own, as `[::]:80` and `0.0.0.0:80` in nginx); TURN listeners are IPv6
+/// only like their UDP sockets (the config adds `0.0.0.0` beside `[::]`), so a player's address
+/// is always in its own family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ipv6Only {
-    No,
+    UnlessAlone,
     Yes,
+}
+
+impl Ipv6Only {
+    /// Whether `addr`, one of `list`, is bound IPv6 only.
+    fn applies(self, addr: SocketAddr, list: &[SocketAddr]) -> bool {
+        match self {
+            Ipv6Only::Yes => true,
+            Ipv6Only::UnlessAlone => list
+                .iter()
+                .any(|other| other.is_ipv4() && other.port() == addr.port() && addr.port() != 0),
+        }
+    }
 }
 
 fn tcp_all(key: &str, addrs: &[SocketAddr], v6: Ipv6Only) -> Result<Vec<TcpListener>, BindError> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| tcp(&format!("{key}[{i}]"), *a, v6))
+        .map(|(i, a)| tcp(&format!("{key}[{i}]"), *a, v6.applies(*a, addrs)))
         .collect()
 }
 
-fn tcp(key: &str, addr: SocketAddr, v6: Ipv6Only) -> Result<TcpListener, BindError> {
+fn tcp(key: &str, addr: SocketAddr, v6_only: bool) -> Result<TcpListener, BindError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind = || {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         if addr.is_ipv6() {
-            socket.set_only_v6(matches!(v6, Ipv6Only::Yes))?;
+            socket.set_only_v6(v6_only)?;
         }
         socket.set_reuse_address(true)?;
         socket.set_nonblocking(true)?;
@@ -205,10 +223,31 @@ fn bind_pair(
     loop {
         let udp = udp(key, addr, workers)?;
         let bound = udp[0].local_addr().expect("bound socket has an address");
-        match tcp(key, bound, Ipv6Only::Yes) {
+        match tcp(key, bound, true) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(_) if addr.port() == 0 && tries < EPHEMERAL_PAIR_TRIES => tries += 1,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_web_wildcard_is_ipv6_only_where_the_list_also_names_ipv4_on_its_port() {
+        let list: Vec<SocketAddr> = ["[::]:80", "0.0.0.0:80", "[::]:8080", "[::]:0", "0.0.0.0:0"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let only = |i: usize| Ipv6Only::UnlessAlone.applies(list[i], &list);
+        assert!(
+            only(0),
+            "[::]:80 beside 0.0.0.0:80: each family its own socket"
+        );
+        assert!(!only(2), "[::]:8080 alone takes IPv4 too");
+        assert!(!only(3), "port 0 is a different port each time");
+        assert!(Ipv6Only::Yes.applies(list[2], &list));
     }
 }
