@@ -3,7 +3,8 @@
 //! one otherwise, skip a draining node, forget a node killed with SIGKILL within its lease and a
 //! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it;
 //! and players on three nodes meet in one lobby, exchange what WebRTC needs with nothing lost
-//! or reordered, and are told when the lobby's node dies.
+//! or reordered, and are told when the lobby's node dies; a node restarted under its name gets
+//! nothing meant for the process that died.
 
 mod common;
 
@@ -23,6 +24,7 @@ const SECRET: &str = "cluster-test-secret-0123456789";
 
 /// Godot's message types (GODOT.md).
 const PEER_CONNECT: u64 = 2;
+const PEER_DISCONNECT: u64 = 3;
 const OFFER: u64 = 4;
 const ANSWER: u64 = 5;
 const CANDIDATE: u64 = 6;
@@ -600,4 +602,92 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     assert_eq!(relayed(&mut back).await, (OFFER, 1, "welcome back".into()));
     redis.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The instance of the process holding `node`'s record now ("" if none does).
+fn instance_of(redis: &Redis, node: &str) -> String {
+    let record = redis.command(&["GET", &format!("{{rallypoint}}:node:{node}")]);
+    serde_json::from_str::<Value>(&record).map_or(String::new(), |r| {
+        r["instance"].as_str().unwrap_or_default().to_string()
+    })
+}
+
+/// A node restarted under its own name is a new process to the others: the players of the one
+/// that died leave their lobbies (whether or not a renewal saw the node missing in between),
+/// and nothing addressed to them reaches the new process's players, whose connection ids start
+/// again from 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_restarted_under_its_name_gets_nothing_meant_for_its_previous_process() {
+    let dir = common::temp_dir("redis-restart");
+    let redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config("a", &redis.url(), false));
+    let e = Server::start(&config("e", &redis.url(), false));
+    wait_until("a sees e", LEASE, || names(&a) == ["a", "e"]);
+    let (mut host, lobby) = Player::host(a.web, true).await;
+    wait_listed(&redis, &lobby);
+    let (_first, first_id) = Player::join(e.web, &lobby).await;
+    assert_eq!(peer_connected(&mut host).await, first_id);
+
+    let before = instance_of(&redis, "e");
+    e.signal(libc::SIGKILL);
+    drop(e);
+    // The new process takes the name once the dead one's record expires.
+    let e = Server::start(&config("e", &redis.url(), false));
+    wait_until("e's new process holds its name", 2 * LEASE, || {
+        let now = instance_of(&redis, "e");
+        !now.is_empty() && now != before
+    });
+    // The dead process's player leaves the lobby at a's next renewal.
+    let left = tokio::time::timeout(LEASE, async {
+        loop {
+            let v = host.recv_json().await;
+            if v["type"] == PEER_DISCONNECT && v["id"] == first_id {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        left.is_ok(),
+        "the dead process's player is still in the lobby"
+    );
+
+    // The new process's players get connection ids 1, 2, ... again. Envelopes for the dead
+    // process's connections 1 to 3 (as a would send them to its players) reach none of them.
+    let (mut second, second_id) = Player::join(e.web, &lobby).await;
+    let owner = redis.command(&["GET", &format!("{{rallypoint}}:where:{lobby}")]);
+    for conn in 1..=3 {
+        let frame = json!({"type": OFFER, "id": 1, "data": "for the dead process's player"});
+        let envelope = json!({"t": "send", "conn": conn, "text": frame.to_string()});
+        redis.command(&[
+            "XADD",
+            "{rallypoint}:inbox:e",
+            "*",
+            "from",
+            &owner,
+            "to",
+            &format!("e/{before}"),
+            "at",
+            "0",
+            "e",
+            &envelope.to_string(),
+        ]);
+    }
+    host.send_json(OFFER as u8, second_id, "for the new one")
+        .await;
+    assert_eq!(
+        relayed(&mut second).await,
+        (OFFER, 1, "for the new one".into())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The id of the next peer the host is told of.
+async fn peer_connected(host: &mut Player) -> u32 {
+    loop {
+        let v = host.recv_json().await;
+        if v["type"] == PEER_CONNECT {
+            return v["id"].as_u64().unwrap() as u32;
+        }
+    }
 }

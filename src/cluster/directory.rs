@@ -80,10 +80,10 @@ pub async fn release(
     Ok(())
 }
 
-/// The node holding what is listed as `listed_as` (a lobby name or code, a resume key), if any.
+/// The process (its `registry::address`) holding what is listed as `listed_as` (a lobby name
+/// or code, a resume key), if any.
 pub async fn owner(conn: &mut ConnectionManager, listed_as: &str) -> RedisResult<Option<String>> {
-    let value: Option<String> = conn.get(key(listed_as)).await?;
-    Ok(value.and_then(|v| v.rsplit_once('/').map(|(node, _)| node.to_string())))
+    conn.get(key(listed_as)).await
 }
 
 fn listed_key(node: &str) -> String {

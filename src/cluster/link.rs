@@ -7,14 +7,11 @@ use std::sync::atomic::Ordering;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use super::registry::Record;
 use super::{Cluster, directory, placement};
 use crate::signal::remote::{Envelope, NodeLink, Owner, Unreachable};
 
 impl NodeLink for Cluster {
-    fn node(&self) -> &str {
-        &self.node
-    }
-
     fn listed(&self, keys: Vec<String>, open: bool) {
         {
             let mut owned = self.owned.lock().unwrap();
@@ -38,20 +35,19 @@ impl NodeLink for Cluster {
         let Some(mut conn) = conn.filter(|_| self.redis_up()) else {
             return futures_util::future::ready(Err(Unreachable)).boxed();
         };
-        let this = self.node.clone();
         let alive = self
             .state
             .lock()
             .unwrap()
             .others
             .iter()
-            .map(|m| m.node.clone())
+            .map(Record::address)
             .collect::<Vec<_>>();
         async move {
             match directory::owner(&mut conn, &key).await {
-                // Another live node's: attach there. A dead node's or this one's (a previous
-                // process) is nobody's.
-                Ok(Some(node)) if node != this && alive.contains(&node) => Ok(Owner::There(node)),
+                // Another live node's process: attach there. A dead one's, or a previous
+                // process of this node, is nobody's.
+                Ok(Some(owner)) if alive.contains(&owner) => Ok(Owner::There(owner)),
                 Ok(_) => Ok(Owner::Nowhere),
                 Err(_) => Err(Unreachable),
             }
@@ -64,7 +60,12 @@ impl NodeLink for Cluster {
         if !s.own.draining || s.redis != super::Redis::Up {
             return None;
         }
-        placement::choose(&s.others, None).map(|m| m.node.clone())
+        let members: Vec<placement::Member> = s.others.iter().map(|r| r.member.clone()).collect();
+        let chosen = placement::choose(&members, None)?;
+        s.others
+            .iter()
+            .find(|r| r.member.node == chosen.node)
+            .map(Record::address)
     }
 
     fn send(&self, node: &str, envelope: Envelope) -> bool {

@@ -88,8 +88,8 @@ struct Receivers {
 struct State {
     /// Its own record as last written.
     own: Member,
-    /// The other live nodes, as last read.
-    others: Vec<Member>,
+    /// The other live nodes' records, as last read.
+    others: Vec<Record>,
     redis: Redis,
 }
 
@@ -156,14 +156,14 @@ impl Cluster {
     pub fn relay_for(&self, lobby: Option<&str>) -> Option<Vec<String>> {
         let mut s = self.state.lock().unwrap();
         s.own.allocations = self.turn.snapshot().allocations as u64;
-        let mut members = s.others.clone();
+        let mut members: Vec<Member> = s.others.iter().map(|r| r.member.clone()).collect();
         members.push(s.own.clone());
         let chosen = placement::choose(&members, lobby).map(|m| m.node.clone());
         match chosen {
             Some(node) if node != self.node => {
                 self.to_others.fetch_add(1, Ordering::Relaxed);
                 // Counted until its next record, so a burst does not all go to one node.
-                let other = s.others.iter_mut().find(|m| m.node == node)?;
+                let other = &mut s.others.iter_mut().find(|r| r.member.node == node)?.member;
                 other.allocations += 1;
                 Some(other.urls.clone())
             }
@@ -179,7 +179,8 @@ impl Cluster {
     pub fn health(&self) -> (serde_json::Value, bool) {
         let mut s = self.state.lock().unwrap();
         s.own.allocations = self.turn.snapshot().allocations as u64;
-        let mut members: Vec<&Member> = s.others.iter().chain([&s.own]).collect();
+        let mut members: Vec<&Member> =
+            s.others.iter().map(|r| &r.member).chain([&s.own]).collect();
         members.sort_unstable_by(|a, b| a.node.cmp(&b.node));
         let nodes: Vec<serde_json::Value> = members
             .iter()
@@ -227,13 +228,14 @@ impl Cluster {
         let own = (self.node.clone(), self.signal.snapshot().lobbies as i64);
         s.others
             .iter()
-            .map(|m| (m.node.clone(), m.lobbies as i64))
+            .map(|r| (r.member.node.clone(), r.member.lobbies as i64))
             .chain([own])
             .collect()
     }
 
-    /// Takes the outcome of one renewal, logging a change of state once; returns the nodes no
-    /// longer seen alive.
+    /// Takes the outcome of one renewal, logging a change of state once; returns the processes
+    /// (their addresses) no longer seen alive: a node restarted under its name counts as gone,
+    /// even if no renewal here saw it missing.
     fn renewed(&self, outcome: Result<(bool, Vec<Record>), redis::RedisError>) -> Vec<String> {
         let mut s = self.state.lock().unwrap();
         let (redis, others) = match outcome {
@@ -242,7 +244,6 @@ impl Cluster {
                 records
                     .into_iter()
                     .filter(|r| r.member.node != self.node)
-                    .map(|r| r.member)
                     .collect(),
             ),
             Ok((false, _)) => (Redis::NameTaken, vec![]),
@@ -276,24 +277,25 @@ impl Cluster {
         let gone = s
             .others
             .iter()
-            .filter(|old| !others.iter().any(|m: &Member| m.node == old.node))
-            .map(|m| m.node.clone())
+            .filter(|old| !others.iter().any(|r: &Record| r.address() == old.address()))
+            .map(Record::address)
             .collect();
         s.others = others;
         gone
     }
 
-    /// The value this process's directory keys hold.
-    fn owner_value(&self) -> String {
-        format!("{}/{}", self.node, self.instance)
+    /// This process's address: what its directory keys hold, what it sends envelopes from
+    /// and what it reads.
+    fn address(&self) -> String {
+        registry::address(&self.node, &self.instance)
     }
 
     fn redis_up(&self) -> bool {
         self.state.lock().unwrap().redis == Redis::Up
     }
 
-    /// A batch of envelopes has been appended (`sent`) or could not be: then the players
-    /// concerned are closed.
+    /// A batch of envelopes (each for a process's address) has been appended (`sent`) or could
+    /// not be: then the players concerned are closed.
     fn batch_done(self: &Arc<Self>, batch: &[(String, Envelope)], sent: bool) {
         let bytes: usize = batch.iter().map(|(_, e)| e.size()).sum();
         self.outbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -345,7 +347,7 @@ pub async fn run(
         let (c1, c2) = (cluster.clone(), cluster.clone());
         tokio::spawn(transport::write(
             move || c1.conn.lock().unwrap().clone(),
-            cluster.node.clone(),
+            cluster.address(),
             transport::keep(settings.lease.0),
             outbound,
             move |batch, sent| c2.batch_done(batch, sent),
@@ -377,7 +379,7 @@ pub async fn run(
                 }
                 let conn = cluster.conn.lock().unwrap().clone();
                 if let Some(mut c) = conn {
-                    let owner = cluster.owner_value();
+                    let owner = cluster.address();
                     let _ = directory::release(&mut c, &owner, &released).await;
                     if let Ok(lost) = directory::claim(&mut c, &owner, &opened, lease_ms).await {
                         cluster.conflicts(lost);
@@ -416,7 +418,7 @@ pub async fn run(
                 let ours = registry::renew(&mut c, &own, lease_ms).await?;
                 if ours {
                     let lost =
-                        directory::claim(&mut c, &cluster.owner_value(), &owned, lease_ms).await?;
+                        directory::claim(&mut c, &cluster.address(), &owned, lease_ms).await?;
                     cluster.conflicts(lost);
                 }
                 let records = registry::members(&mut c).await?;
@@ -457,14 +459,14 @@ pub async fn run(
     if let (Some(mut c), Some(record)) = (conn, record) {
         let owned: Vec<String> = cluster.owned.lock().unwrap().iter().cloned().collect();
         let _ = tokio::time::timeout(period, async {
-            let _ = directory::release(&mut c, &cluster.owner_value(), &owned).await;
+            let _ = directory::release(&mut c, &cluster.address(), &owned).await;
             registry::leave(&mut c, &record).await
         })
         .await;
     }
 }
 
-/// Reads this node's envelopes until `shutdown`, on a connection of its own (a blocking read
+/// Reads the envelopes for this process until `shutdown`, on a connection of its own (a blocking read
 /// would hold up everything else on a shared one), resuming after the last one read when Redis
 /// comes back.
 async fn read(
@@ -490,7 +492,7 @@ async fn read(
             };
             let (next, count) = transport::read_once(
                 c,
-                &cluster.node,
+                &cluster.address(),
                 after,
                 &cluster.signal,
                 &cluster.forward_latency,

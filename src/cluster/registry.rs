@@ -26,6 +26,25 @@ pub struct Record {
     pub member: Member,
 }
 
+impl Record {
+    /// The process that wrote it, as [`address`] names it.
+    pub fn address(&self) -> String {
+        address(&self.member.node, &self.instance)
+    }
+}
+
+/// One process of a node, `node/instance`: what the lobby directory holds and what envelopes
+/// are addressed to and sent from. A node restarted under its name is a new address, so nothing
+/// meant for (or about) the process that died reaches the new one.
+pub fn address(node: &str, instance: &str) -> String {
+    format!("{node}/{instance}")
+}
+
+/// The node of an [`address`].
+pub fn node_of(address: &str) -> &str {
+    address.rsplit_once('/').map_or(address, |(node, _)| node)
+}
+
 /// Writes `record` for `lease_ms` unless another instance holds the name: then `false`.
 pub async fn renew(
     conn: &mut ConnectionManager,

@@ -1,5 +1,8 @@
 //! Envelopes between nodes (`signal::remote`), over Redis Streams: each node reads its own
-//! stream `{rallypoint}:inbox:<node>`, and others append to it.
+//! stream `{rallypoint}:inbox:<node>`, and others append to it. Envelopes go from and to a
+//! process (`registry::address`), not a node name: a node restarted under its name reads the
+//! same stream but takes only what is addressed to it, never what was meant for the players of
+//! the process that died (whose connection ids the new one hands out again).
 //!
 //! Why Streams and not pub/sub: a stream keeps what is appended until it is trimmed, so a
 //! reader whose connection drops for a moment resumes after the last entry it read, with
@@ -21,6 +24,7 @@ use redis::streams::{
 use redis::{AsyncCommands, RedisResult};
 use tokio::sync::mpsc;
 
+use super::registry::node_of;
 use crate::signal::Signal;
 use crate::signal::remote::Envelope;
 
@@ -37,8 +41,9 @@ pub fn inbox(node: &str) -> String {
     format!("{{rallypoint}}:inbox:{node}")
 }
 
-/// Appends a batch of envelopes (`(to node, envelope)`) from `from`, in order, trimming
-/// entries older than `keep` (by this machine's clock; entry ids are Redis's milliseconds).
+/// Appends a batch of envelopes (`(to address, envelope)`) from the address `from`, in order,
+/// trimming entries older than `keep` (by this machine's clock; entry ids are Redis's
+/// milliseconds).
 pub async fn append(
     conn: &mut ConnectionManager,
     from: &str,
@@ -56,9 +61,14 @@ pub async fn append(
     for (to, envelope) in batch {
         let json = serde_json::to_string(envelope).expect("an envelope serialises");
         pipe.xadd_options(
-            inbox(to),
+            inbox(node_of(to)),
             "*",
-            &[("from", from), ("at", at.as_str()), ("e", json.as_str())],
+            &[
+                ("from", from),
+                ("to", to.as_str()),
+                ("at", at.as_str()),
+                ("e", json.as_str()),
+            ],
             &trim,
         )
         .ignore();
@@ -93,13 +103,13 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Reads this node's stream after `last` (an entry id) once, handing each envelope to the
-/// hub in order; returns the id to read after next time and how many envelopes came. Each
-/// envelope's time from its sender's append to here goes to `latency` (in seconds; the nodes'
-/// clocks must agree, as NTP keeps them).
+/// Reads the stream of the process at `address` after `last` (an entry id) once, handing each
+/// envelope addressed to it to the hub in order; returns the id to read after next time and
+/// how many envelopes came for it. Each one's time from its sender's append to here goes to
+/// `latency` (in seconds; the nodes' clocks must agree, as NTP keeps them).
 pub async fn read_once(
     conn: &mut ConnectionManager,
-    node: &str,
+    address: &str,
     last: String,
     signal: &Signal,
     latency: &Histogram,
@@ -108,10 +118,16 @@ pub async fn read_once(
         .block(READ_BLOCK.as_millis() as usize)
         .count(1024);
     let reply: Option<StreamReadReply> = conn
-        .xread_options(&[inbox(node)], &[last.as_str()], &options)
+        .xread_options(&[inbox(node_of(address))], &[last.as_str()], &options)
         .await?;
     let (mut last, mut count) = (last, 0);
     for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+        let to: Option<String> = entry.get("to");
+        if to.as_deref() != Some(address) {
+            // For a previous process of this node.
+            last = entry.id;
+            continue;
+        }
         count += 1;
         if let Some(at) = entry.get::<u64>("at") {
             latency.observe(unix_micros().saturating_sub(at) as f64 / 1e6);

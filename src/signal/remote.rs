@@ -77,6 +77,7 @@ pub struct Unreachable;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Owner {
     Here,
+    /// The node (its process's address) that has it.
     There(String),
     /// Nowhere in the directory (yet: a lobby is listed a Redis round trip after it opens).
     Nowhere,
@@ -93,10 +94,10 @@ pub const LOOK_AGAIN: [std::time::Duration; 5] = [
     std::time::Duration::from_millis(600),
 ];
 
-/// The cluster as signalling needs it.
+/// The cluster as signalling needs it. Nodes are named by the address of their running
+/// process (node name and a per-process instance): a node restarted under its name is another
+/// node here, so what concerned the process that died never reaches the new one.
 pub trait NodeLink: Send + Sync {
-    /// This node's name.
-    fn node(&self) -> &str;
     /// These keys (see `hub::Output::Listed`) now find something here, or no longer do.
     fn listed(&self, keys: Vec<String>, open: bool);
     /// Where the lobby named `key` (a name, or a code in capitals) lives.
@@ -182,8 +183,8 @@ pub struct Remote {
 struct State {
     /// Edge side: players here attached to a lobby on another node, with their queues.
     attached: HashMap<ConnId, (String, Outbox)>,
-    /// Owner side: players of other nodes in a lobby here, by (their node, their conn there),
-    /// as this hub's connection ids.
+    /// Owner side: players of other nodes in a lobby here, by (their node's process, their
+    /// conn there), as this hub's connection ids.
     guests: HashMap<(String, ConnId), ConnId>,
 }
 
