@@ -37,6 +37,7 @@ const LIST: u64 = 104;
 const LOBBIES: u64 = 105;
 const RESUME: u64 = 108;
 const RESUMED: u64 = 109;
+const ERROR: u64 = 199;
 
 /// A `redis-server` of our own on a loopback port, without persistence.
 struct Redis {
@@ -690,4 +691,108 @@ async fn peer_connected(host: &mut Player) -> u32 {
             return v["id"].as_u64().unwrap() as u32;
         }
     }
+}
+
+/// What a client written from the docs expects of a cluster: a JOIN of a lobby that exists
+/// nowhere is answered as on one node; a lobby's players get its node's relay whichever node
+/// they ask and however they ask; an extension JOIN while Redis is away gets an ERROR and keeps
+/// its socket; an undrained node is handed out again within a renewal.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_join_is_answered_and_a_lobby_has_one_relay() {
+    let dir = common::temp_dir("redis-answers");
+    let mut redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    let both = [("a", &a), ("b", &b)];
+    for (_, s) in &both {
+        wait_until("both nodes see each other", LEASE, || {
+            names(s) == ["a", "b"]
+        });
+    }
+
+    // No such lobby anywhere, by name or code: refused at once, with the reference's reason,
+    // not left to the join timeout.
+    for name in ["NoSuchLobbyAnywhere", "K7M2PQ"] {
+        let mut player = Player::connect(b.web).await;
+        player.send_json(0, 0, name).await;
+        assert_eq!(
+            player.closed().await,
+            (4000, "Lobby does not exists".into()),
+            "{name}"
+        );
+    }
+
+    // Lobbies created on a, plain and extension: every way of asking for their relay gives a.
+    let mut hosts = Vec::new();
+    let mut keys = Vec::new();
+    for _ in 0..6 {
+        let (host, lobby) = Player::host(a.web, true).await;
+        wait_listed(&redis, &lobby);
+        keys.push(lobby);
+        hosts.push(host);
+    }
+    let mut ext_host = Player::connect_extension(a.web).await;
+    ext_host.send_extension(CREATE, json!({})).await;
+    let info = ext_host.next_extension(LOBBY).await;
+    let code = info["code"].as_str().unwrap().to_string();
+    wait_listed(&redis, &code);
+    keys.push(code.to_lowercase());
+    keys.push(info["name"].as_str().unwrap().to_string());
+    for key in &keys {
+        for (node, s) in &both {
+            assert_eq!(
+                relay_of(s, &format!("?lobby={key}"), &both),
+                "a",
+                "lobby {key} asked on {node}"
+            );
+        }
+    }
+    // And one created on b is b's.
+    let (_host_b, on_b) = Player::host(b.web, true).await;
+    wait_listed(&redis, &on_b);
+    assert_eq!(relay_of(&a, &format!("?lobby={on_b}"), &both), "b");
+
+    // b drains, then is undrained: handed out again for new lobby names within a renewal of
+    // a's (a third of the lease), counted from the reload.
+    std::fs::write(&b.config, config("b", &redis.url(), true)).unwrap();
+    b.signal(libc::SIGHUP);
+    wait_until("a sees b draining", LEASE, || view(&a)[1].2);
+    let fresh: Vec<String> = (0..16).map(|i| format!("fresh{i}")).collect();
+    assert!(
+        fresh
+            .iter()
+            .all(|l| relay_of(&a, &format!("?lobby={l}"), &both) == "a")
+    );
+    std::fs::write(&b.config, config("b", &redis.url(), false)).unwrap();
+    b.signal(libc::SIGHUP);
+    let took = wait_until("a hands b out again", LEASE, || {
+        fresh
+            .iter()
+            .any(|l| relay_of(&a, &format!("?lobby={l}"), &both) == "b")
+    });
+    eprintln!("undrained b handed out again by a after {took:?}");
+
+    // Redis away: an extension JOIN of another node's lobby gets an ERROR and its socket stays
+    // (it may try again); a plain client is closed with the reason.
+    redis.stop();
+    wait_until("b degraded", LEASE, || {
+        health(&b)["cluster"]["redis"] == "down"
+    });
+    let mut ext_player = Player::connect_extension(b.web).await;
+    ext_player
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+        .await;
+    let error = ext_player.next_extension(ERROR).await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    assert_eq!(error["of"], JOIN_BY_CODE, "{error}");
+    ext_player.send_extension(LIST, json!({})).await;
+    ext_player.next_extension(LOBBIES).await;
+    let mut plain = Player::connect(b.web).await;
+    plain.send_json(0, 0, &keys[0]).await;
+    assert_eq!(
+        plain.closed().await,
+        (4000, "Lobby directory unavailable, try again".into())
+    );
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -91,6 +91,17 @@ impl Peer {
         }
     }
 
+    /// The TCP connection dies without a close frame (a reset), as on a network change.
+    fn die(self) {
+        let raw: &TcpStream = match self.ws.get_ref() {
+            MaybeTlsStream::Plain(s) => s,
+            _ => unreachable!(),
+        };
+        socket2::SockRef::from(raw)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+
     async fn closed(&mut self) -> (u16, String) {
         loop {
             match tokio::time::timeout(WAIT, self.ws.next())
@@ -235,15 +246,7 @@ async fn a_dropped_socket_resumes_with_what_was_sent_meanwhile() {
         .to_string();
     host.until(101).await;
 
-    // The guest's TCP connection dies without a close frame, as on a network change.
-    let raw: &TcpStream = match guest.ws.get_ref() {
-        MaybeTlsStream::Plain(s) => s,
-        _ => unreachable!(),
-    };
-    socket2::SockRef::from(raw)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(guest);
+    guest.die();
     wait_for_metrics(server.web, &["rallypoint_signal_away_peers 1"]).await;
     for n in 0..3 {
         host.send(6, id, Value::String(format!("\n0\n0\ncandidate:{n}")))
@@ -290,14 +293,55 @@ async fn after_the_grace_the_host_sees_the_guest_leave() {
     let id = guest.recv().await.1;
     host.until(101).await;
     let started = std::time::Instant::now();
-    guest.ws.close(None).await.unwrap();
-    drop(guest);
+    guest.die();
     assert_eq!(host.recv().await, (3, id, Value::String(String::new())));
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(900),
         "told after the grace, not before: {took:?}"
     );
+}
+
+/// A player who quits (a close frame with 1000, what Godot's `WebSocketPeer.close()` sends, or
+/// with no code) leaves at once; one whose page reloads (1001) keeps its place for the grace.
+#[tokio::test]
+async fn a_deliberate_close_leaves_at_once_and_going_away_keeps_the_place() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let server = start("resume_grace = \"60s\"");
+    let mut host = Peer::ext(server.web).await;
+    host.send(100, 0, Value::Null).await;
+    let code = host.until(101).await.1["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (close, leaves) in [
+        (Some(CloseCode::Normal), true),
+        (None, true),
+        (Some(CloseCode::Away), false),
+    ] {
+        let mut guest = Peer::ext(server.web).await;
+        guest.send(103, 0, json!({"lobby": code})).await;
+        let id = guest.recv().await.1;
+        host.until(101).await;
+        let frame = close.map(|code| CloseFrame {
+            code,
+            reason: "".into(),
+        });
+        guest.ws.close(frame).await.unwrap();
+        // The server answers the close: the hub has heard of it by then.
+        while let Some(Ok(_)) = guest.ws.next().await {}
+        if leaves {
+            let (told, _) = host.until(101).await;
+            assert_eq!(told, [(3, id, Value::String(String::new()))], "{close:?}");
+        } else {
+            wait_for_metrics(server.web, &["rallypoint_signal_away_peers 1"]).await;
+        }
+    }
+    // Only the one that went away is kept; the host heard nothing of it.
+    host.send(104, 0, json!({})).await;
+    let m = host.recv().await;
+    assert_eq!(m.0, 105, "the list's answer, and nothing before it: {m:?}");
 }
 
 #[tokio::test]

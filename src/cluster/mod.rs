@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::signal::Signal;
-use crate::signal::remote::Envelope;
+use crate::signal::remote::{Envelope, NodeLink, Owner};
 use crate::turn;
 pub use link::as_link;
 pub use metrics::register as register_metrics;
@@ -151,9 +151,34 @@ impl Cluster {
         })
     }
 
-    /// The TURN URLs to hand a player of `lobby` (or of no lobby in particular); `None` when
-    /// it is this node's own relay.
-    pub fn relay_for(&self, lobby: Option<&str>) -> Option<Vec<String>> {
+    /// The TURN URLs to hand a player of `lobby` (a name or code; or of no lobby in
+    /// particular); `None` when it is this node's own relay. A lobby that exists is relayed by
+    /// its own node, whichever node is asked and whether it drains or not: one lobby, one relay,
+    /// the one its extension members get with ICE_SERVERS. A lobby the directory does not list
+    /// (not yet, or Redis unreachable) gets the node placement picks for its name.
+    pub async fn relay_for(&self, lobby: Option<&str>) -> Option<Vec<String>> {
+        if let Some(lobby) = lobby {
+            let key = crate::signal::remote::lobby_key(lobby);
+            match self.owner_of(key).await {
+                Ok(Owner::Here) => {
+                    self.to_self.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Ok(Owner::There(address)) => {
+                    let s = self.state.lock().unwrap();
+                    if let Some(owner) = s.others.iter().find(|r| r.address() == address) {
+                        self.to_others.fetch_add(1, Ordering::Relaxed);
+                        return Some(owner.member.urls.clone());
+                    }
+                }
+                Ok(Owner::Nowhere) | Err(_) => {}
+            }
+        }
+        self.placed(lobby)
+    }
+
+    /// The relay placement chooses for `lobby` (or any player).
+    fn placed(&self, lobby: Option<&str>) -> Option<Vec<String>> {
         let mut s = self.state.lock().unwrap();
         s.own.allocations = self.turn.snapshot().allocations as u64;
         let mut members: Vec<Member> = s.others.iter().map(|r| r.member.clone()).collect();

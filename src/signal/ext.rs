@@ -208,6 +208,9 @@ pub enum ErrorCode {
     NoSuchPeer,
     TooManyLobbies,
     ResumeFailed,
+    /// The server cannot do this just now (in a cluster: the lobby directory is unreachable);
+    /// the same request may succeed in a moment.
+    Unavailable,
 }
 
 /// What the hub tells an extension client.

@@ -7,8 +7,10 @@
 //! - client/server lobbies only introduce the host and each client to each other;
 //! - peer ids are 2..2^31-1 and unique across the server; the host is always 1;
 //! - a relay to a member that left a moment ago is dropped instead of closing the sender;
-//! - sealed lobbies are freed, and joining one is refused ("Lobby is sealed");
-//! - once sealed, departures no longer disturb the others (the game runs peer to peer by then).
+//! - sealed lobbies are freed, and joining one is refused ("Lobby is sealed").
+//!
+//! Leaving is the reference's, sealed or not: the others get PEER_DISCONNECT, and the host
+//! leaving closes everyone with "Room host has disconnected" (Godot's client relies on both).
 //!
 //! Clients that ask for rallypoint's extension (docs/protocol.md) also get: lobbies created with
 //! options ([`lobby::Options`]), join codes (which plain clients may use as lobby names too), a
@@ -55,6 +57,8 @@ pub mod reason {
     pub const LOBBY_FULL: &str = "Lobby is full";
     /// rallypoint's own: a plain client cannot give the password a lobby was created with.
     pub const NEEDS_PASSWORD: &str = "Lobby requires a password";
+    /// rallypoint's own: an extension client gave a password that is not the lobby's.
+    pub const WRONG_PASSWORD: &str = "Wrong password";
     /// rallypoint's own: `signal.failed_joins_per_minute` from this address.
     pub const TOO_MANY_FAILED_JOINS: &str = "Too many failed joins, try again later";
     /// rallypoint's own: the host removed this peer (extension KICK).
@@ -125,6 +129,30 @@ impl From<&crate::config::Signal> for Limits {
             list_page_size: s.list_page_size,
             list_rate: s.list_rate,
             failed_joins_per_minute: s.failed_joins_per_minute,
+        }
+    }
+}
+
+/// How a connection ended, as far as its place in a lobby goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Departure {
+    /// The client closed on purpose (a close frame with 1000, with no code, or with an
+    /// application's 3000-4999), or its session moved to another node's hub: it leaves its
+    /// lobby at once.
+    Left,
+    /// The socket broke without a close frame, or the client said it is going away (1001, a
+    /// page reloading) or failed (another 1xxx): an extension peer keeps its place for
+    /// `resume_grace`.
+    Lost,
+}
+
+impl Departure {
+    /// What a close frame from the client means; `None` is a close frame without a code.
+    pub fn of_close_code(code: Option<u16>) -> Departure {
+        match code {
+            None | Some(1000) | Some(3000..=4999) => Departure::Left,
+            Some(_) => Departure::Lost,
         }
     }
 }
@@ -268,7 +296,8 @@ impl Refusal {
             Refusal::NotFound => reason::LOBBY_DOES_NOT_EXIST,
             Refusal::Sealed => reason::LOBBY_IS_SEALED,
             Refusal::Full => reason::LOBBY_FULL,
-            Refusal::NeedsPassword | Refusal::WrongPassword => reason::NEEDS_PASSWORD,
+            Refusal::NeedsPassword => reason::NEEDS_PASSWORD,
+            Refusal::WrongPassword => reason::WRONG_PASSWORD,
             Refusal::RateLimited => reason::TOO_MANY_FAILED_JOINS,
         }
     }
@@ -462,11 +491,13 @@ impl Hub {
     }
 
     /// `conn` is gone (it closed, failed, or was closed by us). Unknown ids are ignored. An
-    /// extension peer in an unsealed lobby keeps its place for `resume_grace`.
-    pub fn disconnect(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
+    /// extension peer in an unsealed lobby whose socket was [`Departure::Lost`] keeps its place
+    /// for `resume_grace`.
+    pub fn disconnect(&mut self, conn: ConnId, how: Departure, now: Instant) -> Vec<Output> {
         self.now = now;
         let grace = self.limits.resume_grace;
-        let keep = !grace.is_zero()
+        let keep = how == Departure::Lost
+            && !grace.is_zero()
             && self.peers.get(&conn).is_some_and(|p| {
                 p.ext.as_ref().is_some_and(|e| e.away.is_none())
                     && p.lobby.is_some_and(|key| !self.lobbies[&key].sealed)
@@ -1071,14 +1102,8 @@ impl Hub {
             lobby.departed.pop_front();
         }
         lobby.departed.push_back((id, self.now));
-        if lobby.sealed {
-            // The game runs peer to peer now; the seal timer closes the rest.
-            if lobby.members.is_empty() {
-                let lobby = self.lobbies.remove(&key).unwrap();
-                self.forget_lobby(&lobby);
-            }
-            return;
-        }
+        // Sealed or not, as the reference's `Lobby.leave`: a sealed lobby's relay allocations
+        // outlive its signalling either way (`turn::lobbies`).
         if lobby.host == conn {
             let lobby = self.lobbies.remove(&key).unwrap();
             self.forget_lobby(&lobby);

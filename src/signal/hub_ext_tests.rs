@@ -232,6 +232,7 @@ fn passwords_caps_and_seals() {
     );
     let frames = h.ext_join(3, &code, Some("wrong"));
     assert_eq!(of_type(&frames, 199)[0]["code"], "wrong_password");
+    assert_eq!(of_type(&frames, 199)[0]["message"], "Wrong password");
     assert_eq!(h.closed(3), None, "an extension client may try again");
     h.send(3, &ext(103, 0, json!({"lobby": code, "password": "pw"})));
     assert_eq!(parsed(&h.frames(3))[0].0, 1);
@@ -468,6 +469,38 @@ fn a_dropped_member_resumes_within_the_grace_and_gets_what_was_sent_in_order() {
     assert!(h.frames(1).is_empty());
     assert_eq!(h.hub.counts().resumes, 1);
     assert_eq!(h.hub.away_count(), 0);
+}
+
+#[test]
+fn a_member_that_closes_on_purpose_leaves_at_once_and_cannot_resume() {
+    let mut h = Harness::with(ext_limits());
+    let (id, token) = lobby_of_two(&mut h);
+    h.quit(2);
+    assert_eq!(
+        h.frames(1)[0],
+        json(3, id, ""),
+        "PEER_DISCONNECT at once, not after the grace"
+    );
+    assert_eq!((h.hub.away_count(), h.hub.peer_count()), (0, 1));
+    h.connect_as(20, true, [10, 0, 1, 2]);
+    h.send(20, &ext(108, 0, json!({"token": token})));
+    assert_eq!(error_code(&mut h, 20), "resume_failed");
+    // A host that quits ends its lobby at once.
+    let (_, code, _) = h.create(30, json!({}));
+    h.ext_join(31, &code, None);
+    h.quit(30);
+    assert_eq!(h.closed(31), Some((4000, "Room host has disconnected")));
+}
+
+#[test]
+fn close_codes_tell_a_leave_from_a_lost_socket() {
+    for code in [None, Some(1000), Some(3000), Some(4999)] {
+        assert_eq!(Departure::of_close_code(code), Departure::Left, "{code:?}");
+    }
+    // Going away (a page reloading), or a failure the client reports.
+    for code in [Some(1001), Some(1002), Some(1011)] {
+        assert_eq!(Departure::of_close_code(code), Departure::Lost, "{code:?}");
+    }
 }
 
 #[test]

@@ -90,8 +90,15 @@ impl Harness {
         self.record(out);
     }
 
+    /// `c`'s socket drops (no close frame).
     fn leave(&mut self, c: ConnId) {
-        let out = self.hub.disconnect(c, self.at());
+        let out = self.hub.disconnect(c, Departure::Lost, self.at());
+        self.record(out);
+    }
+
+    /// `c` closes its socket on purpose (a close frame with 1000).
+    fn quit(&mut self, c: ConnId) {
+        let out = self.hub.disconnect(c, Departure::Left, self.at());
         self.record(out);
     }
 
@@ -319,26 +326,52 @@ fn seal_is_broadcast_then_everyone_is_closed_after_the_delay() {
     );
 }
 
+/// As the reference's `Lobby.leave`, which runs whether the lobby is sealed or not: Godot's
+/// client relies on `peer_disconnected`.
 #[test]
-fn after_the_seal_departures_disturb_nobody() {
+fn after_the_seal_departures_are_told_as_before_it() {
     let mut h = Harness::new();
     let lobby = h.host(10, true);
-    h.join(11, &lobby);
+    let id11 = h.join(11, &lobby);
     h.join(12, &lobby);
     h.send(10, r#"{"type":7,"id":0,"data":""}"#);
     for c in [10, 11, 12] {
         h.frames(c);
     }
     h.leave(11);
+    assert_eq!(h.frames(10), [json(3, id11, "")]);
+    assert_eq!(h.frames(12), [json(3, id11, "")]);
     h.leave(10);
-    assert!(h.frames(12).is_empty());
     assert_eq!(
         h.closed(12),
-        None,
-        "the host leaving after the seal does not cut the others"
+        Some((4000, "Room host has disconnected")),
+        "the host leaving after the seal closes the others at once"
     );
+    assert_eq!((h.hub.lobby_count(), h.hub.peer_count()), (0, 0));
+    // The seal's timer finds nothing left to close.
     h.advance(Duration::from_secs(10));
-    assert_eq!(h.closed(12), Some((1000, "Seal complete")));
+    assert_eq!(
+        h.relay
+            .iter()
+            .filter(|e| matches!(e, LobbyEvent::Ended { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn after_the_seal_a_client_server_lobby_tells_only_the_host() {
+    let mut h = Harness::new();
+    let lobby = h.host(10, false);
+    let id11 = h.join(11, &lobby);
+    h.join(12, &lobby);
+    h.send(10, r#"{"type":7,"id":0,"data":""}"#);
+    for c in [10, 11, 12] {
+        h.frames(c);
+    }
+    h.leave(11);
+    assert_eq!(h.frames(10), [json(3, id11, "")]);
+    assert!(h.frames(12).is_empty(), "clients only know the host");
 }
 
 #[test]

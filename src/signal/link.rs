@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::hub::{Client, ConnId};
+use super::hub::{Client, ConnId, Departure};
 
 /// Frames waiting for one slow client before it is dropped.
 const OUTGOING_QUEUE: usize = 256;
@@ -17,7 +17,7 @@ pub enum Input {
     Connect(ConnId, Outbox, Client, Instant),
     Text(ConnId, String, Instant),
     Binary(ConnId, Instant),
-    Gone(ConnId, Instant),
+    Gone(ConnId, Departure, Instant),
     /// In a cluster: the other nodes' listed lobbies, as last read.
     Elsewhere(Vec<super::ext::LobbyInfo>),
 }

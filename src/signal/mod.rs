@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::turn::lobbies::LobbyEvent;
 pub use hub::Client;
-use hub::{ConnId, Hub, HubCounts, Limits, Output};
+use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
 use remote::{Envelope, NodeLink, Remote};
 
@@ -228,9 +228,9 @@ async fn run_hub(
                 }
                 Some(Input::Text(c, text, at)) => hub.message(c, &text, at),
                 Some(Input::Binary(c, at)) => hub.binary(c, at),
-                Some(Input::Gone(c, at)) => {
+                Some(Input::Gone(c, how, at)) => {
                     sessions.remove(&c);
-                    hub.disconnect(c, at)
+                    hub.disconnect(c, how, at)
                 }
                 Some(Input::Elsewhere(lobbies)) => {
                     hub.set_lobbies_elsewhere(lobbies);
@@ -307,7 +307,8 @@ fn deliver(
                         slow.dropped("signal.max_queued_bytes");
                     }
                     sessions.remove(&to);
-                    queue.extend(hub.disconnect(to, now()));
+                    // Its socket is closed "Too slow to receive": a place it may resume.
+                    queue.extend(hub.disconnect(to, Departure::Lost, now()));
                     queue.extend(hub.undelivered(to, frame));
                 }
             }

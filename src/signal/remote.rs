@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Command, Dialect};
 use super::ext::{self, ExtCommand};
-use super::hub::{Client, ConnId, reason, resume_key};
+use super::hub::{Client, ConnId, Departure, reason, resume_key};
 use super::link::{Input, Outbox, Outgoing, Queued, now};
 use super::lobby;
 
@@ -46,8 +46,13 @@ pub enum Envelope {
     },
     /// Edge → owner: a frame from the player.
     Text { conn: ConnId, text: String },
-    /// Edge → owner: the player's socket is gone.
-    Gone { conn: ConnId },
+    /// Edge → owner: the player's socket is gone (how: a node of an earlier version says
+    /// nothing, which keeps the place as it did).
+    Gone {
+        conn: ConnId,
+        #[serde(default = "lost")]
+        how: Departure,
+    },
     /// Owner → edge: a frame for the player.
     Send { conn: ConnId, text: String },
     /// Owner → edge: close the player's socket.
@@ -67,6 +72,10 @@ impl Envelope {
             Envelope::Connect { .. } | Envelope::Gone { .. } => 0,
         }
     }
+}
+
+fn lost() -> Departure {
+    Departure::Lost
 }
 
 /// The lobby directory could not be asked.
@@ -137,7 +146,23 @@ pub fn joining(frame: &str) -> Joining {
     if named.is_empty() {
         return Joining::Creates;
     }
-    Joining::Names(lobby::as_code(&named).unwrap_or(named))
+    Joining::Names(lobby_key(&named))
+}
+
+/// The directory key of a lobby named `named`: a code in capitals, or the name as it is.
+pub fn lobby_key(named: &str) -> String {
+    lobby::as_code(named).unwrap_or_else(|| named.to_string())
+}
+
+/// The extension request (its type) a JOIN-like frame is: an extension client whose JOIN or
+/// RESUME cannot be routed gets an ERROR for it rather than a close.
+pub fn ext_request(frame: &str) -> Option<u64> {
+    match ext::decode(frame)? {
+        Ok(ExtCommand::Join { .. }) => Some(ext::kind::JOIN),
+        Ok(ExtCommand::Resume(_)) => Some(ext::kind::RESUME),
+        Ok(ExtCommand::Create(_)) => Some(ext::kind::CREATE),
+        _ => None,
+    }
 }
 
 /// A close reason from another node as the `'static` one the hub uses here.
@@ -233,9 +258,9 @@ impl Remote {
                 let local = *s.guests.get(&(from.to_string(), conn))?;
                 Some((Input::Text(local, text, now()), None))
             }
-            Envelope::Gone { conn } => {
+            Envelope::Gone { conn, how } => {
                 let local = s.guests.remove(&(from.to_string(), conn))?;
-                Some((Input::Gone(local, now()), None))
+                Some((Input::Gone(local, how, now()), None))
             }
             Envelope::Send { conn, text } => {
                 let (_, outbox) = s.attached.get(&conn)?;
@@ -273,7 +298,7 @@ impl Remote {
         let mut inputs = Vec::new();
         s.guests.retain(|(edge, _), local| {
             if edge == node {
-                inputs.push(Input::Gone(*local, now()));
+                inputs.push(Input::Gone(*local, Departure::Lost, now()));
             }
             edge != node
         });
@@ -308,7 +333,7 @@ pub async fn forward(
         };
         if !link.send(&edge, envelope) {
             clustered.remote.forget_guest(&edge, conn);
-            let _ = hub.send(Input::Gone(local, now())).await;
+            let _ = hub.send(Input::Gone(local, Departure::Lost, now())).await;
             return;
         }
     }

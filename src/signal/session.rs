@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::Clustered;
-use super::hub::{Client, ConnId, reason};
+use super::ext;
+use super::hub::{Client, ConnId, Departure, reason};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
 use super::remote::{self, Envelope, Joining, Owner};
 use crate::config::Config;
@@ -28,6 +29,10 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 const READ_BUFFER: usize = 2048;
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// In a cluster, how long before its join timeout a player's JOIN stops looking for a lobby
+/// the directory does not list, so that the hub answers "Lobby does not exists" rather than
+/// "Have not joined lobby yet".
+const ANSWER_MARGIN: Duration = Duration::from_millis(250);
 
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let max = config.signal.max_message_size.0 as usize;
@@ -69,10 +74,16 @@ pub async fn run(
     {
         return;
     }
+    let s = &config.signal;
+    let join_timeout = match client.extension {
+        true => s.browse_timeout.0,
+        false => s.join_timeout.0,
+    };
     let mut upstream = Upstream {
         conn,
         client,
         opened,
+        join_by: opened + join_timeout,
         // In a cluster, the first JOIN decides which node's hub this player talks to.
         route: match &cluster {
             Some(_) => Route::Undecided,
@@ -81,7 +92,6 @@ pub async fn run(
         cluster,
         hub,
     };
-    let s = &config.signal;
     let send_timeout = s.send_timeout.0;
     let mut limit = RateLimit::new(f64::from(s.message_rate), s.message_burst, Instant::now());
     let ping_every = s.ping_interval.0;
@@ -98,7 +108,8 @@ pub async fn run(
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    if let Err(end) = upstream.text(text.as_str().to_owned(), at, &mut outgoing).await {
+                    let sent = upstream.text(text.as_str().to_owned(), at, &mut outgoing).await;
+                    if let Err(end) = answer(&mut socket, sent, send_timeout).await {
                         break end;
                     }
                 }
@@ -111,15 +122,15 @@ pub async fn run(
                     }
                     let sent = match String::from_utf8(bytes.to_vec()) {
                         Ok(text) => upstream.text(text, at, &mut outgoing).await,
-                        Err(_) => upstream.binary(at).await,
+                        Err(_) => upstream.binary(at).await.map(|()| None),
                     };
-                    if let Err(end) = sent {
+                    if let Err(end) = answer(&mut socket, sent, send_timeout).await {
                         break end;
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
                 Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_))) => break End::ClosedByPeer,
+                Some(Ok(Message::Close(frame))) => break End::ClosedByPeer(frame.map(|f| u16::from(f.code))),
                 None => break End::Gone,
                 Some(Err(WsError::Capacity(_))) => {
                     // Close reasons must fit in 123 bytes: say the limit, not the error's text.
@@ -160,14 +171,14 @@ pub async fn run(
             _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
         }
     };
-    upstream.gone().await;
+    upstream.gone(end.departure()).await;
     // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
     // its code and reason rather than 1006: answer the client's close frame, or send ours and
     // wait a moment for its answer. Either way the server then closes the TCP connection.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         match end {
             // tungstenite queued the echo of the client's close; reading on sends it.
-            End::ClosedByPeer => while let Some(Ok(_)) = socket.next().await {},
+            End::ClosedByPeer(_) => while let Some(Ok(_)) = socket.next().await {},
             End::Close(code, reason) => {
                 let frame = CloseFrame {
                     code: CloseCode::from(code),
@@ -183,11 +194,28 @@ pub async fn run(
     .await;
 }
 
+/// Sends the player what the session answered itself, if anything.
+async fn answer(
+    socket: &mut Socket,
+    sent: Result<Option<String>, End>,
+    send_timeout: Duration,
+) -> Result<(), End> {
+    if let Some(frame) = sent? {
+        let send = socket.send(Message::text(frame));
+        if !matches!(tokio::time::timeout(send_timeout, send).await, Ok(Ok(()))) {
+            return Err(End::Gone);
+        }
+    }
+    Ok(())
+}
+
 /// Where a session's frames go: this node's hub, or (attached) another node's.
 struct Upstream {
     conn: ConnId,
     client: Client,
     opened: Instant,
+    /// When the hub closes the player if it has not joined.
+    join_by: Instant,
     route: Route,
     cluster: Option<Clustered>,
     hub: mpsc::Sender<Input>,
@@ -196,28 +224,54 @@ struct Upstream {
 impl Upstream {
     /// A frame from the player (a text frame, or a binary one holding UTF-8). In a cluster the
     /// first JOIN may attach the player elsewhere, and then what comes back arrives in a new
-    /// `outgoing`.
+    /// `outgoing`. `Some`: a frame the session answers itself, to send the player now.
     async fn text(
         &mut self,
         text: String,
         at: Instant,
         outgoing: &mut link::Inbox,
-    ) -> Result<(), End> {
+    ) -> Result<Option<String>, End> {
         let conn = self.conn;
         if let (Route::Undecided, Some(c)) = (&self.route, &self.cluster) {
             let hub = &self.hub;
-            self.route = c
-                .route(conn, &self.client, self.opened, &text, hub, outgoing)
-                .await?;
+            let arrival = Arrival {
+                conn,
+                client: self.client,
+                opened: self.opened,
+            };
+            match c
+                .route(&arrival, self.join_by, &text, hub, outgoing)
+                .await?
+            {
+                Some(route) => self.route = route,
+                None => return self.directory_down(&text).map(Some),
+            }
         }
         match (&self.route, &self.cluster) {
             (Route::Remote(node), Some(c)) => {
                 match c.link.send(node, Envelope::Text { conn, text }) {
-                    true => Ok(()),
+                    true => Ok(None),
                     false => Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into())),
                 }
             }
-            _ => self.local(Input::Text(conn, text, at)).await,
+            _ => self.local(Input::Text(conn, text, at)).await.map(|()| None),
+        }
+    }
+
+    /// The lobby directory could not be asked where `frame`'s lobby lives. An extension
+    /// request gets an ERROR (`unavailable`) and the player may try again; a plain client is
+    /// closed with the reason, as the protocol has no other answer.
+    fn directory_down(&self, frame: &str) -> Result<String, End> {
+        match remote::ext_request(frame) {
+            Some(of) if self.client.extension => Ok(ext::encode(&ext::ExtEvent::Error {
+                of,
+                code: ext::ErrorCode::Unavailable,
+                message: remote::DIRECTORY_DOWN,
+            })),
+            _ => Err(End::Close(
+                reason::PROTOCOL_ERROR,
+                remote::DIRECTORY_DOWN.into(),
+            )),
         }
     }
 
@@ -241,14 +295,20 @@ impl Upstream {
     }
 
     /// The player's socket is gone.
-    async fn gone(&self) {
+    async fn gone(&self, how: Departure) {
         match (&self.route, &self.cluster) {
             (Route::Remote(node), Some(c)) => {
                 c.remote.detach(self.conn);
-                c.link.send(node, Envelope::Gone { conn: self.conn });
+                c.link.send(
+                    node,
+                    Envelope::Gone {
+                        conn: self.conn,
+                        how,
+                    },
+                );
             }
             _ => {
-                let _ = self.hub.send(Input::Gone(self.conn, now())).await;
+                let _ = self.hub.send(Input::Gone(self.conn, how, now())).await;
             }
         }
     }
@@ -268,21 +328,21 @@ impl Clustered {
     /// Routes a session by `frame`: a JOIN of a lobby another node owns attaches the player to
     /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`), and so
     /// does creating a lobby while this node drains (to the node the cluster picks); any other
-    /// JOIN keeps it here; other frames decide nothing yet.
+    /// JOIN keeps it here; other frames decide nothing yet. `None`: the lobby directory could
+    /// not be asked.
     async fn route(
         &self,
-        conn: ConnId,
-        client: &Client,
-        opened: Instant,
+        arrival: &Arrival,
+        join_by: Instant,
         frame: &str,
         hub: &mpsc::Sender<Input>,
         outgoing: &mut link::Inbox,
-    ) -> Result<Route, End> {
+    ) -> Result<Option<Route>, End> {
         let key = match remote::joining(frame) {
-            Joining::No => return Ok(Route::Undecided),
+            Joining::No => return Ok(Some(Route::Undecided)),
             Joining::Creates => match self.link.creates_on() {
-                Some(node) => return self.attach(conn, client, opened, node, hub, outgoing).await,
-                None => return Ok(Route::Local),
+                Some(node) => return self.attach(arrival, node, hub, outgoing).await.map(Some),
+                None => return Ok(Some(Route::Local)),
             },
             Joining::Names(key) => key,
         };
@@ -290,34 +350,34 @@ impl Clustered {
         let node = loop {
             match self.link.owner_of(key.clone()).await {
                 Ok(Owner::There(node)) => break node,
-                Ok(Owner::Here) => return Ok(Route::Local),
-                // The local hub then says it does not exist.
+                Ok(Owner::Here) => return Ok(Some(Route::Local)),
+                // The local hub then says it does not exist, in time to say so.
                 Ok(Owner::Nowhere) => match again.next() {
-                    Some(wait) => tokio::time::sleep(*wait).await,
-                    None => return Ok(Route::Local),
+                    Some(wait) if now() + *wait + ANSWER_MARGIN < join_by => {
+                        tokio::time::sleep(*wait).await
+                    }
+                    _ => return Ok(Some(Route::Local)),
                 },
-                Err(remote::Unreachable) => {
-                    return Err(End::Close(
-                        reason::PROTOCOL_ERROR,
-                        remote::DIRECTORY_DOWN.into(),
-                    ));
-                }
+                Err(remote::Unreachable) => return Ok(None),
             }
         };
-        self.attach(conn, client, opened, node, hub, outgoing).await
+        self.attach(arrival, node, hub, outgoing).await.map(Some)
     }
 
     /// Moves the session from this hub to `node`'s.
     async fn attach(
         &self,
-        conn: ConnId,
-        client: &Client,
-        opened: Instant,
+        &Arrival {
+            conn,
+            client,
+            opened,
+        }: &Arrival,
         node: String,
         hub: &mpsc::Sender<Input>,
         outgoing: &mut link::Inbox,
     ) -> Result<Route, End> {
-        let _ = hub.send(Input::Gone(conn, now())).await;
+        // It moves on, not away: nothing of it stays in this hub.
+        let _ = hub.send(Input::Gone(conn, Departure::Left, now())).await;
         let (outbox, inbox) = link::queue();
         self.remote.attach(conn, &node, outbox);
         *outgoing = inbox;
@@ -337,12 +397,24 @@ impl Clustered {
 
 /// How a session ends.
 enum End {
-    /// The client sent a close frame: answer it.
-    ClosedByPeer,
+    /// The client sent a close frame (with this code, if any): answer it.
+    ClosedByPeer(Option<u16>),
     /// We close with this code and reason.
     Close(u16, String),
     /// The connection is already broken: nothing to say.
     Gone,
+}
+
+impl End {
+    /// What the end means for the player's place in its lobby: only the client's own close
+    /// says it left on purpose; whatever the server closed for (shutdown, no pong, too slow) is
+    /// a place it may come back to.
+    fn departure(&self) -> Departure {
+        match self {
+            End::ClosedByPeer(code) => Departure::of_close_code(*code),
+            End::Close(..) | End::Gone => Departure::Lost,
+        }
+    }
 }
 
 /// WebSocket close codes (RFC 6455 §7.4.1) the session itself sends; the hub's protocol codes

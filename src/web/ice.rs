@@ -98,10 +98,11 @@ pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
 
 /// A fresh TURN REST credential and the URLs of every TURN listener, as `RTCPeerConnection`
 /// and Godot's `WebRTCPeerConnection.initialize()` take them; not bound to a lobby (the relay's
-/// peer policy applies as it is). In a cluster, the URLs are those of the node
-/// `cluster::placement` chooses, for the lobby named by `?lobby=` if any. 403 when `web.ice_api` is "off", 429 over
+/// peer policy applies as it is). In a cluster, the URLs are those of the lobby's node for a
+/// lobby named by `?lobby=` (its name or code) that exists, else of the node
+/// `cluster::placement` chooses. 403 when `web.ice_api` is "off", 429 over
 /// `web.ice_api_per_minute` from one address.
-pub fn answer(
+pub async fn answer(
     config: &Config,
     routes: &Routes,
     client: IpAddr,
@@ -141,18 +142,18 @@ pub fn answer(
         config.turn.credential_ttl.0,
         SystemTime::now(),
     );
-    // In a cluster, the relay placement chose (the same node for every player naming the same
-    // `?lobby=`); credentials are valid on every node.
+    // In a cluster: the relay of the lobby's node (the one its extension members get with
+    // ICE_SERVERS), or the one placement chose; credentials are valid on every node.
     let lobby = req.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "lobby")
             .map(|(_, v)| v.into_owned())
     });
-    let urls = routes
-        .cluster
-        .as_ref()
-        .and_then(|c| c.relay_for(lobby.as_deref()))
-        .unwrap_or_else(|| turn_urls(config, at));
+    let elsewhere = match &routes.cluster {
+        Some(c) => c.relay_for(lobby.as_deref()).await,
+        None => None,
+    };
+    let urls = elsewhere.unwrap_or_else(|| turn_urls(config, at));
     let body = ice_servers_at(urls, &credential).to_string();
     let mut response = page(StatusCode::OK, "application/json", body.into());
     let h = response.headers_mut();

@@ -120,7 +120,7 @@ async fn route(
         return response;
     }
     match path.as_str() {
-        "/api/ice" => ice::answer(config, routes, remote.ip(), req),
+        "/api/ice" => ice::answer(config, routes, remote.ip(), req).await,
         "/healthz" => health(routes),
         "/metrics" => {
             let ip = remote.ip().to_canonical();
