@@ -112,6 +112,7 @@ fn main() -> ExitCode {
                 } else {
                     println!("no configuration file; the built-in defaults are valid");
                 }
+                println!("{}", turn::addresses::relay_family(c));
             });
             if failed {
                 ExitCode::from(EXIT_CONFIG)

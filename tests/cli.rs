@@ -116,6 +116,59 @@ fn check_config_warns_when_players_would_be_handed_an_address_they_cannot_reach(
     assert!(turn_warnings("listen = [\"127.0.0.1:3478\", \"[::1]:3478\"]").is_empty());
 }
 
+/// check-config says which family the relays players get are in: browsers name none.
+#[test]
+fn check_config_says_which_family_the_turn_urls_relay_in() {
+    let family = |turn: &str| {
+        let path = config_file(&format!("[turn]\n{turn}\nsecrets = [\"{SECRET}\"]\n"));
+        let out = rallypoint(&["check-config", &path]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).lines().nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        family("listen = [\"[2001:db8::1]:3478\"]"),
+        "every TURN URL relays in IPv6 (2001:db8::1): players whose network has no IPv6 cannot \
+         be relayed"
+    );
+    assert_eq!(
+        family("listen = [\"127.0.0.1:3478\", \"[::1]:3478\"]"),
+        "every TURN URL relays in IPv4 (127.0.0.1) for browsers, which ask for no family; in \
+         IPv6 (::1) for clients that ask for it"
+    );
+    assert_eq!(
+        family("listen = [\"127.0.0.1:3478\"]"),
+        "every TURN URL relays in IPv4 (127.0.0.1)"
+    );
+}
+
+/// Firefox uses no `turns:` URL naming an IP address, which is what players get without a
+/// domain.
+#[test]
+fn check_config_warns_that_firefox_needs_a_domain_for_turns() {
+    let dir = temp_dir("cli-turns");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let generated = rcgen::generate_simple_self_signed(vec!["game.example.org".into()]).unwrap();
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let turn = format!(
+        "[turn]\nlisten = [\"0.0.0.0:3478\"]\ntls_listen = [\"0.0.0.0:5349\"]\n\
+         external_ip = \"198.18.0.7\"\nsecrets = [\"{SECRET}\"]\n"
+    );
+    let warned = |text: &str| {
+        let err = stderr(&rallypoint(&["check-config", &config_file(text)]));
+        err.contains("Firefox uses no turns: URL")
+    };
+    assert!(warned(&format!("{tls}{turn}")));
+    assert!(!warned(&format!(
+        "[server]\ndomain = \"game.example.org\"\n{tls}{turn}"
+    )));
+}
+
 #[test]
 fn an_ipv6_wildcard_turn_listener_listens_on_ipv4_too() {
     let path = config_file(&format!(

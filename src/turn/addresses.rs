@@ -24,6 +24,34 @@ pub fn relay_addresses(config: &Config) -> (Option<IpAddr>, Option<IpAddr>) {
     (v4, v6)
 }
 
+/// Which family the relay addresses players are handed are in, whichever URL (and family)
+/// they reach TURN by. Browsers never ask for a family: they get an IPv4 relay where the server
+/// has one (RFC 6156's default, which also lets a player who reaches TURN only over IPv6 meet
+/// one who reaches it only over IPv4), else an IPv6 one. A client may ask for the other family
+/// by name (REQUESTED-ADDRESS-FAMILY) where the server has it.
+pub fn relay_family(config: &Config) -> String {
+    let (v4, v6) = relay_addresses(config);
+    let shown = |ip: IpAddr| match config.turn.external_ip {
+        Some(external) if external.is_ipv4() == ip.is_ipv4() => external,
+        _ => ip,
+    };
+    match (v4, v6) {
+        (Some(v4), Some(v6)) => format!(
+            "every TURN URL relays in IPv4 ({}) for browsers, which ask for no family; in IPv6 \
+             ({}) for clients that ask for it",
+            shown(v4),
+            shown(v6)
+        ),
+        (Some(v4), None) => format!("every TURN URL relays in IPv4 ({})", shown(v4)),
+        (None, Some(v6)) => format!(
+            "every TURN URL relays in IPv6 ({}): players whose network has no IPv6 cannot be \
+             relayed",
+            shown(v6)
+        ),
+        (None, None) => "no TURN listener: nothing is relayed".into(),
+    }
+}
+
 /// The host name or address clients should use to reach the TURN listener `listen`: one it
 /// answers on. The domain when set (TLS certificates name it), else `turn.external_ip` (a 1:1
 /// NAT forwards it to us), else the listener's own address; only a wildcard listener, which
@@ -97,6 +125,18 @@ pub fn advertised_address_warnings(config: &Config) -> Vec<String> {
                 note(advertised_ip(config, l), format!("the TURN URLs of {l}"));
             }
         }
+    }
+    // Firefox gathers no relay candidate from a `turns:` URL naming an IP address (it checks
+    // the certificate against a host name only).
+    let tls_turn = !config.turn.tls_listen.is_empty()
+        || (config.web.accept_turn.on(true) && !config.web.tls_listen.is_empty());
+    if tls_turn && config.server.domain.is_none() {
+        warnings.push(
+            "turn: without server.domain the turns: URLs players get name an IP address, and \
+             Firefox uses no turns: URL that does (Chromium does): set server.domain to the \
+             name the certificate is for"
+                .to_string(),
+        );
     }
     for (ip, roles) in handed_out {
         let Some(kind) = unreachable_kind(ip) else {

@@ -43,6 +43,23 @@ fn clock() -> Clock {
     }
 }
 
+/// What an Allocate refusal's code means to an operator, for its one log line.
+fn refusal_cause(code: u16) -> &'static str {
+    use super::wire::code as c;
+    match code {
+        c::ADDRESS_FAMILY_NOT_SUPPORTED => {
+            "the client asked for a relay address family this server has none of: see \
+             turn.relay_ip"
+        }
+        c::ALLOCATION_QUOTA_REACHED => "turn.max_allocations_per_user or turn.max_allocations",
+        c::INSUFFICIENT_CAPACITY => "no free relay port: see turn.relay_ports",
+        c::FORBIDDEN => "a lobby credential whose lobby is gone",
+        c::ALLOCATION_MISMATCH => "the client already has an allocation on this 5-tuple",
+        c::UNSUPPORTED_TRANSPORT => "the client asked for a relay transport other than UDP",
+        _ => "a malformed request",
+    }
+}
+
 impl Shared {
     /// Runs a control request through the core. Returns the replies for the client and, when
     /// this request created an allocation, its relay.
@@ -133,6 +150,11 @@ impl Shared {
                     }
                 }
             }
+            Effect::FirstRefusal { code } => log::warn!(
+                "turn: refused an Allocate with {code} ({}); further ones are only counted, in \
+                 rallypoint_turn_error_responses_total{{code}}",
+                refusal_cause(code)
+            ),
             Effect::Reply(_) | Effect::Created { .. } => {}
         }
     }

@@ -126,6 +126,9 @@ pub enum Effect {
     },
     /// The allocation is gone; its relay socket is closed.
     Deleted { tuple: FiveTuple },
+    /// An Allocate was refused with this code for the first time since start: the shell says
+    /// so once (later ones are only counted).
+    FirstRefusal { code: u16 },
 }
 
 /// The settings the core works with, taken from `[turn]`.
@@ -204,6 +207,8 @@ pub struct Server {
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
     counts: ControlCounts,
+    /// Error codes Allocates have been refused with (a handful at most), each told once.
+    refusals_told: Vec<u16>,
 }
 
 /// What of a peer address must be one of our relay addresses when policy denies its IP.
@@ -233,6 +238,7 @@ impl Server {
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
             counts: ControlCounts::default(),
+            refusals_told: Vec::new(),
         }
     }
 
@@ -390,7 +396,12 @@ impl Server {
                 fingerprint,
             ),
             Err(code) => {
-                *self.counts.errors.entry(code).or_default() += 1;
+                let count = self.counts.errors.entry(code).or_default();
+                *count += 1;
+                if request.typ.method == METHOD_ALLOCATE && !self.refusals_told.contains(&code) {
+                    self.refusals_told.push(code);
+                    effects.push(Effect::FirstRefusal { code });
+                }
                 let attrs = vec![wire::error_code(code)];
                 wire::response(
                     &request,
@@ -574,7 +585,14 @@ impl Server {
         {
             return Err(code::ALLOCATION_QUOTA_REACHED);
         }
-        let ipv6 = requested_family == Some(FAMILY_IPV6);
+        // RFC 6156's default is IPv4, and on a dual-stack server it stays: a player who reaches
+        // the relay only over IPv6 then meets one who reaches it only over IPv4 (both relays
+        // IPv4, relayed in memory). Browsers never name a family, so a server with IPv6 relay
+        // addresses only answers them in the family it has rather than 440.
+        let ipv6 = match requested_family {
+            Some(f) => f == FAMILY_IPV6,
+            None => !ports.supports(false) && ports.supports(true),
+        };
         if !ports.supports(ipv6) {
             return Err(code::ADDRESS_FAMILY_NOT_SUPPORTED);
         }

@@ -17,6 +17,7 @@ struct FakePorts {
     next: u16,
     last: u16,
     open: HashSet<SocketAddr>,
+    ipv4: bool,
     ipv6: bool,
 }
 
@@ -26,6 +27,7 @@ impl FakePorts {
             next: 50000,
             last: 50009,
             open: HashSet::new(),
+            ipv4: true,
             ipv6: true,
         }
     }
@@ -33,11 +35,11 @@ impl FakePorts {
 
 impl RelayPorts for FakePorts {
     fn supports(&self, ipv6: bool) -> bool {
-        !ipv6 || self.ipv6
+        if ipv6 { self.ipv6 } else { self.ipv4 }
     }
 
     fn open(&mut self, ipv6: bool, even: bool, _df: bool) -> Option<SocketAddr> {
-        if ipv6 && !self.ipv6 {
+        if !self.supports(ipv6) {
             return None;
         }
         while self.next <= self.last {
@@ -513,6 +515,51 @@ fn transport_and_family_rules() {
     let (raw, present) = reply.attributes.get(ATTR_ADDRESS_ERROR_CODE);
     assert!(present);
     assert_eq!(raw.value[..5], [FAMILY_IPV6, 0, 0, 4, 40]);
+}
+
+/// Browsers never send REQUESTED-ADDRESS-FAMILY. RFC 6156's IPv4 default stays on a dual-stack
+/// server; one with IPv6 relay addresses only relays them in IPv6 rather than answering 440.
+#[test]
+fn an_allocate_naming_no_family_gets_the_family_the_server_has() {
+    let mut h = Harness::new();
+    let (reply, _) = h.allocate_on(tuple(1), vec![]);
+    let relayed = get::<RelayedAddress>(&reply).unwrap();
+    assert!(relayed.ip.is_ipv4(), "dual stack: IPv4, as RFC 6156 says");
+
+    h.ports.ipv4 = false;
+    let (reply, _) = h.allocate_on(tuple(2), vec![]);
+    assert_eq!(code(&reply), None);
+    let relayed = get::<RelayedAddress>(&reply).unwrap();
+    assert!(relayed.ip.is_ipv6(), "IPv6 only: an IPv6 relay");
+    let (reply, _) = h.allocate_on(
+        tuple(3),
+        vec![Box::new(RequestedAddressFamily(FAMILY_IPV4))],
+    );
+    assert_eq!(code(&reply), Some(440), "IPv4 asked for by name");
+}
+
+/// Each cause of a refused Allocate is told to the shell once, for one log line.
+#[test]
+fn a_refused_allocate_is_told_once_per_code() {
+    let mut h = Harness::new();
+    h.ports.ipv6 = false;
+    let six = || -> Vec<Box<dyn Setter>> { vec![Box::new(RequestedAddressFamily(FAMILY_IPV6))] };
+    let first = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::FirstRefusal { code } => Some(*code),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (reply, effects) = h.allocate_on(tuple(1), six());
+    assert_eq!(code(&reply), Some(440));
+    assert_eq!(first(&effects), [440]);
+    let (_, effects) = h.allocate_on(tuple(2), six());
+    assert!(first(&effects).is_empty(), "told once");
+    let (_, effects) = h.allocate_on(tuple(2), vec![Box::new(RequestedAddressFamily(0x07))]);
+    assert!(first(&effects).is_empty(), "the same code again");
 }
 
 #[test]

@@ -71,6 +71,7 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
             let body = serde_json::json!({
                 "turn_urls": ice::turn_urls(config, &routes.turn_addresses),
                 "relay_addresses": relay,
+                "relay_family": turn::addresses::relay_family(config),
                 "warnings": turn::addresses::advertised_address_warnings(config),
             });
             let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
