@@ -63,3 +63,13 @@ netns_up() {
     ip -n "$ns" link set rp0 up
     ip -n "$ns" link set rp1 up
 }
+
+# netns_ipv6 NAME: IPv6 addresses on the veth pair of netns_up's namespace NAME, usable at once
+# (no duplicate address detection); sets NETNS_IPV6 and NETNS_IPV4 to the first end's addresses.
+netns_ipv6() {
+    local ns=$1
+    ip -n "$ns" addr add fd00:213::1/64 dev rp0 nodad
+    ip -n "$ns" addr add fd00:213::2/64 dev rp1 nodad
+    NETNS_IPV6=fd00:213::1
+    NETNS_IPV4=10.213.0.1
+}

@@ -3,7 +3,10 @@
 // lobby-bound credentials); option "dead=PORT" points TURN at a port where nothing listens (the
 // call must fail), "echo" has the guest add a candidate for a UDP echo peer nobody announced
 // through the hub (lobby credentials: refused, nothing reaches it; /api/ice ones: it is reached).
-// Transport "web" is TURN over TLS on the HTTPS port that serves the page (base is https://).
+// Transport "web" is TURN over TLS on the HTTPS port that serves the page (base is https://);
+// "udp6"/"tcp6"/"udp4" only the TURN URLs naming an address of that family, and "A+B" gives the
+// host A's URLs and the guest B's. Option "relay6"/"relay4": both relay addresses must be of
+// that family.
 import dgram from "node:dgram";
 import { launchChromium } from "./chromium.mjs";
 
@@ -62,6 +65,15 @@ try {
         "lobby credentials reach the lobby, and an address nobody announced gets 403 and no datagram"];
     } else if (echo) {
       [ok, what] = [connected && r.echoed > 0, "open /api/ice credentials do reach that address (the check can fail)"];
+    } else if (option === "relay6" || option === "relay4") {
+      // The relay addresses the browsers got, and the family each reached TURN by.
+      const family = (a) => (a && a.includes(":") ? "relay6" : "relay4");
+      const pairs = [r.hostPair, r.guestPair];
+      const [hostT, guestT = hostT] = transport.split("+");
+      const reached = [hostT, guestT].map((t) => (t.endsWith("6") ? "[" : "."));
+      const byUrl = pairs.every((p, i) => p && (reached[i] === "[" ? p.url.includes("[") : !p.url.includes("[")));
+      [ok, what] = [connected && pairs.every((p) => p && family(p.address) === option) && byUrl,
+        `call with the host on TURN ${hostT} and the guest on ${guestT}, ${dialect} signalling, both relays ${option === "relay6" ? "IPv6" : "IPv4"}`];
     } else if (transport === "web") {
       // Both relay candidates came from the one turns: URL on the page's own port.
       const port = new URL(base).port;

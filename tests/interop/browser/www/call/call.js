@@ -107,15 +107,21 @@ async function selectedPair(pc) {
   if (!pair) stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
   if (!pair) return null;
   const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return { local: local.candidateType, remote: remote.candidateType, protocol: local.relayProtocol, url: local.url };
+  return { local: local.candidateType, remote: remote.candidateType, protocol: local.relayProtocol, url: local.url,
+           address: local.address };
 }
 
 // The RTCPeerConnection configuration for `ice` ({iceServers}), relay only, with the TURN URLs
-// of `transport`; "web": only the turns: URL of the port that served this page.
+// of `transport`; "web": only the turns: URL of the port that served this page; "udp6", "tcp6",
+// "udp4": only the URLs naming an IPv6 (or IPv4) address.
 function relayConfig(ice, transport, turnPort) {
   const server = ice.iceServers[0];
+  const v6 = (u) => u.includes(":[");
   const pick = { udp: (u) => u.startsWith("turn:") && u.endsWith("transport=udp"),
                  tcp: (u) => u.startsWith("turn:") && u.endsWith("transport=tcp"),
+                 udp6: (u) => u.startsWith("turn:") && u.endsWith("transport=udp") && v6(u),
+                 tcp6: (u) => u.startsWith("turn:") && u.endsWith("transport=tcp") && v6(u),
+                 udp4: (u) => u.startsWith("turn:") && u.endsWith("transport=udp") && !v6(u),
                  tls: (u) => u.startsWith("turns:"),
                  web: (u) => u.startsWith("turns:") && u.includes(`:${location.port}?`) }[transport];
   // turnPort: send the TURN URLs to another port, to see the call fail without TURN.
@@ -133,20 +139,23 @@ async function turnErrors403() {
 
 // `echo` ({ip, port}): the guest also adds a remote candidate nobody announced through the hub,
 // as a player using its credentials to reach elsewhere would; its browser then asks the relay
-// for a permission to that address.
-window.runCall = async ({ transport, dialect, count, turnPort, echo }) => {
+// for a permission to that address. `transport` "A+B": the host uses A's TURN URLs, the guest B's.
+window.runCall = async ({ transport: transports, dialect, count, turnPort, echo }) => {
+  const [hostTransport, guestTransport = hostTransport] = transports.split("+");
   const host = await connect(dialect), guest = await connect(dialect);
   let hostConfig, guestConfig, guestId;
   if (dialect === "lobby") {
     host.send(CREATE, 0, "");
-    hostConfig = relayConfig(JSON.parse((await nextOfType(host, ICE_SERVERS)).data), transport, turnPort);
+    hostConfig = relayConfig(JSON.parse((await nextOfType(host, ICE_SERVERS)).data), hostTransport, turnPort);
     const code = JSON.parse((await nextOfType(host, LOBBY)).data).code;
     guest.send(JOIN_BY_CODE, 0, JSON.stringify({ lobby: code.toLowerCase() }));
     guestId = (await nextOfType(guest, ID)).id;
-    guestConfig = relayConfig(JSON.parse((await nextOfType(guest, ICE_SERVERS)).data), transport, turnPort);
+    guestConfig = relayConfig(JSON.parse((await nextOfType(guest, ICE_SERVERS)).data), guestTransport, turnPort);
     await nextOfType(guest, LOBBY);
   } else {
-    hostConfig = guestConfig = relayConfig(await (await fetch("/api/ice")).json(), transport, turnPort);
+    const ice = await (await fetch("/api/ice")).json();
+    hostConfig = relayConfig(ice, hostTransport, turnPort);
+    guestConfig = relayConfig(ice, guestTransport, turnPort);
     host.send(JOIN, 0, "");
     await nextOfType(host, ID);
     const lobby = (await nextOfType(host, JOIN)).data;
