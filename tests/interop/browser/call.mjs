@@ -7,12 +7,17 @@
 // "udp6"/"tcp6"/"udp4" only the TURN URLs naming an address of that family, and "A+B" gives the
 // host A's URLs and the guest B's. Option "relay6"/"relay4": both relay addresses must be of
 // that family.
+// With --firefox first, the page runs in Firefox (./firefox.mjs) instead of Chromium.
 import dgram from "node:dgram";
 import { launchChromium } from "./chromium.mjs";
+import { launchFirefox } from "./firefox.mjs";
 
-const [base, ...cases] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const firefox = args[0] === "--firefox";
+const [base, ...cases] = firefox ? args.slice(1) : args;
 // For TURN over TLS with the test's throwaway certificate.
-const browser = await launchChromium(["--ignore-certificate-errors"]);
+const browser = firefox ? await launchFirefox() : await launchChromium(["--ignore-certificate-errors"]);
+const name = firefox ? "Firefox" : "Chromium";
 let failed = false;
 try {
   for (const c of cases) {
@@ -82,7 +87,7 @@ try {
     } else {
       [ok, what] = [connected, `call over TURN ${transport}, ${dialect} signalling`];
     }
-    console.log(`${ok ? "ok" : "FAILED"}: ${what}: ` + JSON.stringify(r));
+    console.log(`${ok ? "ok" : "FAILED"}: ${firefox ? `${name}: ` : ""}${what}: ` + JSON.stringify(r));
     if (!ok) failed = true;
     await page.close();
   }

@@ -113,8 +113,9 @@ async function selectedPair(pc) {
 
 // The RTCPeerConnection configuration for `ice` ({iceServers}), relay only, with the TURN URLs
 // of `transport`; "web": only the turns: URL of the port that served this page; "udp6", "tcp6",
-// "udp4": only the URLs naming an IPv6 (or IPv4) address.
-function relayConfig(ice, transport, turnPort) {
+// "udp4": only the URLs naming an IPv6 (or IPv4) address. `hosts` ({name: address}): URLs naming
+// `name` name `address` instead (for a browser that cannot resolve a test's host name).
+function relayConfig(ice, transport, turnPort, hosts = {}) {
   const server = ice.iceServers[0];
   const v6 = (u) => u.includes(":[");
   const pick = { udp: (u) => u.startsWith("turn:") && u.endsWith("transport=udp"),
@@ -125,7 +126,8 @@ function relayConfig(ice, transport, turnPort) {
                  tls: (u) => u.startsWith("turns:"),
                  web: (u) => u.startsWith("turns:") && u.includes(`:${location.port}?`) }[transport];
   // turnPort: send the TURN URLs to another port, to see the call fail without TURN.
-  const urls = server.urls.filter(pick).map((u) => (turnPort ? u.replace(/:\d+\?/, `:${turnPort}?`) : u));
+  const urls = server.urls.filter(pick).map((u) => (turnPort ? u.replace(/:\d+\?/, `:${turnPort}?`) : u))
+    .map((u) => Object.entries(hosts).reduce((url, [name, address]) => url.replace(`:${name}:`, `:${address}:`), u));
   if (!urls.length) throw new Error(`no ${transport} TURN URL: ${server.urls}`);
   return { iceServers: [{ urls, username: server.username, credential: server.credential }],
            iceTransportPolicy: "relay" };
@@ -234,10 +236,10 @@ async function play(pc, channel, tag, other, count, ice) {
   return result;
 }
 
-window.playHost = async ({ transport, count }) => {
+window.playHost = async ({ transport, count, hosts }) => {
   const { client, ice } = hostSide;
   const guestId = (await nextOfType(client, PEER_CONNECT)).id;
-  const pc = new RTCPeerConnection(relayConfig(ice, transport));
+  const pc = new RTCPeerConnection(relayConfig(ice, transport, undefined, hosts));
   const channel = pc.createDataChannel("game", { negotiated: true, id: 1 });
   client.onMessage(wire(pc, client, () => guestId));
   const result = await play(pc, channel, "h", "g", count, ice);
