@@ -12,8 +12,9 @@ extends Node
 signal connected_to_server
 ## It closed for good (not a drop that will be resumed); `reason` is the server's.
 signal disconnected_from_server(code: int, reason: String)
-## This player is in a lobby: `lobby` has name, code, title, public, mesh, players,
-## max_players, password, sealed, data (extension servers; plain ones give the name only).
+## This player is in a lobby: `lobby` has name, code, title, public, mesh, players (int),
+## max_players (int, 0 = no cap), password, sealed, data (extension servers; plain ones give the
+## name only).
 signal lobby_joined(lobby: Dictionary)
 ## The lobby changed (players, title, data...).
 signal lobby_updated(lobby: Dictionary)
@@ -101,6 +102,10 @@ const ERROR_TEXTS := {
 	"not_host": "Only the host can do that.",
 	"too_many_lobbies": "The server is full; try later.",
 	"resume_failed": "Your place in the lobby was lost.",
+	"unavailable": "The server is busy; try again in a moment.",
+	"invalid": "The server did not accept that request.",
+	"not_in_lobby": "You are not in a lobby.",
+	"no_such_peer": "No such player in this lobby.",
 }
 
 
@@ -127,6 +132,18 @@ static func is_drop(code: int, reason: String, leaving: bool) -> bool:
 ## A text to show players for a server error code.
 static func error_text(code: String) -> String:
 	return ERROR_TEXTS.get(code, "The server refused (%s)." % code)
+
+
+## A lobby as the server describes it, with its counts as ints: Godot's JSON parser gives every
+## number as a float (4.0 players), which would print and compare oddly in a game's menu.
+static func as_lobby(value) -> Dictionary:
+	if typeof(value) != TYPE_DICTIONARY:
+		return {}
+	var lobby: Dictionary = value
+	for key in ["players", "max_players"]:
+		if lobby.has(key):
+			lobby[key] = int(lobby[key])
+	return lobby
 
 
 ## Whether the connection to `peer_id` is relayed (web; false until known).
@@ -354,14 +371,14 @@ func _receive(text: String) -> void:
 			_token = JSON.parse_string(data).get("token", "")
 		LOBBY:
 			var first := lobby.is_empty() or not lobby.has("code")
-			lobby = JSON.parse_string(data)
+			lobby = as_lobby(JSON.parse_string(data))
 			if first:
 				lobby_joined.emit(lobby)
 			else:
 				lobby_updated.emit(lobby)
 		LOBBIES:
 			var page = JSON.parse_string(data)
-			lobbies_listed.emit(page.lobbies, int(page.page), int(page.pages))
+			lobbies_listed.emit(page.lobbies.map(as_lobby), int(page.page), int(page.pages))
 		RESUMED:
 			state = State.IN_LOBBY
 			_flush()

@@ -41,4 +41,11 @@ func run() -> void:
 	# Error mapping: the server's codes to texts for players.
 	check(Client.error_text("wrong_password") == "Wrong password.", "wrong_password has a text")
 	check(Client.error_text("something_new").contains("something_new"), "unknown codes still say which")
+	check(Client.error_text("unavailable") != Client.error_text("something_else"), "unavailable has a text")
+	# Lobbies: counts as ints, as a game's menu expects them.
+	var lobby := Client.as_lobby(JSON.parse_string('{"code":"K7XQ2M","players":2.0,"max_players":4.0}'))
+	check(typeof(lobby.players) == TYPE_INT and lobby.players == 2, "players is an int")
+	check(typeof(lobby.max_players) == TYPE_INT and lobby.max_players == 4, "max_players is an int")
+	check("%d/%d" % [lobby.players, lobby.max_players] == "2/4" and str(lobby.players) == "2", "and prints as one")
+	check(Client.as_lobby("not a lobby").is_empty(), "anything else is no lobby")
 	print("RP_UNIT_DONE passed=%d failed=%d" % [passed, failed])
