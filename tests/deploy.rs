@@ -303,3 +303,101 @@ fn a_page_load_racing_deploys_never_mixes_versions() {
     assert_eq!(fetch(addr, "/_release/19990101T000000Z/index.js").0, 404);
     assert_eq!(fetch(addr, "/_release/..%2f..%2fetc/passwd").0, 404);
 }
+
+/// An export may come from someone less trusted than the one deploying it (`game@server` +
+/// `sudo rallypoint deploy`): no link in it is followed, whatever it points at, and every one
+/// is named at once; nothing is switched and nothing half-made stays. Sidecars are as readable
+/// as their file, no more.
+#[test]
+fn links_in_an_export_are_refused_and_sidecars_keep_their_files_permissions() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let base = temp_dir("deploy-links");
+    let root = base.join("www");
+    let out = deploy(&root, &[export(&base.join("v1"), 1).to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live = root.canonicalize().unwrap();
+
+    let outside = base.join("outside");
+    std::fs::create_dir_all(outside.join("folder")).unwrap();
+    std::fs::write(outside.join("secret.txt"), "SECRET").unwrap();
+    std::fs::write(outside.join("folder/other.txt"), "OTHER").unwrap();
+    let linked = export(&base.join("linked"), 2);
+    symlink(outside.join("secret.txt"), linked.join("secret.txt")).unwrap();
+    symlink(outside.join("folder"), linked.join("assets")).unwrap();
+    symlink("/etc/hostname", linked.join("hostname.txt")).unwrap();
+    std::fs::create_dir(linked.join("sub")).unwrap();
+    symlink("../index.js", linked.join("sub/inside.js")).unwrap();
+    let out = deploy(&root, &[linked.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for name in ["secret.txt", "assets", "hostname.txt", "sub/inside.js"] {
+        let path = linked.join(name);
+        assert!(
+            stderr.contains(&format!("{} (to ", path.display()))
+                && stderr.contains("deploy copies no links"),
+            "{name} is named: {stderr}"
+        );
+    }
+    assert_eq!(root.canonicalize().unwrap(), live, "nothing switched");
+    // The export itself named through a link: it could be swapped while it is copied.
+    let through = base.join("through-a-link");
+    symlink(export(&base.join("real"), 4), &through).unwrap();
+    let out = deploy(&root, &[through.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is a symbolic link: name the folder itself"),
+        "{stderr}"
+    );
+    let releases = std::fs::read_dir(live.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.') || n.starts_with(".incoming"))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        releases.len(),
+        1,
+        "no second release, nothing half-made: {releases:?}"
+    );
+
+    // A file readable by its owner only gives sidecars readable by its owner only.
+    let private = export(&base.join("private"), 3);
+    std::fs::write(private.join("extra.json"), "[1] ".repeat(1024)).unwrap();
+    std::fs::set_permissions(
+        private.join("extra.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        private.join("index.wasm"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let out = deploy(&root, &["--fast", private.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let release = root.canonicalize().unwrap();
+    for name in ["index.wasm", "index.wasm.gz", "index.wasm.br"] {
+        let mode = std::fs::metadata(release.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let mode = std::fs::metadata(release.join("extra.json.gz"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "other files' sidecars stay readable as their files"
+    );
+}

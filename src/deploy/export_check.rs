@@ -55,9 +55,51 @@ fn file_sizes(html: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Why a symbolic link in an export is not deployed.
+pub fn link_refused(path: &Path) -> String {
+    let target = std::fs::read_link(path)
+        .map(|t| format!(" (to {})", t.display()))
+        .unwrap_or_default();
+    format!(
+        "{}{target} is a symbolic link: deploy copies no links, so that nothing outside the export \
+         is published; put the file itself in the export",
+        path.display()
+    )
+}
+
+/// The symbolic links under `dir`, at any depth (links are not followed).
+fn links(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => found.push(entry.path()),
+                Ok(kind) if kind.is_dir() && stack.len() < 1024 => stack.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Every problem with `dir` as an export to serve; empty when it is whole.
 pub fn problems(dir: &Path) -> Vec<String> {
-    let mut problems = Vec::new();
+    if dir.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+        return vec![format!(
+            "{} is a symbolic link: name the folder itself ({}), so that what is deployed cannot \
+             change under the link while it is copied",
+            dir.display(),
+            dir.canonicalize()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|e| e.to_string())
+        )];
+    }
+    let mut problems: Vec<String> = links(dir).iter().map(|l| link_refused(l)).collect();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => return vec![format!("cannot read {}: {e}", dir.display())],

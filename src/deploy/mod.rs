@@ -100,11 +100,20 @@ pub fn deploy(
     let id = next_id(&layout::releases(root), started);
     let incoming = releases.join(format!(".incoming-{id}"));
     let _ = std::fs::remove_dir_all(&incoming);
-    copy_tree(export, &incoming, 0).map_err(io_err(format!("cannot copy {}", export.display())))?;
-    let live = layout::current(root).and_then(|id| layout::release(root, &id));
-    let written = sidecars::write_all(&incoming, live.as_deref(), effort)
-        .map_err(io_err("cannot compress the export"))?;
-    std::fs::rename(&incoming, releases.join(&id)).map_err(io_err("cannot name the release"))?;
+    let prepared = (|| {
+        copy_tree(export, &incoming, 0)
+            .map_err(io_err(format!("cannot copy {}", export.display())))?;
+        let live = layout::current(root).and_then(|id| layout::release(root, &id));
+        let written = sidecars::write_all(&incoming, live.as_deref(), effort)
+            .map_err(io_err("cannot compress the export"))?;
+        std::fs::rename(&incoming, releases.join(&id))
+            .map_err(io_err("cannot name the release"))?;
+        Ok(written)
+    })();
+    let written = prepared.inspect_err(|_| {
+        // Nothing half-made stays behind.
+        let _ = std::fs::remove_dir_all(&incoming);
+    })?;
     let previous = layout::current(root);
     switch(root, &id, started - Duration::from_secs(1))?;
     let removed = prune(root, keep, &id);
@@ -245,27 +254,55 @@ fn lock(releases: &Path) -> Result<File, DeployError> {
     Ok(file)
 }
 
-/// Copies `from` into a new folder `to`: folders and files, links followed (an export is read
-/// as the server would serve it), at most 32 folders deep.
+/// Copies the folder `from` into a new folder `to`: folders and regular files with their
+/// permissions, at most 32 folders deep, following no link. The export may belong to someone less
+/// trusted than the one deploying (`sudo rallypoint deploy ~game/export`): a link in it could
+/// publish any file the deployer can read. Each folder is opened without following a link and
+/// read through its descriptor, and each file opened without following one, so a link swapped in
+/// while the copy runs fails it too.
 fn copy_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> {
+    copy_folder(&open_no_follow(from, libc::O_DIRECTORY)?, from, to, depth)
+}
+
+/// Copies what the open `folder` holds into a new folder `to`; `shown` is its path as the user
+/// named it, for errors.
+fn copy_folder(folder: &File, shown: &Path, to: &Path, depth: usize) -> io::Result<()> {
     if depth > 32 {
         return Err(io::Error::other(format!(
             "{} is nested too deep",
-            from.display()
+            shown.display()
         )));
     }
     std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
+    let here = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
+    for entry in std::fs::read_dir(&here)? {
         let entry = entry?;
-        let source = entry.path();
-        let meta = std::fs::metadata(&source)?;
-        if meta.is_dir() {
-            copy_tree(&source, &to.join(entry.file_name()), depth + 1)?;
-        } else if meta.is_file() {
-            std::fs::copy(&source, to.join(entry.file_name()))?;
+        let name = entry.file_name();
+        let (source, shown) = (here.join(&name), shown.join(&name));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            return Err(io::Error::other(export_check::link_refused(&shown)));
+        } else if kind.is_dir() {
+            let inner = open_no_follow(&source, libc::O_DIRECTORY)?;
+            copy_folder(&inner, &shown, &to.join(&name), depth + 1)?;
+        } else if kind.is_file() {
+            let mut input = open_no_follow(&source, 0)?;
+            let mode = input.metadata()?.permissions();
+            let mut output = File::create(to.join(&name))?;
+            io::copy(&mut input, &mut output)?;
+            output.set_permissions(mode)?;
         }
     }
     Ok(())
+}
+
+/// Opens `path` for reading unless its last part is a symbolic link (then the error says so).
+fn open_no_follow(path: &Path, flags: i32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | flags)
+        .open(path)
 }
 
 #[cfg(test)]

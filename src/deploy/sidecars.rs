@@ -90,6 +90,8 @@ pub fn write_all(dir: &Path, previous: Option<&Path>, effort: Effort) -> io::Res
                 }
             }
             compress(&file, &sidecar, suffix, effort)?;
+            // Readable by whom the file is, and no one else: a sidecar is its content.
+            std::fs::set_permissions(&sidecar, std::fs::metadata(&file)?.permissions())?;
             if std::fs::metadata(&sidecar)?.len() >= len {
                 std::fs::remove_file(&sidecar)?;
             } else {
