@@ -341,6 +341,13 @@ pub struct Signal {
     pub resume_grace: Duration,
     /// Frames kept for a dropped peer meanwhile; one more gives its place up.
     pub max_resume_queue: u32,
+    /// Bytes of those frames at most, likewise.
+    pub max_resume_queue_bytes: ByteSize,
+    /// Joins a second into one lobby (bursts of as many); more are refused "Lobby is busy,
+    /// try again". 0 = unlimited.
+    pub lobby_joins_per_second: u32,
+    /// Open lobbies created from one address (an IPv6 /64) at once; 0 = unlimited.
+    pub max_lobbies_per_address: u32,
     /// Characters of a lobby title at most.
     pub max_title: u32,
     /// Bytes of a lobby's data (as JSON) at most.
@@ -373,6 +380,9 @@ impl Default for Signal {
             browse_timeout: secs(300),
             resume_grace: secs(20),
             max_resume_queue: 256,
+            max_resume_queue_bytes: ByteSize(256 * 1024),
+            lobby_joins_per_second: 20,
+            max_lobbies_per_address: 16,
             max_title: 64,
             max_lobby_data: ByteSize(1024),
             list_page_size: 50,

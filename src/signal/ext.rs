@@ -239,6 +239,11 @@ pub enum ExtEvent<'a> {
     },
 }
 
+/// Whether `frame` (as [`encode`] made it) is a lobby's state (LOBBY).
+pub fn is_lobby_state(frame: &str) -> bool {
+    frame.starts_with(r#"{"type":101,"#)
+}
+
 pub fn encode(event: &ExtEvent) -> String {
     let (of, data) = match event {
         ExtEvent::Lobby(info) => (kind::LOBBY, serde_json::to_value(info)),

@@ -65,6 +65,10 @@ pub mod reason {
     pub const KICKED: &str = "Kicked by host";
     /// rallypoint's own: the peer's place was resumed on a newer connection.
     pub const RESUMED_ELSEWHERE: &str = "Resumed on another connection";
+    /// rallypoint's own: `signal.lobby_joins_per_second` into this lobby.
+    pub const LOBBY_BUSY: &str = "Lobby is busy, try again";
+    /// rallypoint's own: `signal.max_lobbies_per_address`.
+    pub const TOO_MANY_LOBBIES_HERE: &str = "Too many lobbies from this address";
 
     /// The protocol's error close code; only "Seal complete" closes normally (1000).
     pub const PROTOCOL_ERROR: u16 = 4000;
@@ -102,6 +106,12 @@ pub struct Limits {
     pub resume_grace: Duration,
     /// Frames queued for a peer whose socket dropped; one more gives its place up.
     pub max_resume_queue: usize,
+    /// Bytes of those frames at most, likewise.
+    pub max_resume_bytes: usize,
+    /// Joins a second into one lobby, in bursts of as many; 0 = unlimited.
+    pub lobby_joins_per_second: u32,
+    /// Open lobbies one address (an IPv6 /64) has created; 0 = unlimited.
+    pub max_lobbies_per_address: u32,
     pub options: OptionLimits,
     /// Lobbies per LOBBIES page.
     pub list_page_size: u32,
@@ -122,6 +132,9 @@ impl From<&crate::config::Signal> for Limits {
             browse_timeout: s.browse_timeout.0,
             resume_grace: s.resume_grace.0,
             max_resume_queue: s.max_resume_queue as usize,
+            max_resume_bytes: s.max_resume_queue_bytes.0 as usize,
+            lobby_joins_per_second: s.lobby_joins_per_second,
+            max_lobbies_per_address: s.max_lobbies_per_address,
             options: OptionLimits {
                 max_title: s.max_title as usize,
                 max_data: s.max_lobby_data.0 as usize,
@@ -211,6 +224,8 @@ pub struct HubCounts {
     /// Places given up because the grace ran out or the queue filled.
     pub resumes_expired: u64,
     pub kicks: u64,
+    /// Requests refused by a limit that guards the server against one address, by its key.
+    pub limited: HashMap<&'static str, u64>,
 }
 
 struct Peer {
@@ -235,6 +250,8 @@ struct Away {
     until: Instant,
     /// What was sent to this peer meanwhile, in order.
     queue: VecDeque<Output>,
+    /// The bytes of its frames.
+    bytes: usize,
 }
 
 struct Lobby {
@@ -252,6 +269,10 @@ struct Lobby {
     members: Vec<ConnId>,
     sealed: bool,
     departed: VecDeque<(u32, Instant)>,
+    /// Where its creator connected from (its lobbies count against that address).
+    creator: Source,
+    /// `signal.lobby_joins_per_second`.
+    joins: RateLimit,
 }
 
 impl Lobby {
@@ -286,6 +307,10 @@ enum Refusal {
     NeedsPassword,
     WrongPassword,
     RateLimited,
+    /// `signal.lobby_joins_per_second`.
+    Busy,
+    /// `signal.max_lobbies_per_address`.
+    TooManyLobbiesHere,
 }
 
 impl Refusal {
@@ -299,6 +324,8 @@ impl Refusal {
             Refusal::NeedsPassword => reason::NEEDS_PASSWORD,
             Refusal::WrongPassword => reason::WRONG_PASSWORD,
             Refusal::RateLimited => reason::TOO_MANY_FAILED_JOINS,
+            Refusal::Busy => reason::LOBBY_BUSY,
+            Refusal::TooManyLobbiesHere => reason::TOO_MANY_LOBBIES_HERE,
         }
     }
 
@@ -310,7 +337,17 @@ impl Refusal {
             Refusal::Sealed => ErrorCode::Sealed,
             Refusal::Full => ErrorCode::Full,
             Refusal::NeedsPassword | Refusal::WrongPassword => ErrorCode::WrongPassword,
-            Refusal::RateLimited => ErrorCode::RateLimited,
+            Refusal::RateLimited | Refusal::Busy => ErrorCode::RateLimited,
+            Refusal::TooManyLobbiesHere => ErrorCode::TooManyLobbies,
+        }
+    }
+
+    /// The limit's key, for refusals that guard the server against one address.
+    fn limit(self) -> Option<&'static str> {
+        match self {
+            Refusal::Busy => Some("signal.lobby_joins_per_second"),
+            Refusal::TooManyLobbiesHere => Some("signal.max_lobbies_per_address"),
+            _ => None,
         }
     }
 
@@ -331,6 +368,8 @@ pub struct Hub {
     lobbies: HashMap<u64, Lobby>,
     lobby_names: HashMap<String, u64>,
     lobby_codes: HashMap<String, u64>,
+    /// Open lobbies per creator's address (`signal.max_lobbies_per_address`).
+    lobbies_per_source: HashMap<Source, u32>,
     next_lobby: u64,
     /// Resume token → the peer it belongs to.
     tokens: HashMap<String, ConnId>,
@@ -357,6 +396,7 @@ impl Hub {
             lobbies: HashMap::new(),
             lobby_names: HashMap::new(),
             lobby_codes: HashMap::new(),
+            lobbies_per_source: HashMap::new(),
             next_lobby: 0,
             tokens: HashMap::new(),
             failed_joins: HashMap::new(),
@@ -507,6 +547,7 @@ impl Hub {
             ext.away = Some(Away {
                 until: now + grace,
                 queue: VecDeque::new(),
+                bytes: 0,
             });
             self.resume_deadlines.push(Reverse((now + grace, conn)));
         } else {
@@ -641,9 +682,21 @@ impl Hub {
                 }
             }
         };
+        // A join costs the lobby's members a frame each: bursts into one lobby are limited.
+        let found = found.and_then(|key| {
+            let per_second = self.limits.lobby_joins_per_second;
+            let joins = &mut self.lobbies.get_mut(&key).unwrap().joins;
+            match per_second == 0 || joins.try_take(now) {
+                true => Ok(key),
+                false => Err(Refusal::Busy),
+            }
+        });
         match found {
             Ok(_) if by_code.is_some() => self.counts.joins_by_code += 1,
             Err(why) => {
+                if let Some(limit) = why.limit() {
+                    *self.counts.limited.entry(limit).or_default() += 1;
+                }
                 if let Some(label) = why.failed_join() {
                     *self.counts.failed_joins.entry(label).or_default() += 1;
                     if per_minute > 0 {
@@ -731,6 +784,16 @@ impl Hub {
         if self.lobbies.len() >= self.limits.max_lobbies as usize {
             return Err(Refusal::TooManyLobbies);
         }
+        let creator = self.peers[&host].source;
+        let per_address = self.limits.max_lobbies_per_address;
+        if per_address > 0
+            && self.lobbies_per_source.get(&creator).copied().unwrap_or(0) >= per_address
+        {
+            let limit = Refusal::TooManyLobbiesHere.limit().unwrap();
+            *self.counts.limited.entry(limit).or_default() += 1;
+            return Err(Refusal::TooManyLobbiesHere);
+        }
+        *self.lobbies_per_source.entry(creator).or_default() += 1;
         let name = loop {
             let name = random_lobby_name();
             if !self.lobby_names.contains_key(&name) {
@@ -769,6 +832,12 @@ impl Hub {
                 members: Vec::new(),
                 sealed: false,
                 departed: VecDeque::new(),
+                creator,
+                joins: RateLimit::new(
+                    f64::from(self.limits.lobby_joins_per_second),
+                    self.limits.lobby_joins_per_second.max(1),
+                    self.now,
+                ),
             },
         );
         Ok(key)
@@ -777,6 +846,12 @@ impl Hub {
     fn forget_lobby(&mut self, lobby: &Lobby) {
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
+        if let Some(n) = self.lobbies_per_source.get_mut(&lobby.creator) {
+            *n -= 1;
+            if *n == 0 {
+                self.lobbies_per_source.remove(&lobby.creator);
+            }
+        }
         self.out.push(Output::Listed {
             keys: vec![lobby.name.clone(), lobby.code.clone()],
             open: false,
@@ -1171,22 +1246,39 @@ impl Hub {
         self.push_output(to, Output::Send { to, frame });
     }
 
-    /// An output for `to` (a frame, or credentials to mint), queued while `to` is away.
+    /// An output for `to` (a frame, or credentials to mint), queued while `to` is away, up to
+    /// `max_resume_queue` frames and `max_resume_bytes`. A lobby's state replaces the one queued
+    /// before it (only the last one matters), so a host's updates cannot fill it.
     fn push_output(&mut self, to: ConnId, output: Output) {
-        let max = self.limits.max_resume_queue;
+        let (max, max_bytes) = (self.limits.max_resume_queue, self.limits.max_resume_bytes);
         let away = self
             .peers
             .get_mut(&to)
             .and_then(|p| p.ext.as_mut())
             .and_then(|e| e.away.as_mut());
-        match away {
-            None => self.out.push(output),
-            Some(away) if away.queue.len() < max => away.queue.push_back(output),
-            Some(_) => {
-                if !self.overflowed.contains(&to) {
-                    self.overflowed.push(to);
-                }
-            }
+        let Some(away) = away else {
+            return self.out.push(output);
+        };
+        let size = |o: &Output| match o {
+            Output::Send { frame, .. } => frame.len(),
+            Output::IceServers { user, .. } => user.len(),
+            _ => 0,
+        };
+        if let Output::Send { frame, .. } = &output
+            && ext::is_lobby_state(frame)
+            && let Some(at) = away.queue.iter().rposition(
+                |o| matches!(o, Output::Send { frame, .. } if ext::is_lobby_state(frame)),
+            )
+        {
+            away.bytes -= size(&away.queue[at]);
+            away.queue.remove(at);
+        }
+        let bytes = size(&output);
+        if away.queue.len() < max && away.bytes + bytes <= max_bytes {
+            away.bytes += bytes;
+            away.queue.push_back(output);
+        } else if !self.overflowed.contains(&to) {
+            self.overflowed.push(to);
         }
     }
 

@@ -584,6 +584,140 @@ fn a_full_queue_gives_the_place_up() {
     assert_eq!(h.hub.away_count(), 0);
 }
 
+/// A burst of joins into one lobby costs its members a frame each: at most
+/// `lobby_joins_per_second` are let in at once, the rest refused with a reason to try again, and
+/// the lobby takes more as its bucket refills.
+#[test]
+fn joins_into_one_lobby_are_limited_per_second() {
+    let mut h = Harness::with(Limits {
+        lobby_joins_per_second: 2,
+        ..ext_limits()
+    });
+    let (name, code, _) = h.create(1, json!({}));
+    assert_eq!(h.ext_join(2, &code, None)[0].0, 1, "joined");
+    h.join(3, &name);
+    let frames = h.ext_join(4, &code, None);
+    let error = &of_type(&frames, kind::ERROR)[0];
+    assert_eq!(
+        (error["code"].as_str(), error["message"].as_str()),
+        (Some("rate_limited"), Some("Lobby is busy, try again"))
+    );
+    h.connect(5);
+    h.send(5, &format!(r#"{{"type":0,"id":0,"data":"{name}"}}"#));
+    assert_eq!(h.closed(5), Some((4000, "Lobby is busy, try again")));
+    assert_eq!(h.hub.counts().limited["signal.lobby_joins_per_second"], 2);
+    assert!(
+        h.hub.counts().failed_joins.is_empty(),
+        "a busy lobby is no failed guess"
+    );
+    // Half a second later, one more.
+    h.advance(Duration::from_millis(500));
+    h.send(4, &ext(kind::JOIN, 0, json!({"lobby": code})));
+    assert_eq!(parsed(&h.frames(4))[0].0, 1, "joined on a refilled bucket");
+}
+
+/// One address (an IPv6 /64) holds `max_lobbies_per_address` open lobbies at most; one that
+/// ends gives its place back.
+#[test]
+fn lobbies_are_limited_per_address() {
+    let mut h = Harness::with(Limits {
+        max_lobbies_per_address: 2,
+        ..ext_limits()
+    });
+    let create = |h: &mut Harness, c: ConnId, source: IpAddr| {
+        let out = h.hub.connect(
+            c,
+            Client {
+                extension: true,
+                source,
+            },
+            h.at(),
+        );
+        h.record(out);
+        h.send(c, &ext(kind::CREATE, 0, Value::Null));
+        parsed(&h.frames(c))
+    };
+    let six = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, last]);
+    assert_eq!(create(&mut h, 1, six(1))[0].0, 1);
+    assert_eq!(create(&mut h, 2, six(2))[0].0, 1, "the same /64");
+    let refused = create(&mut h, 3, six(3));
+    let error = &of_type(&refused, kind::ERROR)[0];
+    assert_eq!(
+        (error["code"].as_str(), error["message"].as_str()),
+        (
+            Some("too_many_lobbies"),
+            Some("Too many lobbies from this address")
+        )
+    );
+    let other = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+    assert_eq!(create(&mut h, 4, other)[0].0, 1, "another /64");
+    h.quit(1);
+    assert_eq!(
+        create(&mut h, 5, six(5))[0].0,
+        1,
+        "a lobby ended: room again"
+    );
+    assert_eq!(h.hub.counts().limited["signal.max_lobbies_per_address"], 1);
+    // A plain client is closed with the reason.
+    h.connect_as(6, false, [127, 0, 0, 1]);
+    h.connect_as(7, false, [127, 0, 0, 1]);
+    h.connect_as(8, false, [127, 0, 0, 1]);
+    for c in [6, 7, 8] {
+        h.send(c, r#"{"type":0,"id":0,"data":""}"#);
+    }
+    assert_eq!(
+        h.closed(8),
+        Some((4000, "Too many lobbies from this address"))
+    );
+}
+
+/// An away member's queue is bounded in bytes too, and the lobby's state is kept once: a host's
+/// updates replace what was queued rather than pile up.
+#[test]
+fn the_resume_queue_counts_bytes_and_keeps_one_lobby_state() {
+    let mut h = Harness::with(Limits {
+        max_resume_queue: 256,
+        max_resume_bytes: 4096,
+        ..ext_limits()
+    });
+    let (id, token) = lobby_of_two(&mut h);
+    h.leave(2);
+    for n in 0..200 {
+        h.send(
+            1,
+            &ext(kind::UPDATE, 0, json!({"title": format!("title {n}")})),
+        );
+    }
+    h.frames(1);
+    assert_eq!(
+        h.hub.away_count(),
+        1,
+        "200 updates fit: only the last is kept"
+    );
+    h.connect_as(20, true, [10, 0, 1, 2]);
+    h.send(20, &ext(kind::RESUME, 0, json!({"token": token})));
+    let frames = parsed(&h.frames(20));
+    let states = of_type(&frames, kind::LOBBY);
+    assert_eq!(
+        states.len(),
+        2,
+        "RESUMED's own LOBBY and the one queued: {frames:?}"
+    );
+    assert_eq!(states[1]["title"], "title 199");
+    // 3 KiB candidates: the second overflows 4 KiB and the place is given up.
+    h.leave(20);
+    let big = "x".repeat(3000);
+    for _ in 0..2 {
+        h.send(1, &format!(r#"{{"type":6,"id":{id},"data":"{big}"}}"#));
+    }
+    assert_eq!(
+        h.frames(1)[0],
+        json(3, id, ""),
+        "given up by bytes, not frames"
+    );
+    assert_eq!(h.hub.away_count(), 0);
+}
+
 #[test]
 fn plain_clients_and_timeouts_are_as_before() {
     let mut h = Harness::with(ext_limits());

@@ -494,6 +494,8 @@ fn ids_are_in_range_and_unique_across_the_server() {
     let mut h = Harness::with(Limits {
         max_peers: 2000,
         max_lobbies: 2000,
+        // Every lobby here is from one address.
+        max_lobbies_per_address: 0,
         ..limits()
     });
     let mut seen = HashSet::new();

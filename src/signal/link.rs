@@ -8,8 +8,9 @@ use tokio::sync::mpsc;
 
 use super::hub::{Client, ConnId, Departure};
 
-/// Frames waiting for one slow client before it is dropped.
-const OUTGOING_QUEUE: usize = 256;
+/// What a queued frame costs besides its text (the channel's node and the `String`), so that a
+/// burst of small frames is bounded by `signal.max_queued_bytes` as its bytes would be.
+const FRAME_OVERHEAD: usize = 64;
 
 /// What a session tells the hub task, each stamped with when it happened (not when the hub task
 /// got round to it), so the hub's timers run from the real events.
@@ -33,9 +34,11 @@ pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// A session's queue as the hub task sees it: bounded in frames and in bytes.
+/// A session's queue as the hub task sees it: bounded in bytes (each frame's text and
+/// [`FRAME_OVERHEAD`]), not in frames: a player who reads keeps up with a burst of many small
+/// frames (400 players joining its lobby at once) as well as with a few large ones.
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -50,12 +53,12 @@ pub enum Queued {
 
 /// The session's end of its queue.
 pub struct Inbox {
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
     queued: Arc<AtomicUsize>,
 }
 
 pub fn queue() -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     (
         Outbox {
@@ -67,29 +70,25 @@ pub fn queue() -> (Outbox, Inbox) {
 }
 
 impl Outbox {
-    /// Queues a frame, unless the peer already has `max_bytes` or a full queue of frames waiting
-    /// (it has stopped reading) or its session has ended; then the frame comes back.
+    /// Queues a frame, unless the peer already has `max_bytes` waiting (it has stopped reading)
+    /// or its session has ended; then the frame comes back.
     pub fn text(&self, frame: String, max_bytes: usize) -> Result<(), (Queued, String)> {
-        let len = frame.len();
-        if self.queued.fetch_add(len, Ordering::Relaxed) + len > max_bytes {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+        let cost = frame.len() + FRAME_OVERHEAD;
+        if self.queued.fetch_add(cost, Ordering::Relaxed) + cost > max_bytes {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
             return Err((Queued::Full, frame));
         }
-        match self.tx.try_send(Outgoing::Text(frame)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.queued.fetch_sub(len, Ordering::Relaxed);
-                match e {
-                    mpsc::error::TrySendError::Full(Outgoing::Text(f)) => Err((Queued::Full, f)),
-                    mpsc::error::TrySendError::Closed(Outgoing::Text(f)) => Err((Queued::Gone, f)),
-                    _ => unreachable!("a text frame was sent"),
-                }
+        self.tx.send(Outgoing::Text(frame)).map_err(|e| {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
+            match e.0 {
+                Outgoing::Text(f) => (Queued::Gone, f),
+                Outgoing::Close(..) => unreachable!("a text frame was sent"),
             }
-        }
+        })
     }
 
     pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.tx.try_send(Outgoing::Close(code, reason));
+        let _ = self.tx.send(Outgoing::Close(code, reason));
     }
 }
 
@@ -102,7 +101,8 @@ impl Inbox {
     pub async fn recv(&mut self) -> Option<Outgoing> {
         let next = self.rx.recv().await;
         if let Some(Outgoing::Text(frame)) = &next {
-            self.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+            self.queued
+                .fetch_sub(frame.len() + FRAME_OVERHEAD, Ordering::Relaxed);
         }
         next
     }

@@ -71,6 +71,13 @@ impl Collector for SignalCollector {
         )?;
         s.counter("kicks", "Members removed by their host", c.kicks)?;
         s.counters(
+            "limited",
+            "Requests refused by a limit that guards the server against one address, by its key \
+             (signal.lobby_joins_per_second, signal.max_lobbies_per_address)",
+            "limit",
+            c.limited.iter().map(|(limit, n)| (*limit, *n)),
+        )?;
+        s.counters(
             "messages_relayed",
             "Offers, answers and candidates relayed, by type",
             "type",

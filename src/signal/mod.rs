@@ -214,6 +214,8 @@ async fn run_hub(
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
     let mut stopping = false;
+    // The limits already logged once.
+    let mut told = std::collections::HashSet::new();
     loop {
         if stopping && sessions.is_empty() {
             return;
@@ -247,6 +249,14 @@ async fn run_hub(
                 continue;
             }
             _ = publish.tick() => {
+                for limit in hub.counts().limited.keys() {
+                    if told.insert(*limit) {
+                        log::warn!(
+                            "signal: refused a request over {limit}; further ones are only \
+                             counted, in rallypoint_signal_limited_total{{limit=\"{limit}\"}}"
+                        );
+                    }
+                }
                 *snapshot.lock().unwrap() = Snapshot {
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),

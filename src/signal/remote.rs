@@ -187,6 +187,8 @@ fn known_reason(text: &str) -> &'static str {
         reason::TOO_MANY_FAILED_JOINS,
         reason::KICKED,
         reason::RESUMED_ELSEWHERE,
+        reason::LOBBY_BUSY,
+        reason::TOO_MANY_LOBBIES_HERE,
         "Too slow to receive",
     ]
     .into_iter()
