@@ -417,6 +417,9 @@ pub struct Turn {
     pub deny_peers: Vec<IpNet>,
     pub max_allocations: u32,
     pub max_allocations_per_user: u32,
+    /// Allocations from one client address (an IPv6 /64) at once, whatever its credentials;
+    /// 0 = unlimited.
+    pub max_allocations_per_address: u32,
     /// 0 = unlimited.
     pub max_bandwidth_per_allocation: BitRate,
     /// Answers a second, in all, to requests not authenticated (each source also gets at most
@@ -452,6 +455,7 @@ impl Default for Turn {
             deny_peers: vec![],
             max_allocations: 10_000,
             max_allocations_per_user: 10,
+            max_allocations_per_address: 128,
             max_bandwidth_per_allocation: BitRate { bits_per_second: 0 },
             max_unauthenticated_answers: 50_000,
             max_stream_connections: 4096,

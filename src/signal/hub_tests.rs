@@ -709,3 +709,25 @@ fn frames_from_unknown_connections_are_ignored() {
 
 #[path = "hub_ext_tests.rs"]
 mod extension;
+
+/// A member signalling itself gets "Invalid destination", and announces nothing to the relay:
+/// a stranger alone in its own lobby gets no relay permission from its lobby credential.
+#[test]
+fn a_relay_to_oneself_is_refused_and_announces_nothing() {
+    let mut h = Harness::new();
+    h.host(10, true);
+    h.relay.clear();
+    h.send(
+        10,
+        r#"{"type":6,"id":1,"data":"\n0\n0\ncandidate:1 1 udp 2122260223 93.184.216.34 9 typ host"}"#,
+    );
+    assert_eq!(h.closed(10), Some((4000, "Invalid destination")));
+    assert!(
+        !h.relay
+            .iter()
+            .any(|e| matches!(e, LobbyEvent::Announced { .. })),
+        "{:?}",
+        h.relay
+    );
+}
+

@@ -51,7 +51,10 @@ fn refusal_cause(code: u16) -> &'static str {
             "the client asked for a relay address family this server has none of: see \
              turn.relay_ip"
         }
-        c::ALLOCATION_QUOTA_REACHED => "turn.max_allocations_per_user or turn.max_allocations",
+        c::ALLOCATION_QUOTA_REACHED => {
+            "turn.max_allocations_per_user, turn.max_allocations_per_address or \
+             turn.max_allocations"
+        }
         c::INSUFFICIENT_CAPACITY => "no free relay port: see turn.relay_ports",
         c::FORBIDDEN => "a lobby credential whose lobby is gone",
         c::ALLOCATION_MISMATCH => "the client already has an allocation on this 5-tuple",

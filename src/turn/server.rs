@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use crate::conn_cap::Source;
 
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;
@@ -138,6 +139,7 @@ pub struct Settings {
     pub policy: PeerPolicy,
     pub max_allocations: u32,
     pub max_allocations_per_user: u32,
+    pub max_allocations_per_address: u32,
     pub bandwidth: BitRate,
     /// Advertised instead of the relay socket's own address (1:1 NAT).
     pub external_ip: Option<IpAddr>,
@@ -155,6 +157,7 @@ impl From<&crate::config::Turn> for Settings {
             policy: PeerPolicy::new(&t.allow_peers, &t.deny_peers),
             max_allocations: t.max_allocations,
             max_allocations_per_user: t.max_allocations_per_user,
+            max_allocations_per_address: t.max_allocations_per_address,
             bandwidth: t.max_bandwidth_per_allocation,
             external_ip: t.external_ip,
             allocation_lifetime: t.allocation_lifetime.0,
@@ -201,6 +204,8 @@ pub struct Server {
     /// The IPs of those addresses, with how many addresses each carries.
     own_relay_ips: HashMap<IpAddr, usize>,
     per_user: HashMap<String, u32>,
+    /// Allocations per client address (an IPv6 /64), `max_allocations_per_address`.
+    per_source: HashMap<Source, u32>,
     lobbies: Lobbies,
     /// Allocations per lobby.
     per_lobby: HashMap<u64, u32>,
@@ -233,6 +238,7 @@ impl Server {
             own_relays: HashMap::new(),
             own_relay_ips: HashMap::new(),
             per_user: HashMap::new(),
+            per_source: HashMap::new(),
             lobbies: Lobbies::default(),
             per_lobby: HashMap::new(),
             answered: HashMap::new(),
@@ -580,7 +586,11 @@ impl Server {
             return Err(code::FORBIDDEN);
         }
         let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
+        let source = Source::of(tuple.client.ip());
+        let per_address = self.settings.max_allocations_per_address;
+        let source_count = self.per_source.get(&source).copied().unwrap_or(0);
         if user_count >= self.settings.max_allocations_per_user
+            || (per_address > 0 && source_count >= per_address)
             || self.allocations.len() >= self.settings.max_allocations as usize
         {
             return Err(code::ALLOCATION_QUOTA_REACHED);
@@ -626,6 +636,7 @@ impl Server {
             }
         }
         *self.per_user.entry(identity.username.clone()).or_default() += 1;
+        *self.per_source.entry(source).or_default() += 1;
         self.counts.allocations_created += 1;
         effects.push(Effect::Created {
             tuple,
@@ -839,6 +850,13 @@ impl Server {
             *n -= 1;
             if *n == 0 {
                 self.per_user.remove(&a.username);
+            }
+        }
+        let source = Source::of(tuple.client.ip());
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
             }
         }
         if let Some(l) = a.lobby

@@ -78,6 +78,7 @@ fn settings() -> Settings {
         policy: PeerPolicy::new(&[], &[]),
         max_allocations: 100,
         max_allocations_per_user: 3,
+        max_allocations_per_address: 0,
         bandwidth: BitRate { bits_per_second: 0 },
         external_ip: None,
         allocation_lifetime: ALLOCATION_DEFAULT,
@@ -869,6 +870,41 @@ fn quotas_give_486_and_recover() {
     h.tick(ALLOCATION_DEFAULT);
     h.nonce.clear();
     h.allocate(tuple(2));
+}
+
+/// One address (an IPv6 /64) holds `max_allocations_per_address` at most, whatever credentials
+/// it uses (a lobby's credentials are one per player): 486, and room again when one goes.
+#[test]
+fn allocations_are_limited_per_address_whatever_the_credential() {
+    let mut h = Harness::new();
+    h.server.set_settings(Settings {
+        max_allocations_per_address: 2,
+        ..settings()
+    });
+    h.allocate(tuple(1));
+    h.user = "bob".into();
+    h.password = "bob-password".into();
+    h.allocate(tuple(2));
+    assert_eq!(code(&h.allocate_on(tuple(3), vec![]).0), Some(486));
+    let elsewhere = |last: u16| FiveTuple {
+        client: SocketAddr::new(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]), 4000),
+        ..tuple(1)
+    };
+    // Nonces are each client address's own.
+    for last in 1..=3 {
+        h.nonce = h.server.nonces.issue(elsewhere(last).client.ip(), h.clock().unix);
+        if last < 3 {
+            h.allocate(elsewhere(last));
+        }
+    }
+    assert_eq!(
+        code(&h.allocate_on(elsewhere(3), vec![]).0),
+        Some(486),
+        "one IPv6 /64 is one address"
+    );
+    h.nonce.clear();
+    h.refresh(tuple(2), Some(0));
+    h.allocate(tuple(3));
 }
 
 #[test]

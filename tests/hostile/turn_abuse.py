@@ -7,7 +7,9 @@ tests/conformance/stun_turn.py, is the client):
   allocation of everyone fetching in that second got 486);
 - where policy lets the relay reach this machine, a client still cannot relay into the server's
   own TURN port and be answered by it (before: a Binding sent through the relay to the server's
-  own listener came back as a Data indication).
+  own listener came back as a Data indication);
+- one address holds turn.max_allocations_per_address (128) at most, however many credentials
+  it has (before: one address made 398 allocations in 1.1 s with lobby credentials, one each).
 """
 
 import json
@@ -67,5 +69,25 @@ check(
     "the relay does not carry a client's packets to the server's own TURN port",
     got is None,
     f"came back: {got}",
+)
+
+# Many credentials from one address: the address's cap holds, whatever the user parts.
+outcomes = []
+for _ in range(14):
+    st.USER, st.PASSWORD = wait_until(
+        lambda: (c := credential())[0] and c, 3, 0.1
+    )
+    for _ in range(10):
+        c = st.Client(st.Udp())
+        r, _ = c.request(st.ALLOCATE, [(st.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))])
+        outcomes.append("held" if r.cls == st.SUCCESS else r.error())
+        held.append(c)
+# 20 + 1 held above, then these.
+made = outcomes.count("held") + 21
+check(
+    "one address holds turn.max_allocations_per_address (128) at most, whatever its credentials",
+    made == 128 and set(outcomes) - {"held"} == {486},
+    f"{made} held from one address with {2 + 1 + 14} credentials; refused with "
+    f"{sorted(set(o for o in outcomes if o != 'held'))}",
 )
 finish()
