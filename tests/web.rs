@@ -850,3 +850,58 @@ async fn a_folder_with_a_godot_page_not_named_index_says_so() {
     );
     assert_eq!(get(server.web, "/MyGame.html", &[]).await.status(), 200);
 }
+
+/// Behind nginx or Caddy every connection is the proxy's: its `X-Forwarded-For` names the
+/// player, believed only from `proxy_protocol.trusted`, so per-address limits hold per player;
+/// and `/metrics`, allowed to loopback, is never served through a proxy on loopback.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_player_and_metrics_stay_private() {
+    let www = export();
+    let mut untrusted = server_for(&www, "");
+    let through = |ip: &'static str| [("x-forwarded-for", ip)];
+    let r = get(untrusted.web, "/metrics", &through("198.51.100.9")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "proxied, by an untrusted proxy"
+    );
+    assert_eq!(
+        get(untrusted.web, "/metrics", &[]).await.status(),
+        StatusCode::OK
+    );
+    get(untrusted.web, "/", &through("198.51.100.9")).await;
+    let line = untrusted.wait_log("not in proxy_protocol.trusted");
+    assert!(line.contains("127.0.0.1"), "{line}");
+    assert_eq!(
+        untrusted
+            .log
+            .iter()
+            .filter(|l| l.contains("not in proxy_protocol.trusted"))
+            .count(),
+        1,
+        "one line"
+    );
+
+    let trusted = server_for(
+        &www,
+        "ice_api_per_minute = 2\n[proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]",
+    );
+    for ip in ["198.51.100.1", "198.51.100.2"] {
+        for _ in 0..2 {
+            let r = get(trusted.web, "/api/ice", &through(ip)).await;
+            assert_eq!(r.status(), StatusCode::OK, "{ip}: its own quota");
+        }
+        let r = get(trusted.web, "/api/ice", &through(ip)).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{ip}");
+    }
+    let r = get(trusted.web, "/metrics", &through("198.51.100.1")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a player on the internet"
+    );
+    assert_eq!(
+        get(trusted.web, "/metrics", &[]).await.status(),
+        StatusCode::OK
+    );
+}

@@ -1114,9 +1114,8 @@ impl Hub {
         // No client signals itself; one that does would announce addresses to the relay for its
         // own lobby credential without any other player (`web.ice_api = "off"` would mean
         // nothing).
-        let dest = dest.filter(|d| {
-            *d != conn && self.peers.get(d).is_some_and(|p| p.lobby == Some(key))
-        });
+        let dest =
+            dest.filter(|d| *d != conn && self.peers.get(d).is_some_and(|p| p.lobby == Some(key)));
         let Some(dest) = dest else {
             let just_left = u32::try_from(to).is_ok_and(|to| {
                 lobby

@@ -730,4 +730,3 @@ fn a_relay_to_oneself_is_refused_and_announces_nothing() {
         h.relay
     );
 }
-

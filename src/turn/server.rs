@@ -5,11 +5,11 @@
 //! provides, so tests need no sockets. What this does not decide: relaying itself (see
 //! [`super::grants`], which the data plane consults for every packet).
 
+use crate::conn_cap::Source;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use crate::conn_cap::Source;
 
 use stun::attributes::*;
 use stun::fingerprint::FINGERPRINT;

@@ -892,7 +892,10 @@ fn allocations_are_limited_per_address_whatever_the_credential() {
     };
     // Nonces are each client address's own.
     for last in 1..=3 {
-        h.nonce = h.server.nonces.issue(elsewhere(last).client.ip(), h.clock().unix);
+        h.nonce = h
+            .server
+            .nonces
+            .issue(elsewhere(last).client.ip(), h.clock().unix);
         if last < 3 {
             h.allocate(elsewhere(last));
         }

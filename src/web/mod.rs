@@ -11,6 +11,7 @@ mod compress;
 mod demux;
 mod file_cache;
 mod file_response;
+mod forwarded;
 pub mod ice;
 mod ice_quota;
 mod isolation;

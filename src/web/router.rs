@@ -15,7 +15,7 @@ use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
 use super::response::{Body, full, page, plain, redirect, redirect_now};
 use super::safe_path::NoFile;
-use super::{CompressionCache, file_response, ice, selftest};
+use super::{CompressionCache, file_response, forwarded, ice, selftest};
 use prometheus_client::registry::Registry;
 
 use crate::acme::Acme;
@@ -89,6 +89,8 @@ async fn route(
         return r;
     }
     let path = req.uri().path().to_string();
+    let origin = forwarded::origin(config, remote, req.headers());
+    let remote = origin.client;
     // Served on both schemes: the CA follows redirects, but need not.
     if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
         return match routes.acme.http01(token) {
@@ -124,7 +126,9 @@ async fn route(
         "/healthz" => health(routes),
         "/metrics" => {
             let ip = remote.ip().to_canonical();
-            if config.web.metrics_allow.iter().any(|net| net.contains(&ip)) {
+            let allowed = config.web.metrics_allow.iter().any(|net| net.contains(&ip));
+            // Through a proxy that is not trusted, the peer (often loopback) is not the client.
+            if allowed && !origin.untrusted_proxy {
                 let text = metrics::render(&routes.metrics);
                 page(
                     StatusCode::OK,
