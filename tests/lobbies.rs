@@ -43,6 +43,17 @@ impl Peer {
         Peer { ws }
     }
 
+    /// An extension client that creates a lobby; returns it and the lobby's code.
+    async fn create(addr: SocketAddr) -> (Peer, String) {
+        let mut host = Peer::ext(addr).await;
+        host.send(100, 0, Value::Null).await;
+        let code = host.until(101).await.1["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (host, code)
+    }
+
     async fn plain(addr: SocketAddr, query: &str) -> Peer {
         let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
             .await
@@ -230,12 +241,7 @@ async fn a_plain_client_joins_a_codes_lobby_and_sees_only_godots_wire() {
 #[tokio::test]
 async fn a_dropped_socket_resumes_with_what_was_sent_meanwhile() {
     let server = start("resume_grace = \"20s\"");
-    let mut host = Peer::ext(server.web).await;
-    host.send(100, 0, Value::Null).await;
-    let code = host.until(101).await.1["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut host, code) = Peer::create(server.web).await;
     let mut guest = Peer::ext(server.web).await;
     guest.send(103, 0, json!({"lobby": code})).await;
     let (godot, _) = guest.until(101).await;
@@ -282,12 +288,7 @@ async fn a_dropped_socket_resumes_with_what_was_sent_meanwhile() {
 #[tokio::test]
 async fn after_the_grace_the_host_sees_the_guest_leave() {
     let server = start("resume_grace = \"1s\"");
-    let mut host = Peer::ext(server.web).await;
-    host.send(100, 0, Value::Null).await;
-    let code = host.until(101).await.1["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut host, code) = Peer::create(server.web).await;
     let mut guest = Peer::ext(server.web).await;
     guest.send(103, 0, json!({"lobby": code})).await;
     let id = guest.recv().await.1;
@@ -309,12 +310,7 @@ async fn a_deliberate_close_leaves_at_once_and_going_away_keeps_the_place() {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let server = start("resume_grace = \"60s\"");
-    let mut host = Peer::ext(server.web).await;
-    host.send(100, 0, Value::Null).await;
-    let code = host.until(101).await.1["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut host, code) = Peer::create(server.web).await;
     for (close, leaves) in [
         (Some(CloseCode::Normal), true),
         (None, true),
@@ -347,12 +343,7 @@ async fn a_deliberate_close_leaves_at_once_and_going_away_keeps_the_place() {
 #[tokio::test]
 async fn the_host_kicks_a_member() {
     let server = start("");
-    let mut host = Peer::ext(server.web).await;
-    host.send(100, 0, Value::Null).await;
-    let code = host.until(101).await.1["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut host, code) = Peer::create(server.web).await;
     let mut guest = Peer::plain(server.web, "").await;
     guest.send(0, 0, Value::String(code)).await;
     let id = guest.recv().await.1;

@@ -328,16 +328,22 @@ fn seal_is_broadcast_then_everyone_is_closed_after_the_delay() {
 
 /// As the reference's `Lobby.leave`, which runs whether the lobby is sealed or not: Godot's
 /// client relies on `peer_disconnected`.
-#[test]
-fn after_the_seal_departures_are_told_as_before_it() {
-    let mut h = Harness::new();
-    let lobby = h.host(10, true);
+/// Host 10 and members 11 and 12 in a sealed lobby, nothing left to read; returns 11's id.
+fn sealed_lobby_of_three(h: &mut Harness, mesh: bool) -> u32 {
+    let lobby = h.host(10, mesh);
     let id11 = h.join(11, &lobby);
     h.join(12, &lobby);
     h.send(10, r#"{"type":7,"id":0,"data":""}"#);
     for c in [10, 11, 12] {
         h.frames(c);
     }
+    id11
+}
+
+#[test]
+fn after_the_seal_departures_are_told_as_before_it() {
+    let mut h = Harness::new();
+    let id11 = sealed_lobby_of_three(&mut h, true);
     h.leave(11);
     assert_eq!(h.frames(10), [json(3, id11, "")]);
     assert_eq!(h.frames(12), [json(3, id11, "")]);
@@ -362,13 +368,7 @@ fn after_the_seal_departures_are_told_as_before_it() {
 #[test]
 fn after_the_seal_a_client_server_lobby_tells_only_the_host() {
     let mut h = Harness::new();
-    let lobby = h.host(10, false);
-    let id11 = h.join(11, &lobby);
-    h.join(12, &lobby);
-    h.send(10, r#"{"type":7,"id":0,"data":""}"#);
-    for c in [10, 11, 12] {
-        h.frames(c);
-    }
+    let id11 = sealed_lobby_of_three(&mut h, false);
     h.leave(11);
     assert_eq!(h.frames(10), [json(3, id11, "")]);
     assert!(h.frames(12).is_empty(), "clients only know the host");
