@@ -33,7 +33,14 @@ def finish():
 
 # Keys older builds do not know, dropped when HOSTILE_BEFORE=1 runs an attack against one (to
 # show the defect it guards against).
-NEW_KEYS = ("max_queued_bytes", "send_timeout", "stream_auth_timeout")
+NEW_KEYS = (
+    "max_queued_bytes",
+    "send_timeout",
+    "stream_auth_timeout",
+    "lobby_joins_per_second",
+    "max_lobbies_per_address",
+    "max_allocations_per_address",
+)
 
 
 class Server:

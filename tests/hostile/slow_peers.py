@@ -19,6 +19,8 @@ server = Server(
     '[web]\nlisten = ["127.0.0.1:0"]\n[signal]\nmessage_rate = 0\nmax_message_size = "64KiB"\n'
     f'max_queued_bytes = "{CAP_MIB}MiB"\nsend_timeout = "5s"\n'
     'ping_interval = "60s"\njoin_timeout = "5s"\n'
+    # All 40 join at once: not a burst this test is about.
+    'lobby_joins_per_second = 0\n'
     '[turn]\nlisten = ["127.0.0.1:0"]\nsecrets = ["hostile-secret-0123456789"]\n'
 )
 idle = server.rss_kib()
