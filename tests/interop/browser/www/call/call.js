@@ -43,9 +43,16 @@ function connect(dialect) {
     ws.onopen = () => resolve({
       send: (t, id, data = "") => ws.send(c.encode(t, id, data)),
       next: () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => waiting.push(r))),
+      // One message at a time, in order, as Godot's client handles them: a candidate that
+      // trickles in right behind the offer must wait until the offer is set, or the browser
+      // refuses it (Firefox trickles its relay candidate that fast).
       onMessage: (handler) => {
-        while (queue.length) handler(queue.shift());
-        ws.onmessage = (e) => handler(c.decode(e.data));
+        let chain = Promise.resolve();
+        const run = (m) => {
+          chain = chain.then(() => handler(m)).catch((e) => console.log(`signalling: ${e}`));
+        };
+        while (queue.length) run(queue.shift());
+        ws.onmessage = (e) => run(c.decode(e.data));
       },
       close: () => ws.close(),
     });
