@@ -115,6 +115,9 @@ for count in (5000, 20000):
     kept, told, other, took = flood(count)
     peers = server.metric("rallypoint_signal_peers")
     p99, p50, failed = healthz_latency(server.web, count=40, spacing=0.01)
+    # What the 4096 idle peers hold, not what the allocator keeps from the flood's 16,000 closed
+    # connections a moment longer on a busy machine: the server returns free memory every 10 s.
+    wait_until(lambda: server.rss_kib() - idle < 64 * 1024, 12, 0.5)
     grown = (server.rss_kib() - idle) / 1024
     check(
         f"{count} WebSockets against a cap of {CAP}: {CAP} stay, the rest are told 'Too many peers'",
