@@ -90,7 +90,10 @@ impl Shared {
                         continue;
                     };
                     match Self::start_relay(c, tuple, (relay, advertised), make_link()) {
-                        Ok(r) => created = Some(r),
+                        Ok(r) => {
+                            log::debug!("turn: allocation {relay} for {}", tuple.client);
+                            created = Some(r)
+                        }
                         Err(e) => log::error!("turn: cannot start relay {relay}: {e}"),
                     }
                 }
@@ -141,8 +144,9 @@ impl Shared {
                     r.set_grants(grants);
                 }
             }
-            Effect::Deleted { tuple, .. } => {
+            Effect::Deleted { tuple, why } => {
                 if let Some((r, task)) = c.relays.remove(&tuple) {
+                    log::debug!("turn: allocation {} of {} {why}", r.addr, tuple.client);
                     c.directory.remove(&r);
                     r.retire();
                     task.abort();

@@ -126,10 +126,34 @@ pub enum Effect {
         grants: Arc<Grants>,
     },
     /// The allocation is gone; its relay socket is closed.
-    Deleted { tuple: FiveTuple },
+    Deleted { tuple: FiveTuple, why: Ended },
     /// An Allocate was refused with this code for the first time since start: the shell says
     /// so once (later ones are only counted).
     FirstRefusal { code: u16 },
+}
+
+/// Why an allocation ended, for the shell's debug log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The client refreshed it with a lifetime of zero.
+    Released,
+    /// Its lifetime ran out without a refresh.
+    Expired,
+    /// The client's TCP or TLS connection closed.
+    Disconnected,
+    /// Its lobby ended and the grace after it is over.
+    LobbyEnded,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ended::Released => "released by its client",
+            Ended::Expired => "expired",
+            Ended::Disconnected => "ended with its client's connection",
+            Ended::LobbyEnded => "ended with its lobby",
+        })
+    }
 }
 
 /// The settings the core works with, taken from `[turn]`.
@@ -430,7 +454,7 @@ impl Server {
         ports: &mut dyn RelayPorts,
     ) -> Vec<Effect> {
         if self.allocations.contains_key(&tuple) {
-            vec![self.delete(tuple, ports)]
+            vec![self.delete(tuple, Ended::Disconnected, ports)]
         } else {
             Vec::new()
         }
@@ -440,23 +464,22 @@ impl Server {
     pub fn tick(&mut self, clock: Clock, ports: &mut dyn RelayPorts) -> Vec<Effect> {
         let now = clock.now;
         let mut effects = Vec::new();
-        let expired: Vec<FiveTuple> = self
+        let expired = self
             .allocations
             .iter()
             .filter(|(_, a)| a.expires <= now)
-            .map(|(t, _)| *t)
-            .collect();
+            .map(|(t, _)| (*t, Ended::Expired));
         // An aborted lobby's allocations go with it once its grace is over.
         let aborted = self.lobbies.due_teardowns(now);
         let torn_down = self
             .allocations
             .iter()
             .filter(|(_, a)| a.lobby.is_some_and(|l| aborted.contains(&l)))
-            .map(|(t, _)| *t);
-        let expired: Vec<FiveTuple> = expired.into_iter().chain(torn_down).collect();
-        for tuple in expired {
+            .map(|(t, _)| (*t, Ended::LobbyEnded));
+        let ending: Vec<(FiveTuple, Ended)> = expired.chain(torn_down).collect();
+        for (tuple, why) in ending {
             if self.allocations.contains_key(&tuple) {
-                effects.push(self.delete(tuple, ports));
+                effects.push(self.delete(tuple, why, ports));
             }
         }
         for (tuple, a) in &mut self.allocations {
@@ -683,7 +706,7 @@ impl Server {
         }
         let asked = get::<Lifetime>(request).map(|l| l.0);
         if asked == Some(Duration::ZERO) {
-            effects.push(self.delete(tuple, ports));
+            effects.push(self.delete(tuple, Ended::Released, ports));
             return Ok(vec![Box::new(Lifetime(Duration::ZERO))]);
         }
         let lifetime = requested_lifetime(request, &self.settings);
@@ -831,7 +854,7 @@ impl Server {
         }
     }
 
-    fn delete(&mut self, tuple: FiveTuple, ports: &mut dyn RelayPorts) -> Effect {
+    fn delete(&mut self, tuple: FiveTuple, why: Ended, ports: &mut dyn RelayPorts) -> Effect {
         let a = self
             .allocations
             .remove(&tuple)
@@ -869,7 +892,7 @@ impl Server {
             }
         }
         ports.close(a.relay);
-        Effect::Deleted { tuple }
+        Effect::Deleted { tuple, why }
     }
 }
 

@@ -640,7 +640,13 @@ fn refresh_extends_or_deletes_and_repeats_its_answer() {
     );
     let (reply, effects) = h.exchange(&m, tuple(1));
     assert_eq!(get::<Lifetime>(&reply).unwrap().0, Duration::ZERO);
-    assert!(matches!(effects[..], [Effect::Deleted { .. }]));
+    assert!(matches!(
+        effects[..],
+        [Effect::Deleted {
+            why: Ended::Released,
+            ..
+        }]
+    ));
     assert!(h.ports.open.is_empty(), "the relay port is released");
     // The client did not hear us and sends the same Refresh again: same success, not 437.
     let (again, effects) = h.exchange(&m, tuple(1));
@@ -658,7 +664,13 @@ fn allocations_expire() {
             .all(|e| !matches!(e, Effect::Deleted { .. }))
     );
     let effects = h.tick(Duration::from_secs(1));
-    assert!(effects.iter().any(|e| matches!(e, Effect::Deleted { .. })));
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Deleted {
+            why: Ended::Expired,
+            ..
+        }
+    )));
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.ports.open.is_empty());
 }
@@ -1187,7 +1199,7 @@ fn an_aborted_lobby_takes_its_allocations_and_a_sealed_one_plays_on() {
     assert!(h.tick(grace - Duration::from_millis(1)).is_empty());
     let effects = h.tick(Duration::from_millis(1));
     assert!(
-        matches!(effects[..], [Effect::Deleted { tuple: t }] if t == tuple(1)),
+        matches!(effects[..], [Effect::Deleted { tuple: t, .. }] if t == tuple(1)),
         "{effects:?}"
     );
     // The sealed lobby's game goes on: refreshed, it lives; its permissions are as at the seal.

@@ -92,13 +92,18 @@ function opened(channel) {
   return channel.readyState === "open" ? Promise.resolve() : new Promise((r) => (channel.onopen = r));
 }
 
-// Sends `count` numbered messages on `channel`; resolves with what arrives on it, in order.
+// Sends `count` numbered messages on `channel`; resolves with what arrives on it, in order, once
+// the other side has said it got all of ours ("done" after its `count` messages): a side that
+// closed its connection as soon as it had the other's messages would drop its own still queued
+// for sending, and the other side would wait for them forever.
 function exchange(channel, tag, count) {
   const received = [];
   const done = new Promise((resolve) => {
+    let theirsDone = false;
     channel.onmessage = (e) => {
-      received.push(e.data);
-      if (received.length === count) resolve(received);
+      if (e.data === "done") theirsDone = true;
+      else if (received.push(e.data) === count) channel.send("done");
+      if (theirsDone && received.length >= count) resolve(received);
     };
   });
   for (let i = 0; i < count; i++) channel.send(`${tag}${i}`);
