@@ -19,6 +19,16 @@ impl Source {
             IpAddr::V6(v6) => Source((u128::from(v6) >> 64) | (1 << 127)),
         }
     }
+
+    /// The IPv6 /48 a /64 belongs to (one site, which can use 65,536 /64s); `None` for IPv4.
+    pub fn site(self) -> Option<Source> {
+        (self.0 >> 127 == 1).then_some(Source(self.0 & !0xffff))
+    }
+
+    /// A stable name for keys shared with other processes (the cluster's Redis).
+    pub fn key(self) -> String {
+        format!("{:032x}", self.0)
+    }
 }
 
 /// Why a connection was refused.

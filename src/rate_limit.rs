@@ -64,6 +64,12 @@ impl RateLimit {
         Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
     }
 
+    /// Empties the bucket: no token until it refills from `now`.
+    pub fn drain(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = self.tokens.min(0.0);
+    }
+
     /// Whether the bucket is full again at `now` (so forgetting it changes nothing).
     pub fn is_full(&mut self, now: Instant) -> bool {
         self.rate == 0.0 || {

@@ -796,3 +796,61 @@ async fn every_join_is_answered_and_a_lobby_has_one_relay() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One address guessing lobby codes has `signal.failed_joins_per_minute` tries in the whole
+/// cluster, not on each node: its tries spent on b (codes that exist nowhere), the code of a
+/// private lobby on a is refused, asked on b (which would otherwise attach it to a, whose own
+/// count of it is fresh) and on a. The count lives in Redis, for one minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_joins_are_counted_once_for_the_whole_cluster() {
+    let dir = common::temp_dir("redis-failed-joins");
+    let redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    for s in [&a, &b] {
+        wait_until("both nodes see each other", LEASE, || {
+            names(s) == ["a", "b"]
+        });
+    }
+    let mut host = Player::connect_extension(a.web).await;
+    host.send_extension(CREATE, json!({})).await;
+    let code = host.next_extension(LOBBY).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_listed(&redis, &code);
+
+    // Ten wrong codes on b, each on a socket of its own (a socket's first JOIN decides its
+    // node), all at once.
+    let guesses = (0..10).map(|i| {
+        let web = b.web;
+        async move {
+            let mut guesser = Player::connect_extension(web).await;
+            guesser
+                .send_extension(JOIN_BY_CODE, json!({"lobby": format!("ZZZZ{i:02}")}))
+                .await;
+            guesser.next_extension(ERROR).await["code"].clone()
+        }
+    });
+    for answer in futures_util::future::join_all(guesses).await {
+        assert_eq!(answer, "not_found");
+    }
+    let counter = "{rallypoint}:failed:0000000000000000000000007f000001";
+    wait_until("the failures are counted in Redis", LEASE, || {
+        redis.command(&["GET", counter]) == "10"
+    });
+    let ttl: i64 = redis.command(&["PTTL", counter])[1..].parse().unwrap();
+    assert!(0 < ttl && ttl <= 60_000, "{ttl}");
+
+    // The right code now, asked on either node: refused like any join from a spent address.
+    for (node, web) in [("b", b.web), ("a", a.web)] {
+        let mut guesser = Player::connect_extension(web).await;
+        guesser
+            .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+            .await;
+        let error = guesser.next_extension(ERROR).await;
+        assert_eq!(error["code"], "rate_limited", "asked on {node}: {error}");
+    }
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

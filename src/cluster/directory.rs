@@ -81,9 +81,18 @@ pub async fn release(
 }
 
 /// The process (its `registry::address`) holding what is listed as `listed_as` (a lobby name
-/// or code, a resume key), if any.
-pub async fn owner(conn: &mut ConnectionManager, listed_as: &str) -> RedisResult<Option<String>> {
-    conn.get(key(listed_as)).await
+/// or code, a resume key), if any; with `also`'s values (read first, in the same MGET).
+pub async fn owner<const N: usize>(
+    conn: &mut ConnectionManager,
+    listed_as: &str,
+    also: [String; N],
+) -> RedisResult<(Option<String>, [Option<u32>; N])> {
+    let mut keys = also.to_vec();
+    keys.push(key(listed_as));
+    let mut values: Vec<Option<String>> = conn.mget(&keys).await?;
+    let owner = values.pop().flatten();
+    let also = std::array::from_fn(|i| values[i].as_deref().and_then(|v| v.parse().ok()));
+    Ok((owner, also))
 }
 
 fn listed_key(node: &str) -> String {

@@ -8,7 +8,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::registry::Record;
-use super::{Cluster, directory, placement};
+use super::{Cluster, directory, failures, placement};
+use crate::conn_cap::Source;
+use crate::signal::failed_joins::Failures;
 use crate::signal::remote::{Envelope, NodeLink, Owner, Unreachable};
 
 impl NodeLink for Cluster {
@@ -27,14 +29,21 @@ impl NodeLink for Cluster {
         let _ = self.listings.try_send((keys, open));
     }
 
-    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Owner, Unreachable>> {
-        if self.owned.lock().unwrap().contains(&key) {
-            return futures_util::future::ready(Ok(Owner::Here)).boxed();
-        }
+    fn owner_of(
+        &self,
+        key: String,
+        guesser: Option<Source>,
+    ) -> BoxFuture<'static, Result<(Owner, Failures), Unreachable>> {
         let conn = self.conn.lock().unwrap().clone();
-        let Some(mut conn) = conn.filter(|_| self.redis_up()) else {
+        let conn = conn.filter(|_| self.redis_up());
+        if self.owned.lock().unwrap().contains(&key) && (guesser.is_none() || conn.is_none()) {
+            // Redis down: this hub's own count still holds.
+            return futures_util::future::ready(Ok((Owner::Here, Failures::default()))).boxed();
+        }
+        let Some(mut conn) = conn else {
             return futures_util::future::ready(Err(Unreachable)).boxed();
         };
+        let owned = self.owned.lock().unwrap().contains(&key);
         let alive = self
             .state
             .lock()
@@ -44,15 +53,39 @@ impl NodeLink for Cluster {
             .map(Record::address)
             .collect::<Vec<_>>();
         async move {
-            match directory::owner(&mut conn, &key).await {
+            let (owner, failed) = match guesser {
+                Some(source) => {
+                    let (owner, values) =
+                        directory::owner(&mut conn, &key, failures::keys(source)).await?;
+                    (owner, failures::failures(source, values))
+                }
+                None => (
+                    directory::owner(&mut conn, &key, []).await?.0,
+                    Failures::default(),
+                ),
+            };
+            let owner = match owner {
+                _ if owned => Owner::Here,
                 // Another live node's process: attach there. A dead one's, or a previous
                 // process of this node, is nobody's.
-                Ok(Some(owner)) if alive.contains(&owner) => Ok(Owner::There(owner)),
-                Ok(_) => Ok(Owner::Nowhere),
-                Err(_) => Err(Unreachable),
-            }
+                Some(owner) if alive.contains(&owner) => Owner::There(owner),
+                _ => Owner::Nowhere,
+            };
+            Ok::<_, redis::RedisError>((owner, failed))
         }
+        .map(|r| r.map_err(|_| Unreachable))
         .boxed()
+    }
+
+    fn failed_join(&self, source: Source) {
+        let conn = self.conn.lock().unwrap().clone();
+        let Some(mut conn) = conn.filter(|_| self.redis_up()) else {
+            return;
+        };
+        // A task per failure: the hub limits failures per address before they get here.
+        tokio::spawn(async move {
+            let _ = failures::count(&mut conn, source).await;
+        });
     }
 
     fn creates_on(&self) -> Option<String> {

@@ -19,6 +19,7 @@
 //! the players of its lobbies on other nodes are closed then.
 
 mod directory;
+mod failures;
 mod link;
 mod metrics;
 pub mod placement;
@@ -36,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::conn_cap::Source;
 use crate::signal::Signal;
 use crate::signal::remote::{Envelope, NodeLink, Owner};
 use crate::turn;
@@ -156,22 +158,31 @@ impl Cluster {
     /// its own node, whichever node is asked and whether it drains or not: one lobby, one relay,
     /// the one its extension members get with ICE_SERVERS. A lobby the directory does not list
     /// (not yet, or Redis unreachable) gets the node placement picks for its name.
-    pub async fn relay_for(&self, lobby: Option<&str>) -> Option<Vec<String>> {
+    pub async fn relay_for(
+        &self,
+        lobby: Option<&str>,
+        asker: Source,
+        failed_joins_per_minute: u32,
+    ) -> Option<Vec<String>> {
         if let Some(lobby) = lobby {
+            // A lookup tells whether a lobby exists: an address that has spent its failed
+            // joins learns nothing from it. A miss is no failure: a lobby may be named before
+            // it is created, and then gets the relay placement picks for its name.
             let key = crate::signal::remote::lobby_key(lobby);
-            match self.owner_of(key).await {
-                Ok(Owner::Here) => {
+            match self.owner_of(key, Some(asker)).await {
+                Ok((_, failures)) if failures.spent(failed_joins_per_minute) => {}
+                Ok((Owner::Here, _)) => {
                     self.to_self.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
-                Ok(Owner::There(address)) => {
+                Ok((Owner::There(address), _)) => {
                     let s = self.state.lock().unwrap();
                     if let Some(owner) = s.others.iter().find(|r| r.address() == address) {
                         self.to_others.fetch_add(1, Ordering::Relaxed);
                         return Some(owner.member.urls.clone());
                     }
                 }
-                Ok(Owner::Nowhere) | Err(_) => {}
+                Ok((Owner::Nowhere, _)) | Err(_) => {}
             }
         }
         self.placed(lobby)

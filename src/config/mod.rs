@@ -357,7 +357,8 @@ pub struct Signal {
     /// Lobby-list queries per second per connection (bursts of 5); 0 = unlimited.
     pub list_rate: u32,
     /// Failed joins (unknown lobby or code, wrong password) per minute per address (an IPv6
-    /// /64), in bursts of as many; 0 = unlimited.
+    /// /64; 16 times as many per /48), in bursts of as many, on all nodes of a cluster
+    /// together; 0 = unlimited.
     pub failed_joins_per_minute: u32,
 }
 

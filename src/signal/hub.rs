@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use super::candidates;
 use super::codec::{self, Command, Dialect, Event, Negotiation};
 use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
+use super::failed_joins::FailedJoins;
 use super::lobby::{self, OptionLimits, Options};
 use crate::conn_cap::Source;
 use crate::rate_limit::RateLimit;
@@ -86,9 +87,6 @@ const LOBBY_NAME_LEN: usize = 16;
 const HOST_ID: u32 = 1;
 /// Lobby-list queries one connection may make at once (then `list_rate` a second).
 const LIST_BURST: u32 = 5;
-/// Addresses whose failed joins are remembered at most; beyond, buckets that have refilled are
-/// forgotten first (a forgotten address starts with a full bucket).
-const FAILED_JOIN_SOURCES: usize = 65_536;
 /// Addresses announced per lobby that the hub passes to the relay at most.
 const MAX_ANNOUNCED: usize = 256;
 
@@ -205,6 +203,8 @@ pub enum Output {
         keys: Vec<String>,
         open: bool,
     },
+    /// A join from this address failed: for the cluster's count ([`FailedJoins`]).
+    FailedJoin(Source),
 }
 
 /// What the hub has done since start, for metrics.
@@ -373,7 +373,7 @@ pub struct Hub {
     next_lobby: u64,
     /// Resume token → the peer it belongs to.
     tokens: HashMap<String, ConnId>,
-    failed_joins: HashMap<Source, RateLimit>,
+    failed_joins: FailedJoins,
     join_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     seal_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     resume_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
@@ -389,6 +389,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(limits: Limits) -> Hub {
+        let failed_joins = FailedJoins::new(limits.failed_joins_per_minute, Instant::now());
         Hub {
             limits,
             peers: HashMap::new(),
@@ -399,7 +400,7 @@ impl Hub {
             lobbies_per_source: HashMap::new(),
             next_lobby: 0,
             tokens: HashMap::new(),
-            failed_joins: HashMap::new(),
+            failed_joins,
             join_deadlines: BinaryHeap::new(),
             seal_deadlines: BinaryHeap::new(),
             resume_deadlines: BinaryHeap::new(),
@@ -433,6 +434,8 @@ impl Hub {
 
     /// New limits apply to what happens next; existing lobbies and peers stay as they are.
     pub fn set_limits(&mut self, limits: Limits) {
+        self.failed_joins
+            .set_per_minute(limits.failed_joins_per_minute, Instant::now());
         self.limits = limits;
     }
 
@@ -656,15 +659,9 @@ impl Hub {
         password: Option<&str>,
     ) -> Result<u64, Refusal> {
         let source = self.peers[&conn].source;
-        let per_minute = self.limits.failed_joins_per_minute;
         let now = self.now;
         // A spent address learns nothing more, right or wrong.
-        if per_minute > 0
-            && self
-                .failed_joins
-                .get_mut(&source)
-                .is_some_and(|b| !b.has_token(now))
-        {
+        if !self.failed_joins.allows(source, now) {
             *self.counts.failed_joins.entry("rate_limited").or_default() += 1;
             return Err(Refusal::RateLimited);
         }
@@ -699,9 +696,8 @@ impl Hub {
                 }
                 if let Some(label) = why.failed_join() {
                     *self.counts.failed_joins.entry(label).or_default() += 1;
-                    if per_minute > 0 {
-                        self.count_failed_join(source);
-                    }
+                    self.failed_joins.failed(source, now);
+                    self.out.push(Output::FailedJoin(source));
                 }
             }
             Ok(_) => {}
@@ -709,24 +705,9 @@ impl Hub {
         found
     }
 
-    /// Takes a token from the address's failed-join bucket. Addresses are remembered up to
-    /// [`FAILED_JOIN_SOURCES`]: then those whose bucket has refilled are forgotten (it changes
-    /// nothing), and if that is not enough, all (a flood from that many addresses costs its
-    /// limit, not the server's memory).
-    fn count_failed_join(&mut self, source: Source) {
-        let (now, per_minute) = (self.now, self.limits.failed_joins_per_minute);
-        if self.failed_joins.len() >= FAILED_JOIN_SOURCES
-            && !self.failed_joins.contains_key(&source)
-        {
-            self.failed_joins.retain(|_, b| !b.is_full(now));
-            if self.failed_joins.len() >= FAILED_JOIN_SOURCES {
-                self.failed_joins.clear();
-            }
-        }
-        self.failed_joins
-            .entry(source)
-            .or_insert_with(|| RateLimit::new(f64::from(per_minute) / 60.0, per_minute, now))
-            .try_take(now);
+    /// In a cluster: `source` has spent its tries on other nodes ([`FailedJoins`]).
+    pub fn spent_elsewhere(&mut self, source: Source, now: Instant) {
+        self.failed_joins.spent_elsewhere(source, now);
     }
 
     /// Puts `conn` into lobby `key`: Godot's join sequence, then for extension clients the

@@ -60,7 +60,7 @@ impl Harness {
                     );
                 }
                 Output::Relay(event) => self.relay.push(*event),
-                Output::Listed { .. } => {}
+                Output::Listed { .. } | Output::FailedJoin(_) => {}
                 // As the shell sends them, with the user part in place of minted servers.
                 Output::IceServers { to, user } => {
                     let servers = serde_json::json!({ "user": user });

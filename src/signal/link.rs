@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::hub::{Client, ConnId, Departure};
+use crate::conn_cap::Source;
 
 /// What a queued frame costs besides its text (the channel's node and the `String`), so that a
 /// burst of small frames is bounded by `signal.max_queued_bytes` as its bytes would be.
@@ -19,6 +20,8 @@ pub enum Input {
     Text(ConnId, String, Instant),
     Binary(ConnId, Instant),
     Gone(ConnId, Departure, Instant),
+    /// In a cluster: this address has spent its failed joins on other nodes.
+    SpentElsewhere(Source, Instant),
     /// In a cluster: the other nodes' listed lobbies, as last read.
     Elsewhere(Vec<super::ext::LobbyInfo>),
 }

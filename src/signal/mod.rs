@@ -8,6 +8,7 @@
 mod candidates;
 pub mod codec;
 pub mod ext;
+pub mod failed_joins;
 pub mod handshake;
 pub mod hub;
 mod link;
@@ -234,6 +235,10 @@ async fn run_hub(
                     sessions.remove(&c);
                     hub.disconnect(c, how, at)
                 }
+                Some(Input::SpentElsewhere(source, at)) => {
+                    hub.spent_elsewhere(source, at);
+                    continue;
+                }
                 Some(Input::Elsewhere(lobbies)) => {
                     hub.set_lobbies_elsewhere(lobbies);
                     continue;
@@ -331,6 +336,11 @@ fn deliver(
             Output::Listed { keys, open } => {
                 if let Some(cluster) = links.cluster {
                     cluster.listed(keys, open);
+                }
+            }
+            Output::FailedJoin(source) => {
+                if let Some(cluster) = links.cluster {
+                    cluster.failed_join(source);
                 }
             }
             Output::IceServers { to, user } => {

@@ -17,11 +17,13 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::conn_cap::Source;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, Command, Dialect};
 use super::ext::{self, ExtCommand};
+use super::failed_joins::Failures;
 use super::hub::{Client, ConnId, Departure, reason, resume_key};
 use super::link::{Input, Outbox, Outgoing, Queued, now};
 use super::lobby;
@@ -109,8 +111,16 @@ pub const LOOK_AGAIN: [std::time::Duration; 5] = [
 pub trait NodeLink: Send + Sync {
     /// These keys (see `hub::Output::Listed`) now find something here, or no longer do.
     fn listed(&self, keys: Vec<String>, open: bool);
-    /// Where the lobby named `key` (a name, or a code in capitals) lives.
-    fn owner_of(&self, key: String) -> BoxFuture<'static, Result<Owner, Unreachable>>;
+    /// Where the lobby named `key` (a name, or a code in capitals) lives, and, for a join by
+    /// `guesser`, the failed joins the cluster has counted against that address (read first,
+    /// in the same round trip: a spent address learns nothing from the answer).
+    fn owner_of(
+        &self,
+        key: String,
+        guesser: Option<Source>,
+    ) -> BoxFuture<'static, Result<(Owner, Failures), Unreachable>>;
+    /// A join from `source` failed here: counted for the whole cluster, for a minute.
+    fn failed_join(&self, source: Source);
     /// Where a lobby created by a player on this node goes: another node when this one drains
     /// (`None`: here).
     fn creates_on(&self) -> Option<String>;
@@ -127,16 +137,17 @@ pub enum Joining {
     No,
     /// It creates a lobby (here).
     Creates,
-    /// It joins the lobby with this name, or this code in capitals, or (RESUME) the place with
-    /// this `hub::resume_key`.
+    /// It joins the lobby with this name, or this code in capitals.
     Names(String),
+    /// It resumes the place with this `hub::resume_key`.
+    Resumes(String),
 }
 
 pub fn joining(frame: &str) -> Joining {
     let named = match ext::decode(frame) {
         Some(Ok(ExtCommand::Join { lobby, .. })) => lobby,
         Some(Ok(ExtCommand::Create(_))) => return Joining::Creates,
-        Some(Ok(ExtCommand::Resume(token))) => return Joining::Names(resume_key(&token)),
+        Some(Ok(ExtCommand::Resume(token))) => return Joining::Resumes(resume_key(&token)),
         Some(_) => return Joining::No,
         None => match codec::decode(Dialect::detect(frame), frame) {
             Ok(Command::Join { lobby, .. }) => lobby,
@@ -371,7 +382,7 @@ mod tests {
         assert_eq!(joining(r#"{"type":104,"id":0,"data":""}"#), Joining::No);
         assert_eq!(
             joining(r#"{"type":108,"id":0,"data":"{\"token\":\"abc\"}"}"#),
-            names(&resume_key("abc")),
+            Joining::Resumes(resume_key("abc")),
             "a resume is found by its token's key"
         );
         assert_ne!(resume_key("abc"), resume_key("abd"));

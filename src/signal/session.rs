@@ -20,6 +20,7 @@ use super::hub::{Client, ConnId, Departure, reason};
 use super::link::{self, Input, Outgoing, SlowPeers, now};
 use super::remote::{self, Envelope, Joining, Owner};
 use crate::config::Config;
+use crate::conn_cap::Source;
 use crate::rate_limit::RateLimit;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -84,6 +85,7 @@ pub async fn run(
         client,
         opened,
         join_by: opened + join_timeout,
+        failed_joins_per_minute: s.failed_joins_per_minute,
         // In a cluster, the first JOIN decides which node's hub this player talks to.
         route: match &cluster {
             Some(_) => Route::Undecided,
@@ -216,6 +218,8 @@ struct Upstream {
     opened: Instant,
     /// When the hub closes the player if it has not joined.
     join_by: Instant,
+    /// `signal.failed_joins_per_minute`, checked against the cluster's count.
+    failed_joins_per_minute: u32,
     route: Route,
     cluster: Option<Clustered>,
     hub: mpsc::Sender<Input>,
@@ -240,7 +244,14 @@ impl Upstream {
                 opened: self.opened,
             };
             match c
-                .route(&arrival, self.join_by, &text, hub, outgoing)
+                .route(
+                    &arrival,
+                    self.join_by,
+                    self.failed_joins_per_minute,
+                    &text,
+                    hub,
+                    outgoing,
+                )
                 .await?
             {
                 Some(route) => self.route = route,
@@ -334,25 +345,34 @@ impl Clustered {
         &self,
         arrival: &Arrival,
         join_by: Instant,
+        failed_joins_per_minute: u32,
         frame: &str,
         hub: &mpsc::Sender<Input>,
         outgoing: &mut link::Inbox,
     ) -> Result<Option<Route>, End> {
-        let key = match remote::joining(frame) {
+        let (key, guesser) = match remote::joining(frame) {
             Joining::No => return Ok(Some(Route::Undecided)),
             Joining::Creates => match self.link.creates_on() {
                 Some(node) => return self.attach(arrival, node, hub, outgoing).await.map(Some),
                 None => return Ok(Some(Route::Local)),
             },
-            Joining::Names(key) => key,
+            Joining::Names(key) => (key, Some(Source::of(arrival.client.source))),
+            // A resume token is no guess.
+            Joining::Resumes(key) => (key, None),
         };
         let mut again = remote::LOOK_AGAIN.iter();
         let node = loop {
-            match self.link.owner_of(key.clone()).await {
-                Ok(Owner::There(node)) => break node,
-                Ok(Owner::Here) => return Ok(Some(Route::Local)),
+            match self.link.owner_of(key.clone(), guesser).await {
+                // Spent on other nodes: this hub refuses the join, as it would its own.
+                Ok((_, failures)) if failures.spent(failed_joins_per_minute) => {
+                    let source = Source::of(arrival.client.source);
+                    let _ = hub.send(Input::SpentElsewhere(source, now())).await;
+                    return Ok(Some(Route::Local));
+                }
+                Ok((Owner::There(node), _)) => break node,
+                Ok((Owner::Here, _)) => return Ok(Some(Route::Local)),
                 // The local hub then says it does not exist, in time to say so.
-                Ok(Owner::Nowhere) => match again.next() {
+                Ok((Owner::Nowhere, _)) => match again.next() {
                     Some(wait) if now() + *wait + ANSWER_MARGIN < join_by => {
                         tokio::time::sleep(*wait).await
                     }

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::Routes;
 use super::response::{Body, page, plain};
 use crate::config::{Config, IceApi};
+use crate::conn_cap::Source;
 use crate::signal::handshake;
 use crate::turn::addresses::{advertised_host, advertised_listeners};
 use crate::turn::rest::{Credential, mint, random_user};
@@ -101,7 +102,8 @@ pub fn turn_urls(config: &Config, at: &TurnAddresses) -> Vec<String> {
 /// peer policy applies as it is). In a cluster, the URLs are those of the lobby's node for a
 /// lobby named by `?lobby=` (its name or code) that exists, else of the node
 /// `cluster::placement` chooses. 403 when `web.ice_api` is "off", 429 over
-/// `web.ice_api_per_minute` from one address.
+/// `web.ice_api_per_minute` from one address. An address that has spent its
+/// `signal.failed_joins_per_minute` is not told where a lobby is.
 pub async fn answer(
     config: &Config,
     routes: &Routes,
@@ -150,7 +152,11 @@ pub async fn answer(
             .map(|(_, v)| v.into_owned())
     });
     let elsewhere = match &routes.cluster {
-        Some(c) => c.relay_for(lobby.as_deref()).await,
+        Some(c) => {
+            let per_minute = config.signal.failed_joins_per_minute;
+            c.relay_for(lobby.as_deref(), Source::of(client), per_minute)
+                .await
+        }
         None => None,
     };
     let urls = elsewhere.unwrap_or_else(|| turn_urls(config, at));
