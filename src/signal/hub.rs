@@ -87,8 +87,10 @@ const LOBBY_NAME_LEN: usize = 16;
 const HOST_ID: u32 = 1;
 /// Lobby-list queries one connection may make at once (then `list_rate` a second).
 const LIST_BURST: u32 = 5;
-/// Addresses announced per lobby that the hub passes to the relay at most.
-const MAX_ANNOUNCED: usize = 256;
+/// Addresses each member may announce to the relay (a player has a handful: a host address
+/// per interface and family, a reflexive one, a relay or two): one member cannot fill its
+/// lobby's table with junk and crowd out the others'.
+const MAX_ANNOUNCED_PER_MEMBER: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -234,6 +236,8 @@ struct Peer {
     dialect: Option<Dialect>,
     lobby: Option<u64>,
     source: Source,
+    /// Addresses it has announced in its lobby (at most [`MAX_ANNOUNCED_PER_MEMBER`]).
+    announced: Vec<IpAddr>,
     /// Extension clients only (boxed: a plain peer stays small).
     ext: Option<Box<Extension>>,
 }
@@ -260,8 +264,9 @@ struct Lobby {
     /// The scope of its members' relay credentials: random, so that no credential of an older
     /// lobby (or of a previous run) ever names this one.
     scope: u64,
-    /// Addresses announced so far (passed to the relay once each, until the seal).
-    announced: std::collections::HashSet<IpAddr>,
+    /// Addresses announced so far, with how many of its members announced each: passed to the
+    /// relay when the first does, withdrawn when the last leaves; frozen at the seal.
+    announced: HashMap<IpAddr, u32>,
     host: ConnId,
     mesh: bool,
     options: Options,
@@ -494,6 +499,7 @@ impl Hub {
                     dialect: ext.is_some().then_some(Dialect::Json),
                     lobby: None,
                     source: Source::of(client.source),
+                    announced: Vec::new(),
                     ext,
                 },
             );
@@ -806,7 +812,7 @@ impl Hub {
                 name,
                 code,
                 scope,
-                announced: std::collections::HashSet::new(),
+                announced: HashMap::new(),
                 host,
                 mesh,
                 options,
@@ -1111,7 +1117,7 @@ impl Hub {
             return self.close(conn, reason::INVALID_DEST);
         };
         let from = self.visible_id(conn, lobby.host);
-        self.announce(key, payload);
+        self.announce(conn, key, payload);
         match what {
             Negotiation::Offer => self.counts.relayed_offer += 1,
             Negotiation::Answer => self.counts.relayed_answer += 1,
@@ -1127,19 +1133,47 @@ impl Hub {
         );
     }
 
-    /// Passes the addresses in a relayed candidate or SDP to the relay, once each, until the seal.
-    fn announce(&mut self, key: u64, payload: &str) {
+    /// Passes the addresses in a relayed candidate or SDP to the relay, once each, until the
+    /// seal; [`MAX_ANNOUNCED_PER_MEMBER`] from each member.
+    fn announce(&mut self, conn: ConnId, key: u64, payload: &str) {
         let lobby = self.lobbies.get_mut(&key).expect("the sender's lobby");
+        let member = self.peers.get_mut(&conn).expect("the sender");
         if lobby.sealed {
             return;
         }
         for ip in candidates::addresses(payload) {
-            if lobby.announced.len() < MAX_ANNOUNCED && lobby.announced.insert(ip) {
-                let event = LobbyEvent::Announced {
-                    lobby: lobby.scope,
-                    ip,
-                };
-                self.out.push(Output::Relay(event));
+            if member.announced.contains(&ip) {
+                continue;
+            }
+            if member.announced.len() >= MAX_ANNOUNCED_PER_MEMBER {
+                break;
+            }
+            member.announced.push(ip);
+            let count = lobby.announced.entry(ip).or_default();
+            *count += 1;
+            if *count == 1 {
+                let lobby = lobby.scope;
+                self.out
+                    .push(Output::Relay(LobbyEvent::Announced { lobby, ip }));
+            }
+        }
+    }
+
+    /// A member has left an open lobby: the addresses only it announced are withdrawn.
+    fn withdraw(&mut self, key: u64, announced: Vec<IpAddr>) {
+        let lobby = self.lobbies.get_mut(&key).expect("the member's lobby");
+        if lobby.sealed {
+            return;
+        }
+        for ip in announced {
+            if let Some(count) = lobby.announced.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    lobby.announced.remove(&ip);
+                    let lobby = lobby.scope;
+                    self.out
+                        .push(Output::Relay(LobbyEvent::Withdrawn { lobby, ip }));
+                }
             }
         }
     }
@@ -1179,6 +1213,7 @@ impl Hub {
                 self.send(member, &Event::PeerDisconnect(id));
             }
         }
+        self.withdraw(key, peer.announced);
         self.announce_lobby(key);
     }
 

@@ -854,3 +854,62 @@ fn the_relay_hears_of_each_lobby_and_the_addresses_announced_in_it() {
     h.advance(Duration::from_secs(20));
     assert_eq!(h.relay.last(), Some(&LobbyEvent::Ended { lobby }));
 }
+
+#[test]
+fn one_member_cannot_fill_its_lobbys_addresses_with_junk() {
+    let mut h = Harness::with(ext_limits());
+    let (_, code, _) = h.create(1, json!({}));
+    let scope = match h.relay[..] {
+        [LobbyEvent::Opened { lobby }] => lobby,
+        ref other => panic!("{other:?}"),
+    };
+    h.ext_join(2, &code, None);
+    h.ext_join(3, &code, None);
+    let candidate =
+        |ip: String| format!("\n0\n0\ncandidate:1 1 udp 2122260223 {ip} 50000 typ host");
+    // 300 addresses from one member (and one it shares with the honest player): 16 reach the
+    // relay.
+    h.send(
+        2,
+        &json!({"type": 6, "id": 1, "data": candidate("198.51.100.7".into())}).to_string(),
+    );
+    for n in 0..300u32 {
+        let ip = std::net::Ipv4Addr::from(0xC000_0200 + n).to_string();
+        h.send(
+            2,
+            &json!({"type": 6, "id": 1, "data": candidate(ip)}).to_string(),
+        );
+    }
+    let announced = |h: &Harness| {
+        h.relay
+            .iter()
+            .filter(|e| matches!(e, LobbyEvent::Announced { .. }))
+            .count()
+    };
+    assert_eq!(announced(&h), 16);
+    // The honest player's addresses still reach it.
+    for ip in ["203.0.113.9", "198.51.100.7"] {
+        h.send(
+            3,
+            &json!({"type": 6, "id": 1, "data": candidate(ip.into())}).to_string(),
+        );
+    }
+    let ip = |s: &str| s.parse().unwrap();
+    assert!(h.relay.contains(&LobbyEvent::Announced {
+        lobby: scope,
+        ip: ip("203.0.113.9")
+    }));
+    // The junk goes with its member; an address another member announced too stays.
+    h.relay.clear();
+    h.quit(2);
+    let withdrawn: Vec<_> = h
+        .relay
+        .iter()
+        .filter_map(|e| match e {
+            LobbyEvent::Withdrawn { lobby, ip } if *lobby == scope => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(withdrawn.len(), 15, "{withdrawn:?}");
+    assert!(!withdrawn.contains(&ip("198.51.100.7")));
+}

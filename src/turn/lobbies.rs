@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 /// How long an aborted lobby's allocations outlive it (a player's last packets, a late Refresh).
 pub const ABORT_GRACE: Duration = Duration::from_secs(10);
-/// Addresses remembered per lobby at most (a player announces a handful).
-const MAX_ANNOUNCED: usize = 256;
+/// Addresses remembered per lobby at most: a bound of its own; the hub lets each member announce
+/// 16 (`signal::hub`) and withdraws a member's when it leaves, so this is reached only by a
+/// lobby of 256 players who all announce that many.
+const MAX_ANNOUNCED: usize = 4096;
 
 /// What the hub tells the relay. `lobby` is the lobby's credential scope, random per lobby.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,11 @@ pub enum LobbyEvent {
     },
     /// A member sent this address in a candidate or an SDP through the hub.
     Announced {
+        lobby: u64,
+        ip: IpAddr,
+    },
+    /// The members who announced this address have all left (before the seal).
+    Withdrawn {
         lobby: u64,
         ip: IpAddr,
     },
@@ -78,6 +85,13 @@ impl Lobbies {
                     && s.announced.len() < MAX_ANNOUNCED
                 {
                     s.announced.insert(ip);
+                }
+            }
+            LobbyEvent::Withdrawn { lobby, ip } => {
+                if let Some(s) = self.scopes.get_mut(&lobby)
+                    && s.state == State::Open
+                {
+                    s.announced.remove(&ip);
                 }
             }
             LobbyEvent::Sealed { lobby } => {
@@ -168,7 +182,13 @@ mod tests {
         l.apply(LobbyEvent::Announced { lobby: L, ip: IP }, now, false);
         assert!(l.admits(L) && l.announced(L, IP));
         assert!(!l.announced(L + 1, IP), "another lobby's address");
+        // Withdrawn when its members left, announced again by a newcomer.
+        l.apply(LobbyEvent::Withdrawn { lobby: L, ip: IP }, now, false);
+        assert!(!l.announced(L, IP));
+        l.apply(LobbyEvent::Announced { lobby: L, ip: IP }, now, false);
         l.apply(LobbyEvent::Sealed { lobby: L }, now, true);
+        l.apply(LobbyEvent::Withdrawn { lobby: L, ip: IP }, now, true);
+        assert!(l.announced(L, IP), "frozen at the seal");
         let later: IpAddr = "198.51.100.1".parse().unwrap();
         l.apply(
             LobbyEvent::Announced {

@@ -331,6 +331,7 @@ impl Server {
         let lobby = match event {
             LobbyEvent::Opened { lobby }
             | LobbyEvent::Announced { lobby, .. }
+            | LobbyEvent::Withdrawn { lobby, .. }
             | LobbyEvent::Sealed { lobby }
             | LobbyEvent::Ended { lobby } => lobby,
         };
