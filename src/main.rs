@@ -133,7 +133,15 @@ fn main() -> ExitCode {
             let effort = if fast { Effort::Fast } else { Effort::Best };
             let mut failed = false;
             let code = with_config(&source, |c| {
-                failed = !deploy(&c.web.root, dir.as_deref(), rollback, keep.into(), effort);
+                let max_size = c.admin.max_release_size.0;
+                failed = !deploy(
+                    &c.web.root,
+                    dir.as_deref(),
+                    rollback,
+                    keep.into(),
+                    effort,
+                    max_size,
+                );
             });
             if failed {
                 ExitCode::from(EXIT_CONFIG)
@@ -145,9 +153,18 @@ fn main() -> ExitCode {
 }
 
 /// `rallypoint deploy`: says what went live, or why nothing did.
-fn deploy(root: &Path, export: Option<&Path>, rollback: bool, keep: usize, effort: Effort) -> bool {
+fn deploy(
+    root: &Path,
+    export: Option<&Path>,
+    rollback: bool,
+    keep: usize,
+    effort: Effort,
+    max_size: u64,
+) -> bool {
     let result = match export {
-        Some(export) if !rollback => rallypoint::deploy::deploy(root, export, keep, effort),
+        Some(export) if !rollback => {
+            rallypoint::deploy::deploy(root, export, keep, effort, max_size)
+        }
         _ => rallypoint::deploy::rollback(root),
     };
     match result {

@@ -401,3 +401,57 @@ fn links_in_an_export_are_refused_and_sidecars_keep_their_files_permissions() {
         "other files' sidecars stay readable as their files"
     );
 }
+
+/// An export larger than `admin.max_release_size` (2 GiB unless set) is refused before a byte
+/// of it is written: a sparse file of 3 GiB, which takes no room in the export, counts in full.
+/// With the limit set lower in the config file, a small export over it is refused too.
+#[test]
+fn an_export_over_the_release_size_limit_is_refused_and_nothing_is_written() {
+    let base = temp_dir("deploy-size");
+    let root = base.join("www");
+    let out = deploy(&root, &[export(&base.join("v1"), 1).to_str().unwrap()]);
+    assert!(out.status.success());
+    let live = root.canonicalize().unwrap();
+    let releases = || {
+        std::fs::read_dir(live.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.') || n.starts_with(".incoming"))
+            .count()
+    };
+
+    let sparse = export(&base.join("sparse"), 2);
+    std::fs::File::create(sparse.join("huge.bin"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let out = deploy(&root, &[sparse.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("larger than admin.max_release_size (2147483648 bytes)"),
+        "{stderr}"
+    );
+    assert_eq!(releases(), 1, "nothing half-made stays");
+    assert_eq!(root.canonicalize().unwrap(), live, "nothing switched");
+
+    let config = base.join("rallypoint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nroot = \"{}\"\n[admin]\nmax_release_size = \"2KiB\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "deploy"])
+        .arg(export(&base.join("v3"), 3))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("(2048 bytes)"), "{stderr}");
+    assert_eq!(releases(), 1);
+    let _ = std::fs::remove_dir_all(&base);
+}

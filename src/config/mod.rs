@@ -32,9 +32,27 @@ pub struct Config {
     pub signal: Signal,
     pub turn: Turn,
     pub proxy_protocol: ProxyProtocol,
+    pub admin: Admin,
     /// Absent: this node alone, and no Redis anywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+}
+
+/// Publishing the game (`rallypoint deploy`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// The largest release a deploy takes: the sum of its files' sizes, a sparse file counted
+    /// in full; 0 = no limit.
+    pub max_release_size: ByteSize,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            max_release_size: ByteSize(2 << 30),
+        }
+    }
 }
 
 /// Several nodes as one service, sharing state through Redis (the `cluster` module).

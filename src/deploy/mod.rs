@@ -11,7 +11,7 @@ mod sidecars;
 pub use sidecars::Effort;
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub enum DeployError {
     NotDeployed(PathBuf),
     /// `web.root` exists and is neither a folder nor a link.
     RootNotAFolder(PathBuf),
+    /// The export's files add up to more than `admin.max_release_size` (this many bytes).
+    TooLarge(u64),
     Io(String, io::Error),
 }
 
@@ -53,6 +55,11 @@ impl std::fmt::Display for DeployError {
             DeployError::RootNotAFolder(root) => {
                 write!(f, "web.root {} is a file, not a folder", root.display())
             }
+            DeployError::TooLarge(max) => write!(
+                f,
+                "not deployed, the export is larger than admin.max_release_size ({max} bytes): \
+                 leave out what the game does not load, or raise the limit"
+            ),
             DeployError::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -80,13 +87,15 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DeployError {
     move |e| DeployError::Io(what, e)
 }
 
-/// Checks `export`, copies it as a new release beside `root`, compresses it with `effort`,
-/// switches `root` to it, and keeps the `keep` newest releases (and the live one).
+/// Checks `export`, copies it as a new release beside `root` (refused if its files add up to
+/// more than `max_size` bytes, 0 = no limit), compresses it with `effort`, switches `root` to
+/// it, and keeps the `keep` newest releases (and the live one).
 pub fn deploy(
     root: &Path,
     export: &Path,
     keep: usize,
     effort: Effort,
+    max_size: u64,
 ) -> Result<Switched, DeployError> {
     let problems = export_check::problems(export);
     if !problems.is_empty() {
@@ -101,8 +110,11 @@ pub fn deploy(
     let incoming = releases.join(format!(".incoming-{id}"));
     let _ = std::fs::remove_dir_all(&incoming);
     let prepared = (|| {
-        copy_tree(export, &incoming, 0)
-            .map_err(io_err(format!("cannot copy {}", export.display())))?;
+        let mut budget = Budget(if max_size == 0 { u64::MAX } else { max_size });
+        copy_tree(export, &incoming, &mut budget).map_err(|e| match e.kind() {
+            io::ErrorKind::FileTooLarge => DeployError::TooLarge(max_size),
+            _ => DeployError::Io(format!("cannot copy {}", export.display()), e),
+        })?;
         let live = layout::current(root).and_then(|id| layout::release(root, &id));
         let written = sidecars::write_all(&incoming, live.as_deref(), effort)
             .map_err(io_err("cannot compress the export"))?;
@@ -260,13 +272,30 @@ fn lock(releases: &Path) -> Result<File, DeployError> {
 /// publish any file the deployer can read. Each folder is opened without following a link and
 /// read through its descriptor, and each file opened without following one, so a link swapped in
 /// while the copy runs fails it too.
-fn copy_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> {
-    copy_folder(&open_no_follow(from, libc::O_DIRECTORY)?, from, to, depth)
+/// Each file's size is taken from `budget` before it is copied: over it, the copy stops with
+/// `FileTooLarge`.
+fn copy_tree(from: &Path, to: &Path, budget: &mut Budget) -> io::Result<()> {
+    copy_folder(
+        &open_no_follow(from, libc::O_DIRECTORY)?,
+        from,
+        to,
+        0,
+        budget,
+    )
 }
+
+/// Bytes a release may still take.
+struct Budget(u64);
 
 /// Copies what the open `folder` holds into a new folder `to`; `shown` is its path as the user
 /// named it, for errors.
-fn copy_folder(folder: &File, shown: &Path, to: &Path, depth: usize) -> io::Result<()> {
+fn copy_folder(
+    folder: &File,
+    shown: &Path,
+    to: &Path,
+    depth: usize,
+    budget: &mut Budget,
+) -> io::Result<()> {
     if depth > 32 {
         return Err(io::Error::other(format!(
             "{} is nested too deep",
@@ -284,12 +313,18 @@ fn copy_folder(folder: &File, shown: &Path, to: &Path, depth: usize) -> io::Resu
             return Err(io::Error::other(export_check::link_refused(&shown)));
         } else if kind.is_dir() {
             let inner = open_no_follow(&source, libc::O_DIRECTORY)?;
-            copy_folder(&inner, &shown, &to.join(&name), depth + 1)?;
+            copy_folder(&inner, &shown, &to.join(&name), depth + 1, budget)?;
         } else if kind.is_file() {
-            let mut input = open_no_follow(&source, 0)?;
-            let mode = input.metadata()?.permissions();
+            let input = open_no_follow(&source, 0)?;
+            let metadata = input.metadata()?;
+            budget.0 = budget
+                .0
+                .checked_sub(metadata.len())
+                .ok_or(io::ErrorKind::FileTooLarge)?;
+            let mode = metadata.permissions();
             let mut output = File::create(to.join(&name))?;
-            io::copy(&mut input, &mut output)?;
+            // No more than was counted, should the file grow meanwhile.
+            io::copy(&mut input.take(metadata.len()), &mut output)?;
             output.set_permissions(mode)?;
         }
     }
