@@ -439,6 +439,7 @@ pub struct Turn {
     /// Allocations from one client address (an IPv6 /64) at once, whatever its credentials;
     /// 0 = unlimited.
     pub max_allocations_per_address: u32,
+    /// Relayed bits a second per allocation, both ways together (bursts of 200 ms beyond);
     /// 0 = unlimited.
     pub max_bandwidth_per_allocation: BitRate,
     /// Answers a second, in all, to requests not authenticated (each source also gets at most
@@ -475,7 +476,9 @@ impl Default for Turn {
             max_allocations: 10_000,
             max_allocations_per_user: 10,
             max_allocations_per_address: 128,
-            max_bandwidth_per_allocation: BitRate { bits_per_second: 0 },
+            max_bandwidth_per_allocation: BitRate {
+                bits_per_second: 10_000_000,
+            },
             max_unauthenticated_answers: 50_000,
             max_stream_connections: 4096,
             max_stream_connections_per_source: 64,

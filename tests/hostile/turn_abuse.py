@@ -14,8 +14,11 @@ tests/conformance/stun_turn.py, is the client):
 
 import json
 import os
+import socket
 import struct
 import sys
+import threading
+import time
 
 from harness import Server, addr, check, finish, http_get, wait_until
 
@@ -51,6 +54,44 @@ check(
     f"{first[0].split(':', 1)[-1]!r} and {second[0].split(':', 1)[-1]!r}",
 )
 
+# One open credential's allocation, sending as fast as it can for a second to a sink on this
+# machine: what reaches the sink is the default cap's worth (10 Mbit/s, plus a 200 ms burst).
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sink.bind(("127.0.0.1", 0))
+sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+sink.settimeout(0.5)
+arrived = [0]
+
+
+def drain():
+    while True:
+        try:
+            arrived[0] += len(sink.recv(2048))
+        except socket.timeout:
+            return
+
+
+st.USER, st.PASSWORD = credential()
+blaster = st.Client(st.Udp())
+blaster.allocate()
+blaster.bind(0x4000, sink.getsockname())
+reader = threading.Thread(target=drain)
+reader.start()
+payload, sent, start = b"x" * 1000, 0, time.monotonic()
+while time.monotonic() - start < 1.0 and sent < 200_000_000:
+    for _ in range(100):
+        blaster.channel_data(0x4000, payload)
+    sent += 100 * len(payload)
+elapsed = time.monotonic() - start
+reader.join()
+sent_mbit, got_mbit = sent * 8 / elapsed / 1e6, arrived[0] * 8 / elapsed / 1e6
+check(
+    "an open credential's allocation relays turn.max_bandwidth_per_allocation (10 Mbit/s) at most",
+    sent_mbit > 30 and arrived[0] * 8 <= 10e6 * (elapsed + 0.2) * 1.1,
+    f"sent {sent_mbit:.0f} Mbit/s for {elapsed:.2f} s, {got_mbit:.1f} Mbit/s reached the peer",
+)
+sink.close()
+
 # Through the relay, to the server's own TURN port: a STUN Binding request.
 # A credential whose user part neither of those has (an older build's user part is the expiry
 # second, so this waits for the next second there).
@@ -82,12 +123,12 @@ for _ in range(14):
         r, _ = c.request(st.ALLOCATE, [(st.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))])
         outcomes.append("held" if r.cls == st.SUCCESS else r.error())
         held.append(c)
-# 20 + 1 held above, then these.
-made = outcomes.count("held") + 21
+# 20 + 1 + 1 held above (the quota pairs, the blaster, the Binding test), then these.
+made = outcomes.count("held") + 22
 check(
     "one address holds turn.max_allocations_per_address (128) at most, whatever its credentials",
     made == 128 and set(outcomes) - {"held"} == {486},
-    f"{made} held from one address with {2 + 1 + 14} credentials; refused with "
+    f"{made} held from one address with {2 + 1 + 1 + 14} credentials; refused with "
     f"{sorted(set(o for o in outcomes if o != 'held'))}",
 )
 finish()
