@@ -16,9 +16,34 @@ use crate::config::Config;
 pub struct Origin {
     /// The client: the peer, or the address a trusted proxy forwarded it for.
     pub client: SocketAddr,
-    /// It came through a proxy (it names a forwarded address) that is not trusted: who sent it
-    /// is unknown, so nothing that trusts an address (`web.metrics_allow`) applies.
-    pub untrusted_proxy: bool,
+    pub via: Via,
+}
+
+/// How a request reached this server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Straight from the client (no forwarding header).
+    Direct,
+    /// Through a proxy in `proxy_protocol.trusted`, which named the client.
+    TrustedProxy,
+    /// Naming a forwarded address, from a peer that is not trusted: who sent it is unknown.
+    UntrustedProxy,
+}
+
+impl Origin {
+    /// Whether `/metrics` may be served: to a client in `web.metrics_allow`, seen directly or
+    /// named by a trusted proxy, and never to a loopback address through a proxy (whatever a
+    /// proxy on this machine forwards would pass as this machine; scrape directly instead).
+    pub fn may_read_metrics(&self, config: &Config) -> bool {
+        let ip = self.client.ip().to_canonical();
+        let allowed = config.web.metrics_allow.iter().any(|net| net.contains(&ip));
+        allowed
+            && match self.via {
+                Via::Direct => true,
+                Via::TrustedProxy => !ip.is_loopback(),
+                Via::UntrustedProxy => false,
+            }
+    }
 }
 
 /// The first request through an untrusted proxy has been logged.
@@ -50,7 +75,7 @@ pub fn origin(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Origin 
     if !proxied {
         return Origin {
             client: peer,
-            untrusted_proxy: false,
+            via: Via::Direct,
         };
     }
     if !trusted(peer.ip()) {
@@ -64,7 +89,7 @@ pub fn origin(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Origin 
         }
         return Origin {
             client: peer,
-            untrusted_proxy: true,
+            via: Via::UntrustedProxy,
         };
     }
     let client = forwarded_for
@@ -75,7 +100,7 @@ pub fn origin(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> Origin 
         .map_or(peer, |ip| SocketAddr::new(ip, 0));
     Origin {
         client,
-        untrusted_proxy: false,
+        via: Via::TrustedProxy,
     }
 }
 
@@ -116,7 +141,7 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.9, 10.1.2.3")]);
         let o = origin(&trusted, peer, &h);
         assert_eq!(o.client.ip(), "198.51.100.9".parse::<IpAddr>().unwrap());
-        assert!(!o.untrusted_proxy);
+        assert_eq!(o.via, Via::TrustedProxy);
         // Several header lines, ports and brackets.
         let h = headers(&[
             ("x-forwarded-for", "6.6.6.6"),
@@ -136,18 +161,45 @@ mod tests {
             origin(&untrusted, peer, &h),
             Origin {
                 client: peer,
-                untrusted_proxy: true
+                via: Via::UntrustedProxy
             }
         );
         let h = headers(&[("forwarded", "for=198.51.100.9")]);
-        assert!(origin(&untrusted, peer, &h).untrusted_proxy);
+        assert_eq!(origin(&untrusted, peer, &h).via, Via::UntrustedProxy);
         // No forwarding at all: the peer, plainly.
         assert_eq!(
             origin(&untrusted, peer, &HeaderMap::new()),
             Origin {
                 client: peer,
-                untrusted_proxy: false
+                via: Via::Direct
             }
+        );
+    }
+
+    #[test]
+    fn metrics_go_to_allowed_addresses_and_never_to_loopback_through_a_proxy() {
+        let peer: SocketAddr = PROXY.parse().unwrap();
+        let mut c = config(&["127.0.0.1/32"]);
+        c.web.metrics_allow.push("10.0.0.0/8".parse().unwrap());
+        let from = |xff: Option<&str>| {
+            let h = xff.map_or_else(HeaderMap::new, |a| headers(&[("x-forwarded-for", a)]));
+            origin(&c, peer, &h).may_read_metrics(&c)
+        };
+        assert!(from(None), "this machine, directly");
+        assert!(
+            from(Some("10.1.2.3")),
+            "an allowed scraper through the proxy"
+        );
+        assert!(!from(Some("198.51.100.9")), "a player through the proxy");
+        assert!(!from(Some("127.0.0.1")), "loopback through the proxy");
+        assert!(!from(Some("127.0.0.62")), "loopback through the proxy");
+        assert!(
+            !origin(
+                &config(&[]),
+                peer,
+                &headers(&[("x-forwarded-for", "10.1.2.3")])
+            )
+            .may_read_metrics(&c)
         );
     }
 }

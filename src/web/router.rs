@@ -125,10 +125,7 @@ async fn route(
         "/api/ice" => ice::answer(config, routes, remote.ip(), req).await,
         "/healthz" => health(routes),
         "/metrics" => {
-            let ip = remote.ip().to_canonical();
-            let allowed = config.web.metrics_allow.iter().any(|net| net.contains(&ip));
-            // Through a proxy that is not trusted, the peer (often loopback) is not the client.
-            if allowed && !origin.untrusted_proxy {
+            if origin.may_read_metrics(config) {
                 let text = metrics::render(&routes.metrics);
                 page(
                     StatusCode::OK,

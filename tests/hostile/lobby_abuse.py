@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""One address against the lobby extension, at the defaults:
+
+1. Lobbies per address: 40 sockets from one address each CREATE a lobby: 16 are made
+   (signal.max_lobbies_per_address), the rest refused too_many_lobbies, and another address
+   still creates one (before: one address opened 1,023 of the 1,024 lobbies in 0.3 s).
+2. With web.ice_api = "off", a stranger alone in its own lobby relays nowhere: a CANDIDATE to
+   itself closes it "Invalid destination", and its lobby credential gets 403 for a permission
+   to an address the peer policy allows (before: 20 of 20 packets reached that address).
+3. The resume queue counts bytes: a member feeds 40 away members 60 KB OFFERs (24 MB sent):
+   each place is given up at signal.max_resume_queue_bytes (256 KiB) and the server holds a few
+   MiB, not what was sent (before: +17 MiB per away member fed 64 KiB OFFERs).
+
+Uses Python's `websockets` (a client nobody here wrote) and tests/conformance/stun_turn.py.
+Bounded: 100 connections, half a minute.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import websockets
+
+from harness import Server, addr, check, finish
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../conformance"))
+import stun_turn as st  # noqa: E402
+
+CREATE, LOBBY, JOIN, ICE_SERVERS, ERROR, OFFER, CANDIDATE = 100, 101, 103, 111, 199, 4, 6
+ID = 1
+
+
+def msg(kind, id_, data=""):
+    if not isinstance(data, str):
+        data = json.dumps(data)
+    return json.dumps({"type": kind, "id": id_, "data": data})
+
+
+async def recv_type(ws, kind, timeout=10):
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if m["type"] == kind:
+            return m
+
+
+async def ext(url, source="127.0.0.1"):
+    return await websockets.connect(
+        url, subprotocols=["rallypoint.v1"], local_addr=(source, 0), max_queue=None,
+        max_size=None,
+    )
+
+
+async def create(ws, options=None):
+    """CREATE: the lobby, or the ERROR's code."""
+    await ws.send(msg(CREATE, 0, options or {}))
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if m["type"] == LOBBY:
+            return json.loads(m["data"])
+        if m["type"] == ERROR:
+            return json.loads(m["data"])["code"]
+
+
+async def lobbies_per_address():
+    server = Server('[web]\nlisten = ["127.0.0.1:0"]\n')
+    url = f"ws://{server.web}/ws"
+    sockets = [await ext(url, "127.0.0.30") for _ in range(40)]
+    start = time.monotonic()
+    outcomes = await asyncio.gather(*(create(ws) for ws in sockets))
+    took = time.monotonic() - start
+    made = sum(isinstance(o, dict) for o in outcomes)
+    refused = sorted(set(o for o in outcomes if not isinstance(o, dict)))
+    other = await ext(url, "127.0.0.31")
+    theirs = await create(other)
+    check(
+        "one address opens signal.max_lobbies_per_address (16) lobbies, and others still can",
+        made == 16 and refused == ["too_many_lobbies"] and isinstance(theirs, dict),
+        f"{made} of 40 made from one address in {took * 1000:.0f} ms, the rest refused "
+        f"{refused}; another address: {'made one' if isinstance(theirs, dict) else theirs}",
+    )
+    for ws in sockets + [other]:
+        await ws.close()
+    server.stop()
+
+
+async def alone_relays_nowhere():
+    server = Server(
+        '[web]\nlisten = ["127.0.0.1:0"]\nice_api = "off"\n'
+        '[turn]\nlisten = ["127.0.0.1:0"]\nsecrets = ["hostile-secret-0123456789"]\n'
+        'allow_peers = ["127.0.0.0/8"]\n'
+    )
+    url = f"ws://{server.web}/ws"
+    stranger = await ext(url)
+    await stranger.send(msg(CREATE, 0, {}))
+    ice = json.loads((await recv_type(stranger, ICE_SERVERS))["data"])["iceServers"][0]
+    # Its lobby credential, allocated while the lobby is open.
+    st.HOST, st.PORT = addr(server.turn)
+    st.USER, st.PASSWORD = ice["username"], ice["credential"]
+    c = st.Client(st.Udp())
+    c.allocate()
+    candidate = "\n0\n0\ncandidate:1 1 udp 2122260223 127.0.0.99 40000 typ host"
+    await stranger.send(msg(CANDIDATE, 1, candidate))
+    try:
+        await recv_type(stranger, -1, timeout=5)
+        reason = "still open"
+    except websockets.ConnectionClosed as e:
+        reason = e.rcvd.reason if e.rcvd else "closed without a reason"
+    except asyncio.TimeoutError:
+        reason = "still open"
+    # Then a permission for the address it tried to announce (within the 10 s its allocation
+    # outlives the lobby).
+    refused = c.permission(("127.0.0.99", 40000))
+    check(
+        'with web.ice_api = "off", a player alone in its lobby relays nowhere',
+        reason == "Invalid destination" and refused == 403,
+        f"a CANDIDATE to itself: {reason}; its credential's permission to that address: "
+        f"{refused or 'granted'}",
+    )
+    server.stop()
+
+
+async def resume_queue_in_bytes():
+    # Its 41 members join one after another, faster than a lobby takes joins by default.
+    server = Server('[web]\nlisten = ["127.0.0.1:0"]\n[signal]\nlobby_joins_per_second = 0\n')
+    url = f"ws://{server.web}/ws"
+    host = await ext(url)
+    lobby = await create(host, {"mesh": True})
+    attacker = await ext(url, "127.0.0.40")
+    await attacker.send(msg(JOIN, 0, {"lobby": lobby["code"]}))
+    await recv_type(attacker, ID)
+    members = []
+    for i in range(40):
+        ws = await ext(url, f"127.0.0.{50 + i % 8}")
+        await ws.send(msg(JOIN, 0, {"lobby": lobby["code"]}))
+        members.append((await recv_type(ws, ID))["id"])
+        # Away: the socket drops without a close frame, the place is kept for a resume.
+        ws.transport.abort()
+    await asyncio.sleep(1)
+    before = server.rss_kib()
+    offer = "v=0\r\n" + "a=x-pad:" + "p" * 60_000 + "\r\n"
+    sent = 0
+    try:
+        for _ in range(10):
+            for member in members:
+                await attacker.send(msg(OFFER, member, offer))
+                sent += len(offer)
+        await attacker.ping()
+    except websockets.ConnectionClosed:
+        pass
+    # The server trims freed memory every 10 s; places given up have freed theirs by then.
+    await asyncio.sleep(11)
+    grown = (server.rss_kib() - before) / 1024
+    check(
+        "the resume queue is bounded in bytes (signal.max_resume_queue_bytes, 256 KiB)",
+        grown < 12,
+        f"{sent / 1e6:.0f} MB of OFFERs sent to 40 away members; the server grew "
+        f"{grown:.1f} MiB",
+    )
+    server.stop()
+
+
+asyncio.run(lobbies_per_address())
+asyncio.run(alone_relays_nowhere())
+asyncio.run(resume_queue_in_bytes())
+finish()
