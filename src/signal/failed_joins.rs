@@ -29,18 +29,18 @@ pub struct FailedJoins {
 
 impl FailedJoins {
     /// `per_minute` 0: no limit.
-    pub fn new(per_minute: u32, now: Instant) -> FailedJoins {
+    pub fn new(per_minute: u32) -> FailedJoins {
         FailedJoins {
             per_minute,
-            addresses: Table::new(per_minute, TRACKED, now),
-            sites: Table::new(per_minute.saturating_mul(SITE_FACTOR), TRACKED, now),
+            addresses: Table::new(per_minute, TRACKED),
+            sites: Table::new(per_minute.saturating_mul(SITE_FACTOR), TRACKED),
         }
     }
 
     /// A reload that changes the limit starts the count afresh.
-    pub fn set_per_minute(&mut self, per_minute: u32, now: Instant) {
+    pub fn set_per_minute(&mut self, per_minute: u32) {
         if per_minute != self.per_minute {
-            *self = FailedJoins::new(per_minute, now);
+            *self = FailedJoins::new(per_minute);
         }
     }
 
@@ -77,18 +77,24 @@ struct Table {
     per_minute: u32,
     capacity: usize,
     buckets: HashMap<Source, RateLimit>,
-    /// Shared by whoever finds the table full.
-    overflow: RateLimit,
+    /// Shared by whoever finds the table full (made the first time it is).
+    overflow: Option<RateLimit>,
 }
 
 impl Table {
-    fn new(per_minute: u32, capacity: usize, now: Instant) -> Table {
+    fn new(per_minute: u32, capacity: usize) -> Table {
         Table {
             per_minute,
             capacity,
             buckets: HashMap::new(),
-            overflow: Table::fresh(per_minute.saturating_mul(SITE_FACTOR), now),
+            overflow: None,
         }
+    }
+
+    fn overflow(&mut self, now: Instant) -> &mut RateLimit {
+        let per_minute = self.per_minute.saturating_mul(SITE_FACTOR);
+        self.overflow
+            .get_or_insert_with(|| Table::fresh(per_minute, now))
     }
 
     fn fresh(per_minute: u32, now: Instant) -> RateLimit {
@@ -99,7 +105,7 @@ impl Table {
         let full = self.buckets.len() >= self.capacity;
         match self.buckets.get_mut(&key) {
             Some(bucket) => bucket.has_token(now),
-            None if full => self.overflow.has_token(now),
+            None if full => self.overflow(now).has_token(now),
             None => true,
         }
     }
@@ -108,7 +114,7 @@ impl Table {
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.capacity {
             self.buckets.retain(|_, b| !b.is_full(now));
             if self.buckets.len() >= self.capacity {
-                return &mut self.overflow;
+                return self.overflow(now);
             }
         }
         let per_minute = self.per_minute;
@@ -148,7 +154,7 @@ mod tests {
     #[test]
     fn an_address_has_its_tries_a_minute() {
         let t0 = Instant::now();
-        let mut f = FailedJoins::new(10, t0);
+        let mut f = FailedJoins::new(10);
         let attacker = source("192.0.2.1");
         for _ in 0..10 {
             assert!(f.allows(attacker, t0));
@@ -168,7 +174,7 @@ mod tests {
     #[test]
     fn an_ipv6_site_cannot_multiply_its_tries_by_its_addresses() {
         let t0 = Instant::now();
-        let mut f = FailedJoins::new(10, t0);
+        let mut f = FailedJoins::new(10);
         // 160 failures from 16 /64s of one /48 spend the site.
         for n in 0..16 {
             let a = source(&format!("2001:db8:1:{n:x}::1"));
@@ -186,7 +192,7 @@ mod tests {
     #[test]
     fn a_full_table_gives_no_spent_address_its_tries_back() {
         let t0 = Instant::now();
-        let mut f = FailedJoins::new(1, t0);
+        let mut f = FailedJoins::new(1);
         let spent = source("10.0.0.1");
         f.failed(spent, t0);
         for n in 1..TRACKED as u32 + 100 {
@@ -208,7 +214,7 @@ mod tests {
     #[test]
     fn tries_spent_on_other_nodes_count_here() {
         let t0 = Instant::now();
-        let mut f = FailedJoins::new(10, t0);
+        let mut f = FailedJoins::new(10);
         let a = source("192.0.2.1");
         assert!(
             Failures {

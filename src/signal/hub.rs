@@ -394,7 +394,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(limits: Limits) -> Hub {
-        let failed_joins = FailedJoins::new(limits.failed_joins_per_minute, Instant::now());
+        let failed_joins = FailedJoins::new(limits.failed_joins_per_minute);
         Hub {
             limits,
             peers: HashMap::new(),
@@ -440,7 +440,7 @@ impl Hub {
     /// New limits apply to what happens next; existing lobbies and peers stay as they are.
     pub fn set_limits(&mut self, limits: Limits) {
         self.failed_joins
-            .set_per_minute(limits.failed_joins_per_minute, Instant::now());
+            .set_per_minute(limits.failed_joins_per_minute);
         self.limits = limits;
     }
 
