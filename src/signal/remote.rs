@@ -178,33 +178,11 @@ pub fn ext_request(frame: &str) -> Option<u64> {
 
 /// A close reason from another node as the `'static` one the hub uses here.
 fn known_reason(text: &str) -> &'static str {
-    [
-        reason::NO_LOBBY,
-        reason::HOST_DISCONNECTED,
-        reason::ONLY_HOST_CAN_SEAL,
-        reason::SEAL_COMPLETE,
-        reason::TOO_MANY_LOBBIES,
-        reason::ALREADY_IN_LOBBY,
-        reason::LOBBY_DOES_NOT_EXIST,
-        reason::LOBBY_IS_SEALED,
-        reason::INVALID_FORMAT,
-        reason::NEED_LOBBY,
-        reason::INVALID_DEST,
-        reason::INVALID_CMD,
-        reason::TOO_MANY_PEERS,
-        reason::INVALID_TRANSFER_MODE,
-        reason::LOBBY_FULL,
-        reason::NEEDS_PASSWORD,
-        reason::TOO_MANY_FAILED_JOINS,
-        reason::KICKED,
-        reason::RESUMED_ELSEWHERE,
-        reason::LOBBY_BUSY,
-        reason::TOO_MANY_LOBBIES_HERE,
-        "Too slow to receive",
-    ]
-    .into_iter()
-    .find(|r| *r == text)
-    .unwrap_or(LINK_LOST)
+    reason::ALL
+        .iter()
+        .find(|r| **r == text)
+        .copied()
+        .unwrap_or(LINK_LOST)
 }
 
 /// A guest that has just arrived from another node: (its conn there, its conn here), and the
@@ -278,7 +256,7 @@ impl Remote {
             Envelope::Send { conn, text } => {
                 let (_, outbox) = s.attached.get(&conn)?;
                 if let Err((Queued::Full, _)) = outbox.text(text, max_queued) {
-                    outbox.close(1008, "Too slow to receive");
+                    outbox.close(reason::POLICY, reason::TOO_SLOW);
                 }
                 None
             }
@@ -355,6 +333,14 @@ pub async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_close_reason_crosses_nodes_as_itself() {
+        for r in reason::ALL {
+            assert_eq!(known_reason(r), *r);
+        }
+        assert_eq!(known_reason("Made up by a stranger"), LINK_LOST);
+    }
 
     #[test]
     fn joins_in_every_dialect() {

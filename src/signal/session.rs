@@ -159,7 +159,7 @@ pub async fn run(
                 }
                 Some(Outgoing::Close(code, reason)) => break End::Close(code, reason.into()),
                 // The hub dropped us: our queue overflowed because we did not read fast enough.
-                None => break End::Close(close::POLICY, "Too slow to receive".into()),
+                None => break End::Close(reason::POLICY, reason::TOO_SLOW.into()),
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > ping_every * 2 {
