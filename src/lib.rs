@@ -15,7 +15,9 @@
 //!   the web server pins page loads to;
 //! - [`logging`]: journald or stderr, one sink for `log` and `tracing` records;
 //! - [`metrics`]: the Prometheus registry every service registers a collector in;
-//! - [`turn`]: the STUN/TURN relay (and TURN REST credentials);
+//! - [`credentials`]: TURN REST credentials and lobby-bound ones, and the lobby events the hub
+//!   tells the relay: what [`turn`] and [`signal`] share; [`random`]: random ids and secrets;
+//! - [`turn`]: the STUN/TURN relay;
 //! - [`signal`]: the Godot signalling hub;
 //! - [`cluster`]: several nodes as one service, through Redis (`[cluster]`);
 //! - [`web`]: the HTTP server (files, `/api/ice`, `/healthz`, `/metrics`, the signalling upgrade).
@@ -24,11 +26,13 @@ pub mod acme;
 pub mod cluster;
 pub mod config;
 pub mod conn_cap;
+pub mod credentials;
 pub mod deploy;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod random;
 pub mod rate_limit;
 pub mod rewind;
 pub mod service;

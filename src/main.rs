@@ -228,7 +228,7 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
         std::process::exit(EXIT_CONFIG.into());
     };
     let ttl = ttl.unwrap_or(config.turn.credential_ttl.0);
-    let credential = turn::rest::mint(secret, user, ttl, SystemTime::now());
+    let credential = rallypoint::credentials::mint(secret, user, ttl, SystemTime::now());
     let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(credential.expires);
     println!("username: {}", credential.username);
     println!("password: {}", credential.password);

@@ -85,7 +85,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     logging::init(config.server.log_level);
     raise_open_files_limit();
     let generated_secret = (config.turn.secrets.is_empty() && config.turn.users.is_empty()).then(|| {
-        let secret = turn::rest::random_secret();
+        let secret = crate::random::secret();
         log::warn!(
             "no turn.secrets or turn.users configured; generated the TURN secret {secret} for this run \
              (set turn.secrets to keep credentials valid across restarts)"
@@ -415,7 +415,7 @@ struct HubRelay {
 }
 
 impl RelayLink for HubRelay {
-    fn lobby_event(&self, event: turn::lobbies::LobbyEvent) {
+    fn lobby_event(&self, event: crate::credentials::LobbyEvent) {
         self.turn.lobby_event(event);
     }
 
@@ -426,7 +426,7 @@ impl RelayLink for HubRelay {
             return serde_json::json!({"iceServers": [], "expires": 0});
         };
         let ttl = config.turn.credential_ttl.0;
-        let credential = turn::rest::mint(secret, user, ttl, std::time::SystemTime::now());
+        let credential = crate::credentials::mint(secret, user, ttl, std::time::SystemTime::now());
         let mut servers = web::ice_servers(&config, &self.addresses, &credential);
         servers["expires"] = credential.expires.into();
         servers

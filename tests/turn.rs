@@ -223,7 +223,7 @@ async fn rest_credentials_from_the_cli_work_and_wrong_ones_do_not() {
         .unwrap()
         .as_secs();
     let user = format!("{}:player", now + 600);
-    let password = rallypoint::turn::rest::rest_password(SECRET, &user);
+    let password = rallypoint::credentials::rest_password(SECRET, &user);
     let c = udp_client(server.turn, &user, &password).await;
     assert!(c.allocate().await.is_ok());
     c.close().await.unwrap();
@@ -231,7 +231,7 @@ async fn rest_credentials_from_the_cli_work_and_wrong_ones_do_not() {
     let wrong = udp_client(server.turn, "alice", "not-her-password").await;
     assert!(wrong.allocate().await.is_err());
     let expired_user = format!("{}:player", now - 1);
-    let expired_password = rallypoint::turn::rest::rest_password(SECRET, &expired_user);
+    let expired_password = rallypoint::credentials::rest_password(SECRET, &expired_user);
     let expired = udp_client(server.turn, &expired_user, &expired_password).await;
     assert!(expired.allocate().await.is_err());
     // Each client's first Allocate carries no credentials (3 × 401), then wrong and expired.

@@ -8,22 +8,25 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use rallypoint::signal::hub::{Client, Hub, Limits};
+use rallypoint::signal::hub::{Client, Departure, Hub, Limits};
 
 fuzz_target!(|data: &[u8]| {
-    let mut hub = Hub::new(Limits {
-        max_peers: 6,
-        max_lobbies: 3,
-        max_lobby_members: 4,
-        join_timeout: Duration::from_secs(1),
-        seal_close_delay: Duration::from_secs(2),
-        resume_grace: Duration::from_secs(2),
-        max_resume_queue: 3,
-        list_page_size: 2,
-        failed_joins_per_minute: 3,
-        ..Limits::from(&rallypoint::config::Signal::default())
-    });
     let start = Instant::now();
+    let mut hub = Hub::new(
+        Limits {
+            max_peers: 6,
+            max_lobbies: 3,
+            max_lobby_members: 4,
+            join_timeout: Duration::from_secs(1),
+            seal_close_delay: Duration::from_secs(2),
+            resume_grace: Duration::from_secs(2),
+            max_resume_queue: 3,
+            list_page_size: 2,
+            failed_joins_per_minute: 3,
+            ..Limits::from(&rallypoint::config::Signal::default())
+        },
+        start,
+    );
     let mut rest = data;
     let mut t = Duration::ZERO;
     // Each event: [op, conn, len, frame...].
@@ -48,10 +51,19 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = match op & 7 {
             0 => hub.connect(conn, client, now),
-            1 => hub.disconnect(conn, now),
+            // A close on purpose, or a lost socket (a place kept for a resume).
+            1 => hub.disconnect(conn, departure(*op), now),
             2 => hub.binary(conn, now),
             3 => hub.tick(now),
             _ => hub.message(conn, &text, now),
         };
     }
 });
+
+fn departure(op: u8) -> Departure {
+    if op & 0x80 == 0 {
+        Departure::Left
+    } else {
+        Departure::Lost
+    }
+}

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         policy: PeerPolicy::new(&[], &[]),
         max_allocations: 4,
         max_allocations_per_user: 2,
+        max_allocations_per_address: 8,
         bandwidth: BitRate { bits_per_second: 0 },
         external_ip: None,
         allocation_lifetime: Duration::from_secs(600),

@@ -116,7 +116,7 @@ impl Cluster {
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
         Arc::new(Cluster {
             node: settings.node.clone(),
-            instance: crate::turn::rest::random_user(),
+            instance: crate::random::id(),
             turn,
             signal,
             owned: Mutex::default(),

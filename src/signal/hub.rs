@@ -30,9 +30,8 @@ use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
 use super::failed_joins::FailedJoins;
 use super::lobby::{self, OptionLimits, Options};
 use crate::conn_cap::Source;
+use crate::credentials::{LobbyEvent, lobby_user};
 use crate::rate_limit::RateLimit;
-use crate::turn::lobbies::LobbyEvent;
-use crate::turn::rest::lobby_user;
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
 pub type ConnId = u64;
@@ -410,7 +409,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(limits: Limits) -> Hub {
+    /// A hub with no one in it, started at `now`.
+    pub fn new(limits: Limits, now: Instant) -> Hub {
         let failed_joins = FailedJoins::new(limits.failed_joins_per_minute);
         Hub {
             limits,
@@ -429,7 +429,7 @@ impl Hub {
             overflowed: Vec::new(),
             counts: HubCounts::default(),
             out: Vec::new(),
-            now: Instant::now(),
+            now,
             elsewhere: Vec::new(),
         }
     }

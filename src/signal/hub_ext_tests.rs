@@ -792,7 +792,7 @@ fn the_relay_hears_of_each_lobby_and_the_addresses_announced_in_it() {
         .unwrap()
         .to_string();
     assert_eq!(
-        crate::turn::rest::lobby_of(&format!("1:{user}")),
+        crate::credentials::lobby_of(&format!("1:{user}")),
         Some(scope)
     );
     let candidate = |ip: &str| format!("\n0\n0\ncandidate:1 1 udp 2122260223 {ip} 50000 typ srflx");

@@ -34,9 +34,10 @@ impl Harness {
     }
 
     fn with(limits: Limits) -> Self {
+        let start = Instant::now();
         Harness {
-            hub: Hub::new(limits),
-            start: Instant::now(),
+            hub: Hub::new(limits, start + T0),
+            start,
             now: T0,
             sent: HashMap::new(),
             closed: HashMap::new(),

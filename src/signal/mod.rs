@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::turn::lobbies::LobbyEvent;
+use crate::credentials::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
 use link::{Input, Outbox, Queued, SlowPeers, now};
@@ -210,7 +210,7 @@ async fn run_hub(
     relay: Arc<dyn RelayLink>,
     cluster: Arc<OnceLock<Clustered>>,
 ) {
-    let mut hub = Hub::new(Limits::from(&config.borrow().signal));
+    let mut hub = Hub::new(Limits::from(&config.borrow().signal), now());
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);

@@ -13,7 +13,7 @@ use stun::integrity::MessageIntegrity;
 use stun::message::Message;
 use stun::textattrs::TextAttribute;
 
-use super::rest;
+use crate::credentials;
 
 /// How long a nonce is accepted; after that the client gets 438 and a fresh one.
 pub const NONCE_LIFETIME_SECS: u64 = 600;
@@ -60,11 +60,11 @@ impl Credentials {
         if let Some(p) = self.users.get(username) {
             return vec![p.clone()];
         }
-        match rest::rest_expiry(username) {
+        match credentials::rest_expiry(username) {
             Some(expiry) if expiry > unix_now => self
                 .secrets
                 .iter()
-                .map(|s| rest::rest_password(s, username))
+                .map(|s| credentials::rest_password(s, username))
                 .collect(),
             _ => Vec::new(),
         }
@@ -203,7 +203,7 @@ mod tests {
 
         // Any configured secret verifies, not only the first.
         let user = format!("{}:bob", NOW + 60);
-        let password = rest::rest_password("first-secret-01234", &user);
+        let password = credentials::rest_password("first-secret-01234", &user);
         let mut m = signed(&user, &password, &nonce);
         assert!(authenticate(&mut m, &creds(), &nonces, client(), NOW).is_ok());
     }
@@ -229,7 +229,7 @@ mod tests {
         );
 
         let expired_user = format!("{}:bob", NOW - 1);
-        let password = rest::rest_password("first-secret-01234", &expired_user);
+        let password = credentials::rest_password("first-secret-01234", &expired_user);
         let mut expired = signed(&expired_user, &password, &nonce);
         assert_eq!(
             authenticate(&mut expired, &c, &nonces, client(), NOW)

@@ -14,9 +14,9 @@ use super::grants::Grants;
 use super::lobby_traffic::{LobbyTraffic, Running as LobbyRunning};
 use super::ports::SocketPorts;
 use super::relay::{self, Link, OwnListeners, Placement, Relay, TrafficTotals};
-use super::rest::unix_seconds;
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
 use crate::config::units::{BitRate, PortRange};
+use crate::credentials::unix_seconds;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// Allocation state shared by the workers and connections.

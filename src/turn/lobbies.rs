@@ -1,6 +1,6 @@
 //! Lobby-bound relaying, sans-IO: what the signalling hub tells the relay about its lobbies, and
 //! what follows for allocations made with a lobby's credentials (usernames
-//! `<expiry>:lobby.<lobby>.<player>`, see [`super::rest::lobby_user`]).
+//! `<expiry>:lobby.<lobby>.<player>`, see [`crate::credentials::lobby_user`]).
 //!
 //! Such an allocation exists only while its lobby does; it may reach the addresses members of its
 //! lobby announced in the candidates and SDP they sent through the hub, and relay addresses of
@@ -13,37 +13,14 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::credentials::LobbyEvent;
+
 /// How long an aborted lobby's allocations outlive it (a player's last packets, a late Refresh).
 pub const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// Addresses remembered per lobby at most: a bound of its own; the hub lets each member announce
 /// 16 (`signal::hub`) and withdraws a member's when it leaves, so this is reached only by a
 /// lobby of 256 players who all announce that many.
 const MAX_ANNOUNCED: usize = 4096;
-
-/// What the hub tells the relay. `lobby` is the lobby's credential scope, random per lobby.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LobbyEvent {
-    Opened {
-        lobby: u64,
-    },
-    /// A member sent this address in a candidate or an SDP through the hub.
-    Announced {
-        lobby: u64,
-        ip: IpAddr,
-    },
-    /// The members who announced this address have all left (before the seal).
-    Withdrawn {
-        lobby: u64,
-        ip: IpAddr,
-    },
-    Sealed {
-        lobby: u64,
-    },
-    /// The lobby is gone from the hub (aborted before its seal, or closed after it).
-    Ended {
-        lobby: u64,
-    },
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

@@ -8,8 +8,7 @@
 //! - [`control`]: the core behind one mutex, the relay tasks its effects start and stop;
 //! - [`metrics`]: the Prometheus view of a [`Snapshot`];
 //! - [`ports`]: relay sockets; [`addresses`]: which addresses the relay uses and advertises,
-//!   and the warnings when players could not reach them;
-//! - [`rest`]: TURN REST credentials.
+//!   and the warnings when players could not reach them.
 //!
 //! A tick task expires state every second and applies reloaded settings.
 
@@ -26,7 +25,6 @@ mod metrics;
 pub mod policy;
 mod ports;
 mod relay;
-pub mod rest;
 pub mod server;
 mod stream;
 mod stream_queue;
@@ -53,6 +51,8 @@ use control::{Control, Shared};
 pub use lobby_traffic::Running as LobbyRunning;
 use server::Settings;
 pub use stream::StreamEntry;
+/// STUN's magic cookie: how the web listener tells TURN over TLS on its port from HTTPS.
+pub use wire::MAGIC_COOKIE;
 
 /// How often the core is ticked (expiries).
 const TICK_PERIOD: Duration = Duration::from_secs(1);
@@ -67,7 +67,7 @@ pub struct Status {
 
 impl Status {
     /// What the signalling hub saw of a lobby (see [`lobbies`]).
-    pub fn lobby_event(&self, event: lobbies::LobbyEvent) {
+    pub fn lobby_event(&self, event: crate::credentials::LobbyEvent) {
         let mut c = self.shared.control.lock().unwrap();
         c.server.lobby_event(event, std::time::Instant::now());
     }

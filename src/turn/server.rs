@@ -26,13 +26,14 @@ use webrtc_turn::proto::reqtrans::RequestedTransport;
 use super::auth::{self, Credentials, Identity, Nonces, Refusal};
 use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
-use super::lobbies::{Lobbies, LobbyEvent};
+use super::lobbies::Lobbies;
 use super::policy::PeerPolicy;
 use super::wire::{
     self, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
     PROTO_UDP, code, family, xor_addresses,
 };
 use crate::config::units::BitRate;
+use crate::credentials::{self, LobbyEvent};
 
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
@@ -317,7 +318,7 @@ impl Server {
     /// The lobby and player the allocation on `tuple` is bound to.
     pub fn lobby_member(&self, tuple: FiveTuple) -> Option<(u64, u32)> {
         let a = self.allocations.get(&tuple)?;
-        super::rest::lobby_member(&a.username)
+        credentials::lobby_member(&a.username)
     }
 
     /// Lobbies the relay knows of (open, sealed, or playing on with allocations).
@@ -605,7 +606,7 @@ impl Server {
             return Err(code::INSUFFICIENT_CAPACITY);
         }
         // A lobby's credential works while its lobby is open or sealed.
-        let lobby = super::rest::lobby_of(&identity.username);
+        let lobby = credentials::lobby_of(&identity.username);
         if lobby.is_some_and(|l| !self.lobbies.admits(l)) {
             return Err(code::FORBIDDEN);
         }

@@ -420,10 +420,10 @@ fn credential_failures() {
     // REST credentials: valid until the expiry in the name, then 401.
     let mut h = Harness::new();
     h.user = format!("{}:carol", UNIX + 60);
-    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
+    h.password = crate::credentials::rest_password("rest-secret-0123456789", &h.user);
     assert_eq!(code(&h.allocate_on(tuple(1), vec![]).0), None);
     h.user = format!("{}:carol", UNIX - 1);
-    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
+    h.password = crate::credentials::rest_password("rest-secret-0123456789", &h.user);
     assert_eq!(code(&h.allocate_on(tuple(2), vec![]).0), Some(401));
 
     // A nonce that has aged out: 438 with a fresh one.
@@ -1109,9 +1109,9 @@ fn as_lobby_player(h: &mut Harness, lobby: u64, player: u32) {
     h.user = format!(
         "{}:{}",
         UNIX + 3600,
-        crate::turn::rest::lobby_user(lobby, player)
+        crate::credentials::lobby_user(lobby, player)
     );
-    h.password = crate::turn::rest::rest_password("rest-secret-0123456789", &h.user);
+    h.password = crate::credentials::rest_password("rest-secret-0123456789", &h.user);
 }
 
 fn announce(h: &mut Harness, lobby: u64, ip: &str) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::turn::wire::MAGIC_COOKIE;
+use crate::turn::MAGIC_COOKIE;
 
 /// Who serves a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,9 +14,10 @@ use super::Routes;
 use super::response::{Body, page, plain};
 use crate::config::{Config, IceApi};
 use crate::conn_cap::Source;
+use crate::credentials::{Credential, mint};
+use crate::random;
 use crate::signal::handshake;
 use crate::turn::addresses::{advertised_host, advertised_listeners};
-use crate::turn::rest::{Credential, mint, random_user};
 
 /// Where the listeners that take TURN clients are: as configured, or as bound (port 0 becomes
 /// the real port). The web ones count as far as `web.accept_turn` says.
@@ -137,7 +138,7 @@ pub async fn answer(
     };
     // Each credential gets its own user part: the per-user allocation quota then applies to
     // one player's credential, not to everyone who fetched in the same second.
-    let user = random_user();
+    let user = random::id();
     let credential = mint(
         secret,
         &user,

@@ -1,7 +1,7 @@
 //! TURN REST credentials ("A REST API for access to TURN services", the draft coturn and most
 //! WebRTC stacks implement): username `<unix-expiry>:<user>`, password
-//! `base64(HMAC-SHA1(secret, username))`. `/api/ice`, the command line and (later) the hub mint
-//! them; the relay ([`super::auth`]) recomputes the password from the username to verify.
+//! `base64(HMAC-SHA1(secret, username))`. `/api/ice`, the command line and the hub mint them;
+//! the relay (`turn::auth`) recomputes the password from the username to verify.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,46 +50,6 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A fresh random secret, hex encoded, for a server started without one.
-pub fn random_secret() -> String {
-    random_hex(24)
-}
-
-/// A user part no other credential shares, so that `turn.max_allocations_per_user` counts per
-/// credential handed out, not per second of expiry.
-pub fn random_user() -> String {
-    random_hex(8)
-}
-
-/// The user part of a credential bound to a lobby and a player: the relay reads the lobby from
-/// it (the HMAC covers it, so it cannot be changed without the secret).
-pub fn lobby_user(lobby: u64, player: u32) -> String {
-    format!("lobby.{lobby:016x}.{player}")
-}
-
-/// The lobby a REST username (`<expiry>:lobby.<lobby>.<player>`) is bound to, if any.
-pub fn lobby_of(username: &str) -> Option<u64> {
-    lobby_member(username).map(|(lobby, _)| lobby)
-}
-
-/// The lobby and the player a REST username is bound to, if any.
-pub fn lobby_member(username: &str) -> Option<(u64, u32)> {
-    let (_, user) = username.split_once(':')?;
-    let mut parts = user.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("lobby"), Some(lobby), Some(player), None) if lobby.len() == 16 => {
-            Some((u64::from_str_radix(lobby, 16).ok()?, player.parse().ok()?))
-        }
-        _ => None,
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).expect("the OS provides randomness");
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,26 +74,5 @@ mod tests {
         assert_eq!(mint("k", "", Duration::ZERO, now).username, "1700000000");
         assert_eq!(rest_expiry("alice"), None);
         assert_eq!(rest_expiry("x:1700000000"), None);
-    }
-
-    #[test]
-    fn lobby_credentials_name_their_lobby() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let user = lobby_user(0xfeed, 12345);
-        let c = mint("k", &user, Duration::from_secs(60), now);
-        assert_eq!(c.username, "1700000060:lobby.000000000000feed.12345");
-        assert_eq!(lobby_of(&c.username), Some(0xfeed));
-        assert_eq!(rest_expiry(&c.username), Some(1_700_000_060));
-        for not_bound in [
-            "1700000060:0123456789abcdef",
-            "1700000060",
-            "1700000060:lobby.feed.1",
-            "1700000060:lobby.000000000000feed",
-            "1700000060:lobby.000000000000feed.1.2",
-            "1700000060:lobby.000000000000feed.x",
-            "alice",
-        ] {
-            assert_eq!(lobby_of(not_bound), None, "{not_bound}");
-        }
     }
 }
