@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use super::lobbies::may_reach;
 use super::relay::Relay;
 
 #[derive(Default)]
@@ -33,6 +34,6 @@ impl Directory {
     /// The allocation at `addr`, if a relay bound to `lobby` may exchange packets with it.
     pub fn reachable(&self, lobby: Option<u64>, addr: SocketAddr) -> Option<Arc<Relay>> {
         let relay = self.relays.read().unwrap().get(&addr)?.clone();
-        (lobby.is_none() || relay.lobby == lobby).then_some(relay)
+        may_reach(lobby, relay.lobby).then_some(relay)
     }
 }

@@ -26,7 +26,7 @@ use webrtc_turn::proto::reqtrans::RequestedTransport;
 use super::auth::{self, Credentials, Identity, Nonces, Refusal};
 use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
-use super::lobbies::Lobbies;
+use super::lobbies::{self, Lobbies};
 use super::policy::PeerPolicy;
 use super::wire::{
     self, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
@@ -306,7 +306,9 @@ impl Server {
     /// address `addr`: one of this server's, and for a lobby's allocation, of the same lobby.
     pub fn reaches_relay(&self, lobby: Option<u64>, addr: SocketAddr) -> bool {
         self.own_relays.get(&addr).is_some_and(|t| {
-            lobby.is_none() || self.allocations.get(t).is_some_and(|a| a.lobby == lobby)
+            self.allocations
+                .get(t)
+                .is_some_and(|a| lobbies::may_reach(lobby, a.lobby))
         })
     }
 
