@@ -15,6 +15,7 @@ use super::lobby_traffic::{LobbyTraffic, Running as LobbyRunning};
 use super::ports::SocketPorts;
 use super::relay::{self, Link, OwnListeners, Placement, Relay, TrafficTotals};
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
+use super::wire::Reject;
 use crate::config::units::{BitRate, PortRange};
 use crate::credentials::unix_seconds;
 use prometheus_client::metrics::histogram::Histogram;
@@ -43,22 +44,21 @@ fn clock() -> Clock {
     }
 }
 
-/// What an Allocate refusal's code means to an operator, for its one log line.
-fn refusal_cause(code: u16) -> &'static str {
-    use super::wire::code as c;
-    match code {
-        c::ADDRESS_FAMILY_NOT_SUPPORTED => {
+/// What an Allocate refusal means to an operator, for its one log line.
+fn refusal_cause(reject: Reject) -> &'static str {
+    match reject {
+        Reject::AddressFamilyNotSupported => {
             "the client asked for a relay address family this server has none of: see \
              turn.relay_ip"
         }
-        c::ALLOCATION_QUOTA_REACHED => {
+        Reject::AllocationQuotaReached => {
             "turn.max_allocations_per_user, turn.max_allocations_per_address or \
              turn.max_allocations"
         }
-        c::INSUFFICIENT_CAPACITY => "no free relay port: see turn.relay_ports",
-        c::FORBIDDEN => "a lobby credential whose lobby is gone",
-        c::ALLOCATION_MISMATCH => "the client already has an allocation on this 5-tuple",
-        c::UNSUPPORTED_TRANSPORT => "the client asked for a relay transport other than UDP",
+        Reject::InsufficientCapacity => "no free relay port: see turn.relay_ports",
+        Reject::Forbidden => "a lobby credential whose lobby is gone",
+        Reject::AllocationMismatch => "the client already has an allocation on this 5-tuple",
+        Reject::UnsupportedTransport => "the client asked for a relay transport other than UDP",
         _ => "a malformed request",
     }
 }
@@ -157,10 +157,11 @@ impl Shared {
                     }
                 }
             }
-            Effect::FirstRefusal { code } => log::warn!(
-                "turn: refused an Allocate with {code} ({}); further ones are only counted, in \
+            Effect::FirstRefusal { reject } => log::warn!(
+                "turn: refused an Allocate with {} ({}); further ones are only counted, in \
                  rallypoint_turn_error_responses_total{{code}}",
-                refusal_cause(code)
+                reject.code(),
+                refusal_cause(reject)
             ),
             Effect::Reply(_) | Effect::Created { .. } => {}
         }

@@ -30,7 +30,7 @@ use super::lobbies::{self, Lobbies};
 use super::policy::PeerPolicy;
 use super::wire::{
     self, ATTR_ADDITIONAL_ADDRESS_FAMILY, ATTR_ADDRESS_ERROR_CODE, FAMILY_IPV4, FAMILY_IPV6,
-    PROTO_UDP, code, family, xor_addresses,
+    PROTO_UDP, Reject, family, xor_addresses,
 };
 use crate::config::units::BitRate;
 use crate::credentials::{self, LobbyEvent};
@@ -130,7 +130,7 @@ pub enum Effect {
     Deleted { tuple: FiveTuple, why: Ended },
     /// An Allocate was refused with this code for the first time since start: the shell says
     /// so once (later ones are only counted).
-    FirstRefusal { code: u16 },
+    FirstRefusal { reject: Reject },
 }
 
 /// Why an allocation ended, for the shell's debug log.
@@ -238,7 +238,7 @@ pub struct Server {
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
     counts: ControlCounts,
     /// Error codes Allocates have been refused with (a handful at most), each told once.
-    refusals_told: Vec<u16>,
+    refusals_told: Vec<Reject>,
 }
 
 /// What of a peer address must be one of our relay addresses when policy denies its IP.
@@ -251,7 +251,7 @@ enum Match {
 }
 
 /// A request's answer: an error code, or attributes for the success response.
-type Outcome = Result<Vec<Box<dyn Setter>>, u16>;
+type Outcome = Result<Vec<Box<dyn Setter>>, Reject>;
 
 impl Server {
     pub fn new(settings: Settings) -> Server {
@@ -375,7 +375,7 @@ impl Server {
                 return Vec::new();
             }
             let attrs: Vec<Box<dyn Setter>> = vec![Box::new(UnknownAttributes(unknown))];
-            return self.error(&request, code::UNKNOWN_ATTRIBUTE, attrs, None, fingerprint);
+            return self.error(&request, Reject::UnknownAttribute, attrs, None, fingerprint);
         }
         if request.typ.method == METHOD_BINDING {
             if unanswered(self) {
@@ -419,7 +419,7 @@ impl Server {
             METHOD_CHANNEL_BIND => {
                 self.channel_bind(&request, tuple, &identity, clock, &mut effects)
             }
-            _ => Err(code::BAD_REQUEST),
+            _ => Err(Reject::BadRequest),
         };
         let answer = match outcome {
             Ok(attrs) => wire::response(
@@ -429,14 +429,14 @@ impl Server {
                 Some(&identity.integrity),
                 fingerprint,
             ),
-            Err(code) => {
-                let count = self.counts.errors.entry(code).or_default();
+            Err(reject) => {
+                let count = self.counts.errors.entry(reject.code()).or_default();
                 *count += 1;
-                if request.typ.method == METHOD_ALLOCATE && !self.refusals_told.contains(&code) {
-                    self.refusals_told.push(code);
-                    effects.push(Effect::FirstRefusal { code });
+                if request.typ.method == METHOD_ALLOCATE && !self.refusals_told.contains(&reject) {
+                    self.refusals_told.push(reject);
+                    effects.push(Effect::FirstRefusal { reject });
                 }
-                let attrs = vec![wire::error_code(code)];
+                let attrs = vec![wire::error_code(reject)];
                 wire::response(
                     &request,
                     CLASS_ERROR_RESPONSE,
@@ -516,16 +516,16 @@ impl Server {
         clock: Clock,
         fingerprint: bool,
     ) -> Vec<Effect> {
-        let code = match refusal {
-            Refusal::BadRequest => code::BAD_REQUEST,
-            Refusal::Unauthorized => code::UNAUTHORIZED,
-            Refusal::StaleNonce => code::STALE_NONCE,
+        let reject = match refusal {
+            Refusal::BadRequest => Reject::BadRequest,
+            Refusal::Unauthorized => Reject::Unauthorized,
+            Refusal::StaleNonce => Reject::StaleNonce,
         };
         if !self.budget.allow(tuple.client.ip(), clock.unix, clock.now) {
             return Vec::new();
         }
         let mut attrs: Vec<Box<dyn Setter>> = Vec::new();
-        if code != code::BAD_REQUEST {
+        if reject != Reject::BadRequest {
             let nonce = self.nonces.issue(tuple.client.ip(), clock.unix);
             attrs.push(Box::new(TextAttribute::new(
                 ATTR_REALM,
@@ -533,19 +533,19 @@ impl Server {
             )));
             attrs.push(Box::new(TextAttribute::new(ATTR_NONCE, nonce)));
         }
-        self.error(request, code, attrs, None, fingerprint)
+        self.error(request, reject, attrs, None, fingerprint)
     }
 
     fn error(
         &mut self,
         request: &Message,
-        code: u16,
+        reject: Reject,
         mut attrs: Vec<Box<dyn Setter>>,
         integrity: Option<&MessageIntegrity>,
         fingerprint: bool,
     ) -> Vec<Effect> {
-        *self.counts.errors.entry(code).or_default() += 1;
-        attrs.insert(0, wire::error_code(code));
+        *self.counts.errors.entry(reject.code()).or_default() += 1;
+        attrs.insert(0, wire::error_code(reject));
         vec![Effect::Reply(wire::response(
             request,
             CLASS_ERROR_RESPONSE,
@@ -575,11 +575,11 @@ impl Server {
         effects: &mut Vec<Effect>,
     ) -> Outcome {
         if self.allocations.contains_key(&tuple) {
-            return Err(code::ALLOCATION_MISMATCH);
+            return Err(Reject::AllocationMismatch);
         }
-        let transport = get::<RequestedTransport>(request).ok_or(code::BAD_REQUEST)?;
+        let transport = get::<RequestedTransport>(request).ok_or(Reject::BadRequest)?;
         if transport.protocol.0 != PROTO_UDP {
-            return Err(code::UNSUPPORTED_TRANSPORT);
+            return Err(Reject::UnsupportedTransport);
         }
         // EVEN-PORT: Some(reserve the next port too?)
         let even = request.attributes.get(ATTR_EVEN_PORT).1.then(|| {
@@ -595,22 +595,22 @@ impl Server {
         let additional_family = family(request, ATTR_ADDITIONAL_ADDRESS_FAMILY)?;
         let has_token = request.contains(ATTR_RESERVATION_TOKEN);
         if has_token && (even.is_some() || requested_family.is_some()) {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         if requested_family.is_some() && additional_family.is_some() {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         if additional_family == Some(FAMILY_IPV4) {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         // This server never hands out reservation tokens, and does not reserve a second port.
         if has_token || even == Some(true) {
-            return Err(code::INSUFFICIENT_CAPACITY);
+            return Err(Reject::InsufficientCapacity);
         }
         // A lobby's credential works while its lobby is open or sealed.
         let lobby = credentials::lobby_of(&identity.username);
         if lobby.is_some_and(|l| !self.lobbies.admits(l)) {
-            return Err(code::FORBIDDEN);
+            return Err(Reject::Forbidden);
         }
         let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
         let source = Source::of(tuple.client.ip());
@@ -620,7 +620,7 @@ impl Server {
             || (per_address > 0 && source_count >= per_address)
             || self.allocations.len() >= self.settings.max_allocations as usize
         {
-            return Err(code::ALLOCATION_QUOTA_REACHED);
+            return Err(Reject::AllocationQuotaReached);
         }
         // RFC 6156's default is IPv4, and on a dual-stack server it stays: a player who reaches
         // the relay only over IPv6 then meets one who reaches it only over IPv4 (both relays
@@ -631,12 +631,12 @@ impl Server {
             None => !ports.supports(false) && ports.supports(true),
         };
         if !ports.supports(ipv6) {
-            return Err(code::ADDRESS_FAMILY_NOT_SUPPORTED);
+            return Err(Reject::AddressFamilyNotSupported);
         }
         let dont_fragment = request.contains(ATTR_DONT_FRAGMENT);
         let relay = ports
             .open(ipv6, even.is_some(), dont_fragment)
-            .ok_or(code::INSUFFICIENT_CAPACITY)?;
+            .ok_or(Reject::InsufficientCapacity)?;
         let lifetime = requested_lifetime(request, &self.settings);
         let advertised = SocketAddr::new(
             self.settings.external_ip.unwrap_or(relay.ip()),
@@ -706,7 +706,7 @@ impl Server {
         if let Some(f) = family(request, ATTR_REQUESTED_ADDRESS_FAMILY)?
             && (f == FAMILY_IPV6) != allocation.relay.is_ipv6()
         {
-            return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
+            return Err(Reject::PeerAddressFamilyMismatch);
         }
         let asked = get::<Lifetime>(request).map(|l| l.0);
         if asked == Some(Duration::ZERO) {
@@ -733,7 +733,7 @@ impl Server {
         let (relay_v6, lobby) = (a.relay.is_ipv6(), a.lobby);
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         if peers.is_empty() {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         // RFC 8656 §9: a permission is for an IP, whatever port the attribute carries.
         let vetted: Vec<(IpAddr, bool)> = peers
@@ -751,7 +751,7 @@ impl Server {
             .filter(|(ip, _)| !a.permissions.contains_key(ip))
             .count();
         if a.permissions.len() + new > MAX_PERMISSIONS {
-            return Err(code::INSUFFICIENT_CAPACITY);
+            return Err(Reject::InsufficientCapacity);
         }
         for (ip, restricted) in vetted {
             permit(a, ip, restricted, clock.now)?;
@@ -773,13 +773,13 @@ impl Server {
     ) -> Outcome {
         let a = self.owned(tuple, identity)?;
         let (relay_v6, lobby) = (a.relay.is_ipv6(), a.lobby);
-        let number = get::<ChannelNumber>(request).ok_or(code::BAD_REQUEST)?.0;
+        let number = get::<ChannelNumber>(request).ok_or(Reject::BadRequest)?.0;
         if !CHANNEL_NUMBERS.contains(&number) {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         let peers = xor_addresses(request, ATTR_XOR_PEER_ADDRESS)?;
         let [peer] = peers[..] else {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         };
         // A channel is bound to one transport address, so here the port counts.
         let restricted = self.vet(relay_v6, lobby, peer, Match::Address)?;
@@ -791,10 +791,10 @@ impl Server {
                 .iter()
                 .any(|(&n, c)| c.peer == peer && n != number)
         {
-            return Err(code::BAD_REQUEST);
+            return Err(Reject::BadRequest);
         }
         if a.channels.len() >= MAX_CHANNELS && !a.channels.contains_key(&number) {
-            return Err(code::INSUFFICIENT_CAPACITY);
+            return Err(Reject::InsufficientCapacity);
         }
         a.channels.insert(
             number,
@@ -812,13 +812,13 @@ impl Server {
     }
 
     /// The allocation on `tuple`, if `identity` made it (437 without one, 441 for another user).
-    fn owned(&self, tuple: FiveTuple, identity: &Identity) -> Result<&Allocation, u16> {
+    fn owned(&self, tuple: FiveTuple, identity: &Identity) -> Result<&Allocation, Reject> {
         let a = self
             .allocations
             .get(&tuple)
-            .ok_or(code::ALLOCATION_MISMATCH)?;
+            .ok_or(Reject::AllocationMismatch)?;
         if a.username != identity.username {
-            return Err(code::WRONG_CREDENTIALS);
+            return Err(Reject::WrongCredentials);
         }
         Ok(a)
     }
@@ -834,14 +834,14 @@ impl Server {
         lobby: Option<u64>,
         peer: SocketAddr,
         by: Match,
-    ) -> Result<bool, u16> {
+    ) -> Result<bool, Reject> {
         let own = match (by, lobby) {
             (Match::Ip, _) => self.own_relay_ips.contains_key(&peer.ip()),
             (Match::Address, None) => self.is_own_relay(peer),
             (Match::Address, Some(_)) => self.reaches_relay(lobby, peer),
         };
         if peer.is_ipv6() != relay_v6 {
-            return Err(code::PEER_ADDRESS_FAMILY_MISMATCH);
+            return Err(Reject::PeerAddressFamilyMismatch);
         }
         match lobby {
             Some(_) if own => Ok(true),
@@ -851,10 +851,10 @@ impl Server {
             {
                 Ok(false)
             }
-            Some(_) => Err(code::FORBIDDEN),
+            Some(_) => Err(Reject::Forbidden),
             None if self.settings.policy.allows(peer.ip()) => Ok(false),
             None if own => Ok(true),
-            None => Err(code::FORBIDDEN),
+            None => Err(Reject::Forbidden),
         }
     }
 
@@ -901,9 +901,9 @@ impl Server {
 }
 
 /// Installs or refreshes the permission for `ip`, within the per-allocation cap (508 beyond).
-fn permit(a: &mut Allocation, ip: IpAddr, restricted: bool, now: Instant) -> Result<(), u16> {
+fn permit(a: &mut Allocation, ip: IpAddr, restricted: bool, now: Instant) -> Result<(), Reject> {
     if a.permissions.len() >= MAX_PERMISSIONS && !a.permissions.contains_key(&ip) {
-        return Err(code::INSUFFICIENT_CAPACITY);
+        return Err(Reject::InsufficientCapacity);
     }
     let expires = now + PERMISSION_LIFETIME;
     a.permissions.insert(

@@ -549,7 +549,7 @@ fn a_refused_allocate_is_told_once_per_code() {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::FirstRefusal { code } => Some(*code),
+                Effect::FirstRefusal { reject } => Some(reject.code()),
                 _ => None,
             })
             .collect::<Vec<_>>()

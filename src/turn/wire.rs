@@ -27,19 +27,59 @@ pub const FAMILY_IPV6: u8 = 0x02;
 pub const PROTO_UDP: u8 = 17;
 
 /// The error codes this server answers with (RFC 8489 §14.8, RFC 8656 §19, RFC 6156).
-pub mod code {
-    pub const BAD_REQUEST: u16 = 400;
-    pub const UNAUTHORIZED: u16 = 401;
-    pub const FORBIDDEN: u16 = 403;
-    pub const UNKNOWN_ATTRIBUTE: u16 = 420;
-    pub const ALLOCATION_MISMATCH: u16 = 437;
-    pub const STALE_NONCE: u16 = 438;
-    pub const ADDRESS_FAMILY_NOT_SUPPORTED: u16 = 440;
-    pub const WRONG_CREDENTIALS: u16 = 441;
-    pub const UNSUPPORTED_TRANSPORT: u16 = 442;
-    pub const PEER_ADDRESS_FAMILY_MISMATCH: u16 = 443;
-    pub const ALLOCATION_QUOTA_REACHED: u16 = 486;
-    pub const INSUFFICIENT_CAPACITY: u16 = 508;
+/// Why a request is refused: each one error code of RFC 8489 §14.8 or RFC 8656 §18.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    UnknownAttribute,
+    AllocationMismatch,
+    StaleNonce,
+    AddressFamilyNotSupported,
+    WrongCredentials,
+    UnsupportedTransport,
+    PeerAddressFamilyMismatch,
+    AllocationQuotaReached,
+    InsufficientCapacity,
+}
+
+impl Reject {
+    /// Its ERROR-CODE number.
+    pub fn code(self) -> u16 {
+        match self {
+            Reject::BadRequest => 400,
+            Reject::Unauthorized => 401,
+            Reject::Forbidden => 403,
+            Reject::UnknownAttribute => 420,
+            Reject::AllocationMismatch => 437,
+            Reject::StaleNonce => 438,
+            Reject::AddressFamilyNotSupported => 440,
+            Reject::WrongCredentials => 441,
+            Reject::UnsupportedTransport => 442,
+            Reject::PeerAddressFamilyMismatch => 443,
+            Reject::AllocationQuotaReached => 486,
+            Reject::InsufficientCapacity => 508,
+        }
+    }
+
+    /// The RFC's reason phrase.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::BadRequest => "Bad Request",
+            Reject::Unauthorized => "Unauthorized",
+            Reject::Forbidden => "Forbidden",
+            Reject::UnknownAttribute => "Unknown Attribute",
+            Reject::AllocationMismatch => "Allocation Mismatch",
+            Reject::StaleNonce => "Stale Nonce",
+            Reject::AddressFamilyNotSupported => "Address Family not Supported",
+            Reject::WrongCredentials => "Wrong Credentials",
+            Reject::UnsupportedTransport => "Unsupported Transport Protocol",
+            Reject::PeerAddressFamilyMismatch => "Peer Address Family Mismatch",
+            Reject::AllocationQuotaReached => "Allocation Quota Reached",
+            Reject::InsufficientCapacity => "Insufficient Capacity",
+        }
+    }
 }
 
 /// Room in front of a received datagram for the largest header put there: a Data indication
@@ -141,22 +181,22 @@ pub fn xor_address(v: &[u8], txid: &[u8; 12]) -> Option<SocketAddr> {
 
 /// Every XOR-encoded address of type `attr` in a request (CreatePermission may carry several);
 /// 400 for one that does not decode.
-pub fn xor_addresses(m: &Message, attr: AttrType) -> Result<Vec<SocketAddr>, u16> {
+pub fn xor_addresses(m: &Message, attr: AttrType) -> Result<Vec<SocketAddr>, Reject> {
     m.attributes
         .0
         .iter()
         .filter(|a| a.typ == attr)
-        .map(|raw| xor_address(&raw.value, &m.transaction_id.0).ok_or(code::BAD_REQUEST))
+        .map(|raw| xor_address(&raw.value, &m.transaction_id.0).ok_or(Reject::BadRequest))
         .collect()
 }
 
 /// The family byte of a (REQUESTED|ADDITIONAL)-ADDRESS-FAMILY attribute; 440 for an unknown one.
-pub fn family(m: &Message, attr: AttrType) -> Result<Option<u8>, u16> {
+pub fn family(m: &Message, attr: AttrType) -> Result<Option<u8>, Reject> {
     match m.attributes.get(attr) {
         (raw, true) => match raw.value.first() {
             Some(&f) if f == FAMILY_IPV4 || f == FAMILY_IPV6 => Ok(Some(f)),
-            Some(_) => Err(code::ADDRESS_FAMILY_NOT_SUPPORTED),
-            None => Err(code::BAD_REQUEST),
+            Some(_) => Err(Reject::AddressFamilyNotSupported),
+            None => Err(Reject::BadRequest),
         },
         _ => Ok(None),
     }
@@ -227,26 +267,11 @@ pub fn data_indication(
     start..HEADROOM + padded
 }
 
-/// An ERROR-CODE attribute with the RFC's reason phrase.
-pub fn error_code(code: u16) -> Box<dyn Setter> {
-    let reason = match code {
-        code::BAD_REQUEST => "Bad Request",
-        code::UNAUTHORIZED => "Unauthorized",
-        code::FORBIDDEN => "Forbidden",
-        code::UNKNOWN_ATTRIBUTE => "Unknown Attribute",
-        code::ALLOCATION_MISMATCH => "Allocation Mismatch",
-        code::STALE_NONCE => "Stale Nonce",
-        code::ADDRESS_FAMILY_NOT_SUPPORTED => "Address Family not Supported",
-        code::WRONG_CREDENTIALS => "Wrong Credentials",
-        code::UNSUPPORTED_TRANSPORT => "Unsupported Transport Protocol",
-        code::PEER_ADDRESS_FAMILY_MISMATCH => "Peer Address Family Mismatch",
-        code::ALLOCATION_QUOTA_REACHED => "Allocation Quota Reached",
-        code::INSUFFICIENT_CAPACITY => "Insufficient Capacity",
-        _ => "Error",
-    };
+/// The ERROR-CODE attribute of `reject`, with the RFC's reason phrase.
+pub fn error_code(reject: Reject) -> Box<dyn Setter> {
     Box::new(ErrorCodeAttribute {
-        code: ErrorCode(code),
-        reason: reason.as_bytes().to_vec(),
+        code: ErrorCode(reject.code()),
+        reason: reject.reason().as_bytes().to_vec(),
     })
 }
 
