@@ -366,6 +366,9 @@ pub struct Signal {
     pub lobby_joins_per_second: u32,
     /// Open lobbies created from one address (an IPv6 /64) at once; 0 = unlimited.
     pub max_lobbies_per_address: u32,
+    /// Distinct addresses each lobby member may announce to the relay (in its candidates and
+    /// SDP); more are not announced. 0 = unlimited.
+    pub max_addresses_per_member: u32,
     /// Characters of a lobby title at most.
     pub max_title: u32,
     /// Bytes of a lobby's data (as JSON) at most.
@@ -402,6 +405,7 @@ impl Default for Signal {
             max_resume_queue_bytes: ByteSize(256 * 1024),
             lobby_joins_per_second: 20,
             max_lobbies_per_address: 16,
+            max_addresses_per_member: 16,
             max_title: 64,
             max_lobby_data: ByteSize(1024),
             list_page_size: 50,

@@ -103,10 +103,6 @@ const LOBBY_NAME_LEN: usize = 16;
 const HOST_ID: u32 = 1;
 /// Lobby-list queries one connection may make at once (then `list_rate` a second).
 const LIST_BURST: u32 = 5;
-/// Addresses each member may announce to the relay (a player has a handful: a host address
-/// per interface and family, a reflexive one, a relay or two): one member cannot fill its
-/// lobby's table with junk and crowd out the others'.
-const MAX_ANNOUNCED_PER_MEMBER: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
@@ -128,6 +124,8 @@ pub struct Limits {
     pub lobby_joins_per_second: u32,
     /// Open lobbies one address (an IPv6 /64) has created; 0 = unlimited.
     pub max_lobbies_per_address: u32,
+    /// Distinct addresses a member may announce to the relay; 0 = unlimited.
+    pub max_addresses_per_member: u32,
     pub options: OptionLimits,
     /// Lobbies per LOBBIES page.
     pub list_page_size: u32,
@@ -151,6 +149,7 @@ impl From<&crate::config::Signal> for Limits {
             max_resume_bytes: s.max_resume_queue_bytes.0 as usize,
             lobby_joins_per_second: s.lobby_joins_per_second,
             max_lobbies_per_address: s.max_lobbies_per_address,
+            max_addresses_per_member: s.max_addresses_per_member,
             options: OptionLimits {
                 max_title: s.max_title as usize,
                 max_data: s.max_lobby_data.0 as usize,
@@ -252,7 +251,7 @@ struct Peer {
     dialect: Option<Dialect>,
     lobby: Option<u64>,
     source: Source,
-    /// Addresses it has announced in its lobby (at most [`MAX_ANNOUNCED_PER_MEMBER`]).
+    /// Addresses it has announced in its lobby (at most `signal.max_addresses_per_member`).
     announced: Vec<IpAddr>,
     /// Extension clients only (boxed: a plain peer stays small).
     ext: Option<Box<Extension>>,
@@ -686,6 +685,11 @@ impl Hub {
         // A spent address learns nothing more, right or wrong.
         if !self.failed_joins.allows(source, now) {
             *self.counts.failed_joins.entry("rate_limited").or_default() += 1;
+            *self
+                .counts
+                .limited
+                .entry("signal.failed_joins_per_minute")
+                .or_default() += 1;
             return Err(Refusal::RateLimited);
         }
         let by_code = lobby::as_code(name_or_code).and_then(|c| self.lobby_codes.get(&c).copied());
@@ -1151,18 +1155,26 @@ impl Hub {
     }
 
     /// Passes the addresses in a relayed candidate or SDP to the relay, once each, until the
-    /// seal; [`MAX_ANNOUNCED_PER_MEMBER`] from each member.
+    /// seal; `signal.max_addresses_per_member` from each member (a player has a handful: a host
+    /// address per interface and family, a reflexive one, a relay or two), so that one member
+    /// cannot fill its lobby's table with junk and crowd out the others'.
     fn announce(&mut self, conn: ConnId, key: u64, payload: &str) {
         let lobby = self.lobbies.get_mut(&key).expect("the sender's lobby");
         let member = self.peers.get_mut(&conn).expect("the sender");
         if lobby.sealed {
             return;
         }
+        let max = self.limits.max_addresses_per_member as usize;
         for ip in candidates::addresses(payload) {
             if member.announced.contains(&ip) {
                 continue;
             }
-            if member.announced.len() >= MAX_ANNOUNCED_PER_MEMBER {
+            if max > 0 && member.announced.len() >= max {
+                *self
+                    .counts
+                    .limited
+                    .entry("signal.max_addresses_per_member")
+                    .or_default() += 1;
                 break;
             }
             member.announced.push(ip);

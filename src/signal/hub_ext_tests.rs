@@ -887,6 +887,11 @@ fn one_member_cannot_fill_its_lobbys_addresses_with_junk() {
             .count()
     };
     assert_eq!(announced(&h), 16);
+    assert_eq!(
+        h.hub.counts().limited.get("signal.max_addresses_per_member"),
+        Some(&285),
+        "each address beyond counted"
+    );
     // The honest player's addresses still reach it.
     for ip in ["203.0.113.9", "198.51.100.7"] {
         h.send(

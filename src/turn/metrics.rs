@@ -73,6 +73,11 @@ impl Collector for TurnCollector {
             "Datagrams dropped: no permission, over bandwidth, full buffers",
             t.dropped,
         )?;
+        s.counter(
+            "bandwidth_dropped_packets",
+            "Of the dropped datagrams, those over turn.max_bandwidth_per_allocation",
+            t.over_bandwidth,
+        )?;
         s.gauge(
             "stream_connections",
             "TURN over TCP and TLS connections open",

@@ -62,6 +62,8 @@ pub struct Traffic {
     /// Of the to-peer packets, those handed to another allocation of this server in memory.
     in_memory_packets: AtomicU64,
     dropped: AtomicU64,
+    /// Of the dropped, those over `turn.max_bandwidth_per_allocation`.
+    over_bandwidth: AtomicU64,
 }
 
 /// [`Traffic`] read at one moment, or summed over allocations.
@@ -74,6 +76,8 @@ pub struct TrafficTotals {
     pub in_memory_packets: u64,
     /// No permission, over bandwidth, or a full socket or queue.
     pub dropped: u64,
+    /// Of those, over `turn.max_bandwidth_per_allocation`.
+    pub over_bandwidth: u64,
 }
 
 impl Traffic {
@@ -95,6 +99,7 @@ impl Traffic {
             to_client_bytes: get(&self.to_client_bytes),
             in_memory_packets: get(&self.in_memory_packets),
             dropped: get(&self.dropped),
+            over_bandwidth: get(&self.over_bandwidth),
         }
     }
 }
@@ -107,8 +112,12 @@ impl std::ops::AddAssign for TrafficTotals {
         self.to_client_bytes += other.to_client_bytes;
         self.in_memory_packets += other.in_memory_packets;
         self.dropped += other.dropped;
+        self.over_bandwidth += other.over_bandwidth;
     }
 }
+
+/// An allocation has gone over its bandwidth cap since start: that was logged.
+static OVER_BANDWIDTH_TOLD: AtomicBool = AtomicBool::new(false);
 
 /// This server's own TURN listener addresses: never a peer, or a client could make the relay
 /// talk to the server itself (and allocate through it).
@@ -188,9 +197,23 @@ impl Relay {
         self.alive.store(false, Ordering::Relaxed);
     }
 
+    /// Whether `bytes` fit in the allocation's bandwidth cap; those that do not are counted
+    /// (the caller drops them), and the first time since start is logged.
     fn metered(&self, grants: &Grants, bytes: usize, now: Instant) -> bool {
         let nanos = now.duration_since(self.epoch).as_nanos() as u64;
-        self.meter.allow(grants.bandwidth, bytes, nanos)
+        let fits = self.meter.allow(grants.bandwidth, bytes, nanos);
+        if !fits {
+            self.traffic.over_bandwidth.fetch_add(1, Ordering::Relaxed);
+            if !OVER_BANDWIDTH_TOLD.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "turn: an allocation went over turn.max_bandwidth_per_allocation ({} bit/s); \
+                     what goes over it is dropped (further drops are only counted, in \
+                     rallypoint_turn_bandwidth_dropped_packets_total)",
+                    grants.bandwidth.bits_per_second
+                );
+            }
+        }
+        fits
     }
 
     /// A client's ChannelData payload for `channel`.

@@ -85,10 +85,14 @@ while time.monotonic() - start < 1.0 and sent < 200_000_000:
 elapsed = time.monotonic() - start
 reader.join()
 sent_mbit, got_mbit = sent * 8 / elapsed / 1e6, arrived[0] * 8 / elapsed / 1e6
+over = server.metric("rallypoint_turn_bandwidth_dropped_packets_total")
+told = server.log_text().count("went over turn.max_bandwidth_per_allocation")
 check(
     "an open credential's allocation relays turn.max_bandwidth_per_allocation (10 Mbit/s) at most",
-    sent_mbit > 30 and arrived[0] * 8 <= 10e6 * (elapsed + 0.2) * 1.1,
-    f"sent {sent_mbit:.0f} Mbit/s for {elapsed:.2f} s, {got_mbit:.1f} Mbit/s reached the peer",
+    sent_mbit > 30 and arrived[0] * 8 <= 10e6 * (elapsed + 0.2) * 1.1 and over and told == 1,
+    f"sent {sent_mbit:.0f} Mbit/s for {elapsed:.2f} s, {got_mbit:.1f} Mbit/s reached the peer; "
+    f"{over:.0f} dropped over the cap (rallypoint_turn_bandwidth_dropped_packets_total), "
+    f"{told} log line",
 )
 sink.close()
 
