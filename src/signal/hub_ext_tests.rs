@@ -888,7 +888,10 @@ fn one_member_cannot_fill_its_lobbys_addresses_with_junk() {
     };
     assert_eq!(announced(&h), 16);
     assert_eq!(
-        h.hub.counts().limited.get("signal.max_addresses_per_member"),
+        h.hub
+            .counts()
+            .limited
+            .get("signal.max_addresses_per_member"),
         Some(&285),
         "each address beyond counted"
     );

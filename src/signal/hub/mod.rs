@@ -1,0 +1,478 @@
+//! The lobby state machine of Godot's signalling protocol, sans-IO: connections, frames,
+//! disconnections and clock ticks go in; frames to send and connections to close come out.
+//!
+//! It follows the demo's reference server (the join sequence, seal, host leaving, every close
+//! reason) and fixes its bugs without changing the wire format:
+//! - a peer already in a lobby cannot JOIN another ("Already in a lobby");
+//! - client/server lobbies only introduce the host and each client to each other;
+//! - peer ids are 2..2^31-1 and unique across the server; the host is always 1;
+//! - a relay to a member that left a moment ago is dropped instead of closing the sender;
+//! - sealed lobbies are freed, and joining one is refused ("Lobby is sealed").
+//!
+//! Leaving is the reference's, sealed or not: the others get PEER_DISCONNECT, and the host
+//! leaving closes everyone with "Room host has disconnected" (Godot's client relies on both).
+//!
+//! Clients that ask for rallypoint's extension (docs/protocol.md) also get: lobbies created with
+//! options ([`lobby::Options`]), join codes (which plain clients may use as lobby names too), a
+//! lobby list, host tools (update, kick), failed joins limited per address, and resuming a place
+//! after a dropped socket within `resume_grace`, with what was sent meanwhile queued.
+
+mod extension;
+mod io;
+mod lobbies;
+pub mod reason;
+mod refusal;
+mod resume;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::candidates;
+use super::codec::{self, Command, Dialect, Event, Negotiation};
+use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
+use super::failed_joins::FailedJoins;
+use super::lobby::{self, OptionLimits, Options};
+use crate::conn_cap::Source;
+use crate::credentials::{LobbyEvent, lobby_user};
+use crate::rate_limit::RateLimit;
+
+use extension::LIST_BURST;
+pub use io::{Client, Departure, HubCounts, Limits, Output};
+use lobbies::DEPARTED_MEMORY;
+use refusal::Refusal;
+use resume::random_token;
+pub use resume::resume_key;
+
+/// Identifies one WebSocket connection for as long as the process runs (never reused).
+pub type ConnId = u64;
+
+/// The id every lobby's host has.
+const HOST_ID: u32 = 1;
+
+struct Peer {
+    /// Server-wide unique, 2..2^31-1. Shown as 1 while this peer hosts its lobby.
+    id: u32,
+    dialect: Option<Dialect>,
+    lobby: Option<u64>,
+    source: Source,
+    /// Addresses it has announced in its lobby (at most `signal.max_addresses_per_member`).
+    announced: Vec<IpAddr>,
+    /// Extension clients only (boxed: a plain peer stays small).
+    ext: Option<Box<Extension>>,
+}
+
+struct Extension {
+    /// Takes this peer's place back after a dropped socket.
+    token: String,
+    list_limit: RateLimit,
+    /// Set while the socket is gone and the place kept.
+    away: Option<Away>,
+}
+
+struct Away {
+    until: Instant,
+    /// What was sent to this peer meanwhile, in order.
+    queue: VecDeque<Output>,
+    /// The bytes of its frames.
+    bytes: usize,
+}
+
+struct Lobby {
+    name: String,
+    code: String,
+    /// The scope of its members' relay credentials: random, so that no credential of an older
+    /// lobby (or of a previous run) ever names this one.
+    scope: u64,
+    /// Addresses announced so far, with how many of its members announced each: passed to the
+    /// relay when the first does, withdrawn when the last leaves; frozen at the seal.
+    announced: HashMap<IpAddr, u32>,
+    host: ConnId,
+    mesh: bool,
+    options: Options,
+    /// In join order.
+    members: Vec<ConnId>,
+    sealed: bool,
+    departed: VecDeque<(u32, Instant)>,
+    /// Where its creator connected from (its lobbies count against that address).
+    creator: Source,
+    /// `signal.lobby_joins_per_second`.
+    joins: RateLimit,
+}
+
+impl Lobby {
+    fn info(&self) -> LobbyInfo {
+        self.options.info(
+            &self.name,
+            &self.code,
+            self.mesh,
+            self.members.len(),
+            self.sealed,
+        )
+    }
+
+    /// Members at most: the lobby's own cap and `signal.max_lobby_members`, 0 = none.
+    fn full(&self, server_cap: u32) -> bool {
+        let cap = match (self.options.max_players, server_cap) {
+            (0, cap) | (cap, 0) => cap,
+            (a, b) => a.min(b),
+        };
+        cap > 0 && self.members.len() >= cap as usize
+    }
+}
+
+pub struct Hub {
+    limits: Limits,
+    peers: HashMap<ConnId, Peer>,
+    by_id: HashMap<u32, ConnId>,
+    lobbies: HashMap<u64, Lobby>,
+    lobby_names: HashMap<String, u64>,
+    lobby_codes: HashMap<String, u64>,
+    /// Open lobbies per creator's address (`signal.max_lobbies_per_address`).
+    lobbies_per_source: HashMap<Source, u32>,
+    next_lobby: u64,
+    /// Resume token → the peer it belongs to.
+    tokens: HashMap<String, ConnId>,
+    failed_joins: FailedJoins,
+    join_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    seal_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    resume_deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
+    /// Away peers whose queue overflowed: their places are given up once the input is handled.
+    overflowed: Vec<ConnId>,
+    counts: HubCounts,
+    out: Vec<Output>,
+    /// The time of the input being handled.
+    now: Instant,
+    /// Listed lobbies of other nodes of a cluster, as last heard, for LIST.
+    elsewhere: Vec<LobbyInfo>,
+}
+
+impl Hub {
+    /// A hub with no one in it, started at `now`.
+    pub fn new(limits: Limits, now: Instant) -> Hub {
+        let failed_joins = FailedJoins::new(limits.failed_joins_per_minute);
+        Hub {
+            limits,
+            peers: HashMap::new(),
+            by_id: HashMap::new(),
+            lobbies: HashMap::new(),
+            lobby_names: HashMap::new(),
+            lobby_codes: HashMap::new(),
+            lobbies_per_source: HashMap::new(),
+            next_lobby: 0,
+            tokens: HashMap::new(),
+            failed_joins,
+            join_deadlines: BinaryHeap::new(),
+            seal_deadlines: BinaryHeap::new(),
+            resume_deadlines: BinaryHeap::new(),
+            overflowed: Vec::new(),
+            counts: HubCounts::default(),
+            out: Vec::new(),
+            now,
+            elsewhere: Vec::new(),
+        }
+    }
+
+    /// New limits apply to what happens next; existing lobbies and peers stay as they are.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.failed_joins
+            .set_per_minute(limits.failed_joins_per_minute);
+        self.limits = limits;
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn counts(&self) -> &HubCounts {
+        &self.counts
+    }
+
+    /// A new WebSocket connection.
+    pub fn connect(&mut self, conn: ConnId, client: Client, now: Instant) -> Vec<Output> {
+        self.now = now;
+        if self.peers.len() >= self.limits.max_peers as usize {
+            self.push_close(conn, reason::PROTOCOL_ERROR, reason::TOO_MANY_PEERS);
+        } else {
+            let id = self.fresh_id();
+            self.by_id.insert(id, conn);
+            let ext = client.extension.then(|| {
+                let token = random_token();
+                self.tokens.insert(token.clone(), conn);
+                Box::new(Extension {
+                    token,
+                    list_limit: RateLimit::new(f64::from(self.limits.list_rate), LIST_BURST, now),
+                    away: None,
+                })
+            });
+            let timeout = if ext.is_some() {
+                self.limits.browse_timeout
+            } else {
+                self.limits.join_timeout
+            };
+            self.peers.insert(
+                conn,
+                Peer {
+                    id,
+                    // The extension is JSON only.
+                    dialect: ext.is_some().then_some(Dialect::Json),
+                    lobby: None,
+                    source: Source::of(client.source),
+                    announced: Vec::new(),
+                    ext,
+                },
+            );
+            self.join_deadlines.push(Reverse((now + timeout, conn)));
+        }
+        self.take()
+    }
+
+    /// A text frame from `conn`.
+    pub fn message(&mut self, conn: ConnId, frame: &str, now: Instant) -> Vec<Output> {
+        self.now = now;
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            if peer.ext.is_some()
+                && let Some(request) = ext::decode(frame)
+            {
+                match request {
+                    Ok(command) => self.ext_command(conn, command),
+                    Err(bad) => self.error(conn, bad.of, ErrorCode::Invalid, &bad.message),
+                }
+                return self.take();
+            }
+            let dialect = *peer.dialect.get_or_insert_with(|| Dialect::detect(frame));
+            match codec::decode(dialect, frame) {
+                Ok(command) => self.command(conn, command),
+                Err(codec::Malformed) => self.close(conn, reason::INVALID_FORMAT),
+            }
+        }
+        self.take()
+    }
+
+    /// A frame that is not text (and not UTF-8).
+    pub fn binary(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
+        self.now = now;
+        if self.peers.contains_key(&conn) {
+            self.close(conn, reason::INVALID_TRANSFER_MODE);
+        }
+        self.take()
+    }
+
+    /// `conn` is gone (it closed, failed, or was closed by us). Unknown ids are ignored. An
+    /// extension peer in an unsealed lobby whose socket was [`Departure::Lost`] keeps its place
+    /// for `resume_grace`.
+    pub fn disconnect(&mut self, conn: ConnId, how: Departure, now: Instant) -> Vec<Output> {
+        self.now = now;
+        let grace = self.limits.resume_grace;
+        let keep = how == Departure::Lost
+            && !grace.is_zero()
+            && self.peers.get(&conn).is_some_and(|p| {
+                p.ext.as_ref().is_some_and(|e| e.away.is_none())
+                    && p.lobby.is_some_and(|key| !self.lobbies[&key].sealed)
+            });
+        if keep {
+            let ext = self.peers.get_mut(&conn).unwrap().ext.as_mut().unwrap();
+            ext.away = Some(Away {
+                until: now + grace,
+                queue: VecDeque::new(),
+                bytes: 0,
+            });
+            self.resume_deadlines.push(Reverse((now + grace, conn)));
+        } else {
+            self.remove(conn);
+        }
+        self.take()
+    }
+
+    /// Fires the timers due at `now`.
+    pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+        self.now = now;
+        while let Some(&Reverse((at, conn))) = self.join_deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.join_deadlines.pop();
+            if self.peers.get(&conn).is_some_and(|p| p.lobby.is_none()) {
+                self.close(conn, reason::NO_LOBBY);
+            }
+        }
+        while let Some(&Reverse((at, key))) = self.seal_deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.seal_deadlines.pop();
+            if let Some(lobby) = self.lobbies.remove(&key) {
+                self.forget_lobby(&lobby);
+                for member in lobby.members {
+                    self.push_close(member, reason::NORMAL, reason::SEAL_COMPLETE);
+                    self.forget_peer(member);
+                }
+            }
+        }
+        while let Some(&Reverse((at, conn))) = self.resume_deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.resume_deadlines.pop();
+            let expired = self.peers.get(&conn).is_some_and(|p| {
+                p.ext
+                    .as_ref()
+                    .and_then(|e| e.away.as_ref())
+                    .is_some_and(|a| a.until <= now)
+            });
+            if expired {
+                self.counts.resumes_expired += 1;
+                self.remove(conn);
+            }
+        }
+        self.take()
+    }
+
+    /// When [`Hub::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [&self.join_deadlines, &self.resume_deadlines]
+            .into_iter()
+            .filter_map(|d| d.peek().map(|Reverse((at, _))| *at))
+            .chain(self.seal_deadlines.peek().map(|Reverse((at, _))| *at))
+            .min()
+    }
+
+    fn command(&mut self, conn: ConnId, command: Command) {
+        if let Command::Join { lobby, mesh } = command {
+            if self.peers[&conn].lobby.is_some() {
+                return self.close(conn, reason::ALREADY_IN_LOBBY);
+            }
+            let found = if lobby.is_empty() {
+                self.create_lobby(conn, mesh, Options::default())
+            } else {
+                self.find_lobby(conn, &lobby, None)
+            };
+            return match found {
+                Ok(key) => self.enter(conn, key),
+                Err(why) => self.close(conn, why.reason()),
+            };
+        }
+        let Some(key) = self.peers[&conn].lobby else {
+            return self.close(conn, reason::NEED_LOBBY);
+        };
+        match command {
+            Command::Seal => self.seal(conn, key),
+            Command::Relay { what, to, payload } => self.relay(conn, key, what, to, &payload),
+            Command::Join { .. } | Command::Other => self.close(conn, reason::INVALID_CMD),
+        }
+    }
+
+    /// Closes `conn` with the protocol's error code and removes it at once.
+    fn close(&mut self, conn: ConnId, why: &'static str) {
+        self.push_close(conn, reason::PROTOCOL_ERROR, why);
+        self.remove(conn);
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        let Some(peer) = self.forget_peer(conn) else {
+            return;
+        };
+        let Some(key) = peer.lobby else { return };
+        let lobby = self.lobbies.get_mut(&key).expect("a peer's lobby exists");
+        let id = if lobby.host == conn { HOST_ID } else { peer.id };
+        lobby.members.retain(|&m| m != conn);
+        if lobby.departed.len() == DEPARTED_MEMORY {
+            lobby.departed.pop_front();
+        }
+        lobby.departed.push_back((id, self.now));
+        // Sealed or not, as the reference's `Lobby.leave`: a sealed lobby's relay allocations
+        // outlive its signalling either way (`turn::lobbies`).
+        if lobby.host == conn {
+            let lobby = self.lobbies.remove(&key).unwrap();
+            self.forget_lobby(&lobby);
+            for member in lobby.members {
+                self.push_close(member, reason::PROTOCOL_ERROR, reason::HOST_DISCONNECTED);
+                self.forget_peer(member);
+            }
+            return;
+        }
+        let (host, mesh) = (lobby.host, lobby.mesh);
+        for member in lobby.members.clone() {
+            if mesh || member == host {
+                self.send(member, &Event::PeerDisconnect(id));
+            }
+        }
+        self.withdraw(key, peer.announced);
+        self.announce_lobby(key);
+    }
+
+    /// Drops the peer's own state, leaving its lobby to the caller.
+    fn forget_peer(&mut self, conn: ConnId) -> Option<Peer> {
+        let peer = self.peers.remove(&conn)?;
+        self.by_id.remove(&peer.id);
+        if let Some(ext) = &peer.ext {
+            self.tokens.remove(&ext.token);
+            if peer.lobby.is_some() {
+                self.out.push(Output::Listed {
+                    keys: vec![resume_key(&ext.token)],
+                    open: false,
+                });
+            }
+        }
+        Some(peer)
+    }
+
+    fn visible_id(&self, conn: ConnId, host: ConnId) -> u32 {
+        if conn == host {
+            HOST_ID
+        } else {
+            self.peers[&conn].id
+        }
+    }
+
+    fn fresh_id(&self) -> u32 {
+        loop {
+            let mut b = [0u8; 4];
+            getrandom::fill(&mut b).expect("the OS provides randomness");
+            let id = u32::from_le_bytes(b) & 0x7fff_ffff;
+            if id >= 2 && !self.by_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn send(&mut self, to: ConnId, event: &Event) {
+        let dialect = self.peers[&to].dialect.unwrap_or(Dialect::Json);
+        self.push_frame(to, codec::encode(dialect, event));
+    }
+
+    fn send_ext(&mut self, to: ConnId, event: &ExtEvent) {
+        self.push_frame(to, ext::encode(event));
+    }
+
+    /// Sends a frame, or queues it while the peer is away.
+    fn push_frame(&mut self, to: ConnId, frame: String) {
+        self.push_output(to, Output::Send { to, frame });
+    }
+
+    fn push_close(&mut self, to: ConnId, code: u16, why: &'static str) {
+        *self.counts.closes.entry(why).or_default() += 1;
+        self.out.push(Output::Close {
+            to,
+            code,
+            reason: why,
+        });
+    }
+
+    fn take(&mut self) -> Vec<Output> {
+        // Away peers that were sent more than their queue holds give up their places now, as if
+        // the grace had run out (which may send more, and overflow more).
+        while let Some(conn) = self.overflowed.pop() {
+            self.counts.resumes_expired += 1;
+            self.remove(conn);
+        }
+        std::mem::take(&mut self.out)
+    }
+}
+
+#[cfg(test)]
+#[path = "../hub_tests.rs"]
+mod tests;
