@@ -19,7 +19,7 @@ import time
 
 import websockets
 
-from harness import Server, check, finish, wait_until
+from harness import Server, check, finish, frame, recv_type, wait_until
 
 CREATE, LOBBY, JOIN, ERROR = 100, 101, 103, 199
 ID = 1
@@ -59,32 +59,21 @@ def node(name):
 a, b = node("a"), node("b")
 
 
-def msg(kind, data):
-    return json.dumps({"type": kind, "id": 0, "data": json.dumps(data)})
-
-
-async def answer(ws, *kinds):
-    while True:
-        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if m["type"] in kinds:
-            return m
-
-
 async def try_code(web, code):
     """A fresh socket's JOIN of `code` (a socket's first JOIN decides its node): joined, or
     the ERROR's code."""
     async with websockets.connect(
         f"ws://{web}/ws", subprotocols=["rallypoint.v1"], local_addr=("127.0.0.70", 0)
     ) as ws:
-        await ws.send(msg(JOIN, {"lobby": code}))
-        got = await answer(ws, ID, ERROR)
+        await ws.send(frame(JOIN, 0, {"lobby": code}))
+        got = await recv_type(ws, ID, ERROR)
         return "joined" if got["type"] == ID else json.loads(got["data"])["code"]
 
 
 async def main():
     host = await websockets.connect(f"ws://{a.web}/ws", subprotocols=["rallypoint.v1"])
-    await host.send(msg(CREATE, {}))
-    code = json.loads((await answer(host, LOBBY))["data"])["code"]
+    await host.send(frame(CREATE, 0, {}))
+    code = json.loads((await recv_type(host, LOBBY))["data"])["code"]
     # Listed in the directory a Redis round trip after it opens.
     await asyncio.sleep(1)
     outcomes, start = [], time.monotonic()

@@ -219,3 +219,24 @@ def ws_frames(sock):
             yield b0 & 0x0F, need(n)
     except (EOFError, OSError):
         return
+
+
+def frame(kind, id_, data=""):
+    """A signalling message (Godot 4's JSON); `data` that is not a string is sent as JSON text,
+    as the lobby extension takes it."""
+    import json
+
+    if not isinstance(data, str):
+        data = json.dumps(data)
+    return json.dumps({"type": kind, "id": id_, "data": data})
+
+
+async def recv_type(ws, *kinds, timeout=10):
+    """The next message of one of `kinds` on a `websockets` connection, skipping the others."""
+    import asyncio
+    import json
+
+    while True:
+        m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if m["type"] in kinds:
+            return m

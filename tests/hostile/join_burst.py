@@ -19,7 +19,16 @@ import time
 
 import websockets
 
-from harness import Server, check, finish, http_get, raise_fd_limit, wait_until
+from harness import (
+    Server,
+    check,
+    finish,
+    frame,
+    http_get,
+    raise_fd_limit,
+    recv_type,
+    wait_until,
+)
 
 raise_fd_limit()
 server = Server(
@@ -30,17 +39,6 @@ server = Server(
 )
 URL = f"ws://{server.web}/ws"
 EXT = ["rallypoint.v1"]
-
-
-def msg(kind, id_, data=""):
-    return json.dumps({"type": kind, "id": id_, "data": data})
-
-
-async def recv_type(ws, kind, timeout=10):
-    while True:
-        m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if m["type"] == kind:
-            return m
 
 
 def attack(lobby, count, ready, go, result):
@@ -57,7 +55,7 @@ def attack(lobby, count, ready, go, result):
             sockets.append(ws)
         ready.set()
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
-        await asyncio.gather(*(ws.send(msg(0, 0, lobby)) for ws in sockets))
+        await asyncio.gather(*(ws.send(frame(0, 0, lobby)) for ws in sockets))
 
         async def outcome(ws):
             try:
@@ -91,13 +89,13 @@ def burst(lobby, count):
 async def bystander_stall():
     """1,200 joins into one lobby while a bystander lobby exchanges a message every 10 ms."""
     victim = await websockets.connect(URL)
-    await victim.send(msg(0, 0, ""))
+    await victim.send(frame(0, 0, ""))
     lobby = (await recv_type(victim, 0))["data"]
     host = await websockets.connect(URL)
-    await host.send(msg(0, 0, ""))
+    await host.send(frame(0, 0, ""))
     other = (await recv_type(host, 0))["data"]
     guest = await websockets.connect(URL)
-    await guest.send(msg(0, 0, other))
+    await guest.send(frame(0, 0, other))
     await recv_type(guest, 0)
     await recv_type(host, 2)
 
@@ -106,7 +104,7 @@ async def bystander_stall():
     go.set()
     started = time.monotonic()
     while time.monotonic() - started < 5:
-        await guest.send(msg(4, 1, str(time.monotonic())))
+        await guest.send(frame(4, 1, str(time.monotonic())))
         sent += 1
         m = await recv_type(host, 4)
         got += 1
@@ -140,12 +138,12 @@ async def bystander_stall():
 async def honest_readers():
     """400 joins at once into an extension lobby of 4 players reading everything."""
     host = await websockets.connect(URL, subprotocols=EXT)
-    await host.send(msg(100, 0, json.dumps({"public": True})))
+    await host.send(frame(100, 0, json.dumps({"public": True})))
     code = json.loads((await recv_type(host, 101))["data"])["code"]
     players = [host]
     for _ in range(3):
         p = await websockets.connect(URL, subprotocols=EXT)
-        await p.send(msg(103, 0, json.dumps({"lobby": code})))
+        await p.send(frame(103, 0, json.dumps({"lobby": code})))
         await recv_type(p, 101)
         players.append(p)
     closed = []
@@ -171,7 +169,7 @@ async def honest_readers():
     alive = 0
     for p in players:
         try:
-            await p.send(msg(104, 0, json.dumps({})))
+            await p.send(frame(104, 0, json.dumps({})))
             await recv_type(p, 105)
             alive += 1
         except websockets.ConnectionClosed as e:
@@ -187,7 +185,7 @@ async def honest_readers():
     late = await websockets.connect(URL, subprotocols=EXT)
     deadline = time.monotonic() + 5
     while True:
-        await late.send(msg(103, 0, json.dumps({"lobby": code})))
+        await late.send(frame(103, 0, json.dumps({"lobby": code})))
         first = json.loads(await asyncio.wait_for(late.recv(), 10))
         busy_again = first["type"] == 199 and json.loads(first["data"])["code"] == "rate_limited"
         if not busy_again or time.monotonic() > deadline:

@@ -23,26 +23,13 @@ import time
 
 import websockets
 
-from harness import Server, addr, check, finish
+from harness import Server, addr, check, finish, frame, recv_type
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../conformance"))
 import stun_turn as st  # noqa: E402
 
 CREATE, LOBBY, JOIN, ICE_SERVERS, ERROR, OFFER, CANDIDATE = 100, 101, 103, 111, 199, 4, 6
 ID = 1
-
-
-def msg(kind, id_, data=""):
-    if not isinstance(data, str):
-        data = json.dumps(data)
-    return json.dumps({"type": kind, "id": id_, "data": data})
-
-
-async def recv_type(ws, kind, timeout=10):
-    while True:
-        m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if m["type"] == kind:
-            return m
 
 
 async def ext(url, source="127.0.0.1"):
@@ -54,7 +41,7 @@ async def ext(url, source="127.0.0.1"):
 
 async def create(ws, options=None):
     """CREATE: the lobby, or the ERROR's code."""
-    await ws.send(msg(CREATE, 0, options or {}))
+    await ws.send(frame(CREATE, 0, options or {}))
     while True:
         m = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if m["type"] == LOBBY:
@@ -93,7 +80,7 @@ async def alone_relays_nowhere():
     )
     url = f"ws://{server.web}/ws"
     stranger = await ext(url)
-    await stranger.send(msg(CREATE, 0, {}))
+    await stranger.send(frame(CREATE, 0, {}))
     ice = json.loads((await recv_type(stranger, ICE_SERVERS))["data"])["iceServers"][0]
     # Its lobby credential, allocated while the lobby is open.
     st.HOST, st.PORT = addr(server.turn)
@@ -101,7 +88,7 @@ async def alone_relays_nowhere():
     c = st.Client(st.Udp())
     c.allocate()
     candidate = "\n0\n0\ncandidate:1 1 udp 2122260223 127.0.0.99 40000 typ host"
-    await stranger.send(msg(CANDIDATE, 1, candidate))
+    await stranger.send(frame(CANDIDATE, 1, candidate))
     try:
         await recv_type(stranger, -1, timeout=5)
         reason = "still open"
@@ -128,12 +115,12 @@ async def resume_queue_in_bytes():
     host = await ext(url)
     lobby = await create(host, {"mesh": True})
     attacker = await ext(url, "127.0.0.40")
-    await attacker.send(msg(JOIN, 0, {"lobby": lobby["code"]}))
+    await attacker.send(frame(JOIN, 0, {"lobby": lobby["code"]}))
     await recv_type(attacker, ID)
     members = []
     for i in range(40):
         ws = await ext(url, f"127.0.0.{50 + i % 8}")
-        await ws.send(msg(JOIN, 0, {"lobby": lobby["code"]}))
+        await ws.send(frame(JOIN, 0, {"lobby": lobby["code"]}))
         members.append((await recv_type(ws, ID))["id"])
         # Away: the socket drops without a close frame, the place is kept for a resume.
         ws.transport.abort()
@@ -144,7 +131,7 @@ async def resume_queue_in_bytes():
     try:
         for _ in range(10):
             for member in members:
-                await attacker.send(msg(OFFER, member, offer))
+                await attacker.send(frame(OFFER, member, offer))
                 sent += len(offer)
         await attacker.ping()
     except websockets.ConnectionClosed:

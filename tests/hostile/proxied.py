@@ -19,7 +19,7 @@ import subprocess
 
 import websockets
 
-from harness import Server, check, finish, http_get, wait_until
+from harness import Server, check, finish, frame, http_get, recv_type, wait_until
 
 CREATE, LOBBY, JOIN, ERROR = 100, 101, 103, 199
 ID = 1
@@ -58,34 +58,23 @@ PROXIED = f"ws://127.0.0.1:{port}/ws"
 DIRECT = f"ws://{server.web}/ws"
 
 
-def msg(kind, data):
-    return json.dumps({"type": kind, "id": 0, "data": json.dumps(data)})
-
-
-async def answer(ws, *kinds):
-    while True:
-        m = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if m["type"] in kinds:
-            return m
-
-
 async def main():
     host = await websockets.connect(DIRECT, subprotocols=["rallypoint.v1"])
-    await host.send(msg(CREATE, {}))
-    code = json.loads((await answer(host, LOBBY))["data"])["code"]
+    await host.send(frame(CREATE, 0, {}))
+    code = json.loads((await recv_type(host, LOBBY))["data"])["code"]
 
     attacker = await websockets.connect(
         PROXIED, subprotocols=["rallypoint.v1"], local_addr=("127.0.0.60", 0)
     )
     outcomes = []
     for i in range(12):
-        await attacker.send(msg(JOIN, {"lobby": f"ZZZZ{i:02}"}))
-        outcomes.append(json.loads((await answer(attacker, ERROR))["data"])["code"])
+        await attacker.send(frame(JOIN, 0, {"lobby": f"ZZZZ{i:02}"}))
+        outcomes.append(json.loads((await recv_type(attacker, ERROR))["data"])["code"])
     honest = await websockets.connect(
         PROXIED, subprotocols=["rallypoint.v1"], local_addr=("127.0.0.61", 0)
     )
-    await honest.send(msg(JOIN, {"lobby": code}))
-    got = await answer(honest, ID, ERROR)
+    await honest.send(frame(JOIN, 0, {"lobby": code}))
+    got = await recv_type(honest, ID, ERROR)
     joined = got["type"] == ID
     check(
         "behind a trusted reverse proxy, one attacker's wrong codes lock out only itself",
