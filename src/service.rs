@@ -146,11 +146,18 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         config: config_rx.clone(),
         addresses: turn_addresses.clone(),
     });
+    // The cluster first: the hub is built knowing it (and the cluster's tasks, below, the hub).
+    let cluster = config_rx
+        .borrow()
+        .cluster
+        .as_ref()
+        .map(|settings| Cluster::new(settings, turn_status.clone()));
     let (signal, hub) = Signal::new(
         config_rx.clone(),
         shutdown.clone(),
         &mut registry,
         hub_relay,
+        cluster.as_ref().map(cluster::as_link),
     );
     tasks.spawn(hub);
     let acme = Arc::new(Acme::default());
@@ -177,19 +184,17 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         compression.clone(),
         ice_quota.clone(),
     );
-    let cluster = config_rx.borrow().cluster.as_ref().map(|settings| {
-        let cluster = Cluster::new(settings, turn_status.clone(), signal.clone());
-        signal.join_cluster(cluster::as_link(&cluster));
-        cluster::register_metrics(&mut registry, cluster.clone());
+    if let Some(cluster) = &cluster {
+        cluster::register_metrics(&mut registry, cluster.clone(), signal.clone());
         let addresses = turn_addresses.clone();
         tasks.spawn(cluster::run(
             cluster.clone(),
+            signal.clone(),
             config_rx.clone(),
             move |config: &Config| web::ice::turn_urls(config, &addresses),
             shutdown.clone(),
         ));
-        cluster
-    });
+    }
     let routes = Arc::new(web::Routes {
         signal,
         metrics: registry,

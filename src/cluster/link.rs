@@ -154,7 +154,7 @@ impl Cluster {
     }
 }
 
-/// For `Signal::join_cluster`.
+/// The cluster as `Signal::new` takes it.
 pub fn as_link(cluster: &Arc<Cluster>) -> Arc<dyn NodeLink> {
     cluster.clone()
 }

@@ -9,9 +9,16 @@ use prometheus_client::registry::Registry;
 
 use super::Cluster;
 use crate::metrics::Scrape;
+use crate::signal::Signal;
 
-#[derive(Debug)]
-struct ClusterCollector(Arc<Cluster>);
+/// The cluster, and the hub for who is attached across nodes.
+struct ClusterCollector(Arc<Cluster>, Arc<Signal>);
+
+impl std::fmt::Debug for ClusterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -19,10 +26,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-pub fn register(registry: &mut Registry, cluster: Arc<Cluster>) {
+pub fn register(registry: &mut Registry, cluster: Arc<Cluster>, signal: Arc<Signal>) {
     registry
         .sub_registry_with_prefix("cluster")
-        .register_collector(Box::new(ClusterCollector(cluster)));
+        .register_collector(Box::new(ClusterCollector(cluster, signal)));
 }
 
 impl Collector for ClusterCollector {
@@ -62,7 +69,7 @@ impl Collector for ClusterCollector {
                 ("refused", c.envelopes_refused.load(Ordering::Relaxed)),
             ],
         )?;
-        let (attached, guests) = c.signal.remote_figures();
+        let (attached, guests) = self.1.remote_figures();
         s.gauge(
             "attached_players",
             "Players on this node in lobbies of other nodes",

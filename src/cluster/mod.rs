@@ -56,7 +56,6 @@ pub struct Cluster {
     node: String,
     instance: String,
     turn: turn::Status,
-    signal: Arc<Signal>,
     state: Mutex<State>,
     /// Names and codes of the lobbies this node's hub has.
     owned: Mutex<HashSet<String>>,
@@ -107,18 +106,13 @@ enum Redis {
 }
 
 impl Cluster {
-    pub fn new(
-        settings: &config::Cluster,
-        turn: turn::Status,
-        signal: Arc<Signal>,
-    ) -> Arc<Cluster> {
+    pub fn new(settings: &config::Cluster, turn: turn::Status) -> Arc<Cluster> {
         let (listings, listings_rx) = mpsc::channel(LISTING_QUEUE);
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
         Arc::new(Cluster {
             node: settings.node.clone(),
             instance: crate::random::id(),
             turn,
-            signal,
             owned: Mutex::default(),
             listings,
             outbound,
@@ -261,7 +255,7 @@ impl Cluster {
     /// Each live node's lobbies as last heard (this one's now).
     fn lobbies_per_node(&self) -> Vec<(String, i64)> {
         let s = self.state.lock().unwrap();
-        let own = (self.node.clone(), self.signal.snapshot().lobbies as i64);
+        let own = (self.node.clone(), s.own.lobbies as i64);
         s.others
             .iter()
             .map(|r| (r.member.node.clone(), r.member.lobbies as i64))
@@ -332,7 +326,7 @@ impl Cluster {
 
     /// A batch of envelopes (each for a process's address) has been appended (`sent`) or could
     /// not be: then the players concerned are closed.
-    fn batch_done(self: &Arc<Self>, batch: &[(String, Envelope)], sent: bool) {
+    fn batch_done(&self, signal: &Arc<Signal>, batch: &[(String, Envelope)], sent: bool) {
         let bytes: usize = batch.iter().map(|(_, e)| e.size()).sum();
         self.outbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
         if sent {
@@ -342,10 +336,10 @@ impl Cluster {
         let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let cluster = self.clone();
+        let signal = signal.clone();
         tokio::spawn(async move {
             for node in nodes {
-                cluster.signal.node_gone(&node).await;
+                signal.node_gone(&node).await;
             }
         });
     }
@@ -356,6 +350,7 @@ impl Cluster {
 /// gives this node's STUN/TURN URLs under a configuration (what its own `/api/ice` lists).
 pub async fn run(
     cluster: Arc<Cluster>,
+    signal: Arc<Signal>,
     mut config: watch::Receiver<Arc<Config>>,
     own_urls: impl Fn(&Config) -> Vec<String>,
     shutdown: CancellationToken,
@@ -380,17 +375,18 @@ pub async fn run(
         .set_number_of_retries(1)
         .set_max_delay(period);
     let writer = {
-        let (c1, c2) = (cluster.clone(), cluster.clone());
+        let (c1, c2, s) = (cluster.clone(), cluster.clone(), signal.clone());
         tokio::spawn(transport::write(
             move || c1.conn.lock().unwrap().clone(),
             cluster.address(),
             transport::keep(settings.lease.0),
             outbound,
-            move |batch, sent| c2.batch_done(batch, sent),
+            move |batch, sent| c2.batch_done(&s, batch, sent),
         ))
     };
     let reader = tokio::spawn(read(
         cluster.clone(),
+        signal.clone(),
         client.clone(),
         manager
             .clone()
@@ -433,7 +429,7 @@ pub async fn run(
                 node: cluster.node.clone(),
                 urls: own_urls(&current),
                 allocations: cluster.turn.snapshot().allocations as u64,
-                lobbies: cluster.signal.snapshot().lobbies as u64,
+                lobbies: signal.snapshot().lobbies as u64,
                 draining,
             },
         };
@@ -459,7 +455,7 @@ pub async fn run(
                 }
                 let records = registry::members(&mut c).await?;
                 if ours {
-                    let listed = cluster.signal.snapshot().listed;
+                    let listed = signal.snapshot().listed;
                     directory::publish_listed(&mut c, &cluster.node, &listed, lease_ms).await?;
                     let others: Vec<String> = records
                         .iter()
@@ -467,7 +463,7 @@ pub async fn run(
                         .filter(|n| *n != cluster.node)
                         .collect();
                     let elsewhere = directory::listed_elsewhere(&mut c, &others).await?;
-                    cluster.signal.set_lobbies_elsewhere(elsewhere).await;
+                    signal.set_lobbies_elsewhere(elsewhere).await;
                 }
                 Ok((ours, records))
             },
@@ -483,10 +479,10 @@ pub async fn run(
             record = Some(own);
         } else {
             // Nothing of the others is known now.
-            cluster.signal.set_lobbies_elsewhere(vec![]).await;
+            signal.set_lobbies_elsewhere(vec![]).await;
         }
         for node in cluster.renewed(outcome) {
-            cluster.signal.node_gone(&node).await;
+            signal.node_gone(&node).await;
         }
     }
     writer.abort();
@@ -507,6 +503,7 @@ pub async fn run(
 /// comes back.
 async fn read(
     cluster: Arc<Cluster>,
+    signal: Arc<Signal>,
     client: redis::Client,
     manager: ConnectionManagerConfig,
     retry: Duration,
@@ -530,7 +527,7 @@ async fn read(
                 c,
                 &cluster.address(),
                 after,
-                &cluster.signal,
+                &signal,
                 &cluster.forward_latency,
             )
             .await?;

@@ -19,7 +19,7 @@ mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
@@ -79,8 +79,8 @@ pub struct Clustered {
 /// The hub as the web server sees it: hands it upgraded connections.
 pub struct Signal {
     inputs: mpsc::Sender<Input>,
-    /// Set once, when the cluster starts (`[cluster]`).
-    cluster: Arc<OnceLock<Clustered>>,
+    /// With `[cluster]`: the other nodes, and who is attached where.
+    cluster: Option<Clustered>,
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
@@ -90,16 +90,22 @@ pub struct Signal {
 
 impl Signal {
     /// Creates the hub and registers its metrics; the returned task must run for it to work.
+    /// In a cluster (`nodes`), lobbies it opens are listed through it, and players here may
+    /// attach to other nodes' lobbies.
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
         registry: &mut Registry,
         relay: Arc<dyn RelayLink>,
+        nodes: Option<Arc<dyn NodeLink>>,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let slow = Arc::new(SlowPeers::default());
-        let cluster = Arc::new(OnceLock::new());
+        let cluster = nodes.map(|link| Clustered {
+            link,
+            remote: Arc::default(),
+        });
         let task = run_hub(
             rx,
             config.clone(),
@@ -122,18 +128,9 @@ impl Signal {
         (signal, task)
     }
 
-    /// Joins the hub to a cluster: lobbies it opens are listed through `link`, and players here
-    /// may attach to other nodes' lobbies. Once; later calls change nothing.
-    pub fn join_cluster(&self, link: Arc<dyn NodeLink>) {
-        let _ = self.cluster.set(Clustered {
-            link,
-            remote: Arc::default(),
-        });
-    }
-
     /// An envelope from node `from` (see [`remote`]).
     pub async fn receive(&self, from: &str, envelope: Envelope) {
-        let Some(c) = self.cluster.get() else { return };
+        let Some(c) = &self.cluster else { return };
         let max_queued = self.config.borrow().signal.max_queued_bytes.0 as usize;
         let new_conn = || self.next_conn.fetch_add(1, Ordering::Relaxed);
         let Some((input, guest)) = c.remote.receive(from, envelope, new_conn, max_queued) else {
@@ -148,7 +145,7 @@ impl Signal {
 
     /// Node `node` has left the cluster, or this node lost sight of it (see [`remote`]).
     pub async fn node_gone(&self, node: &str) {
-        let Some(c) = self.cluster.get() else { return };
+        let Some(c) = &self.cluster else { return };
         for input in c.remote.node_gone(node) {
             let _ = self.inputs.send(input).await;
         }
@@ -161,7 +158,7 @@ impl Signal {
 
     /// (players here attached to other nodes' lobbies, players of other nodes in lobbies here).
     pub fn remote_figures(&self) -> (usize, usize) {
-        self.cluster.get().map_or((0, 0), |c| c.remote.figures())
+        self.cluster.as_ref().map_or((0, 0), |c| c.remote.figures())
     }
 
     /// The hub's figures as last published (at most [`SNAPSHOT_PERIOD`] old).
@@ -178,7 +175,7 @@ impl Signal {
         let config = self.config.borrow().clone();
         let shutdown = self.shutdown.clone();
         let slow = self.slow.clone();
-        let cluster = self.cluster.get().cloned();
+        let cluster = self.cluster.clone();
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(u) => u,
@@ -208,7 +205,7 @@ async fn run_hub(
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
     relay: Arc<dyn RelayLink>,
-    cluster: Arc<OnceLock<Clustered>>,
+    cluster: Option<Clustered>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal), now());
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
@@ -266,7 +263,7 @@ async fn run_hub(
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),
                     public_lobbies: hub.public_lobby_count(),
-                    listed: match cluster.get() {
+                    listed: match &cluster {
                         Some(_) => Arc::new(hub.listed_lobbies()),
                         None => Arc::default(),
                     },
@@ -284,7 +281,7 @@ async fn run_hub(
         };
         let links = Links {
             relay: &*relay,
-            cluster: cluster.get().map(|c| &*c.link),
+            cluster: cluster.as_ref().map(|c| &*c.link),
         };
         deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, links);
     }
@@ -383,7 +380,7 @@ mod tests {
                 snapshot,
                 slow,
                 relay,
-                Arc::default(),
+                None,
             )
             .await
         });
