@@ -1,0 +1,33 @@
+//! Owner side: what this hub sends a guest, carried back to the guest's node.
+
+use super::Envelope;
+use crate::signal::Clustered;
+use crate::signal::hub::{ConnId, Departure};
+use crate::signal::link::{Inbox, Input, Outgoing, now};
+
+/// Owner side: what this hub sends guest `conn` of node `edge` (`local` here), sent there in
+/// order, until the hub lets go of it. If the link cannot take it, the guest leaves the hub.
+pub async fn forward(
+    clustered: Clustered,
+    hub: tokio::sync::mpsc::Sender<Input>,
+    edge: String,
+    (conn, local): (ConnId, ConnId),
+    mut inbox: Inbox,
+) {
+    let link = &clustered.link;
+    while let Some(out) = inbox.recv().await {
+        let envelope = match out {
+            Outgoing::Text(text) => Envelope::Send { conn, text },
+            Outgoing::Close(code, reason) => Envelope::Close {
+                conn,
+                code,
+                reason: reason.into(),
+            },
+        };
+        if !link.send(&edge, envelope) {
+            clustered.remote.forget_guest(&edge, conn);
+            let _ = hub.send(Input::Gone(local, Departure::Lost, now())).await;
+            return;
+        }
+    }
+}
