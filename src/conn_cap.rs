@@ -33,7 +33,7 @@ impl Source {
 
 /// Why a connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum CapReached {
     Total,
     PerSource,
 }
@@ -82,14 +82,14 @@ impl ConnCap {
     }
 
     /// A slot for a connection from `ip`, or why not.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, CapReached> {
         let source = Source::of(ip);
         let mut open = self.open.lock().unwrap();
         let from_source = open.by_source.get(&source).copied().unwrap_or(0);
         let refusal = if open.total >= self.max_total {
-            Some(Refusal::Total)
+            Some(CapReached::Total)
         } else if self.max_per_source > 0 && from_source >= self.max_per_source {
-            Some(Refusal::PerSource)
+            Some(CapReached::PerSource)
         } else {
             None
         };
@@ -106,15 +106,15 @@ impl ConnCap {
         })
     }
 
-    fn count(&self, refusal: Refusal, ip: IpAddr) {
+    fn count(&self, refusal: CapReached, ip: IpAddr) {
         let (counter, logged, key, limit) = match refusal {
-            Refusal::Total => (
+            CapReached::Total => (
                 &self.refused_total,
                 &self.logged_total,
                 self.keys.0,
                 self.max_total,
             ),
-            Refusal::PerSource => (
+            CapReached::PerSource => (
                 &self.refused_per_source,
                 &self.logged_per_source,
                 self.keys.1,
@@ -164,9 +164,9 @@ mod tests {
         let two: IpAddr = "198.51.100.2".parse().unwrap();
         let a = cap.admit(one).unwrap();
         let _b = cap.admit(one).unwrap();
-        assert_eq!(cap.admit(one).err(), Some(Refusal::PerSource));
+        assert_eq!(cap.admit(one).err(), Some(CapReached::PerSource));
         let _c = cap.admit(two).unwrap();
-        assert_eq!(cap.admit(two).err(), Some(Refusal::Total));
+        assert_eq!(cap.admit(two).err(), Some(CapReached::Total));
         drop(a);
         assert!(cap.admit(one).is_ok(), "a freed slot is free again");
         assert_eq!(cap.figures().1, 1);
@@ -180,7 +180,7 @@ mod tests {
         let _y = cap.admit("2001:db8:1:2:ffff::9".parse().unwrap()).unwrap();
         assert_eq!(
             cap.admit("2001:db8:1:2:abcd::1".parse().unwrap()).err(),
-            Some(Refusal::PerSource)
+            Some(CapReached::PerSource)
         );
         assert!(cap.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
         // An IPv4-mapped address is its IPv4 address.

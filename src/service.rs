@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::conn_cap::ConnCap;
 use crate::listeners::{BindError, Listeners};
 use crate::proxy_protocol::Proxies;
-use crate::signal::{RelayLink, Signal};
+use crate::signal::{LobbyRelay, Signal};
 use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
 
@@ -157,7 +157,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         shutdown.clone(),
         &mut registry,
         hub_relay,
-        cluster.as_ref().map(cluster::as_link),
+        cluster.as_ref().map(cluster::as_other_nodes),
     );
     tasks.spawn(hub);
     let acme = Arc::new(Acme::default());
@@ -419,7 +419,7 @@ struct HubRelay {
     addresses: web::TurnAddresses,
 }
 
-impl RelayLink for HubRelay {
+impl LobbyRelay for HubRelay {
     fn lobby_event(&self, event: crate::credentials::LobbyEvent) {
         self.turn.lobby_event(event);
     }

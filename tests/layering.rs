@@ -405,7 +405,7 @@ fn the_reader_sees_paths_in_code_only() {
         // use crate::turn::server; a comment names nothing
         /* crate::turn::relay /* nested */ */
         use crate::{config::Config, signal::{hub::Hub, ext}};
-        use super::link::{self, Input};
+        use super::queue::{self, Input};
         let s = "crate::turn::wire";
         let r = r#"crate::turn::udp"#;
         let c = '"';

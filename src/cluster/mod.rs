@@ -20,10 +20,10 @@
 
 mod directory;
 mod failures;
-mod link;
 mod metrics;
 pub mod placement;
 mod registry;
+mod signalling;
 mod transport;
 
 use std::collections::HashSet;
@@ -39,12 +39,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::conn_cap::Source;
 use crate::signal::Signal;
-use crate::signal::remote::{Envelope, NodeLink, Owner};
+use crate::signal::remote::{Envelope, OtherNodes, Owner};
 use crate::turn;
-pub use link::as_link;
 pub use metrics::register as register_metrics;
 use placement::Member;
 use registry::Record;
+pub use signalling::as_other_nodes;
 
 /// Envelopes waiting for the writer; a player whose envelope finds it full is closed.
 const OUTBOUND_QUEUE: usize = 65_536;

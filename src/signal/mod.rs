@@ -11,9 +11,9 @@ pub mod ext;
 pub mod failed_joins;
 pub mod handshake;
 pub mod hub;
-mod link;
 mod lobby;
 mod metrics;
+mod queue;
 pub mod remote;
 mod session;
 
@@ -34,8 +34,8 @@ use crate::config::Config;
 use crate::credentials::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
-use link::{Input, Outbox, Queued, SlowPeers, now};
-use remote::{Envelope, NodeLink, Remote};
+use queue::{Input, Outbox, Queued, SlowPeers, now};
+use remote::{Envelope, OtherNodes, Remote};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -62,17 +62,17 @@ pub struct Snapshot {
 
 /// What the hub needs of the relay: it tells it about lobbies (scopes opened, addresses
 /// announced, seals, ends) and has it mint credentials bound to a lobby and a player.
-pub trait RelayLink: Send + Sync {
+pub trait LobbyRelay: Send + Sync {
     fn lobby_event(&self, event: LobbyEvent);
     /// `{"iceServers": [...], "expires": unix seconds}` with a fresh credential for the REST
     /// user part `user`.
     fn ice_servers(&self, user: &str) -> serde_json::Value;
 }
 
-/// In a cluster: the link to the other nodes and who is attached through it.
+/// In a cluster: the other nodes, and who is attached to whose lobbies.
 #[derive(Clone)]
 pub struct Clustered {
-    link: Arc<dyn NodeLink>,
+    nodes: Arc<dyn OtherNodes>,
     remote: Arc<Remote>,
 }
 
@@ -96,14 +96,14 @@ impl Signal {
         config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
         registry: &mut Registry,
-        relay: Arc<dyn RelayLink>,
-        nodes: Option<Arc<dyn NodeLink>>,
+        relay: Arc<dyn LobbyRelay>,
+        nodes: Option<Arc<dyn OtherNodes>>,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let slow = Arc::new(SlowPeers::default());
-        let cluster = nodes.map(|link| Clustered {
-            link,
+        let cluster = nodes.map(|nodes| Clustered {
+            nodes,
             remote: Arc::default(),
         });
         let task = run_hub(
@@ -204,7 +204,7 @@ async fn run_hub(
     shutdown: CancellationToken,
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
-    relay: Arc<dyn RelayLink>,
+    relay: Arc<dyn LobbyRelay>,
     cluster: Option<Clustered>,
 ) {
     let mut hub = Hub::new(Limits::from(&config.borrow().signal), now());
@@ -279,19 +279,19 @@ async fn run_hub(
                 continue;
             }
         };
-        let links = Links {
+        let sinks = Sinks {
             relay: &*relay,
-            cluster: cluster.as_ref().map(|c| &*c.link),
+            cluster: cluster.as_ref().map(|c| &*c.nodes),
         };
-        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, links);
+        deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, sinks);
     }
 }
 
 /// Where hub outputs that are not frames go.
 #[derive(Clone, Copy)]
-struct Links<'a> {
-    relay: &'a dyn RelayLink,
-    cluster: Option<&'a dyn NodeLink>,
+struct Sinks<'a> {
+    relay: &'a dyn LobbyRelay,
+    cluster: Option<&'a dyn OtherNodes>,
 }
 
 /// Hands the hub's outputs to the sessions. A session that has stopped reading (its queue full
@@ -303,7 +303,7 @@ fn deliver(
     sessions: &mut HashMap<ConnId, Outbox>,
     max_queued: usize,
     slow: &SlowPeers,
-    links: Links,
+    sinks: Sinks,
 ) {
     let mut queue = VecDeque::from(outputs);
     while let Some(output) = queue.pop_front() {
@@ -329,19 +329,19 @@ fn deliver(
                     outbox.close(code, reason);
                 }
             }
-            Output::Relay(event) => links.relay.lobby_event(event),
+            Output::Relay(event) => sinks.relay.lobby_event(event),
             Output::Listed { keys, open } => {
-                if let Some(cluster) = links.cluster {
+                if let Some(cluster) = sinks.cluster {
                     cluster.listed(keys, open);
                 }
             }
             Output::FailedJoin(source) => {
-                if let Some(cluster) = links.cluster {
+                if let Some(cluster) = sinks.cluster {
                     cluster.failed_join(source);
                 }
             }
             Output::IceServers { to, user } => {
-                let servers = links.relay.ice_servers(&user);
+                let servers = sinks.relay.ice_servers(&user);
                 let frame = ext::encode(&ext::ExtEvent::IceServers(&servers));
                 queue.push_front(Output::Send { to, frame });
             }
@@ -352,12 +352,12 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use link::Outgoing;
+    use queue::Outgoing;
 
     /// These tests use plain clients only: nothing reaches the relay but lobby events.
     struct NoRelay;
 
-    impl RelayLink for NoRelay {
+    impl LobbyRelay for NoRelay {
         fn lobby_event(&self, _: LobbyEvent) {}
 
         fn ice_servers(&self, _: &str) -> serde_json::Value {
@@ -387,8 +387,8 @@ mod tests {
         inputs
     }
 
-    async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> link::Inbox {
-        let (tx, rx) = link::queue();
+    async fn connect(hub: &mpsc::Sender<Input>, conn: ConnId) -> queue::Inbox {
+        let (tx, rx) = queue::pair();
         let client = Client {
             extension: false,
             source: std::net::Ipv4Addr::LOCALHOST.into(),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Clustered;
 use super::ext;
 use super::hub::{Client, ConnId, Departure, reason};
-use super::link::{self, Input, Outgoing, SlowPeers, now};
+use super::queue::{self, Input, Outgoing, SlowPeers, now};
 use super::remote::{self, Envelope, Joining, Owner};
 use crate::config::Config;
 use crate::conn_cap::Source;
@@ -67,7 +67,7 @@ pub async fn run(
     shutdown: CancellationToken,
     slow: Arc<SlowPeers>,
 ) {
-    let (outbox, mut outgoing) = link::queue();
+    let (outbox, mut outgoing) = queue::pair();
     if hub
         .send(Input::Connect(conn, outbox, client, opened))
         .await
@@ -233,7 +233,7 @@ impl Upstream {
         &mut self,
         text: String,
         at: Instant,
-        outgoing: &mut link::Inbox,
+        outgoing: &mut queue::Inbox,
     ) -> Result<Option<String>, End> {
         let conn = self.conn;
         if let (Route::Undecided, Some(c)) = (&self.route, &self.cluster) {
@@ -260,7 +260,7 @@ impl Upstream {
         }
         match (&self.route, &self.cluster) {
             (Route::Remote(node), Some(c)) => {
-                match c.link.send(node, Envelope::Text { conn, text }) {
+                match c.nodes.send(node, Envelope::Text { conn, text }) {
                     true => Ok(None),
                     false => Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into())),
                 }
@@ -310,7 +310,7 @@ impl Upstream {
         match (&self.route, &self.cluster) {
             (Route::Remote(node), Some(c)) => {
                 c.remote.detach(self.conn);
-                c.link.send(
+                c.nodes.send(
                     node,
                     Envelope::Gone {
                         conn: self.conn,
@@ -348,11 +348,11 @@ impl Clustered {
         failed_joins_per_minute: u32,
         frame: &str,
         hub: &mpsc::Sender<Input>,
-        outgoing: &mut link::Inbox,
+        outgoing: &mut queue::Inbox,
     ) -> Result<Option<Route>, End> {
         let (key, guesser) = match remote::joining(frame) {
             Joining::No => return Ok(Some(Route::Undecided)),
-            Joining::Creates => match self.link.creates_on() {
+            Joining::Creates => match self.nodes.creates_on() {
                 Some(node) => return self.attach(arrival, node, hub, outgoing).await.map(Some),
                 None => return Ok(Some(Route::Local)),
             },
@@ -362,7 +362,7 @@ impl Clustered {
         };
         let mut again = remote::LOOK_AGAIN.iter();
         let node = loop {
-            match self.link.owner_of(key.clone(), guesser).await {
+            match self.nodes.owner_of(key.clone(), guesser).await {
                 // Spent on other nodes: this hub refuses the join, as it would its own.
                 Ok((_, failures)) if failures.spent(failed_joins_per_minute) => {
                     let source = Source::of(arrival.client.source);
@@ -394,11 +394,11 @@ impl Clustered {
         }: &Arrival,
         node: String,
         hub: &mpsc::Sender<Input>,
-        outgoing: &mut link::Inbox,
+        outgoing: &mut queue::Inbox,
     ) -> Result<Route, End> {
         // It moves on, not away: nothing of it stays in this hub.
         let _ = hub.send(Input::Gone(conn, Departure::Left, now())).await;
-        let (outbox, inbox) = link::queue();
+        let (outbox, inbox) = queue::pair();
         self.remote.attach(conn, &node, outbox);
         *outgoing = inbox;
         let connect = Envelope::Connect {
@@ -407,7 +407,7 @@ impl Clustered {
             source: client.source,
             age_ms: opened.elapsed().as_millis() as u64,
         };
-        if !self.link.send(&node, connect) {
+        if !self.nodes.send(&node, connect) {
             self.remote.detach(conn);
             return Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into()));
         }

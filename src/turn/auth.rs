@@ -36,7 +36,7 @@ pub struct Identity {
 
 /// Why a request is refused; 401 and 438 answers carry a realm and a fresh nonce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Failure {
     /// 400: integrity present but USERNAME, REALM or NONCE missing.
     BadRequest,
     /// 401: no integrity, unknown or expired user, wrong password.
@@ -126,18 +126,18 @@ pub fn authenticate(
     nonces: &Nonces,
     client: IpAddr,
     unix_now: u64,
-) -> Result<Identity, Refusal> {
+) -> Result<Identity, Failure> {
     if !message.contains(ATTR_MESSAGE_INTEGRITY) {
-        return Err(Refusal::Unauthorized);
+        return Err(Failure::Unauthorized);
     }
     let text = |attr| TextAttribute::get_from_as(message, attr).map(|t| t.text);
     let (Ok(username), Ok(_realm), Ok(nonce)) =
         (text(ATTR_USERNAME), text(ATTR_REALM), text(ATTR_NONCE))
     else {
-        return Err(Refusal::BadRequest);
+        return Err(Failure::BadRequest);
     };
     if !nonces.valid(&nonce, client, unix_now) {
-        return Err(Refusal::StaleNonce);
+        return Err(Failure::StaleNonce);
     }
     for password in credentials.passwords(&username, unix_now) {
         let integrity = MessageIntegrity::new_long_term_integrity(
@@ -152,7 +152,7 @@ pub fn authenticate(
             });
         }
     }
-    Err(Refusal::Unauthorized)
+    Err(Failure::Unauthorized)
 }
 
 #[cfg(test)]
@@ -218,14 +218,14 @@ mod tests {
             authenticate(&mut wrong, &c, &nonces, client(), NOW)
                 .err()
                 .unwrap(),
-            Refusal::Unauthorized
+            Failure::Unauthorized
         );
         let mut unknown = signed("mallory", "x", &nonce);
         assert_eq!(
             authenticate(&mut unknown, &c, &nonces, client(), NOW)
                 .err()
                 .unwrap(),
-            Refusal::Unauthorized
+            Failure::Unauthorized
         );
 
         let expired_user = format!("{}:bob", NOW - 1);
@@ -235,7 +235,7 @@ mod tests {
             authenticate(&mut expired, &c, &nonces, client(), NOW)
                 .err()
                 .unwrap(),
-            Refusal::Unauthorized
+            Failure::Unauthorized
         );
 
         let mut plain = Message::new();
@@ -249,7 +249,7 @@ mod tests {
             authenticate(&mut plain, &c, &nonces, client(), NOW)
                 .err()
                 .unwrap(),
-            Refusal::Unauthorized
+            Failure::Unauthorized
         );
     }
 
@@ -264,12 +264,12 @@ mod tests {
             authenticate(&mut m, &c, &nonces, client(), later)
                 .err()
                 .unwrap(),
-            Refusal::StaleNonce
+            Failure::StaleNonce
         );
         let other: IpAddr = "203.0.113.1".parse().unwrap();
         assert_eq!(
             authenticate(&mut m, &c, &nonces, other, NOW).err().unwrap(),
-            Refusal::StaleNonce
+            Failure::StaleNonce
         );
         let mut forged = signed(
             "alice",
@@ -280,7 +280,7 @@ mod tests {
             authenticate(&mut forged, &c, &nonces, client(), NOW)
                 .err()
                 .unwrap(),
-            Refusal::StaleNonce
+            Failure::StaleNonce
         );
         assert_ne!(
             Nonces::new().issue(client(), NOW),

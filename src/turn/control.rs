@@ -9,11 +9,11 @@ use std::time::{Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
-use super::directory::Directory;
 use super::grants::Grants;
 use super::lobby_traffic::{LobbyTraffic, Running as LobbyRunning};
+use super::local_relays::LocalRelays;
 use super::ports::SocketPorts;
-use super::relay::{self, Link, OwnListeners, Placement, Relay, TrafficTotals};
+use super::relay::{self, Link, OwnListeners, Relay, Site, TrafficTotals};
 use super::server::{Clock, Effect, FiveTuple, Server, Settings};
 use super::wire::Reject;
 use crate::config::units::{BitRate, PortRange};
@@ -31,7 +31,7 @@ pub struct Control {
     pub relays: HashMap<FiveTuple, (Arc<Relay>, AbortHandle)>,
     pub bandwidth: BitRate,
     own_listeners: OwnListeners,
-    directory: Arc<Directory>,
+    local_relays: Arc<LocalRelays>,
     /// Traffic of allocations already deleted, so totals never go down.
     retired: TrafficTotals,
     lobby_traffic: LobbyTraffic,
@@ -114,11 +114,11 @@ impl Shared {
             .take(addr)
             .ok_or_else(|| std::io::Error::other("relay socket missing"))?;
         let socket = UdpSocket::from_std(socket)?;
-        let placement = Placement {
+        let placement = Site {
             addr,
             advertised,
             own_listeners: c.own_listeners.clone(),
-            directory: c.directory.clone(),
+            local_relays: c.local_relays.clone(),
         };
         let relay = Arc::new(Relay::new(
             tuple,
@@ -132,7 +132,7 @@ impl Shared {
             c.lobby_traffic.allocated(lobby, player, Instant::now());
         }
         let task = tokio::spawn(relay::run(relay.clone()));
-        c.directory.insert(&relay);
+        c.local_relays.insert(&relay);
         c.relays.insert(tuple, (relay.clone(), task.abort_handle()));
         Ok(relay)
     }
@@ -147,7 +147,7 @@ impl Shared {
             Effect::Deleted { tuple, why } => {
                 if let Some((r, task)) = c.relays.remove(&tuple) {
                     log::debug!("turn: allocation {} of {} {why}", r.addr, tuple.client);
-                    c.directory.remove(&r);
+                    c.local_relays.remove(&r);
                     r.retire();
                     task.abort();
                     let totals = r.traffic.totals();
@@ -205,7 +205,7 @@ impl Control {
     ) -> Control {
         Control {
             own_listeners,
-            directory: Arc::default(),
+            local_relays: Arc::default(),
             server: Server::new(settings),
             ports: SocketPorts::new(v4, v6, ports),
             relays: HashMap::new(),
@@ -218,7 +218,7 @@ impl Control {
     /// Stops every relay (at shutdown).
     pub fn retire_all(&mut self) {
         for (_, (relay, task)) in self.relays.drain() {
-            self.directory.remove(&relay);
+            self.local_relays.remove(&relay);
             relay.retire();
             task.abort();
         }

@@ -25,7 +25,7 @@ const MAX_ANNOUNCED: usize = 4096;
 /// The lobby rule between two allocations of this relay: one bound to lobby `from` (or to none)
 /// may exchange packets with one bound to `to` when it is bound to none, or to the same lobby.
 /// The control plane ([`super::server::Server::reaches_relay`]) and the data plane
-/// (`directory::Directory::reachable`) both ask this.
+/// (`local_relays::LocalRelays::reachable`) both ask this.
 pub fn may_reach(from: Option<u64>, to: Option<u64>) -> bool {
     from.is_none() || from == to
 }

@@ -1,7 +1,7 @@
 //! The data plane of one allocation: its relay socket, the way back to its client, and the two
 //! packet paths. Neither path allocates or logs: a datagram is received into a buffer with
 //! headroom, checked against the allocation's [`Grants`], framed in place and sent. A datagram
-//! for another allocation of this server goes to it in memory ([`Directory`]), through the same
+//! for another allocation of this server goes to it in memory ([`LocalRelays`]), through the same
 //! checks on both sides as if it had crossed the kernel.
 
 use std::cell::RefCell;
@@ -15,8 +15,8 @@ use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 
 use super::batch::RecvBatch;
-use super::directory::Directory;
 use super::grants::{Grants, Meter};
+use super::local_relays::LocalRelays;
 use super::server::FiveTuple;
 use super::stream_queue::StreamQueue;
 use super::wire::{self, HEADROOM, channel_data, data_indication};
@@ -134,7 +134,7 @@ pub struct Relay {
     pub socket: UdpSocket,
     link: Link,
     own_listeners: OwnListeners,
-    directory: Arc<Directory>,
+    local_relays: Arc<LocalRelays>,
     grants: ArcSwap<Grants>,
     meter: Meter,
     epoch: Instant,
@@ -145,11 +145,11 @@ pub struct Relay {
 }
 
 /// Where a relay sits and what it shares with the others.
-pub struct Placement {
+pub struct Site {
     pub addr: SocketAddr,
     pub advertised: SocketAddr,
     pub own_listeners: OwnListeners,
-    pub directory: Arc<Directory>,
+    pub local_relays: Arc<LocalRelays>,
 }
 
 impl Relay {
@@ -158,7 +158,7 @@ impl Relay {
         socket: UdpSocket,
         link: Link,
         grants: Arc<Grants>,
-        placement: Placement,
+        placement: Site,
         lobby: Option<u64>,
     ) -> Relay {
         Relay {
@@ -169,7 +169,7 @@ impl Relay {
             socket,
             link,
             own_listeners: placement.own_listeners,
-            directory: placement.directory,
+            local_relays: placement.local_relays,
             grants: ArcSwap::new(grants),
             meter: Meter::new(),
             epoch: Instant::now(),
@@ -237,10 +237,10 @@ impl Relay {
     /// of this server in memory, else through the relay socket.
     fn forward(&self, grants: &Grants, now: Instant, peer: SocketAddr, payload: &[u8]) -> bool {
         // Every allocation shares this one's relay and advertised IPs: only a peer on them can
-        // be one of ours, so no other packet takes the directory's lock.
+        // be one of ours, so no other packet takes the local_relays's lock.
         let ours = [self.addr.ip(), self.advertised.ip()]
             .contains(&peer.ip())
-            .then(|| self.directory.reachable(self.lobby, peer))
+            .then(|| self.local_relays.reachable(self.lobby, peer))
             .flatten();
         if !grants.permits(peer, now, |_| ours.is_some())
             || self.own_listeners.contains(&peer)
@@ -299,7 +299,7 @@ impl Relay {
     pub fn peer_to_client(&self, buf: &mut [u8; RELAY_BUFFER], len: usize, peer: SocketAddr) {
         let now = Instant::now();
         let grants = self.grants.load();
-        let ours = |p| self.directory.reachable(self.lobby, p).is_some();
+        let ours = |p| self.local_relays.reachable(self.lobby, p).is_some();
         if !grants.permits(peer, now, ours) || !self.metered(&grants, len, now) {
             self.traffic.drop_one();
             return;

@@ -23,7 +23,7 @@ use webrtc_turn::proto::lifetime::Lifetime;
 use webrtc_turn::proto::relayaddr::RelayedAddress;
 use webrtc_turn::proto::reqtrans::RequestedTransport;
 
-use super::auth::{self, Credentials, Identity, Nonces, Refusal};
+use super::auth::{self, Credentials, Failure, Identity, Nonces};
 use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
 use super::lobbies::{self, Lobbies};
@@ -511,15 +511,15 @@ impl Server {
     fn refuse(
         &mut self,
         request: &Message,
-        refusal: Refusal,
+        refusal: Failure,
         tuple: FiveTuple,
         clock: Clock,
         fingerprint: bool,
     ) -> Vec<Effect> {
         let reject = match refusal {
-            Refusal::BadRequest => Reject::BadRequest,
-            Refusal::Unauthorized => Reject::Unauthorized,
-            Refusal::StaleNonce => Reject::StaleNonce,
+            Failure::BadRequest => Reject::BadRequest,
+            Failure::Unauthorized => Reject::Unauthorized,
+            Failure::StaleNonce => Reject::StaleNonce,
         };
         if !self.budget.allow(tuple.client.ip(), clock.unix, clock.now) {
             return Vec::new();

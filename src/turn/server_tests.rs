@@ -1100,7 +1100,7 @@ mod rfc5769 {
         let creds = Credentials::new("example.org", &users, &[]);
         let refusal =
             auth::authenticate(&mut m, &creds, &Nonces::new(), tuple(1).client.ip(), UNIX).err();
-        assert_eq!(refusal, Some(Refusal::StaleNonce));
+        assert_eq!(refusal, Some(Failure::StaleNonce));
     }
 }
 

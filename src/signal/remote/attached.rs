@@ -8,11 +8,11 @@ use std::time::Duration;
 use super::Envelope;
 use super::envelope::known_reason;
 use crate::signal::hub::{Client, ConnId, Departure, reason};
-use crate::signal::link::{self, Input, Outbox, Queued, now};
+use crate::signal::queue::{self, Input, Outbox, Queued, now};
 
 /// A guest that has just arrived from another node: (its conn there, its conn here), and the
 /// queue of what this hub sends it, for [`forward`].
-pub type NewGuest = ((ConnId, ConnId), link::Inbox);
+pub type NewGuest = ((ConnId, ConnId), queue::Inbox);
 
 /// Who is attached where, on both sides.
 #[derive(Default)]
@@ -60,7 +60,7 @@ impl Remote {
             } => {
                 let local = new_conn();
                 s.guests.insert((from.to_string(), conn), local);
-                let (outbox, inbox) = link::queue();
+                let (outbox, inbox) = queue::pair();
                 let opened = now()
                     .checked_sub(Duration::from_millis(age_ms))
                     .unwrap_or_else(now);

@@ -3,10 +3,10 @@
 use super::Envelope;
 use crate::signal::Clustered;
 use crate::signal::hub::{ConnId, Departure};
-use crate::signal::link::{Inbox, Input, Outgoing, now};
+use crate::signal::queue::{Inbox, Input, Outgoing, now};
 
 /// Owner side: what this hub sends guest `conn` of node `edge` (`local` here), sent there in
-/// order, until the hub lets go of it. If the link cannot take it, the guest leaves the hub.
+/// order, until the hub lets go of it. If the other nodes cannot take it (Redis away, the queue full), the guest leaves the hub.
 pub async fn forward(
     clustered: Clustered,
     hub: tokio::sync::mpsc::Sender<Input>,
@@ -14,7 +14,7 @@ pub async fn forward(
     (conn, local): (ConnId, ConnId),
     mut inbox: Inbox,
 ) {
-    let link = &clustered.link;
+    let nodes = &clustered.nodes;
     while let Some(out) = inbox.recv().await {
         let envelope = match out {
             Outgoing::Text(text) => Envelope::Send { conn, text },
@@ -24,7 +24,7 @@ pub async fn forward(
                 reason: reason.into(),
             },
         };
-        if !link.send(&edge, envelope) {
+        if !nodes.send(&edge, envelope) {
             clustered.remote.forget_guest(&edge, conn);
             let _ = hub.send(Input::Gone(local, Departure::Lost, now())).await;
             return;

@@ -5,9 +5,9 @@
 //! stops talking to the edge's hub and sends its frames, in order, to the owner, where they enter
 //! the owner's hub as a connection like any other; what the hub sends that connection comes
 //! back the same way. The hub itself knows nothing of this. How envelopes travel between nodes
-//! (Redis Streams) is the cluster module's business, behind [`NodeLink`].
+//! (Redis Streams) is the cluster module's business, behind [`OtherNodes`].
 //!
-//! Nothing is dropped silently: an envelope the link cannot take closes the player concerned
+//! Nothing is dropped silently: an envelope that cannot be sent closes the player concerned
 //! with [`LINK_LOST`]; a node that leaves the cluster (dead, or Redis unreachable) closes the
 //! players attached to its lobbies as if their host had left, and its players leave the lobbies
 //! here.
@@ -30,7 +30,7 @@ pub use envelope::Envelope;
 pub use forward::forward;
 pub use joining::{Joining, ext_request, joining, lobby_key};
 
-/// Close reason when the link to the lobby's node fails under a player.
+/// Close reason when the lobby's node cannot be reached under a player.
 pub const LINK_LOST: &str = "Lost contact with the lobby's server";
 /// Close reason when a lobby's node cannot be looked up (Redis unreachable).
 pub const DIRECTORY_DOWN: &str = "Lobby directory unavailable, try again";
@@ -63,7 +63,7 @@ pub const LOOK_AGAIN: [std::time::Duration; 5] = [
 /// The cluster as signalling needs it. Nodes are named by the address of their running
 /// process (node name and a per-process instance): a node restarted under its name is another
 /// node here, so what concerned the process that died never reaches the new one.
-pub trait NodeLink: Send + Sync {
+pub trait OtherNodes: Send + Sync {
     /// These keys (see `hub::Output::Listed`) now find something here, or no longer do.
     fn listed(&self, keys: Vec<String>, open: bool);
     /// Where the lobby named `key` (a name, or a code in capitals) lives, and, for a join by

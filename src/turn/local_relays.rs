@@ -11,12 +11,12 @@ use super::lobbies::may_reach;
 use super::relay::Relay;
 
 #[derive(Default)]
-pub struct Directory {
+pub struct LocalRelays {
     /// Each allocation under its relay address and, when they differ, its advertised one.
     relays: RwLock<HashMap<SocketAddr, Arc<Relay>>>,
 }
 
-impl Directory {
+impl LocalRelays {
     pub fn insert(&self, relay: &Arc<Relay>) {
         let mut relays = self.relays.write().unwrap();
         for addr in relay.addresses() {

@@ -60,7 +60,8 @@ pub struct Inbox {
     queued: Arc<AtomicUsize>,
 }
 
-pub fn queue() -> (Outbox, Inbox) {
+/// A new queue: the hub task's end and the session's.
+pub fn pair() -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     (

@@ -1,4 +1,4 @@
-//! The cluster as signalling sees it (`signal::remote::NodeLink`): lobbies listed in the
+//! The cluster as signalling sees it (`signal::remote::OtherNodes`): lobbies listed in the
 //! directory, owners looked up, envelopes queued for the writer.
 
 use std::sync::Arc;
@@ -11,9 +11,9 @@ use super::registry::Record;
 use super::{Cluster, directory, failures, placement};
 use crate::conn_cap::Source;
 use crate::signal::failed_joins::Failures;
-use crate::signal::remote::{Envelope, NodeLink, Owner, Unreachable};
+use crate::signal::remote::{Envelope, OtherNodes, Owner, Unreachable};
 
-impl NodeLink for Cluster {
+impl OtherNodes for Cluster {
     fn listed(&self, keys: Vec<String>, open: bool) {
         {
             let mut owned = self.owned.lock().unwrap();
@@ -155,6 +155,6 @@ impl Cluster {
 }
 
 /// The cluster as `Signal::new` takes it.
-pub fn as_link(cluster: &Arc<Cluster>) -> Arc<dyn NodeLink> {
+pub fn as_other_nodes(cluster: &Arc<Cluster>) -> Arc<dyn OtherNodes> {
     cluster.clone()
 }
