@@ -16,6 +16,7 @@ mod metrics;
 mod queue;
 pub mod remote;
 mod session;
+mod upstream;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

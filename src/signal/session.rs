@@ -15,12 +15,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::Clustered;
-use super::ext;
 use super::hub::{Client, ConnId, Departure, reason};
 use super::queue::{self, Input, Outgoing, SlowPeers, now};
-use super::remote::{self, Envelope, Joining, Owner};
+use super::upstream::{Closing, Upstream};
 use crate::config::Config;
-use crate::conn_cap::Source;
 use crate::rate_limit::RateLimit;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -30,10 +28,6 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 const READ_BUFFER: usize = 2048;
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// In a cluster, how long before its join timeout a player's JOIN stops looking for a lobby
-/// the directory does not list, so that the hub answers "Lobby does not exists" rather than
-/// "Have not joined lobby yet".
-const ANSWER_MARGIN: Duration = Duration::from_millis(250);
 
 pub fn websocket_config(config: &Config) -> WebSocketConfig {
     let max = config.signal.max_message_size.0 as usize;
@@ -80,20 +74,13 @@ pub async fn run(
         true => s.browse_timeout.0,
         false => s.join_timeout.0,
     };
-    let mut upstream = Upstream {
+    let arrival = Arrival {
         conn,
         client,
         opened,
-        join_by: opened + join_timeout,
-        failed_joins_per_minute: s.failed_joins_per_minute,
-        // In a cluster, the first JOIN decides which node's hub this player talks to.
-        route: match &cluster {
-            Some(_) => Route::Undecided,
-            None => Route::Local,
-        },
-        cluster,
-        hub,
     };
+    let join_by = opened + join_timeout;
+    let mut upstream = Upstream::new(arrival, join_by, s.failed_joins_per_minute, cluster, hub);
     let send_timeout = s.send_timeout.0;
     let mut limit = RateLimit::new(f64::from(s.message_rate), s.message_burst, Instant::now());
     let ping_every = s.ping_interval.0;
@@ -199,7 +186,7 @@ pub async fn run(
 /// Sends the player what the session answered itself, if anything.
 async fn answer(
     socket: &mut Socket,
-    sent: Result<Option<String>, End>,
+    sent: Result<Option<String>, Closing>,
     send_timeout: Duration,
 ) -> Result<(), End> {
     if let Some(frame) = sent? {
@@ -211,210 +198,6 @@ async fn answer(
     Ok(())
 }
 
-/// Where a session's frames go: this node's hub, or (attached) another node's.
-struct Upstream {
-    conn: ConnId,
-    client: Client,
-    opened: Instant,
-    /// When the hub closes the player if it has not joined.
-    join_by: Instant,
-    /// `signal.failed_joins_per_minute`, checked against the cluster's count.
-    failed_joins_per_minute: u32,
-    route: Route,
-    cluster: Option<Clustered>,
-    hub: mpsc::Sender<Input>,
-}
-
-impl Upstream {
-    /// A frame from the player (a text frame, or a binary one holding UTF-8). In a cluster the
-    /// first JOIN may attach the player elsewhere, and then what comes back arrives in a new
-    /// `outgoing`. `Some`: a frame the session answers itself, to send the player now.
-    async fn text(
-        &mut self,
-        text: String,
-        at: Instant,
-        outgoing: &mut queue::Inbox,
-    ) -> Result<Option<String>, End> {
-        let conn = self.conn;
-        if let (Route::Undecided, Some(c)) = (&self.route, &self.cluster) {
-            let hub = &self.hub;
-            let arrival = Arrival {
-                conn,
-                client: self.client,
-                opened: self.opened,
-            };
-            match c
-                .route(
-                    &arrival,
-                    self.join_by,
-                    self.failed_joins_per_minute,
-                    &text,
-                    hub,
-                    outgoing,
-                )
-                .await?
-            {
-                Some(route) => self.route = route,
-                None => return self.directory_down(&text).map(Some),
-            }
-        }
-        match (&self.route, &self.cluster) {
-            (Route::Remote(node), Some(c)) => {
-                match c.nodes.send(node, Envelope::Text { conn, text }) {
-                    true => Ok(None),
-                    false => Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into())),
-                }
-            }
-            _ => self.local(Input::Text(conn, text, at)).await.map(|()| None),
-        }
-    }
-
-    /// The lobby directory could not be asked where `frame`'s lobby lives. An extension
-    /// request gets an ERROR (`unavailable`) and the player may try again; a plain client is
-    /// closed with the reason, as the protocol has no other answer.
-    fn directory_down(&self, frame: &str) -> Result<String, End> {
-        match remote::ext_request(frame) {
-            Some(of) if self.client.extension => Ok(ext::encode(&ext::ExtEvent::Error {
-                of,
-                code: ext::ErrorCode::Unavailable,
-                message: remote::DIRECTORY_DOWN,
-            })),
-            _ => Err(End::Close(
-                reason::PROTOCOL_ERROR,
-                remote::DIRECTORY_DOWN.into(),
-            )),
-        }
-    }
-
-    /// A binary frame that is not UTF-8.
-    async fn binary(&mut self, at: Instant) -> Result<(), End> {
-        match self.route {
-            // The hub here would say the same.
-            Route::Remote(_) => Err(End::Close(
-                reason::PROTOCOL_ERROR,
-                reason::INVALID_TRANSFER_MODE.into(),
-            )),
-            _ => self.local(Input::Binary(self.conn, at)).await,
-        }
-    }
-
-    async fn local(&self, input: Input) -> Result<(), End> {
-        match self.hub.send(input).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(End::Close(close::GOING_AWAY, "Server shutting down".into())),
-        }
-    }
-
-    /// The player's socket is gone.
-    async fn gone(&self, how: Departure) {
-        match (&self.route, &self.cluster) {
-            (Route::Remote(node), Some(c)) => {
-                c.remote.detach(self.conn);
-                c.nodes.send(
-                    node,
-                    Envelope::Gone {
-                        conn: self.conn,
-                        how,
-                    },
-                );
-            }
-            _ => {
-                let _ = self.hub.send(Input::Gone(self.conn, how, now())).await;
-            }
-        }
-    }
-}
-
-/// Which hub a session's frames go to.
-pub enum Route {
-    /// In a cluster, before the first JOIN: this node's, for now.
-    Undecided,
-    /// This node's.
-    Local,
-    /// The hub of this node, which owns the lobby the player joined.
-    Remote(String),
-}
-
-impl Clustered {
-    /// Routes a session by `frame`: a JOIN of a lobby another node owns attaches the player to
-    /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`), and so
-    /// does creating a lobby while this node drains (to the node the cluster picks); any other
-    /// JOIN keeps it here; other frames decide nothing yet. `None`: the lobby directory could
-    /// not be asked.
-    async fn route(
-        &self,
-        arrival: &Arrival,
-        join_by: Instant,
-        failed_joins_per_minute: u32,
-        frame: &str,
-        hub: &mpsc::Sender<Input>,
-        outgoing: &mut queue::Inbox,
-    ) -> Result<Option<Route>, End> {
-        let (key, guesser) = match remote::joining(frame) {
-            Joining::No => return Ok(Some(Route::Undecided)),
-            Joining::Creates => match self.nodes.creates_on() {
-                Some(node) => return self.attach(arrival, node, hub, outgoing).await.map(Some),
-                None => return Ok(Some(Route::Local)),
-            },
-            Joining::Names(key) => (key, Some(Source::of(arrival.client.source))),
-            // A resume token is no guess.
-            Joining::Resumes(key) => (key, None),
-        };
-        let mut again = remote::LOOK_AGAIN.iter();
-        let node = loop {
-            match self.nodes.owner_of(key.clone(), guesser).await {
-                // Spent on other nodes: this hub refuses the join, as it would its own.
-                Ok((_, failures)) if failures.spent(failed_joins_per_minute) => {
-                    let source = Source::of(arrival.client.source);
-                    let _ = hub.send(Input::SpentElsewhere(source, now())).await;
-                    return Ok(Some(Route::Local));
-                }
-                Ok((Owner::There(node), _)) => break node,
-                Ok((Owner::Here, _)) => return Ok(Some(Route::Local)),
-                // The local hub then says it does not exist, in time to say so.
-                Ok((Owner::Nowhere, _)) => match again.next() {
-                    Some(wait) if now() + *wait + ANSWER_MARGIN < join_by => {
-                        tokio::time::sleep(*wait).await
-                    }
-                    _ => return Ok(Some(Route::Local)),
-                },
-                Err(remote::Unreachable) => return Ok(None),
-            }
-        };
-        self.attach(arrival, node, hub, outgoing).await.map(Some)
-    }
-
-    /// Moves the session from this hub to `node`'s.
-    async fn attach(
-        &self,
-        &Arrival {
-            conn,
-            client,
-            opened,
-        }: &Arrival,
-        node: String,
-        hub: &mpsc::Sender<Input>,
-        outgoing: &mut queue::Inbox,
-    ) -> Result<Route, End> {
-        // It moves on, not away: nothing of it stays in this hub.
-        let _ = hub.send(Input::Gone(conn, Departure::Left, now())).await;
-        let (outbox, inbox) = queue::pair();
-        self.remote.attach(conn, &node, outbox);
-        *outgoing = inbox;
-        let connect = Envelope::Connect {
-            conn,
-            extension: client.extension,
-            source: client.source,
-            age_ms: opened.elapsed().as_millis() as u64,
-        };
-        if !self.nodes.send(&node, connect) {
-            self.remote.detach(conn);
-            return Err(End::Close(reason::PROTOCOL_ERROR, remote::LINK_LOST.into()));
-        }
-        Ok(Route::Remote(node))
-    }
-}
-
 /// How a session ends.
 enum End {
     /// The client sent a close frame (with this code, if any): answer it.
@@ -423,6 +206,12 @@ enum End {
     Close(u16, String),
     /// The connection is already broken: nothing to say.
     Gone,
+}
+
+impl From<Closing> for End {
+    fn from(Closing(code, reason): Closing) -> End {
+        End::Close(code, reason)
+    }
 }
 
 impl End {

@@ -20,6 +20,7 @@ mod attached;
 mod envelope;
 mod forward;
 mod joining;
+mod route;
 
 use futures_util::future::BoxFuture;
 
