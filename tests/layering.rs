@@ -9,7 +9,8 @@
 //! - `web` names only the relay's public face: what `turn` itself exports and
 //!   `turn::addresses`, no other module of it;
 //! - the protocol cores (the left column of ARCHITECTURE.md's sans-IO table) name no tokio, no
-//!   socket and no clock (`Instant::now()`, `SystemTime::now()`): time comes in as an input.
+//!   socket, no clock (`Instant::now()`, `SystemTime::now()`) and no OS randomness
+//!   (`getrandom`): time and a `random::Random` come in as inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ const IO: &[&str] = &[
     "TcpListener",
     "Instant::now()",
     "SystemTime::now()",
+    "getrandom",
 ];
 
 struct SourceFile {
@@ -422,8 +424,8 @@ fn the_reader_sees_paths_in_code_only() {
         "config::Config",
         "signal::hub::Hub",
         "signal::ext",
-        "signal::link",
-        "signal::link::Input",
+        "signal::queue",
+        "signal::queue::Input",
         "turn::server::Server::new",
     ]
     .into_iter()

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use rallypoint::random::Random;
 use rallypoint::signal::hub::{Client, Departure, Hub, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             ..Limits::from(&rallypoint::config::Signal::default())
         },
         start,
+        Random::seeded(u64::from(data.len() as u32)),
     );
     let mut rest = data;
     let mut t = Duration::ZERO;

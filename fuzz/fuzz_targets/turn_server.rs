@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use rallypoint::config::units::BitRate;
+use rallypoint::random::Random;
 use rallypoint::turn::auth::Credentials;
 use rallypoint::turn::policy::PeerPolicy;
 use rallypoint::turn::server::{Clock, FiveTuple, Proto, RelayPorts, Server, Settings};
 use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME, AttrType, RawAttribute};
 use stun::integrity::MessageIntegrity;
 use stun::message::{
-    CLASS_REQUEST, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND, METHOD_CONNECT, METHOD_CREATE_PERMISSION,
-    METHOD_REFRESH, METHOD_SEND, Message, MessageType, Setter,
+    CLASS_REQUEST, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND, METHOD_CONNECT,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND, Message, MessageType, Setter,
 };
 use stun::textattrs::TextAttribute;
 
@@ -40,18 +41,21 @@ const UNIX: u64 = 1_700_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let users = BTreeMap::from([("u".to_string(), "p".to_string())]);
-    let mut server = Server::new(Settings {
-        credentials: Credentials::new("r", &users, &[]),
-        policy: PeerPolicy::new(&[], &[]),
-        max_allocations: 4,
-        max_allocations_per_user: 2,
-        max_allocations_per_address: 8,
-        bandwidth: BitRate { bits_per_second: 0 },
-        external_ip: None,
-        allocation_lifetime: Duration::from_secs(600),
-        max_allocation_lifetime: Duration::from_secs(3600),
-        max_unauthenticated_answers: u32::MAX,
-    });
+    let mut server = Server::new(
+        Settings {
+            credentials: Credentials::new("r", &users, &[]),
+            policy: PeerPolicy::new(&[], &[]),
+            max_allocations: 4,
+            max_allocations_per_user: 2,
+            max_allocations_per_address: 8,
+            bandwidth: BitRate { bits_per_second: 0 },
+            external_ip: None,
+            allocation_lifetime: Duration::from_secs(600),
+            max_allocation_lifetime: Duration::from_secs(3600),
+            max_unauthenticated_answers: u32::MAX,
+        },
+        Random::seeded(1),
+    );
     let mut ports = Ports(40000);
     let start = Instant::now();
     let mut rest = data;
@@ -63,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
         rest = next;
         step += 1;
         let tuple = FiveTuple {
-            proto: if tuple & 1 == 0 { Proto::Udp } else { Proto::Tcp },
+            proto: if tuple & 1 == 0 {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
             client: SocketAddr::new("198.51.100.1".parse().unwrap(), 1000 + u16::from(tuple & 3)),
             server: "192.0.2.1:3478".parse().unwrap(),
         };
@@ -106,12 +114,23 @@ fn signed(method: u8, body: &[u8], tuple: FiveTuple, unix: u64, server: &Server)
         let (value, next) = tail.split_at(len);
         rest = next;
         let typ = AttrType(u16::from(*hi) << 8 | u16::from(*lo));
-        setters.push(Box::new(RawAttribute { typ, length: 0, value: value.to_vec() }));
+        setters.push(Box::new(RawAttribute {
+            typ,
+            length: 0,
+            value: value.to_vec(),
+        }));
     }
     setters.push(Box::new(TextAttribute::new(ATTR_USERNAME, "u".into())));
     setters.push(Box::new(TextAttribute::new(ATTR_REALM, "r".into())));
-    setters.push(Box::new(TextAttribute::new(ATTR_NONCE, server.nonce_for(tuple.client.ip(), unix))));
-    setters.push(Box::new(MessageIntegrity::new_long_term_integrity("u".into(), "r".into(), "p".into())));
+    setters.push(Box::new(TextAttribute::new(
+        ATTR_NONCE,
+        server.nonce_for(tuple.client.ip(), unix),
+    )));
+    setters.push(Box::new(MessageIntegrity::new_long_term_integrity(
+        "u".into(),
+        "r".into(),
+        "p".into(),
+    )));
     let mut m = Message::new();
     match m.build(&setters) {
         Ok(()) => m.raw,

@@ -36,7 +36,7 @@ impl Harness {
     fn with(limits: Limits) -> Self {
         let start = Instant::now();
         Harness {
-            hub: Hub::new(limits, start + T0),
+            hub: Hub::new(limits, start + T0, Random::seeded(0x5eed)),
             start,
             now: T0,
             sent: HashMap::new(),

@@ -4,25 +4,25 @@
 use serde_json::{Map, Value};
 
 use super::ext::{Create, LobbyInfo, Update};
+use crate::random::Random;
 
 /// Join codes: no look-alikes (0/O, 1/I/L), read case-insensitively.
 const CODE_CHARS: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 pub const CODE_LEN: usize = 6;
 
 /// A fresh code (31^6, about 887 million; the caller keeps codes unique among open lobbies).
-pub fn random_code() -> String {
-    random_from(CODE_CHARS, CODE_LEN)
+pub fn random_code(random: &mut Random) -> String {
+    random_from(random, CODE_CHARS, CODE_LEN)
 }
 
 /// `len` characters drawn uniformly from `chars` (at most 256 of them).
-pub fn random_from(chars: &[u8], len: usize) -> String {
+pub fn random_from(random: &mut Random, chars: &[u8], len: usize) -> String {
     // Bytes at or over the largest multiple of the alphabet's size are rejected, so that every
     // character is equally likely.
     let limit = 256 - 256 % chars.len();
     let mut out = String::with_capacity(len);
     while out.len() < len {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("the OS provides randomness");
+        let bytes = random.bytes::<16>();
         let picked = bytes
             .iter()
             .filter(|&&b| usize::from(b) < limit)
@@ -45,9 +45,8 @@ pub struct Password {
 }
 
 impl Password {
-    pub fn new(password: &str) -> Password {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).expect("the OS provides randomness");
+    pub fn new(password: &str, random: &mut Random) -> Password {
+        let salt = random.bytes::<16>();
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt);
         let tag = ring::hmac::sign(&key, password.as_bytes());
         Password { key, tag }
@@ -85,13 +84,13 @@ pub struct Options {
 
 impl Options {
     /// Options from a CREATE, or why they are refused.
-    pub fn create(c: Create, limits: OptionLimits) -> Result<Options, String> {
+    pub fn create(c: Create, limits: OptionLimits, random: &mut Random) -> Result<Options, String> {
         let mut options = Options::default();
         if let Some(p) = c.password.filter(|p| !p.is_empty()) {
             if p.chars().count() > MAX_PASSWORD {
                 return Err(format!("password: at most {MAX_PASSWORD} characters"));
             }
-            options.password = Some(Password::new(&p));
+            options.password = Some(Password::new(&p, random));
         }
         options.update(
             Update {
@@ -182,8 +181,9 @@ mod tests {
 
     #[test]
     fn codes_have_no_look_alikes_and_read_in_any_case() {
+        let mut random = Random::seeded(1);
         for _ in 0..200 {
-            let code = random_code();
+            let code = random_code(&mut random);
             assert_eq!(code.len(), CODE_LEN);
             assert!(!code.contains(['0', 'O', '1', 'I', 'L']), "{code}");
             assert_eq!(as_code(&code.to_lowercase()), Some(code.clone()));
@@ -199,8 +199,9 @@ mod tests {
 
     #[test]
     fn passwords_are_salted_and_checked() {
-        let a = Password::new("hunter2");
-        let b = Password::new("hunter2");
+        let mut random = Random::seeded(1);
+        let a = Password::new("hunter2", &mut random);
+        let b = Password::new("hunter2", &mut random);
         assert!(a.matches("hunter2") && !a.matches("hunter3") && !a.matches(""));
         assert_ne!(a.tag.as_ref(), b.tag.as_ref(), "a salt of its own");
     }
@@ -213,7 +214,7 @@ mod tests {
             data: serde_json::from_str(r#"{"v":"1.2"}"#).unwrap(),
             ..Create::default()
         };
-        let mut o = Options::create(c, LIMITS).unwrap();
+        let mut o = Options::create(c, LIMITS, &mut Random::seeded(1)).unwrap();
         assert!(o.matches(&serde_json::from_str(r#"{"v":"1.2"}"#).unwrap()));
         assert!(!o.matches(&serde_json::from_str(r#"{"v":"1.3"}"#).unwrap()));
         assert!(!o.matches(&serde_json::from_str(r#"{"mode":"ctf"}"#).unwrap()));

@@ -208,7 +208,11 @@ async fn run_hub(
     relay: Arc<dyn LobbyRelay>,
     cluster: Option<Clustered>,
 ) {
-    let mut hub = Hub::new(Limits::from(&config.borrow().signal), now());
+    let mut hub = Hub::new(
+        Limits::from(&config.borrow().signal),
+        now(),
+        crate::random::Random::os(),
+    );
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);

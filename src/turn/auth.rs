@@ -14,6 +14,7 @@ use stun::message::Message;
 use stun::textattrs::TextAttribute;
 
 use crate::credentials;
+use crate::random::Random;
 
 /// How long a nonce is accepted; after that the client gets 438 and a fresh one.
 pub const NONCE_LIFETIME_SECS: u64 = 600;
@@ -77,10 +78,11 @@ pub struct Nonces {
 }
 
 impl Nonces {
-    pub fn new() -> Nonces {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("the OS provides randomness");
-        Nonces { key }
+    /// Nonces keyed from `random`.
+    pub fn new(random: &mut Random) -> Nonces {
+        Nonces {
+            key: random.bytes(),
+        }
     }
 
     fn mac(&self, stamp: &str, client: IpAddr) -> String {
@@ -110,12 +112,6 @@ impl Nonces {
         self.mac(stamp, client) == mac
             && unix_now.saturating_sub(issued) < NONCE_LIFETIME_SECS
             && issued <= unix_now + 5
-    }
-}
-
-impl Default for Nonces {
-    fn default() -> Self {
-        Nonces::new()
     }
 }
 
@@ -195,7 +191,7 @@ mod tests {
 
     #[test]
     fn static_and_rest_credentials_authenticate() {
-        let nonces = Nonces::new();
+        let nonces = Nonces::new(&mut Random::seeded(1));
         let nonce = nonces.issue(client(), NOW);
         let mut m = signed("alice", "wonderland", &nonce);
         let id = authenticate(&mut m, &creds(), &nonces, client(), NOW);
@@ -210,7 +206,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let nonces = Nonces::new();
+        let nonces = Nonces::new(&mut Random::seeded(1));
         let nonce = nonces.issue(client(), NOW);
         let c = creds();
         let mut wrong = signed("alice", "queen-of-hearts", &nonce);
@@ -255,7 +251,7 @@ mod tests {
 
     #[test]
     fn nonces_are_bound_to_client_and_time() {
-        let nonces = Nonces::new();
+        let nonces = Nonces::new(&mut Random::seeded(1));
         let nonce = nonces.issue(client(), NOW);
         let c = creds();
         let mut m = signed("alice", "wonderland", &nonce);
@@ -283,7 +279,7 @@ mod tests {
             Failure::StaleNonce
         );
         assert_ne!(
-            Nonces::new().issue(client(), NOW),
+            Nonces::new(&mut Random::seeded(2)).issue(client(), NOW),
             nonce,
             "keys differ per process"
         );

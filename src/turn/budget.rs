@@ -34,9 +34,8 @@ pub struct AnswerBudget {
 }
 
 impl AnswerBudget {
-    pub fn new(per_source: u16, total: u32) -> AnswerBudget {
-        let mut seed = [0u8; 16];
-        getrandom::fill(&mut seed).expect("the OS provides randomness");
+    /// `seed` keys the hash of sources to slots (secret, so that no one can aim at a slot).
+    pub fn new(per_source: u16, total: u32, seed: [u8; 16]) -> AnswerBudget {
         AnswerBudget {
             per_source,
             total,
@@ -113,7 +112,7 @@ mod tests {
     #[test]
     fn per_source_then_a_new_second() {
         let t = Instant::now();
-        let mut b = AnswerBudget::new(3, 1000);
+        let mut b = AnswerBudget::new(3, 1000, [7; 16]);
         let one: IpAddr = "198.51.100.1".parse().unwrap();
         assert!((0..3).all(|_| b.allow(one, NOW, t)));
         assert!(!b.allow(one, NOW, t), "per source");
@@ -125,7 +124,7 @@ mod tests {
     #[test]
     fn in_all_the_budget_is_spread_over_the_second() {
         let t = Instant::now();
-        let mut b = AnswerBudget::new(PER_SOURCE, 1000);
+        let mut b = AnswerBudget::new(PER_SOURCE, 1000, [7; 16]);
         let ip = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
         // A tenth of a second's worth at once, then nothing until tokens come back.
         let burst = (0..1000).filter(|&i| b.allow(ip(i), NOW, t)).count();
@@ -138,7 +137,7 @@ mod tests {
     #[test]
     fn an_ipv6_64_is_one_source() {
         let t = Instant::now();
-        let mut b = AnswerBudget::new(2, 1000);
+        let mut b = AnswerBudget::new(2, 1000, [7; 16]);
         assert!(b.allow("2001:db8::1".parse().unwrap(), NOW, t));
         assert!(b.allow("2001:db8::ffff:2".parse().unwrap(), NOW, t));
         assert!(!b.allow("2001:db8::abcd:3".parse().unwrap(), NOW, t));
@@ -148,7 +147,7 @@ mod tests {
     #[test]
     fn a_flood_from_many_sources_costs_no_memory_and_evicts_nobody() {
         let t = Instant::now();
-        let mut b = AnswerBudget::new(PER_SOURCE, u32::MAX);
+        let mut b = AnswerBudget::new(PER_SOURCE, u32::MAX, [7; 16]);
         let legit: IpAddr = "203.0.113.50".parse().unwrap();
         // 200,000 spoofed sources, one request each, and the table does not grow.
         for i in 0..200_000u32 {

@@ -206,7 +206,7 @@ impl Control {
         Control {
             own_listeners,
             local_relays: Arc::default(),
-            server: Server::new(settings),
+            server: Server::new(settings, crate::random::Random::os()),
             ports: SocketPorts::new(v4, v6, ports),
             relays: HashMap::new(),
             bandwidth,

@@ -34,6 +34,7 @@ use super::wire::{
 };
 use crate::config::units::BitRate;
 use crate::credentials::{self, LobbyEvent};
+use crate::random::Random;
 
 pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
@@ -254,11 +255,13 @@ enum Match {
 type Outcome = Result<Vec<Box<dyn Setter>>, Reject>;
 
 impl Server {
-    pub fn new(settings: Settings) -> Server {
+    /// A relay core with no allocation, its secrets (nonce key, budget seed) from `random`.
+    pub fn new(settings: Settings, mut random: Random) -> Server {
+        let seed = random.bytes();
         Server {
-            budget: AnswerBudget::new(PER_SOURCE, settings.max_unauthenticated_answers),
+            budget: AnswerBudget::new(PER_SOURCE, settings.max_unauthenticated_answers, seed),
             settings,
-            nonces: Nonces::new(),
+            nonces: Nonces::new(&mut random),
             allocations: HashMap::new(),
             own_relays: HashMap::new(),
             own_relay_ips: HashMap::new(),

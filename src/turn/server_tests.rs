@@ -112,7 +112,7 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         Harness {
-            server: Server::new(settings()),
+            server: Server::new(settings(), Random::seeded(0x5eed)),
             ports: FakePorts::new(),
             start: Instant::now(),
             elapsed: Duration::ZERO,
@@ -1098,8 +1098,14 @@ mod rfc5769 {
         // one this server issued, so the answer is 438 (and the client retries with ours).
         let users = BTreeMap::from([(user.to_string(), "TheMatrIX".to_string())]);
         let creds = Credentials::new("example.org", &users, &[]);
-        let refusal =
-            auth::authenticate(&mut m, &creds, &Nonces::new(), tuple(1).client.ip(), UNIX).err();
+        let refusal = auth::authenticate(
+            &mut m,
+            &creds,
+            &Nonces::new(&mut Random::seeded(1)),
+            tuple(1).client.ip(),
+            UNIX,
+        )
+        .err();
         assert_eq!(refusal, Some(Failure::StaleNonce));
     }
 }

@@ -16,7 +16,7 @@ impl Hub {
                     return self.refuse(conn, Some(of), Refusal::AlreadyInLobby);
                 }
                 let mesh = options.mesh;
-                match Options::create(options, self.limits.options) {
+                match Options::create(options, self.limits.options, &mut self.random) {
                     Err(message) => self.error(conn, of, ErrorCode::Invalid, &message),
                     Ok(options) => match self.create_lobby(conn, mesh, options) {
                         Ok(key) => self.enter(conn, key),

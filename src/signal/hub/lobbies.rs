@@ -182,13 +182,13 @@ impl Hub {
         }
         *self.lobbies_per_source.entry(creator).or_default() += 1;
         let name = loop {
-            let name = random_lobby_name();
+            let name = lobby::random_from(&mut self.random, LOBBY_NAME_CHARS, LOBBY_NAME_LEN);
             if !self.lobby_names.contains_key(&name) {
                 break name;
             }
         };
         let code = loop {
-            let code = lobby::random_code();
+            let code = lobby::random_code(&mut self.random);
             if !self.lobby_codes.contains_key(&code) {
                 break code;
             }
@@ -201,9 +201,7 @@ impl Hub {
             keys: vec![name.clone(), code.clone()],
             open: true,
         });
-        let mut scope = [0u8; 8];
-        getrandom::fill(&mut scope).expect("the OS provides randomness");
-        let scope = u64::from_le_bytes(scope);
+        let scope = u64::from_le_bytes(self.random.bytes());
         self.out
             .push(Output::Relay(LobbyEvent::Opened { lobby: scope }));
         self.lobbies.insert(
@@ -371,8 +369,4 @@ impl Hub {
             }
         }
     }
-}
-
-pub(super) fn random_lobby_name() -> String {
-    lobby::random_from(LOBBY_NAME_CHARS, LOBBY_NAME_LEN)
 }

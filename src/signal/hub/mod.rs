@@ -38,13 +38,13 @@ use super::failed_joins::FailedJoins;
 use super::lobby::{self, OptionLimits, Options};
 use crate::conn_cap::Source;
 use crate::credentials::{LobbyEvent, lobby_user};
+use crate::random::Random;
 use crate::rate_limit::RateLimit;
 
 use extension::LIST_BURST;
 pub use io::{Client, Departure, HubCounts, Limits, Output};
 use lobbies::DEPARTED_MEMORY;
 use refusal::Refusal;
-use resume::random_token;
 pub use resume::resume_key;
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
@@ -148,11 +148,13 @@ pub struct Hub {
     now: Instant,
     /// Listed lobbies of other nodes of a cluster, as last heard, for LIST.
     elsewhere: Vec<LobbyInfo>,
+    random: Random,
 }
 
 impl Hub {
-    /// A hub with no one in it, started at `now`.
-    pub fn new(limits: Limits, now: Instant) -> Hub {
+    /// A hub with no one in it, started at `now`, drawing ids, names, codes and tokens from
+    /// `random`.
+    pub fn new(limits: Limits, now: Instant, random: Random) -> Hub {
         let failed_joins = FailedJoins::new(limits.failed_joins_per_minute);
         Hub {
             limits,
@@ -173,6 +175,7 @@ impl Hub {
             out: Vec::new(),
             now,
             elsewhere: Vec::new(),
+            random,
         }
     }
 
@@ -200,7 +203,13 @@ impl Hub {
             let id = self.fresh_id();
             self.by_id.insert(id, conn);
             let ext = client.extension.then(|| {
-                let token = random_token();
+                // 128 random bits, hex.
+                let token: String = self
+                    .random
+                    .bytes::<16>()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
                 self.tokens.insert(token.clone(), conn);
                 Box::new(Extension {
                     token,
@@ -428,11 +437,9 @@ impl Hub {
         }
     }
 
-    fn fresh_id(&self) -> u32 {
+    fn fresh_id(&mut self) -> u32 {
         loop {
-            let mut b = [0u8; 4];
-            getrandom::fill(&mut b).expect("the OS provides randomness");
-            let id = u32::from_le_bytes(b) & 0x7fff_ffff;
+            let id = u32::from_le_bytes(self.random.bytes()) & 0x7fff_ffff;
             if id >= 2 && !self.by_id.contains_key(&id) {
                 return id;
             }

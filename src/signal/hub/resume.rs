@@ -126,10 +126,3 @@ pub fn resume_key(token: &str) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("resume.{hex}")
 }
-
-/// 128 random bits, hex: a resume token.
-pub(super) fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS provides randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
