@@ -234,8 +234,11 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     println!("password: {}", credential.password);
     println!("expires:  {}", humantime::format_rfc3339_seconds(expires));
     println!();
-    let at = web::TurnAddresses::from(config);
-    println!("{}", web::ice_servers(config, &at, &credential));
+    let at = turn::TurnAddresses::from(config);
+    println!(
+        "{}",
+        turn::ice_servers(config, &at, &credential)
+    );
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

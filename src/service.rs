@@ -104,7 +104,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
             .filter_map(|l| l.local_addr().ok())
             .collect::<Vec<_>>()
     };
-    let turn_addresses = web::TurnAddresses {
+    let turn_addresses = turn::TurnAddresses {
         listen: bound(&listeners.turn_tcp),
         tls_listen: bound(&listeners.turn_tls),
         web_listen: bound(&listeners.web),
@@ -191,7 +191,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
             cluster.clone(),
             signal.clone(),
             config_rx.clone(),
-            move |config: &Config| web::ice::turn_urls(config, &addresses),
+            move |config: &Config| turn::turn_urls(config, &addresses),
             shutdown.clone(),
         ));
     }
@@ -416,7 +416,7 @@ fn listening_status(l: &Listeners) -> String {
 struct HubRelay {
     turn: turn::Status,
     config: watch::Receiver<Arc<Config>>,
-    addresses: web::TurnAddresses,
+    addresses: turn::TurnAddresses,
 }
 
 impl LobbyRelay for HubRelay {
@@ -432,7 +432,7 @@ impl LobbyRelay for HubRelay {
         };
         let ttl = config.turn.credential_ttl.0;
         let credential = crate::credentials::mint(secret, user, ttl, std::time::SystemTime::now());
-        let mut servers = web::ice_servers(&config, &self.addresses, &credential);
+        let mut servers = turn::ice_servers(&config, &self.addresses, &credential);
         servers["expires"] = credential.expires.into();
         servers
     }

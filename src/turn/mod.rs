@@ -8,7 +8,8 @@
 //! - [`control`]: the core behind one mutex, the relay tasks its effects start and stop;
 //! - [`metrics`]: the Prometheus view of a [`Snapshot`];
 //! - [`ports`]: relay sockets; [`addresses`]: which addresses the relay uses and advertises,
-//!   and the warnings when players could not reach them.
+//!   and the warnings when players could not reach them; `ice_servers`: the `iceServers` list
+//!   players are handed.
 //!
 //! A tick task expires state every second and applies reloaded settings.
 
@@ -18,6 +19,7 @@ mod batch;
 mod budget;
 mod control;
 pub mod grants;
+mod ice_servers;
 pub mod lobbies;
 mod lobby_traffic;
 mod local_relays;
@@ -48,6 +50,7 @@ use crate::proxy_protocol::Proxies;
 use crate::tls::Certificates;
 pub use control::Snapshot;
 use control::{Control, Shared};
+pub use ice_servers::{TurnAddresses, ice_servers, ice_servers_at, turn_urls};
 pub use lobby_traffic::Running as LobbyRunning;
 use server::Settings;
 pub use stream::StreamEntry;

@@ -49,7 +49,6 @@ use crate::tls::{ACME_TLS_ALPN, HANDSHAKE_TIMEOUT, TURN_ALPN};
 use crate::turn::StreamEntry;
 pub use compress::{CompressionCache, compression_dir};
 pub use file_cache::FileCache;
-pub use ice::{TurnAddresses, ice_servers};
 pub use ice_quota::IceQuota;
 pub use metrics::register as register_metrics;
 pub use response::Body;

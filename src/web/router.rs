@@ -10,12 +10,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::file_cache::{FileCache, Resolved};
-use super::ice::TurnAddresses;
 use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
 use super::response::{Body, full, page, plain, redirect, redirect_now};
 use super::safe_path::NoFile;
 use super::{CompressionCache, file_response, forwarded, ice, selftest};
+use crate::turn::TurnAddresses;
 use prometheus_client::registry::Registry;
 
 use crate::acme::Acme;

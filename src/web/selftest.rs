@@ -8,8 +8,8 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 
+use super::Routes;
 use super::response::{Body, page, plain, redirect};
-use super::{Routes, ice};
 use crate::config::Config;
 use crate::turn;
 
@@ -69,7 +69,7 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
                 None => [v4, v6].iter().flatten().map(|ip| ip.to_string()).collect(),
             };
             let body = serde_json::json!({
-                "turn_urls": ice::turn_urls(config, &routes.turn_addresses),
+                "turn_urls": turn::turn_urls(config, &routes.turn_addresses),
                 "relay_addresses": relay,
                 "relay_family": turn::addresses::relay_family(config),
                 "warnings": turn::addresses::advertised_address_warnings(config),
