@@ -235,10 +235,7 @@ fn print_credentials(config: &Config, user: &str, ttl: Option<Duration>) {
     println!("expires:  {}", humantime::format_rfc3339_seconds(expires));
     println!();
     let at = turn::TurnAddresses::from(config);
-    println!(
-        "{}",
-        turn::ice_servers(config, &at, &credential)
-    );
+    println!("{}", turn::ice_servers(config, &at, &credential));
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

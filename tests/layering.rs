@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 /// The protocol cores, relative to `src/`.
 const CORES: &[&str] = &[
     "turn/server.rs",
+    "turn/allocations.rs",
     "turn/auth.rs",
     "turn/policy.rs",
     "turn/grants.rs",

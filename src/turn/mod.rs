@@ -14,6 +14,7 @@
 //! A tick task expires state every second and applies reloaded settings.
 
 pub mod addresses;
+mod allocations;
 pub mod auth;
 mod batch;
 mod budget;

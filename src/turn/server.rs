@@ -23,6 +23,7 @@ use webrtc_turn::proto::lifetime::Lifetime;
 use webrtc_turn::proto::relayaddr::RelayedAddress;
 use webrtc_turn::proto::reqtrans::RequestedTransport;
 
+use super::allocations::{Allocation, Allocations, Channel};
 use super::auth::{self, Credentials, Failure, Identity, Nonces};
 use super::budget::{AnswerBudget, PER_SOURCE};
 use super::grants::{Grants, Permission};
@@ -201,40 +202,13 @@ pub struct ControlCounts {
     pub errors: HashMap<u16, u64>,
 }
 
-struct Channel {
-    peer: SocketAddr,
-    expires: Instant,
-}
-
-struct Allocation {
-    relay: SocketAddr,
-    advertised: SocketAddr,
-    username: String,
-    /// The lobby its credential is bound to, if any (see [`super::lobbies`]).
-    lobby: Option<u64>,
-    expires: Instant,
-    /// Peer IP → expiry; `restricted` when only this server's own relay addresses on that IP
-    /// may be reached (the IP itself is denied by policy).
-    permissions: HashMap<IpAddr, Permission>,
-    channels: HashMap<u16, Channel>,
-}
-
 pub struct Server {
     settings: Settings,
     nonces: Nonces,
     /// Answers to requests not (yet) authenticated.
     budget: AnswerBudget,
-    allocations: HashMap<FiveTuple, Allocation>,
-    /// Relay addresses (bound and advertised) of live allocations.
-    own_relays: HashMap<SocketAddr, FiveTuple>,
-    /// The IPs of those addresses, with how many addresses each carries.
-    own_relay_ips: HashMap<IpAddr, usize>,
-    per_user: HashMap<String, u32>,
-    /// Allocations per client address (an IPv6 /64), `max_allocations_per_address`.
-    per_source: HashMap<Source, u32>,
+    allocations: Allocations,
     lobbies: Lobbies,
-    /// Allocations per lobby.
-    per_lobby: HashMap<u64, u32>,
     answered: HashMap<(FiveTuple, [u8; 12]), (Vec<u8>, Instant)>,
     answered_order: VecDeque<((FiveTuple, [u8; 12]), Instant)>,
     counts: ControlCounts,
@@ -262,13 +236,8 @@ impl Server {
             budget: AnswerBudget::new(PER_SOURCE, settings.max_unauthenticated_answers, seed),
             settings,
             nonces: Nonces::new(&mut random),
-            allocations: HashMap::new(),
-            own_relays: HashMap::new(),
-            own_relay_ips: HashMap::new(),
-            per_user: HashMap::new(),
-            per_source: HashMap::new(),
+            allocations: Allocations::default(),
             lobbies: Lobbies::default(),
-            per_lobby: HashMap::new(),
             answered: HashMap::new(),
             answered_order: VecDeque::new(),
             counts: ControlCounts::default(),
@@ -302,17 +271,15 @@ impl Server {
 
     /// Whether `addr` is a relay address of this server's live allocations.
     pub fn is_own_relay(&self, addr: SocketAddr) -> bool {
-        self.own_relays.contains_key(&addr)
+        self.allocations.at_relay(addr).is_some()
     }
 
     /// Whether an allocation bound to `lobby` (or to none) may exchange packets with relay
     /// address `addr`: one of this server's, and for a lobby's allocation, of the same lobby.
     pub fn reaches_relay(&self, lobby: Option<u64>, addr: SocketAddr) -> bool {
-        self.own_relays.get(&addr).is_some_and(|t| {
-            self.allocations
-                .get(t)
-                .is_some_and(|a| lobbies::may_reach(lobby, a.lobby))
-        })
+        self.allocations
+            .at_relay(addr)
+            .is_some_and(|a| lobbies::may_reach(lobby, a.lobby))
     }
 
     /// The lobby the allocation on `tuple` is bound to.
@@ -341,7 +308,7 @@ impl Server {
             | LobbyEvent::Sealed { lobby }
             | LobbyEvent::Ended { lobby } => lobby,
         };
-        let used = self.per_lobby.contains_key(&lobby);
+        let used = self.allocations.in_lobby(lobby) > 0;
         self.lobbies.apply(event, now, used);
     }
 
@@ -460,7 +427,7 @@ impl Server {
         tuple: FiveTuple,
         ports: &mut dyn RelayPorts,
     ) -> Vec<Effect> {
-        if self.allocations.contains_key(&tuple) {
+        if self.allocations.get(&tuple).is_some() {
             vec![self.delete(tuple, Ended::Disconnected, ports)]
         } else {
             Vec::new()
@@ -485,11 +452,11 @@ impl Server {
             .map(|(t, _)| (*t, Ended::LobbyEnded));
         let ending: Vec<(FiveTuple, Ended)> = expired.chain(torn_down).collect();
         for (tuple, why) in ending {
-            if self.allocations.contains_key(&tuple) {
+            if self.allocations.get(&tuple).is_some() {
                 effects.push(self.delete(tuple, why, ports));
             }
         }
-        for (tuple, a) in &mut self.allocations {
+        for (tuple, a) in self.allocations.iter_mut() {
             // The data plane checks expiry itself; this only keeps the tables small.
             let before = (a.permissions.len(), a.channels.len());
             a.permissions.retain(|_, p| p.expires > now);
@@ -577,7 +544,7 @@ impl Server {
         ports: &mut dyn RelayPorts,
         effects: &mut Vec<Effect>,
     ) -> Outcome {
-        if self.allocations.contains_key(&tuple) {
+        if self.allocations.get(&tuple).is_some() {
             return Err(Reject::AllocationMismatch);
         }
         let transport = get::<RequestedTransport>(request).ok_or(Reject::BadRequest)?;
@@ -615,10 +582,9 @@ impl Server {
         if lobby.is_some_and(|l| !self.lobbies.admits(l)) {
             return Err(Reject::Forbidden);
         }
-        let user_count = self.per_user.get(&identity.username).copied().unwrap_or(0);
-        let source = Source::of(tuple.client.ip());
+        let user_count = self.allocations.of_user(&identity.username);
         let per_address = self.settings.max_allocations_per_address;
-        let source_count = self.per_source.get(&source).copied().unwrap_or(0);
+        let source_count = self.allocations.from(Source::of(tuple.client.ip()));
         if user_count >= self.settings.max_allocations_per_user
             || (per_address > 0 && source_count >= per_address)
             || self.allocations.len() >= self.settings.max_allocations as usize
@@ -657,16 +623,6 @@ impl Server {
                 channels: HashMap::new(),
             },
         );
-        if let Some(l) = lobby {
-            *self.per_lobby.entry(l).or_default() += 1;
-        }
-        for addr in [relay, advertised] {
-            if self.own_relays.insert(addr, tuple).is_none() {
-                *self.own_relay_ips.entry(addr.ip()).or_default() += 1;
-            }
-        }
-        *self.per_user.entry(identity.username.clone()).or_default() += 1;
-        *self.per_source.entry(source).or_default() += 1;
         self.counts.allocations_created += 1;
         effects.push(Effect::Created {
             tuple,
@@ -839,7 +795,7 @@ impl Server {
         by: Match,
     ) -> Result<bool, Reject> {
         let own = match (by, lobby) {
-            (Match::Ip, _) => self.own_relay_ips.contains_key(&peer.ip()),
+            (Match::Ip, _) => self.allocations.is_relay_ip(peer.ip()),
             (Match::Address, None) => self.is_own_relay(peer),
             (Match::Address, Some(_)) => self.reaches_relay(lobby, peer),
         };
@@ -862,41 +818,14 @@ impl Server {
     }
 
     fn delete(&mut self, tuple: FiveTuple, why: Ended, ports: &mut dyn RelayPorts) -> Effect {
-        let a = self
+        let (a, lobby_unused) = self
             .allocations
             .remove(&tuple)
             .expect("deleting a live allocation");
-        for addr in [a.relay, a.advertised] {
-            if self.own_relays.remove(&addr).is_some()
-                && let Some(n) = self.own_relay_ips.get_mut(&addr.ip())
-            {
-                *n -= 1;
-                if *n == 0 {
-                    self.own_relay_ips.remove(&addr.ip());
-                }
-            }
-        }
-        if let Some(n) = self.per_user.get_mut(&a.username) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(&a.username);
-            }
-        }
-        let source = Source::of(tuple.client.ip());
-        if let Some(n) = self.per_source.get_mut(&source) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_source.remove(&source);
-            }
-        }
         if let Some(l) = a.lobby
-            && let Some(n) = self.per_lobby.get_mut(&l)
+            && lobby_unused
         {
-            *n -= 1;
-            if *n == 0 {
-                self.per_lobby.remove(&l);
-                self.lobbies.allocations_gone(l);
-            }
+            self.lobbies.allocations_gone(l);
         }
         ports.close(a.relay);
         Effect::Deleted { tuple, why }

@@ -784,14 +784,17 @@ fn own_relay_addresses_are_reachable_but_nothing_else_on_their_ip() {
 #[test]
 fn relay_ips_are_counted_while_allocations_use_them() {
     let mut h = Harness::new();
-    h.allocate(tuple(1));
+    let first = h.allocate(tuple(1));
     h.allocate(tuple(2));
-    assert_eq!(h.server.own_relay_ips.len(), 1, "one IP for both");
+    let ip = first.ip();
+    assert!(h.server.allocations.is_relay_ip(ip), "one IP for both");
     h.refresh(tuple(1), Some(0));
     assert_eq!(code(&h.permission(tuple(2), &["127.0.0.1:0"]).0), None);
+    assert!(h.server.allocations.is_relay_ip(ip), "still the second's");
     h.refresh(tuple(2), Some(0));
-    assert!(h.server.own_relay_ips.is_empty());
-    assert!(h.server.own_relays.is_empty());
+    assert!(!h.server.allocations.is_relay_ip(ip));
+    assert!(h.server.allocations.at_relay(first).is_none());
+    assert_eq!(h.server.allocations.len(), 0);
 }
 
 #[test]
