@@ -1,5 +1,5 @@
 //! Long-term credentials (RFC 8489 §9.2) for TURN requests: static users from `turn.users` and
-//! TURN REST credentials minted from `turn.secrets` (see [`super::rest`]).
+//! TURN REST credentials minted from `turn.secrets` (see [`crate::credentials`]).
 //!
 //! Nonces are stateless: a timestamp and an HMAC over it and the client's address, so an
 //! unauthenticated request leaves nothing behind in the server.

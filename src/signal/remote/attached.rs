@@ -11,7 +11,7 @@ use crate::signal::hub::{Client, ConnId, Departure, reason};
 use crate::signal::queue::{self, Input, Outbox, Queued, now};
 
 /// A guest that has just arrived from another node: (its conn there, its conn here), and the
-/// queue of what this hub sends it, for [`forward`].
+/// queue of what this hub sends it, for [`super::forward()`].
 pub type NewGuest = ((ConnId, ConnId), queue::Inbox);
 
 /// Who is attached where, on both sides.
@@ -42,7 +42,7 @@ impl Remote {
     }
 
     /// Takes an envelope from `from`; inputs for this node's hub are returned, with a new
-    /// guest's outbox to forward (the caller spawns [`forward`] for it).
+    /// guest's outbox to forward (the caller spawns [`super::forward()`] for it).
     pub fn receive(
         &self,
         from: &str,
