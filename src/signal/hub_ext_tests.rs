@@ -921,3 +921,17 @@ fn one_member_cannot_fill_its_lobbys_addresses_with_junk() {
     assert_eq!(withdrawn.len(), 15, "{withdrawn:?}");
     assert!(!withdrawn.contains(&ip("198.51.100.7")));
 }
+
+#[test]
+fn a_lost_socket_told_twice_keeps_its_place() {
+    // The hub task finds a dropped session's queue gone and keeps its place; then the session
+    // itself says its socket ended. Before: the second word gave the place up.
+    let mut h = Harness::with(ext_limits());
+    let (_, token) = lobby_of_two(&mut h);
+    h.leave(2);
+    h.leave(2);
+    assert_eq!(h.hub.away_count(), 1);
+    h.connect_as(20, true, [10, 0, 1, 2]);
+    h.send(20, &ext(108, 0, json!({"token": token})));
+    assert_eq!(parsed(&h.frames(20))[0].0, 109, "resumed");
+}

@@ -19,7 +19,7 @@ import time
 
 import websockets
 
-from harness import Server, check, finish, frame, recv_type, wait_until
+from harness import Server, check, finish, frame, http_get, recv_type, until, wait_until
 
 CREATE, LOBBY, JOIN, ERROR = 100, 101, 103, 199
 ID = 1
@@ -35,11 +35,23 @@ redis = subprocess.Popen(
 )
 
 
+def redis_command(*words):
+    """One command's first reply line, as RESP says it (`:1`, `+PONG`, ...)."""
+    request = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+    with socket.create_connection(("127.0.0.1", redis_port), timeout=2) as c:
+        c.sendall(request.encode())
+        return c.recv(512).split(b"\r\n")[0]
+
+
+def sees(server, name):
+    """Whether `server` counts node `name` alive (its /healthz)."""
+    nodes = json.loads(http_get(server.web, "/healthz")[1])["cluster"]["nodes"]
+    return any(n["node"] == name for n in nodes)
+
+
 def redis_up():
     try:
-        with socket.create_connection(("127.0.0.1", redis_port), timeout=1) as c:
-            c.sendall(b"PING\r\n")
-            return c.recv(7) == b"+PONG\r\n"
+        return redis_command("PING") == b"+PONG"
     except OSError:
         return False
 
@@ -74,8 +86,11 @@ async def main():
     host = await websockets.connect(f"ws://{a.web}/ws", subprotocols=["rallypoint.v1"])
     await host.send(frame(CREATE, 0, {}))
     code = json.loads((await recv_type(host, LOBBY))["data"])["code"]
-    # Listed in the directory a Redis round trip after it opens.
-    await asyncio.sleep(1)
+    # Listed in the directory a Redis round trip after it opens, and b must see a alive.
+    key = f"{{rallypoint}}:where:{code}"
+    listed = await until(lambda: redis_command("EXISTS", key) == b":1", 10)
+    if not (listed and await until(lambda: sees(b, "a"), 10)):
+        raise SystemExit(f"the lobby {code} on a never reached b (listed: {listed})")
     outcomes, start = [], time.monotonic()
     while time.monotonic() - start < 5 and len(outcomes) < 200:
         batch = [try_code(b.web, f"ZZ{len(outcomes) + i:04}") for i in range(10)]

@@ -115,6 +115,19 @@ def wait_until(condition, seconds, step=0.05):
         time.sleep(step)
 
 
+async def until(condition, seconds, step=0.05):
+    """`wait_until` for asyncio code: polls without blocking the event loop (whose sockets must
+    keep being served meanwhile)."""
+    import asyncio
+
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(step)
+
+
 def addr(text):
     host, port = text.rsplit(":", 1)
     return host, int(port)

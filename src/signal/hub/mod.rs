@@ -275,6 +275,15 @@ impl Hub {
     /// for `resume_grace`.
     pub fn disconnect(&mut self, conn: ConnId, how: Departure, now: Instant) -> Vec<Output> {
         self.now = now;
+        // Told twice of one lost socket (the hub task found its queue gone, then the session said
+        // it ended): the place kept the first time stays kept.
+        let already_away = self
+            .peers
+            .get(&conn)
+            .is_some_and(|p| p.ext.as_ref().is_some_and(|e| e.away.is_some()));
+        if already_away && how == Departure::Lost {
+            return self.take();
+        }
         let grace = self.limits.resume_grace;
         let keep = how == Departure::Lost
             && !grace.is_zero()
