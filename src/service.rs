@@ -157,7 +157,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         shutdown.clone(),
         &mut registry,
         hub_relay,
-        cluster.as_ref().map(cluster::as_other_nodes),
+        cluster.as_ref().map(cluster::seam),
     );
     tasks.spawn(hub);
     let acme = Arc::new(Acme::default());

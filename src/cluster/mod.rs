@@ -44,7 +44,7 @@ use crate::turn;
 pub use metrics::register as register_metrics;
 use placement::Member;
 use registry::Record;
-pub use signalling::as_other_nodes;
+pub use signalling::seam;
 
 /// Envelopes waiting for the writer; a player whose envelope finds it full is closed.
 const OUTBOUND_QUEUE: usize = 65_536;
@@ -323,26 +323,6 @@ impl Cluster {
     fn redis_up(&self) -> bool {
         self.state.lock().unwrap().redis == Redis::Up
     }
-
-    /// A batch of envelopes (each for a process's address) has been appended (`sent`) or could
-    /// not be: then the players concerned are closed.
-    fn batch_done(&self, signal: &Arc<Signal>, batch: &[(String, Envelope)], sent: bool) {
-        let bytes: usize = batch.iter().map(|(_, e)| e.size()).sum();
-        self.outbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        if sent {
-            return;
-        }
-        self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
-        let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        let signal = signal.clone();
-        tokio::spawn(async move {
-            for node in nodes {
-                signal.node_gone(&node).await;
-            }
-        });
-    }
 }
 
 /// Keeps this node's record and lobbies alive and the view of the others fresh until
@@ -384,7 +364,7 @@ pub async fn run(
             move |batch, sent| c2.batch_done(&s, batch, sent),
         ))
     };
-    let reader = tokio::spawn(read(
+    let reader = tokio::spawn(transport::read(
         cluster.clone(),
         signal.clone(),
         client.clone(),
@@ -495,56 +475,5 @@ pub async fn run(
             registry::leave(&mut c, &record).await
         })
         .await;
-    }
-}
-
-/// Reads the envelopes for this process until `shutdown`, on a connection of its own (a blocking read
-/// would hold up everything else on a shared one), resuming after the last one read when Redis
-/// comes back.
-async fn read(
-    cluster: Arc<Cluster>,
-    signal: Arc<Signal>,
-    client: redis::Client,
-    manager: ConnectionManagerConfig,
-    retry: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut conn = None;
-    let mut last = None;
-    loop {
-        let round = async {
-            let c = match &mut conn {
-                Some(c) => c,
-                None => conn.insert(
-                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
-                ),
-            };
-            let after = match &last {
-                Some(id) => String::clone(id),
-                None => transport::start_id(c).await?,
-            };
-            let (next, count) = transport::read_once(
-                c,
-                &cluster.address(),
-                after,
-                &signal,
-                &cluster.forward_latency,
-            )
-            .await?;
-            cluster
-                .envelopes_received
-                .fetch_add(count, Ordering::Relaxed);
-            Ok::<_, redis::RedisError>(next)
-        };
-        tokio::select! {
-            result = round => match result {
-                Ok(next) => last = Some(next),
-                Err(_) => tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
-                    _ = shutdown.cancelled() => return,
-                },
-            },
-            _ = shutdown.cancelled() => return,
-        }
     }
 }

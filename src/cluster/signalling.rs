@@ -1,5 +1,5 @@
 //! The cluster as signalling sees it (`signal::remote::OtherNodes`): lobbies listed in the
-//! directory, owners looked up, envelopes queued for the writer.
+//! directory, owners looked up. Envelopes go through [`super::transport`].
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use super::registry::Record;
 use super::{Cluster, directory, failures, placement};
 use crate::conn_cap::Source;
 use crate::signal::failed_joins::Failures;
-use crate::signal::remote::{Envelope, OtherNodes, Owner, Unreachable};
+use crate::signal::remote::{OtherNodes, Owner, Seam, Unreachable};
 
 impl OtherNodes for Cluster {
     fn listed(&self, keys: Vec<String>, open: bool) {
@@ -100,36 +100,6 @@ impl OtherNodes for Cluster {
             .find(|r| r.member.node == chosen.node)
             .map(Record::address)
     }
-
-    fn send(&self, node: &str, envelope: Envelope) -> bool {
-        // Not only to nodes seen alive: one that has just sent a player here may not be seen
-        // yet.
-        if !self.redis_up() {
-            return false;
-        }
-        let size = envelope.size();
-        let queued = self.outbound_bytes.fetch_add(size, Ordering::Relaxed);
-        if queued + size > self.max_outbound_bytes
-            || self
-                .outbound
-                .try_send((node.to_string(), envelope))
-                .is_err()
-        {
-            self.outbound_bytes.fetch_sub(size, Ordering::Relaxed);
-            if self.envelopes_refused.fetch_add(1, Ordering::Relaxed) == 0 {
-                log::warn!(
-                    "cluster: signalling for other nodes is backing up (cluster.max_outbound_bytes \
-                     or {OUTBOUND} envelopes queued); players whose messages do not fit are \
-                     closed (further ones are only counted, in \
-                     rallypoint_cluster_envelopes_total{{what=\"refused\"}})",
-                    OUTBOUND = super::OUTBOUND_QUEUE
-                );
-            }
-            return false;
-        }
-        self.envelopes_sent.fetch_add(1, Ordering::Relaxed);
-        true
-    }
 }
 
 impl Cluster {
@@ -155,6 +125,9 @@ impl Cluster {
 }
 
 /// The cluster as `Signal::new` takes it.
-pub fn as_other_nodes(cluster: &Arc<Cluster>) -> Arc<dyn OtherNodes> {
-    cluster.clone()
+pub fn seam(cluster: &Arc<Cluster>) -> Seam {
+    Seam {
+        nodes: cluster.clone(),
+        mailbox: cluster.clone(),
+    }
 }

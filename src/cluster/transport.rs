@@ -14,19 +14,23 @@
 //! for that long has not renewed its record either, so the others have already closed its
 //! players and forgotten it; no live reader loses an entry to trimming.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{
     StreamAddOptions, StreamReadOptions, StreamReadReply, StreamTrimStrategy, StreamTrimmingMode,
 };
 use redis::{AsyncCommands, RedisResult};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use super::Cluster;
 use super::registry::node_of;
 use crate::signal::Signal;
-use crate::signal::remote::Envelope;
+use crate::signal::remote::{Envelope, Mailbox};
 
 /// How long entries are kept, for a cluster whose lease is `lease`.
 pub fn keep(lease: Duration) -> Duration {
@@ -149,4 +153,115 @@ pub async fn read_once(
 pub async fn start_id(conn: &mut ConnectionManager) -> RedisResult<String> {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
     Ok(format!("{}-0", secs * 1000 + micros / 1000))
+}
+
+/// Envelopes to other nodes, queued for the writer ([`write`]).
+impl Mailbox for Cluster {
+    fn send(&self, node: &str, envelope: Envelope) -> bool {
+        // Not only to nodes seen alive: one that has just sent a player here may not be seen
+        // yet.
+        if !self.redis_up() {
+            return false;
+        }
+        let size = envelope.size();
+        let queued = self.outbound_bytes.fetch_add(size, Ordering::Relaxed);
+        if queued + size > self.max_outbound_bytes
+            || self
+                .outbound
+                .try_send((node.to_string(), envelope))
+                .is_err()
+        {
+            self.outbound_bytes.fetch_sub(size, Ordering::Relaxed);
+            if self.envelopes_refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                log::warn!(
+                    "cluster: signalling for other nodes is backing up (cluster.max_outbound_bytes \
+                     or {OUTBOUND} envelopes queued); players whose messages do not fit are \
+                     closed (further ones are only counted, in \
+                     rallypoint_cluster_envelopes_total{{what=\"refused\"}})",
+                    OUTBOUND = super::OUTBOUND_QUEUE
+                );
+            }
+            return false;
+        }
+        self.envelopes_sent.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+impl Cluster {
+    /// A batch of envelopes (each for a process's address) has been appended (`sent`) or could
+    /// not be: then the players concerned are closed.
+    pub(super) fn batch_done(
+        &self,
+        signal: &Arc<Signal>,
+        batch: &[(String, Envelope)],
+        sent: bool,
+    ) {
+        let bytes: usize = batch.iter().map(|(_, e)| e.size()).sum();
+        self.outbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        if sent {
+            return;
+        }
+        self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
+        let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            for node in nodes {
+                signal.node_gone(&node).await;
+            }
+        });
+    }
+}
+
+/// Reads the envelopes for this process until `shutdown`, on a connection of its own (a blocking read
+/// would hold up everything else on a shared one), resuming after the last one read when Redis
+/// comes back.
+pub async fn read(
+    cluster: Arc<Cluster>,
+    signal: Arc<Signal>,
+    client: redis::Client,
+    manager: ConnectionManagerConfig,
+    retry: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut conn = None;
+    let mut last = None;
+    loop {
+        let round = async {
+            let c = match &mut conn {
+                Some(c) => c,
+                None => conn.insert(
+                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
+                ),
+            };
+            let after = match &last {
+                Some(id) => String::clone(id),
+                None => start_id(c).await?,
+            };
+            let (next, count) = read_once(
+                c,
+                &cluster.address(),
+                after,
+                &signal,
+                &cluster.forward_latency,
+            )
+            .await?;
+            cluster
+                .envelopes_received
+                .fetch_add(count, Ordering::Relaxed);
+            Ok::<_, redis::RedisError>(next)
+        };
+        tokio::select! {
+            result = round => match result {
+                Ok(next) => last = Some(next),
+                Err(_) => tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = shutdown.cancelled() => return,
+                },
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -54,9 +54,11 @@ impl Harness {
         for o in outputs {
             match &o {
                 Output::Send { to, frame } => self.sent.entry(*to).or_default().push(frame.clone()),
-                Output::Close { to, code, reason } => {
+                Output::Close { to, reason } => {
                     assert!(
-                        self.closed.insert(*to, (*code, reason)).is_none(),
+                        self.closed
+                            .insert(*to, (reason.code(), reason.text()))
+                            .is_none(),
                         "closed twice: {to}"
                     );
                 }

@@ -15,6 +15,7 @@ mod lobby;
 mod metrics;
 mod queue;
 pub mod remote;
+mod router;
 mod session;
 mod upstream;
 
@@ -36,7 +37,8 @@ use crate::credentials::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
 use queue::{Input, Outbox, Queued, SlowPeers, now};
-use remote::{Envelope, OtherNodes, Remote};
+use remote::{ClusterRouter, Envelope, Mailbox, OtherNodes, Remote, Seam};
+use router::{LocalRouter, Router};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -72,14 +74,17 @@ pub trait LobbyRelay: Send + Sync {
 
 /// In a cluster: the other nodes, and who is attached to whose lobbies.
 #[derive(Clone)]
-pub struct Clustered {
+struct Clustered {
     nodes: Arc<dyn OtherNodes>,
+    mailbox: Arc<dyn Mailbox>,
     remote: Arc<Remote>,
 }
 
 /// The hub as the web server sees it: hands it upgraded connections.
 pub struct Signal {
     inputs: mpsc::Sender<Input>,
+    /// Where sessions' frames go: this node's hub, or, in a cluster, the lobby's node's.
+    router: Arc<dyn Router>,
     /// With `[cluster]`: the other nodes, and who is attached where.
     cluster: Option<Clustered>,
     next_conn: AtomicU64,
@@ -91,22 +96,35 @@ pub struct Signal {
 
 impl Signal {
     /// Creates the hub and registers its metrics; the returned task must run for it to work.
-    /// In a cluster (`nodes`), lobbies it opens are listed through it, and players here may
+    /// In a cluster (`seam`), lobbies it opens are listed through it, and players here may
     /// attach to other nodes' lobbies.
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
         registry: &mut Registry,
         relay: Arc<dyn LobbyRelay>,
-        nodes: Option<Arc<dyn OtherNodes>>,
+        seam: Option<Seam>,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
         let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let slow = Arc::new(SlowPeers::default());
-        let cluster = nodes.map(|nodes| Clustered {
+        let cluster = seam.map(|Seam { nodes, mailbox }| Clustered {
             nodes,
+            mailbox,
             remote: Arc::default(),
         });
+        let local = LocalRouter {
+            hub: inputs.clone(),
+        };
+        let router: Arc<dyn Router> = match &cluster {
+            Some(c) => Arc::new(ClusterRouter {
+                local,
+                nodes: c.nodes.clone(),
+                mailbox: c.mailbox.clone(),
+                remote: c.remote.clone(),
+            }),
+            None => Arc::new(local),
+        };
         let task = run_hub(
             rx,
             config.clone(),
@@ -118,6 +136,7 @@ impl Signal {
         );
         let signal = Arc::new(Signal {
             inputs,
+            router,
             cluster,
             next_conn: AtomicU64::new(1),
             config,
@@ -139,7 +158,8 @@ impl Signal {
         };
         if let Some((conns, inbox)) = guest {
             let (hub, edge) = (self.inputs.clone(), from.to_string());
-            tokio::spawn(remote::forward(c.clone(), hub, edge, conns, inbox));
+            let (mailbox, remote) = (c.mailbox.clone(), c.remote.clone());
+            tokio::spawn(remote::forward(mailbox, remote, hub, edge, conns, inbox));
         }
         let _ = self.inputs.send(input).await;
     }
@@ -176,7 +196,7 @@ impl Signal {
         let config = self.config.borrow().clone();
         let shutdown = self.shutdown.clone();
         let slow = self.slow.clone();
-        let cluster = self.cluster.clone();
+        let router = self.router.clone();
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(u) => u,
@@ -194,7 +214,7 @@ impl Signal {
                 client,
                 opened,
             };
-            session::run(socket, arrival, hub, cluster, config, shutdown, slow).await;
+            session::run(socket, arrival, hub, router, config, shutdown, slow).await;
         });
     }
 }
@@ -329,9 +349,9 @@ fn deliver(
                     queue.extend(hub.undelivered(to, frame));
                 }
             }
-            Output::Close { to, code, reason } => {
+            Output::Close { to, reason } => {
                 if let Some(outbox) = sessions.remove(&to) {
-                    outbox.close(code, reason);
+                    outbox.close(reason);
                 }
             }
             Output::Relay(event) => sinks.relay.lobby_event(event),
@@ -432,10 +452,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let opened = tokio::time::Instant::now();
         let mut idle = connect(&hub, 2).await;
-        let Some(Outgoing::Close(code, why)) = idle.recv().await else {
+        let Some(Outgoing::Close(why)) = idle.recv().await else {
             panic!("expected a close")
         };
-        assert_eq!((code, why), (4000, hub::reason::NO_LOBBY));
+        assert_eq!(why, hub::Reason::NoLobby);
         assert_eq!(opened.elapsed(), Duration::from_secs(1));
 
         // Sealed: closed exactly seal_close_delay after the SEAL arrived.
@@ -444,10 +464,10 @@ mod tests {
         let sealed = tokio::time::Instant::now();
         text(&hub, 1, r#"{"type":7,"id":0,"data":""}"#).await;
         assert!(matches!(host.recv().await, Some(Outgoing::Text(_))));
-        let Some(Outgoing::Close(code, why)) = host.recv().await else {
+        let Some(Outgoing::Close(why)) = host.recv().await else {
             panic!("expected the seal close")
         };
-        assert_eq!((code, why), (1000, hub::reason::SEAL_COMPLETE));
+        assert_eq!(why, hub::Reason::SealComplete);
         assert_eq!(sealed.elapsed(), Duration::from_secs(10));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::hub::{Client, ConnId, Departure};
+use super::hub::{Client, ConnId, Departure, Reason};
 use crate::conn_cap::Source;
 
 /// What a queued frame costs besides its text (the channel's node and the `String`), so that a
@@ -29,7 +29,7 @@ pub enum Input {
 /// What the hub task tells a session.
 pub enum Outgoing {
     Text(String),
-    Close(u16, &'static str),
+    Close(Reason),
 }
 
 /// The hub's clock: tokio's, so that tests can pause and advance it.
@@ -91,8 +91,8 @@ impl Outbox {
         })
     }
 
-    pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.tx.send(Outgoing::Close(code, reason));
+    pub fn close(&self, reason: Reason) {
+        let _ = self.tx.send(Outgoing::Close(reason));
     }
 }
 

@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::Clustered;
-use super::hub::{Client, ConnId, Departure, reason};
+use super::hub::{Client, ConnId, Departure, Reason};
 use super::queue::{self, Input, Outgoing, SlowPeers, now};
-use super::upstream::{Closing, Upstream};
+use super::router::{Closing, Player, Router};
+use super::upstream::Way;
 use crate::config::Config;
 use crate::rate_limit::RateLimit;
 
@@ -56,7 +56,7 @@ pub async fn run(
         opened,
     }: Arrival,
     hub: mpsc::Sender<Input>,
-    cluster: Option<Clustered>,
+    router: Arc<dyn Router>,
     config: Arc<Config>,
     shutdown: CancellationToken,
     slow: Arc<SlowPeers>,
@@ -74,13 +74,14 @@ pub async fn run(
         true => s.browse_timeout.0,
         false => s.join_timeout.0,
     };
-    let arrival = Arrival {
+    let player = Player {
         conn,
         client,
         opened,
+        join_by: opened + join_timeout,
+        failed_joins_per_minute: s.failed_joins_per_minute,
     };
-    let join_by = opened + join_timeout;
-    let mut upstream = Upstream::new(arrival, join_by, s.failed_joins_per_minute, cluster, hub);
+    let mut way = Way::new(player, router, hub);
     let send_timeout = s.send_timeout.0;
     let mut limit = RateLimit::new(f64::from(s.message_rate), s.message_burst, Instant::now());
     let ping_every = s.ping_interval.0;
@@ -97,7 +98,7 @@ pub async fn run(
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    let sent = upstream.text(text.as_str().to_owned(), at, &mut outgoing).await;
+                    let sent = way.text(text.as_str().to_owned(), at, &mut outgoing).await;
                     if let Err(end) = answer(&mut socket, sent, send_timeout).await {
                         break end;
                     }
@@ -110,8 +111,8 @@ pub async fn run(
                         break End::Close(close::POLICY, "Too many messages".into());
                     }
                     let sent = match String::from_utf8(bytes.to_vec()) {
-                        Ok(text) => upstream.text(text, at, &mut outgoing).await,
-                        Err(_) => upstream.binary(at).await.map(|()| None),
+                        Ok(text) => way.text(text, at, &mut outgoing).await,
+                        Err(_) => way.binary(at).await.map(|()| None),
                     };
                     if let Err(end) = answer(&mut socket, sent, send_timeout).await {
                         break end;
@@ -144,9 +145,9 @@ pub async fn run(
                         }
                     }
                 }
-                Some(Outgoing::Close(code, reason)) => break End::Close(code, reason.into()),
+                Some(Outgoing::Close(reason)) => break reason.into(),
                 // The hub dropped us: our queue overflowed because we did not read fast enough.
-                None => break End::Close(reason::POLICY, reason::TOO_SLOW.into()),
+                None => break Reason::TooSlow.into(),
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > ping_every * 2 {
@@ -157,10 +158,10 @@ pub async fn run(
                     break End::Gone;
                 }
             }
-            _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "Server shutting down".into()),
+            _ = shutdown.cancelled() => break Reason::ShuttingDown.into(),
         }
     };
-    upstream.gone(end.departure()).await;
+    way.gone(end.departure()).await;
     // The closing handshake (RFC 6455 §5.5.1, §7.1.2), so the client reads a clean close with
     // its code and reason rather than 1006: answer the client's close frame, or send ours and
     // wait a moment for its answer. Either way the server then closes the TCP connection.
@@ -208,9 +209,15 @@ enum End {
     Gone,
 }
 
+impl From<Reason> for End {
+    fn from(reason: Reason) -> End {
+        End::Close(reason.code(), reason.text().into())
+    }
+}
+
 impl From<Closing> for End {
-    fn from(Closing(code, reason): Closing) -> End {
-        End::Close(code, reason)
+    fn from(Closing(reason): Closing) -> End {
+        reason.into()
     }
 }
 
@@ -226,10 +233,9 @@ impl End {
     }
 }
 
-/// WebSocket close codes (RFC 6455 §7.4.1) the session itself sends; the hub's protocol codes
-/// are in [`super::hub::reason`].
+/// WebSocket close codes (RFC 6455 §7.4.1) the session itself sends for what breaks the
+/// socket; the hub's reasons carry their own ([`Reason::code`]).
 pub mod close {
-    pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;

@@ -1,102 +1,115 @@
-//! Where a session's frames go: this node's hub, or, in a cluster, the hub of the node whose
-//! lobby the player joined (attached through [`super::remote`]). The first JOIN (or RESUME, or
-//! CREATE while this node drains) decides, once ([`Clustered::route`]); every later frame
-//! follows that route, and the end of the socket is told there.
+//! Where a session's frames go: this node's hub, or another node's ([`Upstream`]); and the
+//! session's way there ([`Way`]), undecided until its [`Router`] decides, then fixed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::Clustered;
 use super::ext;
-use super::hub::{Client, ConnId, Departure, reason};
-use super::queue::{self, Input, now};
-use super::remote::{self, Envelope};
-use super::session::{Arrival, close};
+use super::hub::{Departure, Reason};
+use super::queue::{Inbox, Input, now};
+use super::remote::{self, Envelope, Mailbox, Remote};
+use super::router::{Closing, Player, Routed, Router};
 
-/// A close the upstream asks of the session: code and reason.
-pub(super) struct Closing(pub u16, pub String);
-
-/// Where a session's frames go: this node's hub, or (attached) another node's.
-pub(super) struct Upstream {
-    conn: ConnId,
-    client: Client,
-    opened: Instant,
-    /// When the hub closes the player if it has not joined.
-    join_by: Instant,
-    /// `signal.failed_joins_per_minute`, checked against the cluster's count.
-    failed_joins_per_minute: u32,
-    route: Route,
-    cluster: Option<Clustered>,
-    hub: mpsc::Sender<Input>,
+/// The hub a session's frames go to.
+pub enum Upstream {
+    /// This node's.
+    Local(mpsc::Sender<Input>),
+    /// The hub of `node`, which owns the lobby the player joined; frames go there as
+    /// envelopes, in order, through the cluster's `mailbox`.
+    Remote {
+        node: String,
+        mailbox: Arc<dyn Mailbox>,
+        /// Who is attached where (the player is, until its socket goes).
+        remote: Arc<Remote>,
+    },
 }
 
 impl Upstream {
-    /// The session of `arrival`: frames go to this node's hub until, in a cluster, its first
-    /// JOIN decides which node's hub it talks to.
-    pub(super) fn new(
-        arrival: Arrival,
-        join_by: Instant,
-        failed_joins_per_minute: u32,
-        cluster: Option<Clustered>,
-        hub: mpsc::Sender<Input>,
-    ) -> Upstream {
-        Upstream {
-            conn: arrival.conn,
-            client: arrival.client,
-            opened: arrival.opened,
-            join_by,
-            failed_joins_per_minute,
-            route: match &cluster {
-                Some(_) => Route::Undecided,
-                None => Route::Local,
-            },
-            cluster,
-            hub,
+    async fn text(&self, player: &Player, text: String, at: Instant) -> Result<(), Closing> {
+        let conn = player.conn;
+        match self {
+            Upstream::Local(hub) => local(hub, Input::Text(conn, text, at)).await,
+            Upstream::Remote { node, mailbox, .. } => {
+                match mailbox.send(node, Envelope::Text { conn, text }) {
+                    true => Ok(()),
+                    false => Err(Closing(Reason::LinkLost)),
+                }
+            }
         }
     }
 
-    /// A frame from the player (a text frame, or a binary one holding UTF-8). In a cluster the
-    /// first JOIN may attach the player elsewhere, and then what comes back arrives in a new
+    async fn binary(&self, player: &Player, at: Instant) -> Result<(), Closing> {
+        match self {
+            Upstream::Local(hub) => local(hub, Input::Binary(player.conn, at)).await,
+            // The hub there would say the same.
+            Upstream::Remote { .. } => Err(Closing(Reason::InvalidTransferMode)),
+        }
+    }
+
+    async fn gone(&self, player: &Player, how: Departure) {
+        let conn = player.conn;
+        match self {
+            Upstream::Local(hub) => {
+                let _ = hub.send(Input::Gone(conn, how, now())).await;
+            }
+            Upstream::Remote {
+                node,
+                mailbox,
+                remote,
+            } => {
+                remote.detach(conn);
+                mailbox.send(node, Envelope::Gone { conn, how });
+            }
+        }
+    }
+}
+
+async fn local(hub: &mpsc::Sender<Input>, input: Input) -> Result<(), Closing> {
+    hub.send(input)
+        .await
+        .map_err(|_| Closing(Reason::ShuttingDown))
+}
+
+/// A session's way to its hub: this node's while undecided, then where its router sent it.
+pub struct Way {
+    player: Player,
+    router: Arc<dyn Router>,
+    upstream: Upstream,
+    decided: bool,
+}
+
+impl Way {
+    pub fn new(player: Player, router: Arc<dyn Router>, hub: mpsc::Sender<Input>) -> Way {
+        Way {
+            player,
+            router,
+            upstream: Upstream::Local(hub),
+            decided: false,
+        }
+    }
+
+    /// A frame from the player (a text frame, or a binary one holding UTF-8). While undecided
+    /// the router is asked first; if it moves the player, what comes back arrives in a new
     /// `outgoing`. `Some`: a frame the session answers itself, to send the player now.
-    pub(super) async fn text(
+    pub async fn text(
         &mut self,
         text: String,
         at: Instant,
-        outgoing: &mut queue::Inbox,
+        outgoing: &mut Inbox,
     ) -> Result<Option<String>, Closing> {
-        let conn = self.conn;
-        if let (Route::Undecided, Some(c)) = (&self.route, &self.cluster) {
-            let hub = &self.hub;
-            let arrival = Arrival {
-                conn,
-                client: self.client,
-                opened: self.opened,
-            };
-            match c
-                .route(
-                    &arrival,
-                    self.join_by,
-                    self.failed_joins_per_minute,
-                    &text,
-                    hub,
-                    outgoing,
-                )
-                .await?
-            {
-                Some(route) => self.route = route,
-                None => return self.directory_down(&text).map(Some),
+        if !self.decided {
+            match self.router.route(&self.player, &text, outgoing).await? {
+                Routed::Later => {}
+                Routed::To(upstream) => (self.upstream, self.decided) = (upstream, true),
+                Routed::DirectoryDown => return self.directory_down(&text).map(Some),
             }
         }
-        match (&self.route, &self.cluster) {
-            (Route::Remote(node), Some(c)) => {
-                match c.nodes.send(node, Envelope::Text { conn, text }) {
-                    true => Ok(None),
-                    false => Err(Closing(reason::PROTOCOL_ERROR, remote::LINK_LOST.into())),
-                }
-            }
-            _ => self.local(Input::Text(conn, text, at)).await.map(|()| None),
-        }
+        self.upstream
+            .text(&self.player, text, at)
+            .await
+            .map(|()| None)
     }
 
     /// The lobby directory could not be asked where `frame`'s lobby lives. An extension
@@ -104,63 +117,22 @@ impl Upstream {
     /// closed with the reason, as the protocol has no other answer.
     fn directory_down(&self, frame: &str) -> Result<String, Closing> {
         match remote::ext_request(frame) {
-            Some(of) if self.client.extension => Ok(ext::encode(&ext::ExtEvent::Error {
+            Some(of) if self.player.client.extension => Ok(ext::encode(&ext::ExtEvent::Error {
                 of,
                 code: ext::ErrorCode::Unavailable,
-                message: remote::DIRECTORY_DOWN,
+                message: Reason::DirectoryDown.text(),
             })),
-            _ => Err(Closing(
-                reason::PROTOCOL_ERROR,
-                remote::DIRECTORY_DOWN.into(),
-            )),
+            _ => Err(Closing(Reason::DirectoryDown)),
         }
     }
 
     /// A binary frame that is not UTF-8.
-    pub(super) async fn binary(&mut self, at: Instant) -> Result<(), Closing> {
-        match self.route {
-            // The hub here would say the same.
-            Route::Remote(_) => Err(Closing(
-                reason::PROTOCOL_ERROR,
-                reason::INVALID_TRANSFER_MODE.into(),
-            )),
-            _ => self.local(Input::Binary(self.conn, at)).await,
-        }
-    }
-
-    async fn local(&self, input: Input) -> Result<(), Closing> {
-        match self.hub.send(input).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(Closing(close::GOING_AWAY, "Server shutting down".into())),
-        }
+    pub async fn binary(&self, at: Instant) -> Result<(), Closing> {
+        self.upstream.binary(&self.player, at).await
     }
 
     /// The player's socket is gone.
-    pub(super) async fn gone(&self, how: Departure) {
-        match (&self.route, &self.cluster) {
-            (Route::Remote(node), Some(c)) => {
-                c.remote.detach(self.conn);
-                c.nodes.send(
-                    node,
-                    Envelope::Gone {
-                        conn: self.conn,
-                        how,
-                    },
-                );
-            }
-            _ => {
-                let _ = self.hub.send(Input::Gone(self.conn, how, now())).await;
-            }
-        }
+    pub async fn gone(&self, how: Departure) {
+        self.upstream.gone(&self.player, how).await
     }
-}
-
-/// Which hub a session's frames go to.
-pub enum Route {
-    /// In a cluster, before the first JOIN: this node's, for now.
-    Undecided,
-    /// This node's.
-    Local,
-    /// The hub of this node, which owns the lobby the player joined.
-    Remote(String),
 }

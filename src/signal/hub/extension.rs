@@ -64,7 +64,7 @@ impl Hub {
                 match member {
                     Some(member) => {
                         self.counts.kicks += 1;
-                        self.close(member, reason::KICKED);
+                        self.close(member, Reason::Kicked);
                     }
                     None => self.error(conn, of, ErrorCode::NoSuchPeer, "no such member"),
                 }
@@ -164,7 +164,7 @@ impl Hub {
     pub(super) fn refuse(&mut self, conn: ConnId, of: Option<u64>, why: Refusal) {
         match of {
             None => self.close(conn, why.reason()),
-            Some(of) => self.error(conn, of, why.code(), why.reason()),
+            Some(of) => self.error(conn, of, why.code(), why.reason().text()),
         }
     }
 

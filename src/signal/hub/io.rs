@@ -100,8 +100,7 @@ pub enum Output {
     },
     Close {
         to: ConnId,
-        code: u16,
-        reason: &'static str,
+        reason: Reason,
     },
     /// For the relay: what happened to a lobby (its scope opened, an address announced in it,
     /// sealed, ended).

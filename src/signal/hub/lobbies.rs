@@ -248,7 +248,7 @@ impl Hub {
     pub(super) fn seal(&mut self, conn: ConnId, key: u64) {
         let lobby = &self.lobbies[&key];
         if lobby.host != conn {
-            return self.close(conn, reason::ONLY_HOST_CAN_SEAL);
+            return self.close(conn, Reason::OnlyHostCanSeal);
         }
         if lobby.sealed {
             return;
@@ -298,7 +298,7 @@ impl Hub {
                 self.counts.dropped_late += 1;
                 return;
             }
-            return self.close(conn, reason::INVALID_DEST);
+            return self.close(conn, Reason::InvalidDest);
         };
         let from = self.visible_id(conn, lobby.host);
         self.announce(conn, key, payload);

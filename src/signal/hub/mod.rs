@@ -23,6 +23,8 @@ mod lobbies;
 pub mod reason;
 mod refusal;
 mod resume;
+mod state;
+mod timers;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -44,85 +46,16 @@ use crate::rate_limit::RateLimit;
 use extension::LIST_BURST;
 pub use io::{Client, Departure, HubCounts, Limits, Output};
 use lobbies::DEPARTED_MEMORY;
+pub use reason::Reason;
 use refusal::Refusal;
 pub use resume::resume_key;
+use state::{Away, Extension, Lobby, Peer};
 
 /// Identifies one WebSocket connection for as long as the process runs (never reused).
 pub type ConnId = u64;
 
 /// The id every lobby's host has.
 const HOST_ID: u32 = 1;
-
-struct Peer {
-    /// Server-wide unique, 2..2^31-1. Shown as 1 while this peer hosts its lobby.
-    id: u32,
-    dialect: Option<Dialect>,
-    lobby: Option<u64>,
-    source: Source,
-    /// Addresses it has announced in its lobby (at most `signal.max_addresses_per_member`).
-    announced: Vec<IpAddr>,
-    /// Extension clients only (boxed: a plain peer stays small).
-    ext: Option<Box<Extension>>,
-}
-
-struct Extension {
-    /// Takes this peer's place back after a dropped socket.
-    token: String,
-    list_limit: RateLimit,
-    /// Set while the socket is gone and the place kept.
-    away: Option<Away>,
-}
-
-struct Away {
-    until: Instant,
-    /// What was sent to this peer meanwhile, in order.
-    queue: VecDeque<Output>,
-    /// The bytes of its frames.
-    bytes: usize,
-}
-
-struct Lobby {
-    name: String,
-    code: String,
-    /// The scope of its members' relay credentials: random, so that no credential of an older
-    /// lobby (or of a previous run) ever names this one.
-    scope: u64,
-    /// Addresses announced so far, with how many of its members announced each: passed to the
-    /// relay when the first does, withdrawn when the last leaves; frozen at the seal.
-    announced: HashMap<IpAddr, u32>,
-    host: ConnId,
-    mesh: bool,
-    options: Options,
-    /// In join order.
-    members: Vec<ConnId>,
-    sealed: bool,
-    departed: VecDeque<(u32, Instant)>,
-    /// Where its creator connected from (its lobbies count against that address).
-    creator: Source,
-    /// `signal.lobby_joins_per_second`.
-    joins: RateLimit,
-}
-
-impl Lobby {
-    fn info(&self) -> LobbyInfo {
-        self.options.info(
-            &self.name,
-            &self.code,
-            self.mesh,
-            self.members.len(),
-            self.sealed,
-        )
-    }
-
-    /// Members at most: the lobby's own cap and `signal.max_lobby_members`, 0 = none.
-    fn full(&self, server_cap: u32) -> bool {
-        let cap = match (self.options.max_players, server_cap) {
-            (0, cap) | (cap, 0) => cap,
-            (a, b) => a.min(b),
-        };
-        cap > 0 && self.members.len() >= cap as usize
-    }
-}
 
 pub struct Hub {
     limits: Limits,
@@ -198,7 +131,7 @@ impl Hub {
     pub fn connect(&mut self, conn: ConnId, client: Client, now: Instant) -> Vec<Output> {
         self.now = now;
         if self.peers.len() >= self.limits.max_peers as usize {
-            self.push_close(conn, reason::PROTOCOL_ERROR, reason::TOO_MANY_PEERS);
+            self.push_close(conn, Reason::TooManyPeers);
         } else {
             let id = self.fresh_id();
             self.by_id.insert(id, conn);
@@ -255,7 +188,7 @@ impl Hub {
             let dialect = *peer.dialect.get_or_insert_with(|| Dialect::detect(frame));
             match codec::decode(dialect, frame) {
                 Ok(command) => self.command(conn, command),
-                Err(codec::Malformed) => self.close(conn, reason::INVALID_FORMAT),
+                Err(codec::Malformed) => self.close(conn, Reason::InvalidFormat),
             }
         }
         self.take()
@@ -265,7 +198,7 @@ impl Hub {
     pub fn binary(&mut self, conn: ConnId, now: Instant) -> Vec<Output> {
         self.now = now;
         if self.peers.contains_key(&conn) {
-            self.close(conn, reason::INVALID_TRANSFER_MODE);
+            self.close(conn, Reason::InvalidTransferMode);
         }
         self.take()
     }
@@ -305,63 +238,10 @@ impl Hub {
         self.take()
     }
 
-    /// Fires the timers due at `now`.
-    pub fn tick(&mut self, now: Instant) -> Vec<Output> {
-        self.now = now;
-        while let Some(&Reverse((at, conn))) = self.join_deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.join_deadlines.pop();
-            if self.peers.get(&conn).is_some_and(|p| p.lobby.is_none()) {
-                self.close(conn, reason::NO_LOBBY);
-            }
-        }
-        while let Some(&Reverse((at, key))) = self.seal_deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.seal_deadlines.pop();
-            if let Some(lobby) = self.lobbies.remove(&key) {
-                self.forget_lobby(&lobby);
-                for member in lobby.members {
-                    self.push_close(member, reason::NORMAL, reason::SEAL_COMPLETE);
-                    self.forget_peer(member);
-                }
-            }
-        }
-        while let Some(&Reverse((at, conn))) = self.resume_deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.resume_deadlines.pop();
-            let expired = self.peers.get(&conn).is_some_and(|p| {
-                p.ext
-                    .as_ref()
-                    .and_then(|e| e.away.as_ref())
-                    .is_some_and(|a| a.until <= now)
-            });
-            if expired {
-                self.counts.resumes_expired += 1;
-                self.remove(conn);
-            }
-        }
-        self.take()
-    }
-
-    /// When [`Hub::tick`] next has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        [&self.join_deadlines, &self.resume_deadlines]
-            .into_iter()
-            .filter_map(|d| d.peek().map(|Reverse((at, _))| *at))
-            .chain(self.seal_deadlines.peek().map(|Reverse((at, _))| *at))
-            .min()
-    }
-
     fn command(&mut self, conn: ConnId, command: Command) {
         if let Command::Join { lobby, mesh } = command {
             if self.peers[&conn].lobby.is_some() {
-                return self.close(conn, reason::ALREADY_IN_LOBBY);
+                return self.close(conn, Reason::AlreadyInLobby);
             }
             let found = if lobby.is_empty() {
                 self.create_lobby(conn, mesh, Options::default())
@@ -374,18 +254,18 @@ impl Hub {
             };
         }
         let Some(key) = self.peers[&conn].lobby else {
-            return self.close(conn, reason::NEED_LOBBY);
+            return self.close(conn, Reason::NeedLobby);
         };
         match command {
             Command::Seal => self.seal(conn, key),
             Command::Relay { what, to, payload } => self.relay(conn, key, what, to, &payload),
-            Command::Join { .. } | Command::Other => self.close(conn, reason::INVALID_CMD),
+            Command::Join { .. } | Command::Other => self.close(conn, Reason::InvalidCmd),
         }
     }
 
     /// Closes `conn` with the protocol's error code and removes it at once.
-    fn close(&mut self, conn: ConnId, why: &'static str) {
-        self.push_close(conn, reason::PROTOCOL_ERROR, why);
+    fn close(&mut self, conn: ConnId, why: Reason) {
+        self.push_close(conn, why);
         self.remove(conn);
     }
 
@@ -407,7 +287,7 @@ impl Hub {
             let lobby = self.lobbies.remove(&key).unwrap();
             self.forget_lobby(&lobby);
             for member in lobby.members {
-                self.push_close(member, reason::PROTOCOL_ERROR, reason::HOST_DISCONNECTED);
+                self.push_close(member, Reason::HostDisconnected);
                 self.forget_peer(member);
             }
             return;
@@ -469,13 +349,9 @@ impl Hub {
         self.push_output(to, Output::Send { to, frame });
     }
 
-    fn push_close(&mut self, to: ConnId, code: u16, why: &'static str) {
-        *self.counts.closes.entry(why).or_default() += 1;
-        self.out.push(Output::Close {
-            to,
-            code,
-            reason: why,
-        });
+    fn push_close(&mut self, to: ConnId, why: Reason) {
+        *self.counts.closes.entry(why.text()).or_default() += 1;
+        self.out.push(Output::Close { to, reason: why });
     }
 
     fn take(&mut self) -> Vec<Output> {

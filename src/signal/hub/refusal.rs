@@ -21,18 +21,18 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    pub(super) fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> Reason {
         match self {
-            Refusal::AlreadyInLobby => reason::ALREADY_IN_LOBBY,
-            Refusal::TooManyLobbies => reason::TOO_MANY_LOBBIES,
-            Refusal::NotFound => reason::LOBBY_DOES_NOT_EXIST,
-            Refusal::Sealed => reason::LOBBY_IS_SEALED,
-            Refusal::Full => reason::LOBBY_FULL,
-            Refusal::NeedsPassword => reason::NEEDS_PASSWORD,
-            Refusal::WrongPassword => reason::WRONG_PASSWORD,
-            Refusal::RateLimited => reason::TOO_MANY_FAILED_JOINS,
-            Refusal::Busy => reason::LOBBY_BUSY,
-            Refusal::TooManyLobbiesHere => reason::TOO_MANY_LOBBIES_HERE,
+            Refusal::AlreadyInLobby => Reason::AlreadyInLobby,
+            Refusal::TooManyLobbies => Reason::TooManyLobbies,
+            Refusal::NotFound => Reason::LobbyDoesNotExist,
+            Refusal::Sealed => Reason::LobbyIsSealed,
+            Refusal::Full => Reason::LobbyFull,
+            Refusal::NeedsPassword => Reason::NeedsPassword,
+            Refusal::WrongPassword => Reason::WrongPassword,
+            Refusal::RateLimited => Reason::TooManyFailedJoins,
+            Refusal::Busy => Reason::LobbyBusy,
+            Refusal::TooManyLobbiesHere => Reason::TooManyLobbiesHere,
         }
     }
 

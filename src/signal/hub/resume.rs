@@ -55,7 +55,7 @@ impl Hub {
         let mut peer = self.peers.remove(&old).expect("a token's peer exists");
         let away = peer.ext.as_mut().and_then(|e| e.away.take());
         if away.is_none() {
-            self.push_close(old, reason::PROTOCOL_ERROR, reason::RESUMED_ELSEWHERE);
+            self.push_close(old, Reason::ResumedElsewhere);
         }
         self.by_id.insert(peer.id, conn);
         self.tokens.insert(token.to_string(), conn);

@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::Envelope;
-use super::envelope::known_reason;
-use crate::signal::hub::{Client, ConnId, Departure, reason};
+use crate::signal::hub::{Client, ConnId, Departure, Reason};
 use crate::signal::queue::{self, Input, Outbox, Queued, now};
 
 /// A guest that has just arrived from another node: (its conn there, its conn here), and the
@@ -81,13 +80,13 @@ impl Remote {
             Envelope::Send { conn, text } => {
                 let (_, outbox) = s.attached.get(&conn)?;
                 if let Err((Queued::Full, _)) = outbox.text(text, max_queued) {
-                    outbox.close(reason::POLICY, reason::TOO_SLOW);
+                    outbox.close(Reason::TooSlow);
                 }
                 None
             }
-            Envelope::Close { conn, code, reason } => {
+            Envelope::Close { conn, reason } => {
                 if let Some((_, outbox)) = s.attached.remove(&conn) {
-                    outbox.close(code, known_reason(&reason));
+                    outbox.close(reason);
                 }
                 None
             }
@@ -107,7 +106,7 @@ impl Remote {
         let mut s = self.state.lock().unwrap();
         s.attached.retain(|_, (owner, outbox)| {
             if owner == node {
-                outbox.close(reason::PROTOCOL_ERROR, reason::HOST_DISCONNECTED);
+                outbox.close(Reason::HostDisconnected);
             }
             owner != node
         });

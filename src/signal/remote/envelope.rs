@@ -1,11 +1,10 @@
-//! What travels between two nodes about one attached player, and the close reasons it carries.
+//! What travels between two nodes about one attached player.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::LINK_LOST;
-use crate::signal::hub::{ConnId, Departure, reason};
+use crate::signal::hub::{ConnId, Departure, Reason};
 
 /// What travels between two nodes about one attached player. `conn` is the player's connection
 /// id on its edge node.
@@ -31,12 +30,8 @@ pub enum Envelope {
     },
     /// Owner → edge: a frame for the player.
     Send { conn: ConnId, text: String },
-    /// Owner → edge: close the player's socket.
-    Close {
-        conn: ConnId,
-        code: u16,
-        reason: String,
-    },
+    /// Owner → edge: close the player's socket (the reason as its number).
+    Close { conn: ConnId, reason: Reason },
 }
 
 impl Envelope {
@@ -44,34 +39,11 @@ impl Envelope {
     pub fn size(&self) -> usize {
         64 + match self {
             Envelope::Text { text, .. } | Envelope::Send { text, .. } => text.len(),
-            Envelope::Close { reason, .. } => reason.len(),
-            Envelope::Connect { .. } | Envelope::Gone { .. } => 0,
+            Envelope::Connect { .. } | Envelope::Gone { .. } | Envelope::Close { .. } => 0,
         }
     }
 }
 
 fn lost() -> Departure {
     Departure::Lost
-}
-
-/// A close reason from another node as the `'static` one the hub uses here.
-pub(super) fn known_reason(text: &str) -> &'static str {
-    reason::ALL
-        .iter()
-        .find(|r| **r == text)
-        .copied()
-        .unwrap_or(LINK_LOST)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_close_reason_crosses_nodes_as_itself() {
-        for r in reason::ALL {
-            assert_eq!(known_reason(r), *r);
-        }
-        assert_eq!(known_reason("Made up by a stranger"), LINK_LOST);
-    }
 }

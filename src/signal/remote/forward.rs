@@ -1,31 +1,29 @@
 //! Owner side: what this hub sends a guest, carried back to the guest's node.
 
-use super::Envelope;
-use crate::signal::Clustered;
+use std::sync::Arc;
+
+use super::{Envelope, Mailbox, Remote};
 use crate::signal::hub::{ConnId, Departure};
 use crate::signal::queue::{Inbox, Input, Outgoing, now};
 
 /// Owner side: what this hub sends guest `conn` of node `edge` (`local` here), sent there in
-/// order, until the hub lets go of it. If the other nodes cannot take it (Redis away, the queue full), the guest leaves the hub.
+/// order, until the hub lets go of it. If the other nodes cannot take it (Redis away, the
+/// queue full), the guest leaves the hub.
 pub async fn forward(
-    clustered: Clustered,
+    mailbox: Arc<dyn Mailbox>,
+    remote: Arc<Remote>,
     hub: tokio::sync::mpsc::Sender<Input>,
     edge: String,
     (conn, local): (ConnId, ConnId),
     mut inbox: Inbox,
 ) {
-    let nodes = &clustered.nodes;
     while let Some(out) = inbox.recv().await {
         let envelope = match out {
             Outgoing::Text(text) => Envelope::Send { conn, text },
-            Outgoing::Close(code, reason) => Envelope::Close {
-                conn,
-                code,
-                reason: reason.into(),
-            },
+            Outgoing::Close(reason) => Envelope::Close { conn, reason },
         };
-        if !nodes.send(&edge, envelope) {
-            clustered.remote.forget_guest(&edge, conn);
+        if !mailbox.send(&edge, envelope) {
+            remote.forget_guest(&edge, conn);
             let _ = hub.send(Input::Gone(local, Departure::Lost, now())).await;
             return;
         }

@@ -5,22 +5,24 @@
 //! stops talking to the edge's hub and sends its frames, in order, to the owner, where they enter
 //! the owner's hub as a connection like any other; what the hub sends that connection comes
 //! back the same way. The hub itself knows nothing of this. How envelopes travel between nodes
-//! (Redis Streams) is the cluster module's business, behind [`OtherNodes`].
+//! (Redis Streams) is the cluster module's business, behind [`Seam`].
 //!
 //! Nothing is dropped silently: an envelope that cannot be sent closes the player concerned
-//! with [`LINK_LOST`]; a node that leaves the cluster (dead, or Redis unreachable) closes the
+//! with `Reason::LinkLost`; a node that leaves the cluster (dead, or Redis unreachable) closes the
 //! players attached to its lobbies as if their host had left, and its players leave the lobbies
 //! here.
 //!
-//! [`joining`] reads which lobby a frame names, [`envelope`] is what travels between nodes,
-//! [`attached`] keeps who is attached where on both sides, and [`forward`] carries what a hub
-//! sends a guest back to its node.
+//! [`route`] is the cluster's router (it wraps this node's), [`joining`] reads which lobby a
+//! frame names, [`envelope`] is what travels between nodes, [`attached`] keeps who is attached
+//! where on both sides, and [`forward`] carries what a hub sends a guest back to its node.
 
 mod attached;
 mod envelope;
 mod forward;
 mod joining;
 mod route;
+
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
@@ -30,11 +32,7 @@ pub use attached::{NewGuest, Remote};
 pub use envelope::Envelope;
 pub use forward::forward;
 pub use joining::{Joining, ext_request, joining, lobby_key};
-
-/// Close reason when the lobby's node cannot be reached under a player.
-pub const LINK_LOST: &str = "Lost contact with the lobby's server";
-/// Close reason when a lobby's node cannot be looked up (Redis unreachable).
-pub const DIRECTORY_DOWN: &str = "Lobby directory unavailable, try again";
+pub use route::ClusterRouter;
 
 /// The lobby directory could not be asked.
 #[derive(Debug)]
@@ -61,7 +59,15 @@ pub const LOOK_AGAIN: [std::time::Duration; 5] = [
     std::time::Duration::from_millis(600),
 ];
 
-/// The cluster as signalling needs it. Nodes are named by the address of their running
+/// The cluster as signalling needs it: where lobbies are, and a way to send other nodes
+/// envelopes.
+#[derive(Clone)]
+pub struct Seam {
+    pub nodes: Arc<dyn OtherNodes>,
+    pub mailbox: Arc<dyn Mailbox>,
+}
+
+/// The other nodes' lobbies, as signalling asks after them. Nodes are named by the address of their running
 /// process (node name and a per-process instance): a node restarted under its name is another
 /// node here, so what concerned the process that died never reaches the new one.
 pub trait OtherNodes: Send + Sync {
@@ -80,6 +86,10 @@ pub trait OtherNodes: Send + Sync {
     /// Where a lobby created by a player on this node goes: another node when this one drains
     /// (`None`: here).
     fn creates_on(&self) -> Option<String>;
+}
+
+/// Envelopes to other nodes (after LiveKit's `MessageSink`).
+pub trait Mailbox: Send + Sync {
     /// Queues `envelope` for `node`, after everything queued for it before; `false` if it
     /// cannot be taken (Redis unreachable, or the queue full): then the player concerned must
     /// be closed.

@@ -1,46 +1,62 @@
-//! Routing a session in a cluster: its first JOIN (or RESUME, or CREATE while this node drains)
-//! is looked up in the directory, with the address's failed joins in the same round trip, and
-//! the session stays with this node's hub or is attached to the lobby's node.
+//! The cluster's router: wraps this node's ([`LocalRouter`]). A session's first JOIN (or
+//! RESUME, or CREATE while this node drains) is looked up in the lobby directory, with the
+//! address's failed joins in the same round trip; a lobby here, or nowhere, is the local
+//! router's; a lobby on another node attaches the player there.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 
-use super::{Envelope, Joining, Owner};
+use super::{Envelope, Joining, Mailbox, OtherNodes, Owner, Remote};
 use crate::conn_cap::Source;
-use crate::signal::Clustered;
-use crate::signal::hub::{Departure, reason};
-use crate::signal::queue::{self, Input, now};
-use crate::signal::session::Arrival;
-use crate::signal::upstream::{Closing, Route};
+use crate::signal::hub::{Departure, Reason};
+use crate::signal::queue::{self, Inbox, Input, now};
+use crate::signal::router::{Closing, LocalRouter, Player, Routed, Router};
+use crate::signal::upstream::Upstream;
 
 /// How long before its join timeout a player's JOIN stops looking for a lobby the directory
 /// does not list, so that the hub answers "Lobby does not exists" rather than "Have not joined
 /// lobby yet".
 const ANSWER_MARGIN: Duration = Duration::from_millis(250);
 
-impl Clustered {
-    /// Routes a session by `frame`: a JOIN of a lobby another node owns attaches the player to
-    /// that node (this hub forgets it; what that node sends arrives in a new `outgoing`), and so
-    /// does creating a lobby while this node drains (to the node the cluster picks); any other
-    /// JOIN keeps it here; other frames decide nothing yet. `None`: the lobby directory could
-    /// not be asked.
-    pub(in crate::signal) async fn route(
+/// Routes sessions across the cluster's nodes.
+pub struct ClusterRouter {
+    pub local: LocalRouter,
+    pub nodes: Arc<dyn OtherNodes>,
+    pub mailbox: Arc<dyn Mailbox>,
+    pub remote: Arc<Remote>,
+}
+
+impl Router for ClusterRouter {
+    fn route<'a>(
+        &'a self,
+        player: &'a Player,
+        frame: &'a str,
+        outgoing: &'a mut Inbox,
+    ) -> BoxFuture<'a, Result<Routed, Closing>> {
+        self.decide(player, frame, outgoing).boxed()
+    }
+}
+
+impl ClusterRouter {
+    /// A JOIN of a lobby another node owns attaches the player to that node, and so does
+    /// creating a lobby while this node drains (to the node the cluster picks); any other JOIN
+    /// is the local router's; other frames decide nothing yet.
+    async fn decide(
         &self,
-        arrival: &Arrival,
-        join_by: Instant,
-        failed_joins_per_minute: u32,
+        player: &Player,
         frame: &str,
-        hub: &mpsc::Sender<Input>,
-        outgoing: &mut queue::Inbox,
-    ) -> Result<Option<Route>, Closing> {
+        outgoing: &mut Inbox,
+    ) -> Result<Routed, Closing> {
         let (key, guesser) = match super::joining(frame) {
-            Joining::No => return Ok(Some(Route::Undecided)),
+            Joining::No => return Ok(Routed::Later),
             Joining::Creates => match self.nodes.creates_on() {
-                Some(node) => return self.attach(arrival, node, hub, outgoing).await.map(Some),
-                None => return Ok(Some(Route::Local)),
+                Some(node) => return self.attach(player, node, outgoing).await,
+                None => return self.local.route(player, frame, outgoing).await,
             },
-            Joining::Names(key) => (key, Some(Source::of(arrival.client.source))),
+            Joining::Names(key) => (key, Some(Source::of(player.client.source))),
             // A resume token is no guess.
             Joining::Resumes(key) => (key, None),
         };
@@ -48,53 +64,59 @@ impl Clustered {
         let node = loop {
             match self.nodes.owner_of(key.clone(), guesser).await {
                 // Spent on other nodes: this hub refuses the join, as it would its own.
-                Ok((_, failures)) if failures.spent(failed_joins_per_minute) => {
-                    let source = Source::of(arrival.client.source);
-                    let _ = hub.send(Input::SpentElsewhere(source, now())).await;
-                    return Ok(Some(Route::Local));
+                Ok((_, failures)) if failures.spent(player.failed_joins_per_minute) => {
+                    let source = Source::of(player.client.source);
+                    let _ = self
+                        .local
+                        .hub
+                        .send(Input::SpentElsewhere(source, now()))
+                        .await;
+                    return self.local.route(player, frame, outgoing).await;
                 }
                 Ok((Owner::There(node), _)) => break node,
-                Ok((Owner::Here, _)) => return Ok(Some(Route::Local)),
+                Ok((Owner::Here, _)) => return self.local.route(player, frame, outgoing).await,
                 // The local hub then says it does not exist, in time to say so.
                 Ok((Owner::Nowhere, _)) => match again.next() {
-                    Some(wait) if now() + *wait + ANSWER_MARGIN < join_by => {
+                    Some(wait) if now() + *wait + ANSWER_MARGIN < player.join_by => {
                         tokio::time::sleep(*wait).await
                     }
-                    _ => return Ok(Some(Route::Local)),
+                    _ => return self.local.route(player, frame, outgoing).await,
                 },
-                Err(super::Unreachable) => return Ok(None),
+                Err(super::Unreachable) => return Ok(Routed::DirectoryDown),
             }
         };
-        self.attach(arrival, node, hub, outgoing).await.map(Some)
+        self.attach(player, node, outgoing).await
     }
 
-    /// Moves the session from this hub to `node`'s.
+    /// Moves the player from this hub to `node`'s.
     async fn attach(
         &self,
-        &Arrival {
-            conn,
-            client,
-            opened,
-        }: &Arrival,
+        player: &Player,
         node: String,
-        hub: &mpsc::Sender<Input>,
-        outgoing: &mut queue::Inbox,
-    ) -> Result<Route, Closing> {
+        outgoing: &mut Inbox,
+    ) -> Result<Routed, Closing> {
+        let conn = player.conn;
         // It moves on, not away: nothing of it stays in this hub.
-        let _ = hub.send(Input::Gone(conn, Departure::Left, now())).await;
+        let _ = (self.local.hub)
+            .send(Input::Gone(conn, Departure::Left, now()))
+            .await;
         let (outbox, inbox) = queue::pair();
         self.remote.attach(conn, &node, outbox);
         *outgoing = inbox;
         let connect = Envelope::Connect {
             conn,
-            extension: client.extension,
-            source: client.source,
-            age_ms: opened.elapsed().as_millis() as u64,
+            extension: player.client.extension,
+            source: player.client.source,
+            age_ms: player.opened.elapsed().as_millis() as u64,
         };
-        if !self.nodes.send(&node, connect) {
+        if !self.mailbox.send(&node, connect) {
             self.remote.detach(conn);
-            return Err(Closing(reason::PROTOCOL_ERROR, super::LINK_LOST.into()));
+            return Err(Closing(Reason::LinkLost));
         }
-        Ok(Route::Remote(node))
+        Ok(Routed::To(Upstream::Remote {
+            node,
+            mailbox: self.mailbox.clone(),
+            remote: self.remote.clone(),
+        }))
     }
 }

@@ -1,0 +1,71 @@
+//! Which hub a session's frames go to, decided once per session by a [`Router`] (after
+//! LiveKit's `routing.Router`): the [`LocalRouter`] sends every session to this node's hub; in
+//! a cluster, `remote::ClusterRouter` wraps it and sends a session whose first JOIN names
+//! another node's lobby to that node ([`Upstream::Remote`]). A session asks while its route is
+//! undecided, with each frame, until the answer is not [`Routed::Later`].
+
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::hub::{Client, ConnId, Reason};
+use super::queue::{Inbox, Input};
+use super::upstream::Upstream;
+
+/// A session as a router sees it.
+pub struct Player {
+    pub conn: ConnId,
+    pub client: Client,
+    /// When its socket opened (its join timeout runs from there).
+    pub opened: Instant,
+    /// When the hub closes it if it has not joined.
+    pub join_by: Instant,
+    /// `signal.failed_joins_per_minute`, checked against a cluster's count.
+    pub failed_joins_per_minute: u32,
+}
+
+/// A close the session must make, instead of going on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closing(pub Reason);
+
+/// A router's answer for one frame.
+pub enum Routed {
+    /// Not decided by this frame: it goes to this node's hub, and the next one is asked about.
+    Later,
+    /// From this frame on, the session's frames go here (and what comes back arrives in the
+    /// `outgoing` the router was given).
+    To(Upstream),
+    /// Where the frame's lobby lives could not be asked (the lobby directory is unreachable).
+    DirectoryDown,
+}
+
+/// Decides where a session's frames go.
+pub trait Router: Send + Sync {
+    /// Routes `player` by `frame`. A router that moves it to another hub replaces `outgoing`
+    /// with the queue of what that hub sends it.
+    fn route<'a>(
+        &'a self,
+        player: &'a Player,
+        frame: &'a str,
+        outgoing: &'a mut Inbox,
+    ) -> BoxFuture<'a, Result<Routed, Closing>>;
+}
+
+/// Every session to this node's hub.
+#[derive(Clone)]
+pub struct LocalRouter {
+    pub hub: mpsc::Sender<Input>,
+}
+
+impl Router for LocalRouter {
+    fn route<'a>(
+        &'a self,
+        _: &'a Player,
+        _: &'a str,
+        _: &'a mut Inbox,
+    ) -> BoxFuture<'a, Result<Routed, Closing>> {
+        futures_util::future::ready(Ok(Routed::To(Upstream::Local(self.hub.clone())))).boxed()
+    }
+}
