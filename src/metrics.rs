@@ -16,12 +16,16 @@ pub fn registry() -> Registry {
     Registry::with_prefix("rallypoint")
 }
 
-/// The registry in Prometheus's text exposition format.
+/// The registry in Prometheus's text exposition format, with the process's own figures
+/// (`process_*`, [`crate::process_metrics`]).
 pub fn render(registry: &Registry) -> String {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry)
+    use prometheus_client::encoding::text;
+    let mut out = String::new();
+    text::encode_registry(&mut out, registry)
+        .and_then(|()| text::encode_registry(&mut out, &crate::process_metrics::registry()))
+        .and_then(|()| text::encode_eof(&mut out))
         .expect("writing to a String cannot fail");
-    text
+    out
 }
 
 /// Writes plain values as metrics, inside a collector's `encode`.

@@ -572,6 +572,33 @@ async fn healthz_and_metrics() {
         403,
         "loopback not in metrics_allow"
     );
+
+    // By default this machine reads them: the version, and the process's own figures under
+    // the names every Prometheus client gives them.
+    let server = server_for(&www, "");
+    let r = get(server.web, "/metrics", &[]).await;
+    assert_eq!(r.status(), 200);
+    let text = String::from_utf8(r.body().to_vec()).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.contains(&format!(
+            "rallypoint_build_info{{version=\"{version}\"}} 1\n"
+        )),
+        "{text}"
+    );
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") >= 4.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    assert!(value("process_start_time_seconds") > 1.7e9);
+    assert!(text.ends_with("# EOF\n"), "one end, after everything");
 }
 
 fn write_cert(dir: &Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
@@ -626,6 +653,21 @@ async fn https_with_h2_redirects_and_a_certificate_swapped_by_sighup() {
         acme.status(),
         404,
         "ACME challenges are answered over plain HTTP; this token is not one under way"
+    );
+    // A monitor that does not follow redirects still sees health and metrics.
+    let health = get(server.web, "/healthz", &[]).await;
+    assert_eq!(health.status(), 200, "/healthz over plain HTTP");
+    let metrics = get(server.web, "/metrics", &[]).await;
+    assert_eq!(
+        metrics.status(),
+        200,
+        "/metrics over plain HTTP from loopback"
+    );
+    let redirected = get(server.web, "/healthz/", &[]).await;
+    assert_eq!(
+        redirected.status(),
+        308,
+        "only the monitoring paths themselves"
     );
 
     // HTTP/2 over TLS, on a connection kept open across the reload.

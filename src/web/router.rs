@@ -98,7 +98,12 @@ async fn route(
             None => plain(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
         };
     }
-    let redirect = routes.https_port.filter(|_| scheme == Scheme::Http);
+    // A monitor need not follow redirects: health and metrics are answered on both schemes
+    // (they carry no secret; `/metrics` keeps its `web.metrics_allow`).
+    let monitored = matches!(path.as_str(), "/healthz" | "/metrics");
+    let redirect = routes
+        .https_port
+        .filter(|_| scheme == Scheme::Http && !monitored);
     if let Some(port) = redirect {
         return redirect_to_https(config, port, req);
     }
