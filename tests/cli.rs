@@ -98,15 +98,30 @@ fn check_config_warns_when_players_would_be_handed_an_address_they_cannot_reach(
     );
     // turn.external_ip fixes it; a private external_ip is itself warned about.
     let w = turn_warnings(
-        "listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"10.0.0.5\"\nexternal_ip = \"203.0.113.7\"",
+        "listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"10.0.0.5\"\nexternal_ip = \"93.184.216.34\"",
     );
     assert!(w.is_empty(), "{w:?}");
+    // The shipped config's own example, or any address of the documentation ranges, is a
+    // placeholder left in, not an address: the self-test would blame the firewall.
+    for placeholder in ["203.0.113.7", "192.0.2.10", "198.51.100.4", "2001:db8::7"] {
+        let w = turn_warnings(&format!(
+            "listen = [\"0.0.0.0:3478\"]\nrelay_ip = \"10.0.0.5\"\nexternal_ip = \"{placeholder}\""
+        ));
+        assert_eq!(
+            w,
+            [format!(
+                "turn: turn.external_ip would be {placeholder}, a documentation address (an \
+                 example, which no one can reach); set turn.external_ip to this machine's \
+                 public address"
+            )]
+        );
+    }
     let w = turn_warnings("listen = [\"0.0.0.0:3478\"]\nexternal_ip = \"192.168.1.20\"");
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].starts_with("turn: turn.external_ip would be 192.168.1.20, a private address"));
     // IPv6 only, when most players are on IPv4.
     assert_eq!(
-        turn_warnings("listen = [\"[2001:db8::1]:3478\"]"),
+        turn_warnings("listen = [\"[2a01:4f8::1]:3478\"]"),
         [
             "turn.listen: TURN listens on IPv6 only, and most players reach the internet over \
           IPv4; add an IPv4 listener such as \"0.0.0.0:3478\""

@@ -154,6 +154,10 @@ pub fn advertised_address_warnings(config: &Config) -> Vec<String> {
                  Google Cloud, Azure, Oracle and others do this), set turn.external_ip to the \
                  public address; for a game on this network only, this is right as it is"
             ),
+            Unreachable::Documentation => format!(
+                "turn: {roles} would be {ip}, {kind} (an example, which no one can reach); set \
+                 turn.external_ip to this machine's public address"
+            ),
         });
     }
     warnings
@@ -180,6 +184,8 @@ enum Unreachable {
     Loopback,
     LinkLocal,
     Private,
+    /// RFC 5737 and RFC 3849: addresses for examples, routed nowhere.
+    Documentation,
 }
 
 impl std::fmt::Display for Unreachable {
@@ -188,17 +194,21 @@ impl std::fmt::Display for Unreachable {
             Unreachable::Loopback => "a loopback address",
             Unreachable::LinkLocal => "a link-local address",
             Unreachable::Private => "a private address",
+            Unreachable::Documentation => "a documentation address",
         })
     }
 }
 
-/// Whether `ip` can only be reached from this machine or its own network.
+/// Whether `ip` can only be reached from this machine or its own network, or by no one.
 fn unreachable_kind(ip: IpAddr) -> Option<Unreachable> {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
             if v4.is_loopback() || v4.is_unspecified() {
                 Some(Unreachable::Loopback)
+            } else if [[192, 0, 2], [198, 51, 100], [203, 0, 113]].contains(&[a, b, v4.octets()[2]])
+            {
+                Some(Unreachable::Documentation)
             } else if v4.is_link_local() {
                 Some(Unreachable::LinkLocal)
             // 100.64.0.0/10 is carrier-grade NAT space: private to the provider's network.
@@ -219,6 +229,8 @@ fn unreachable_kind(ip: IpAddr) -> Option<Unreachable> {
                 Some(Unreachable::LinkLocal)
             } else if first & 0xfe00 == 0xfc00 {
                 Some(Unreachable::Private)
+            } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
+                Some(Unreachable::Documentation)
             } else {
                 None
             }
@@ -272,7 +284,7 @@ mod tests {
                 && warnings[0].contains("turn.external_ip"),
             "{warnings:?}"
         );
-        config.turn.external_ip = Some("203.0.113.7".parse().unwrap());
+        config.turn.external_ip = Some("93.184.216.34".parse().unwrap());
         assert!(advertised_address_warnings(&config).is_empty());
     }
 
@@ -293,8 +305,14 @@ mod tests {
             ("fd12:3456::1", Some(Unreachable::Private)),
             ("172.32.0.1", None),
             ("100.128.0.1", None),
-            ("203.0.113.7", None),
-            ("2001:db8::1", None),
+            ("203.0.113.7", Some(Unreachable::Documentation)),
+            ("192.0.2.255", Some(Unreachable::Documentation)),
+            ("198.51.100.1", Some(Unreachable::Documentation)),
+            ("2001:db8::1", Some(Unreachable::Documentation)),
+            ("198.51.101.1", None),
+            ("203.0.114.1", None),
+            ("2001:db9::1", None),
+            ("93.184.216.34", None),
         ] {
             assert_eq!(kind(ip), expected, "{ip}");
         }
