@@ -1,5 +1,7 @@
-//! Three nodes as one cluster through a real `redis-server` on loopback (Debian's package; CI
-//! installs it): they find each other, hand out the same relay for a lobby and the least loaded
+//! Three nodes as one cluster through a real `redis-server` on loopback (Debian's package):
+//! ignored by a plain `cargo test`, which needs only the Rust toolchain, and said so in its
+//! output; `cargo test --test cluster -- --ignored` runs them (`.ci/run` installs redis-server
+//! and does). They find each other, hand out the same relay for a lobby and the least loaded
 //! one otherwise, skip a draining node, forget a node killed with SIGKILL within its lease and a
 //! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it;
 //! and players on three nodes meet in one lobby, exchange what WebRTC needs with nothing lost
@@ -205,6 +207,7 @@ async fn allocate(server: &Server) -> (Client, impl Sized + use<>) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn three_nodes_share_relays_and_survive_a_dead_node_and_a_redis_outage() {
     let dir = common::temp_dir("redis");
     let mut redis = Redis::start(free_port(), &dir);
@@ -385,6 +388,7 @@ async fn relayed(player: &mut Player) -> (u64, u64, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_dies() {
     let dir = common::temp_dir("redis-lobbies");
     let mut redis = Redis::start(free_port(), &dir);
@@ -618,6 +622,7 @@ fn instance_of(redis: &Redis, node: &str) -> String {
 /// and nothing addressed to them reaches the new process's players, whose connection ids start
 /// again from 1.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn a_node_restarted_under_its_name_gets_nothing_meant_for_its_previous_process() {
     let dir = common::temp_dir("redis-restart");
     let redis = Redis::start(free_port(), &dir);
@@ -698,6 +703,7 @@ async fn peer_connected(host: &mut Player) -> u32 {
 /// they ask and however they ask; an extension JOIN while Redis is away gets an ERROR and keeps
 /// its socket; an undrained node is handed out again within a renewal.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn every_join_is_answered_and_a_lobby_has_one_relay() {
     let dir = common::temp_dir("redis-answers");
     let mut redis = Redis::start(free_port(), &dir);
@@ -802,6 +808,7 @@ async fn every_join_is_answered_and_a_lobby_has_one_relay() {
 /// private lobby on a is refused, asked on b (which would otherwise attach it to a, whose own
 /// count of it is fresh) and on a. The count lives in Redis, for one minute.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let dir = common::temp_dir("redis-failed-joins");
     let redis = Redis::start(free_port(), &dir);
