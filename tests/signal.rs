@@ -234,26 +234,55 @@ async fn a_flood_is_slowed_to_the_rate_and_nothing_is_lost() {
     );
 }
 
+/// The README's itch.io advice: the list adds sites; the server's own pages (the self-test
+/// among them) keep working; another site gets 403, logged once with the key, all counted.
 #[tokio::test]
-async fn a_disallowed_origin_gets_403() {
-    let server = start("allowed_origins = [\"https://game.example.org\"]");
-    let mut request = format!("ws://{}/ws", server.web)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("origin", "https://evil.example".parse().unwrap());
-    match tokio_tungstenite::connect_async(request).await {
-        Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
-        other => panic!("expected 403, got {other:?}"),
+async fn allowed_origins_add_sites_and_a_refusal_names_the_key() {
+    let mut server = start("allowed_origins = [\"https://html-classic.itch.zone\"]");
+    let open = |origin: String| {
+        let mut request = format!("ws://{}/ws", server.web)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    for refused in [
+        "https://evil.example",
+        "https://html-classic.itch.zone.evil.example",
+    ] {
+        match open(refused.to_string()).await {
+            Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
+            other => panic!("expected 403 for {refused}, got {other:?}"),
+        }
     }
-    let mut request = format!("ws://{}/ws", server.web)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("origin", "https://game.example.org".parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    assert!(open("https://html-classic.itch.zone".into()).await.is_ok());
+    let own = format!("http://{}", server.web);
+    assert!(open(own.clone()).await.is_ok(), "the page's own site");
+    let line = server.wait_log("refused a WebSocket");
+    assert!(
+        line.contains("\"https://evil.example\"") && line.contains("signal.allowed_origins"),
+        "{line}"
+    );
+    common::wait_for_metrics(server.web, &["rallypoint_signal_origins_refused_total 2"]).await;
+    // The self-test page asks whether its origin would be taken, as the server sees its Host.
+    let ask = |origin: &str| {
+        let (status, body) = common::http_get(
+            server.web,
+            &format!("/_rallypoint/status?origin={}", origin.replace(':', "%3A")),
+        );
+        assert_eq!(status, 200);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["origin_allowed"].clone()
+    };
+    assert_eq!(ask(&own), serde_json::json!(true));
+    assert_eq!(ask("https://evil.example"), serde_json::json!(false));
+    let logged = server.drain_log();
+    assert_eq!(
+        logged.matches("refused a WebSocket").count(),
+        1,
+        "one line, not one per refusal"
+    );
 }
 
 #[tokio::test]

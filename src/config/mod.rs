@@ -336,7 +336,8 @@ impl Tls {
 pub struct Signal {
     /// WebSocket endpoint on the web listeners.
     pub path: String,
-    /// Origins allowed to open the WebSocket; empty = same host, "*" = any.
+    /// Origins allowed to open the WebSocket besides the page's own site (its host and
+    /// `server.domain`, always allowed); "*" = any.
     pub allowed_origins: Vec<String>,
     pub max_peers: u32,
     pub max_lobbies: u32,

@@ -15,6 +15,8 @@ use crate::config::Config;
 pub struct UpgradeRefused {
     pub status: StatusCode,
     pub message: &'static str,
+    /// Refused for this `Origin` (not this site, not in `signal.allowed_origins`).
+    pub origin: Option<String>,
 }
 
 /// The `Sec-WebSocket-Accept` value for an acceptable upgrade request.
@@ -29,7 +31,13 @@ pub fn accept(
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
-    let refuse = |status, message| Err(UpgradeRefused { status, message });
+    let refuse = |status, message| {
+        Err(UpgradeRefused {
+            status,
+            message,
+            origin: None,
+        })
+    };
     if method != Method::GET || !has(UPGRADE, "websocket") || !has(CONNECTION, "upgrade") {
         return refuse(
             StatusCode::UPGRADE_REQUIRED,
@@ -47,11 +55,13 @@ pub fn accept(
     };
     if let Some(origin) = headers.get(ORIGIN) {
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-        if !origin_allowed(origin.to_str().unwrap_or(""), host, config) {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "origin not allowed (signal.allowed_origins)\n",
-            );
+        let origin = origin.to_str().unwrap_or("");
+        if !origin_allowed(origin, host, config) {
+            return Err(UpgradeRefused {
+                status: StatusCode::FORBIDDEN,
+                message: "origin not allowed: not this site, nor in signal.allowed_origins\n",
+                origin: Some(origin.chars().take(200).collect()),
+            });
         }
     }
     Ok(derive_accept_key(key.as_bytes()))
@@ -84,16 +94,18 @@ pub fn extension_asked(headers: &HeaderMap, query: Option<&str>) -> ExtensionAsk
     }
 }
 
-/// `signal.allowed_origins`: "*" allows any; a list allows exactly those origins; an empty list
-/// allows the page's own host (the request's Host header) and `server.domain`.
+/// The page's own site is always allowed: its host (the request's Host header) and
+/// `server.domain`. `signal.allowed_origins` adds sites (exact origins), or "*" any.
 pub fn origin_allowed(origin: &str, host: Option<&str>, config: &Config) -> bool {
     let allowed = &config.signal.allowed_origins;
-    if allowed.iter().any(|a| a == "*") {
-        return true;
-    }
-    if !allowed.is_empty() {
-        return allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
-    }
+    allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        || own_site(origin, host, config)
+}
+
+/// Whether `origin` is the page's own host or `server.domain`.
+fn own_site(origin: &str, host: Option<&str>, config: &Config) -> bool {
     let Some(origin_host) = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))
@@ -182,9 +194,14 @@ mod tests {
         c.signal.allowed_origins = vec!["https://itch.zone".into()];
         assert!(origin_allowed("https://itch.zone", host, &c));
         assert!(
-            !origin_allowed("https://game.example.org:8443", host, &c),
-            "an explicit list is exact"
+            !origin_allowed("https://sub.itch.zone", host, &c),
+            "the list is exact"
         );
+        assert!(
+            origin_allowed("https://game.example.org:8443", host, &c),
+            "the list adds sites: the page's own stays allowed"
+        );
+        assert!(!origin_allowed("https://evil.example", host, &c));
         c.signal.allowed_origins = vec!["*".into()];
         assert!(origin_allowed("https://anywhere.example", host, &c));
         let h = request(&[("origin", "https://evil.example")]);

@@ -37,6 +37,11 @@ impl Collector for SignalCollector {
         } = self.0.snapshot();
         let mut s = Scrape(encoder);
         s.gauge("peers", "Connected signalling peers", peers as i64)?;
+        s.counter(
+            "origins_refused",
+            "WebSocket upgrades refused for their Origin (signal.allowed_origins)",
+            self.0.origins_refused(),
+        )?;
         s.gauge("lobbies", "Open lobbies", lobbies as i64)?;
         s.gauge(
             "public_lobbies",

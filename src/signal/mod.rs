@@ -92,6 +92,8 @@ pub struct Signal {
     shutdown: CancellationToken,
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
+    /// WebSocket upgrades refused for their `Origin`.
+    origins_refused: AtomicU64,
 }
 
 impl Signal {
@@ -143,6 +145,7 @@ impl Signal {
             shutdown,
             snapshot,
             slow,
+            origins_refused: AtomicU64::new(0),
         });
         metrics::register(registry, signal.clone());
         (signal, task)
@@ -180,6 +183,23 @@ impl Signal {
     /// (players here attached to other nodes' lobbies, players of other nodes in lobbies here).
     pub fn remote_figures(&self) -> (usize, usize) {
         self.cluster.as_ref().map_or((0, 0), |c| c.remote.figures())
+    }
+
+    /// An upgrade from a page of `origin` was refused (not this site, not in
+    /// `signal.allowed_origins`): the first is logged, naming the key; all are counted.
+    pub fn origin_refused(&self, origin: &str) {
+        if self.origins_refused.fetch_add(1, Ordering::Relaxed) == 0 {
+            log::warn!(
+                "signal: refused a WebSocket from a page of {origin:?}, which is not this site; \
+                 if your game is hosted there, add it to signal.allowed_origins (further \
+                 refusals are only counted, in rallypoint_signal_origins_refused_total)"
+            );
+        }
+    }
+
+    /// Upgrades refused for their `Origin` so far.
+    pub fn origins_refused(&self) -> u64 {
+        self.origins_refused.load(Ordering::Relaxed)
     }
 
     /// The hub's figures as last published (at most [`SNAPSHOT_PERIOD`] old).

@@ -123,7 +123,7 @@ async fn route(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if let Some(response) = selftest::route(config, routes, &path) {
+    if let Some(response) = selftest::route(config, routes, req) {
         return response;
     }
     match path.as_str() {
@@ -363,7 +363,12 @@ fn upgrade(
             }
             response.body(full(Bytes::new())).expect("valid response")
         }
-        Err(refused) => plain(refused.status, refused.message),
+        Err(refused) => {
+            if let Some(origin) = &refused.origin {
+                signal.origin_refused(origin);
+            }
+            plain(refused.status, refused.message)
+        }
     }
 }
 

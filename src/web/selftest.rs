@@ -8,9 +8,13 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 
+use hyper::Request;
+use hyper::body::Incoming;
+
 use super::Routes;
 use super::response::{Body, page, plain, redirect};
 use crate::config::Config;
+use crate::signal::handshake;
 use crate::turn;
 
 const PAGE: &str = include_str!("selftest.html");
@@ -18,7 +22,8 @@ pub const PREFIX: &str = "/_rallypoint";
 
 /// The answer for a path under [`PREFIX`], or `None` when the page is off (the path is then an
 /// ordinary file path).
-pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
+pub fn route(config: &Config, routes: &Routes, req: &Request<Incoming>) -> Option<Response> {
+    let path = req.uri().path();
     if !config.web.selftest {
         return None;
     }
@@ -46,7 +51,7 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
         "/status" => {
             let signal = routes.signal.snapshot();
             let turn = routes.turn.snapshot();
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "signal_path": config.signal.path,
                 "peers": signal.peers,
@@ -56,6 +61,21 @@ pub fn route(config: &Config, routes: &Routes, path: &str) -> Option<Response> {
                 // The busiest lobbies relaying with lobby-bound credentials.
                 "lobbies_relaying": turn.lobbies_running,
             });
+            // `?origin=`: whether the signalling WebSocket takes a page of that origin, as
+            // this request's Host header names the site (a browser cannot read a refused
+            // upgrade's status).
+            let origin = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "origin")
+                    .map(|(_, v)| v.into_owned())
+            });
+            if let Some(origin) = origin {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                body["origin_allowed"] = handshake::origin_allowed(&origin, host, config).into();
+            }
             let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -186,7 +186,7 @@ impl Server {
         }
     }
 
-    fn drain_log(&mut self) -> String {
+    pub fn drain_log(&mut self) -> String {
         while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(100)) {
             self.log.push(line);
         }
