@@ -56,11 +56,15 @@ enum Command {
     /// release, precompress it, switch web.root to it
     Deploy {
         /// The exported folder
-        #[arg(required_unless_present = "rollback")]
+        #[arg(required_unless_present_any = ["rollback", "list"])]
         dir: Option<PathBuf>,
-        /// Switch back to the release before the live one instead
-        #[arg(long, conflicts_with = "dir")]
-        rollback: bool,
+        /// Switch back to the release live before the live one instead, or to release ID (one
+        /// that --list shows)
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "dir")]
+        rollback: Option<String>,
+        /// List the kept releases, oldest first: the live one, and where --rollback goes
+        #[arg(long, conflicts_with_all = ["dir", "rollback"])]
+        list: bool,
         /// Releases kept, the live one among them
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..))]
         keep: u16,
@@ -124,11 +128,13 @@ fn main() -> ExitCode {
         Command::Credentials { user, ttl } => {
             with_config(&source, |c| print_credentials(c, &user, ttl))
         }
+        Command::Deploy { list: true, .. } => with_config(&source, |c| list_releases(&c.web.root)),
         Command::Deploy {
             dir,
             rollback,
             keep,
             fast,
+            ..
         } => {
             let effort = if fast { Effort::Fast } else { Effort::Best };
             let mut failed = false;
@@ -137,7 +143,7 @@ fn main() -> ExitCode {
                 failed = !deploy(
                     &c.web.root,
                     dir.as_deref(),
-                    rollback,
+                    rollback.as_deref(),
                     keep.into(),
                     effort,
                     max_size,
@@ -156,16 +162,15 @@ fn main() -> ExitCode {
 fn deploy(
     root: &Path,
     export: Option<&Path>,
-    rollback: bool,
+    rollback: Option<&str>,
     keep: usize,
     effort: Effort,
     max_size: u64,
 ) -> bool {
-    let result = match export {
-        Some(export) if !rollback => {
-            rallypoint::deploy::deploy(root, export, keep, effort, max_size)
-        }
-        _ => rallypoint::deploy::rollback(root),
+    let result = match (export, rollback) {
+        (Some(export), None) => rallypoint::deploy::deploy(root, export, keep, effort, max_size),
+        // `--rollback` alone: back to what was live before.
+        (_, to) => rallypoint::deploy::rollback(root, to.filter(|id| !id.is_empty())),
     };
     match result {
         Ok(done) => {
@@ -189,6 +194,31 @@ fn deploy(
             eprintln!("error: {e}");
             false
         }
+    }
+}
+
+/// `rallypoint deploy --list`.
+fn list_releases(root: &Path) {
+    let releases = rallypoint::deploy::list(root);
+    if releases.is_empty() {
+        println!(
+            "no releases beside {} (deploy one: rallypoint deploy DIR)",
+            root.display()
+        );
+        return;
+    }
+    for r in releases {
+        let mark = match (r.live, r.rollback) {
+            (true, _) => "  live",
+            (_, true) => "  (--rollback goes here)",
+            _ => "",
+        };
+        println!(
+            "{}  {:>5} files  {:>8.1} MB{mark}",
+            r.id,
+            r.files,
+            r.bytes as f64 / 1e6
+        );
     }
 }
 

@@ -207,6 +207,106 @@ fn broken_exports_are_refused_good_ones_go_live_and_rollback_goes_back() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no release before the live one"));
 }
 
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ids `deploy --list` shows, with the live one's and the rollback target's.
+fn listed(root: &Path) -> (Vec<String>, String, Option<String>) {
+    let text = stdout(&deploy(root, &["--list"]));
+    let id = |l: &str| l.split_whitespace().next().unwrap().to_string();
+    let ids = text.lines().map(id).collect();
+    let live = text.lines().find(|l| l.ends_with("live")).map(id).unwrap();
+    let back = text
+        .lines()
+        .find(|l| l.contains("--rollback goes here"))
+        .map(id);
+    (ids, live, back)
+}
+
+/// The first hour's trap: deploy A and B, roll back twice (to the folder served first), then
+/// deploy D keeping two releases. The release live a second before D must stay, and a rollback
+/// from D goes back to it, not to whatever sorts before D.
+#[test]
+fn retention_keeps_what_was_live_and_rollback_goes_where_the_list_says() {
+    let base = temp_dir("deploy-history");
+    let root = export(&base.join("www"), 0);
+    let server = server(&root);
+    let version_live = || {
+        let (_, _, body) = fetch(server.web, &live_page(server.web));
+        version_of(&body)
+    };
+    for v in [1, 2] {
+        stdout(&deploy(
+            &root,
+            &[
+                export(&base.join(format!("v{v}")), v).to_str().unwrap(),
+                "--fast",
+            ],
+        ));
+    }
+    let (ids, live, back) = listed(&root);
+    assert_eq!(ids.len(), 3, "the first folder, v1, v2");
+    assert_eq!(
+        (live.as_str(), back.as_deref()),
+        (ids[2].as_str(), Some(ids[1].as_str()))
+    );
+    stdout(&deploy(&root, &["--rollback"]));
+    stdout(&deploy(&root, &["--rollback"]));
+    assert_eq!(version_live(), "0");
+    let first = ids[0].clone();
+
+    let d = export(&base.join("v4"), 4);
+    let out = stdout(&deploy(
+        &root,
+        &[d.to_str().unwrap(), "--fast", "--keep", "2"],
+    ));
+    let removed = out.lines().find(|l| l.starts_with("removed old releases"));
+    assert!(
+        removed.is_some_and(|l| !l.contains(&first)),
+        "one release beyond --keep 2 removed, not the one live before D: {out}"
+    );
+    let (ids, live, back) = listed(&root);
+    assert!(ids.contains(&first), "{ids:?}");
+    assert_eq!(
+        back.as_deref(),
+        Some(first.as_str()),
+        "--list names where --rollback goes"
+    );
+    assert_eq!(version_live(), "4");
+    stdout(&deploy(&root, &["--rollback"]));
+    assert_eq!(version_live(), "0", "back to what was live before D");
+
+    // A release by its id, as --list shows it; then a plain rollback undoes that.
+    stdout(&deploy(&root, &["--rollback", &live]));
+    assert_eq!(version_live(), "4");
+    stdout(&deploy(&root, &["--rollback"]));
+    assert_eq!(version_live(), "0");
+    for (id, says) in [
+        (
+            "20000101T000000Z-0001",
+            "no release \"20000101T000000Z-0001\" is kept",
+        ),
+        ("../etc", "no release \"../etc\" is kept"),
+        (first.as_str(), "is already live"),
+    ] {
+        let out = deploy(&root, &["--rollback", id]);
+        assert_eq!(out.status.code(), Some(1), "{id}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{id}: {err}");
+    }
+    assert_eq!(
+        version_live(),
+        "0",
+        "nothing switched by a refused rollback"
+    );
+}
+
 /// A page load: the page `/` sends the player to, then what it loads, relative to it.
 fn page_load(addr: SocketAddr, between: impl FnOnce()) -> Vec<String> {
     let page = live_page(addr);

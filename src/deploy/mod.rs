@@ -1,10 +1,13 @@
 //! `rallypoint deploy DIR`: puts a new export live in one step. The export is checked
 //! ([`export_check`]), copied next to the live one as a new release, given `.br`/`.gz` sidecars
 //! ([`sidecars`]), and `web.root` is switched to it by replacing one symbolic link
-//! ([`layout`]). The releases before it stay (`--keep`) for players still loading them and for
-//! `rallypoint deploy --rollback`. The running server needs no signal: it reads the link.
+//! ([`layout`]). The releases before it stay (`--keep`, and always the one live until then) for
+//! players still loading them and for `rallypoint deploy --rollback [ID]`, which goes back to
+//! what was live before ([`history`]) or to a release named from `--list`. The running server
+//! needs no signal: it reads the link.
 
 mod export_check;
+mod history;
 pub mod layout;
 mod sidecars;
 
@@ -26,6 +29,10 @@ pub enum DeployError {
     Busy(PathBuf),
     /// `--rollback` with no release before the live one.
     NoPrevious,
+    /// `--rollback ID` naming no kept release.
+    NoSuchRelease(String),
+    /// `--rollback ID` naming the live release.
+    AlreadyLive(String),
     /// `--rollback` when `web.root` is no deployed release.
     NotDeployed(PathBuf),
     /// `web.root` exists and is neither a folder nor a link.
@@ -47,6 +54,11 @@ impl std::fmt::Display for DeployError {
             }
             DeployError::Busy(dir) => write!(f, "another deploy is under way in {}", dir.display()),
             DeployError::NoPrevious => f.write_str("no release before the live one to go back to"),
+            DeployError::NoSuchRelease(id) => write!(
+                f,
+                "no release {id:?} is kept (rallypoint deploy --list shows those that are)"
+            ),
+            DeployError::AlreadyLive(id) => write!(f, "{id} is already live"),
             DeployError::NotDeployed(root) => write!(
                 f,
                 "{} is not a deployed release (deploy one first: rallypoint deploy DIR)",
@@ -127,8 +139,19 @@ pub fn deploy(
         let _ = std::fs::remove_dir_all(&incoming);
     })?;
     let previous = layout::current(root);
-    switch(root, &id, started - Duration::from_secs(1))?;
-    let removed = prune(root, keep, &id);
+    let kept = switch(root, &id, started - Duration::from_secs(1))?;
+    let previous = previous.or(kept);
+    let past = history::read(&releases);
+    // Live already: a history that cannot be written costs only the rollback's memory of it.
+    let _ = history::write(
+        &releases,
+        &history::went_live(past, previous.as_deref(), &id),
+    );
+    let spared: Vec<&str> = [Some(id.as_str()), previous.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let removed = prune(root, keep, &spared);
     Ok(Switched {
         id,
         previous,
@@ -138,15 +161,31 @@ pub fn deploy(
     })
 }
 
-/// Switches `root` back to the release before the live one.
-pub fn rollback(root: &Path) -> Result<Switched, DeployError> {
+/// Switches `root` to release `to`, or (`None`) back to the one live before the live one.
+pub fn rollback(root: &Path, to: Option<&str>) -> Result<Switched, DeployError> {
     let releases = layout::releases_dir(root);
     let _lock = lock(&releases)?;
     let live = layout::current(root).ok_or_else(|| DeployError::NotDeployed(root.to_path_buf()))?;
-    let ids = layout::releases(root);
-    let before = ids.iter().take_while(|id| **id != live).last();
-    let id = before.ok_or(DeployError::NoPrevious)?.clone();
+    let past = history::read(&releases);
+    let (id, history) = match to {
+        Some(id) if id == live => return Err(DeployError::AlreadyLive(live)),
+        Some(id) => match layout::release(root, id) {
+            Some(_) => (id.to_string(), history::went_live(past, Some(&live), id)),
+            None => return Err(DeployError::NoSuchRelease(id.to_string())),
+        },
+        None => match history::back(past, &live, |id| layout::release(root, id).is_some()) {
+            Some(found) => found,
+            // Deployed by a version that kept no history: the release sorting before.
+            None => {
+                let ids = layout::releases(root);
+                let before = ids.iter().take_while(|id| **id != live).last();
+                let id = before.ok_or(DeployError::NoPrevious)?.clone();
+                (id.clone(), vec![id])
+            }
+        },
+    };
     switch(root, &id, SystemTime::now())?;
+    let _ = history::write(&releases, &history);
     Ok(Switched {
         id,
         previous: Some(live),
@@ -156,11 +195,72 @@ pub fn rollback(root: &Path) -> Result<Switched, DeployError> {
     })
 }
 
+/// A kept release, as `--list` shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Release {
+    pub id: String,
+    /// `web.root` links to it.
+    pub live: bool,
+    /// A plain `--rollback` would go to it.
+    pub rollback: bool,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Every kept release, oldest first.
+pub fn list(root: &Path) -> Vec<Release> {
+    let live = layout::current(root);
+    let exists = |id: &str| layout::release(root, id).is_some();
+    let back = live.as_deref().and_then(|live| {
+        let past = history::read(&layout::releases_dir(root));
+        history::back(past, live, exists).map(|(id, _)| id)
+    });
+    let back = back.or_else(|| {
+        let ids = layout::releases(root);
+        ids.iter()
+            .take_while(|id| Some(id.as_str()) != live.as_deref())
+            .last()
+            .filter(|_| live.is_some())
+            .cloned()
+    });
+    layout::releases(root)
+        .into_iter()
+        .map(|id| {
+            let (files, bytes) = size(&layout::releases_dir(root).join(&id));
+            Release {
+                live: live.as_deref() == Some(id.as_str()),
+                rollback: back.as_deref() == Some(id.as_str()),
+                id,
+                files,
+                bytes,
+            }
+        })
+        .collect()
+}
+
+/// Files in `dir` and their bytes, `.br`/`.gz` sidecars included.
+fn size(dir: &Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .fold((0, 0), |(files, bytes), e| match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                let (f, b) = size(&e.path());
+                (files + f, bytes + b)
+            }
+            Ok(t) if t.is_file() => (files + 1, bytes + e.metadata().map_or(0, |m| m.len())),
+            _ => (files, bytes),
+        })
+}
+
 /// Points `root` at release `id` in one step: a new link renamed over the old one. A real
 /// folder served until now (the first deploy) is exchanged with the link in one step too
 /// (`renameat2` `RENAME_EXCHANGE`), then kept as a release named after its last change, or
-/// `older_than` if that is later, so it sorts before `id` (there is no other release yet).
-fn switch(root: &Path, id: &str, older_than: SystemTime) -> Result<(), DeployError> {
+/// `older_than` if that is later, so it sorts before `id` (there is no other release yet); its
+/// id is returned.
+fn switch(root: &Path, id: &str, older_than: SystemTime) -> Result<Option<String>, DeployError> {
     let name = root
         .file_name()
         .ok_or_else(|| DeployError::RootNotAFolder(root.to_path_buf()))?;
@@ -180,13 +280,16 @@ fn switch(root: &Path, id: &str, older_than: SystemTime) -> Result<(), DeployErr
                 .modified()
                 .unwrap_or(SystemTime::UNIX_EPOCH)
                 .min(older_than);
-            let kept = layout::releases_dir(root).join(format!("{}-0000", stamp(modified)));
-            std::fs::rename(&link, &kept)
-                .map_err(io_err(format!("cannot keep the old {}", root.display())))
+            let kept = format!("{}-0000", stamp(modified));
+            std::fs::rename(&link, layout::releases_dir(root).join(&kept))
+                .map_err(io_err(format!("cannot keep the old {}", root.display())))?;
+            Ok(Some(kept))
         }
         Ok(m) if m.is_symlink() => std::fs::rename(&link, root)
+            .map(|()| None)
             .map_err(io_err(format!("cannot switch {}", root.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(&link, root)
+            .map(|()| None)
             .map_err(io_err(format!("cannot switch {}", root.display()))),
         Ok(_) => {
             let _ = std::fs::remove_file(&link);
@@ -220,13 +323,16 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes releases beyond the `keep` newest, never the live one `live`.
-fn prune(root: &Path, keep: usize, live: &str) -> Vec<String> {
+/// Removes releases beyond the `keep` newest, never one of `spared` (the live one, and the one
+/// live until it: what a rollback goes to).
+fn prune(root: &Path, keep: usize, spared: &[&str]) -> Vec<String> {
     let ids = layout::releases(root);
     let old = ids.len().saturating_sub(keep.max(1));
     let mut removed = Vec::new();
     for id in &ids[..old] {
-        if id != live && std::fs::remove_dir_all(layout::releases_dir(root).join(id)).is_ok() {
+        if !spared.contains(&id.as_str())
+            && std::fs::remove_dir_all(layout::releases_dir(root).join(id)).is_ok()
+        {
             removed.push(id.clone());
         }
     }
