@@ -167,11 +167,17 @@ fn deploy(
     effort: Effort,
     max_size: u64,
 ) -> bool {
+    let mut progress = ProgressLine::new();
     let result = match (export, rollback) {
-        (Some(export), None) => rallypoint::deploy::deploy(root, export, keep, effort, max_size),
+        (Some(export), None) => {
+            rallypoint::deploy::deploy(root, export, keep, effort, max_size, &mut |at| {
+                progress.show(at)
+            })
+        }
         // `--rollback` alone: back to what was live before.
         (_, to) => rallypoint::deploy::rollback(root, to.filter(|id| !id.is_empty())),
     };
+    progress.end();
     match result {
         Ok(done) => {
             let was = done
@@ -193,6 +199,61 @@ fn deploy(
         Err(e) => {
             eprintln!("error: {e}");
             false
+        }
+    }
+}
+
+/// Deploy's progress on stderr while it compresses (a minute or two for a Godot engine at the
+/// best settings): on a terminal one line rewritten in place, else a line every 5 s.
+struct ProgressLine {
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+    terminal: bool,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        use std::io::IsTerminal;
+        ProgressLine {
+            started: std::time::Instant::now(),
+            last: None,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, at: &rallypoint::deploy::Compressing) {
+        let now = std::time::Instant::now();
+        let every = if self.terminal { 0.2 } else { 5.0 };
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l).as_secs_f64() < every)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let share = at.done as f64 / at.total.max(1) as f64;
+        let elapsed = now.duration_since(self.started).as_secs_f64();
+        let left = match share > 0.02 && elapsed > 1.0 {
+            true => format!(", about {:.0} s left", elapsed / share - elapsed),
+            false => String::new(),
+        };
+        let line = format!(
+            "compressing {} ({:.1} MB, .{}): {:.0} % of {:.1} MB{left}",
+            at.file.display(),
+            at.size as f64 / 1e6,
+            at.suffix,
+            share * 100.0,
+            at.total as f64 / 2e6,
+        );
+        match self.terminal {
+            true => eprint!("\r{line}\x1b[K"),
+            false => eprintln!("{line}"),
+        }
+    }
+
+    fn end(&self) {
+        if self.terminal && self.last.is_some() {
+            eprintln!();
         }
     }
 }

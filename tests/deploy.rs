@@ -242,13 +242,16 @@ fn retention_keeps_what_was_live_and_rollback_goes_where_the_list_says() {
         version_of(&body)
     };
     for v in [1, 2] {
-        stdout(&deploy(
-            &root,
-            &[
-                export(&base.join(format!("v{v}")), v).to_str().unwrap(),
-                "--fast",
-            ],
-        ));
+        let dir = export(&base.join(format!("v{v}")), v);
+        let out = deploy(&root, &[dir.to_str().unwrap(), "--fast"]);
+        stdout(&out);
+        // Not silent while it compresses: the file, its size, how far.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("compressing index.wasm (0.0 MB, .")),
+            "{err}"
+        );
     }
     let (ids, live, back) = listed(&root);
     assert_eq!(ids.len(), 3, "the first folder, v1, v2");

@@ -11,7 +11,7 @@ mod history;
 pub mod layout;
 mod sidecars;
 
-pub use sidecars::Effort;
+pub use sidecars::{Compressing, Effort};
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -100,14 +100,16 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DeployError {
 }
 
 /// Checks `export`, copies it as a new release beside `root` (refused if its files add up to
-/// more than `max_size` bytes, 0 = no limit), compresses it with `effort`, switches `root` to
-/// it, and keeps the `keep` newest releases (and the live one).
+/// more than `max_size` bytes, 0 = no limit), compresses it with `effort` (telling `progress`
+/// how far it is), switches `root` to it, and keeps the `keep` newest releases (and the live
+/// one, and the one live until now).
 pub fn deploy(
     root: &Path,
     export: &Path,
     keep: usize,
     effort: Effort,
     max_size: u64,
+    progress: &mut dyn FnMut(&Compressing),
 ) -> Result<Switched, DeployError> {
     let problems = export_check::problems(export);
     if !problems.is_empty() {
@@ -128,7 +130,7 @@ pub fn deploy(
             _ => DeployError::Io(format!("cannot copy {}", export.display()), e),
         })?;
         let live = layout::current(root).and_then(|id| layout::release(root, &id));
-        let written = sidecars::write_all(&incoming, live.as_deref(), effort)
+        let written = sidecars::write_all(&incoming, live.as_deref(), effort, progress)
             .map_err(io_err("cannot compress the export"))?;
         std::fs::rename(&incoming, releases.join(&id))
             .map_err(io_err("cannot name the release"))?;

@@ -40,6 +40,23 @@ impl Effort {
     }
 }
 
+/// Where compression is, told to a progress callback about every MiB read.
+#[derive(Debug)]
+pub struct Compressing<'a> {
+    /// The file, relative to the release.
+    pub file: &'a Path,
+    /// "br" or "gz".
+    pub suffix: &'a str,
+    /// Its size.
+    pub size: u64,
+    /// Bytes read so far, over every file and both codings, out of `total`.
+    pub done: u64,
+    pub total: u64,
+}
+
+/// How often (in bytes read) progress is told.
+const TELL_EVERY: u64 = 1 << 20;
+
 /// Sidecars made or taken from the previous release.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -49,17 +66,28 @@ pub struct Written {
 
 /// Writes `.br` and `.gz` beside every compressible file under `dir` that has none, keeping
 /// only those smaller than the file; where `previous` (the live release) has the same file and
-/// its sidecar, that one is linked instead.
-pub fn write_all(dir: &Path, previous: Option<&Path>, effort: Effort) -> io::Result<Written> {
+/// its sidecar, that one is linked instead. `progress` is told how far it is.
+pub fn write_all(
+    dir: &Path,
+    previous: Option<&Path>,
+    effort: Effort,
+    progress: &mut dyn FnMut(&Compressing),
+) -> io::Result<Written> {
     let mut written = Written::default();
+    let mut compressible = Vec::new();
     for file in files(dir)? {
         let Some(ext) = file.extension().and_then(|e| e.to_str()) else {
             continue;
         };
         let len = std::fs::metadata(&file)?.len();
-        if !COMPRESSIBLE.contains(&ext.to_ascii_lowercase().as_str()) || len < MIN_SIZE {
-            continue;
+        if COMPRESSIBLE.contains(&ext.to_ascii_lowercase().as_str()) && len >= MIN_SIZE {
+            compressible.push((file, len));
         }
+    }
+    // Both codings read each file once.
+    let total = compressible.iter().map(|(_, len)| 2 * len).sum();
+    let mut done = 0;
+    for (file, len) in compressible {
         // The same bytes as in the live release: the same modification time too (so its
         // sidecars count as fresh, and the ETag stays).
         let before = previous.and_then(|p| same_file_before(dir, &file, p));
@@ -86,10 +114,22 @@ pub fn write_all(dir: &Path, previous: Option<&Path>, effort: Effort) -> io::Res
                     .is_ok()
                 {
                     written.reused += 1;
+                    done += len;
                     continue;
                 }
             }
-            compress(&file, &sidecar, suffix, effort)?;
+            let relative = file.strip_prefix(dir).unwrap_or(&file);
+            let mut tell = |read: u64| {
+                progress(&Compressing {
+                    file: relative,
+                    suffix,
+                    size: len,
+                    done: done + read,
+                    total,
+                })
+            };
+            compress(&file, &sidecar, suffix, effort, &mut tell)?;
+            done += len;
             // Readable by whom the file is, and no one else: a sidecar is its content.
             std::fs::set_permissions(&sidecar, std::fs::metadata(&file)?.permissions())?;
             if std::fs::metadata(&sidecar)?.len() >= len {
@@ -123,8 +163,20 @@ fn same_file_before(dir: &Path, file: &Path, previous: &Path) -> Option<PathBuf>
     }
 }
 
-fn compress(from: &Path, to: &Path, suffix: &str, effort: Effort) -> io::Result<()> {
-    let mut input = BufReader::with_capacity(64 * 1024, File::open(from)?);
+fn compress(
+    from: &Path,
+    to: &Path,
+    suffix: &str,
+    effort: Effort,
+    tell: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let mut input = Counted {
+        inner: BufReader::with_capacity(64 * 1024, File::open(from)?),
+        read: 0,
+        told: 0,
+        tell,
+    };
+    input.tell_now();
     let mut out = BufWriter::with_capacity(64 * 1024, File::create(to)?);
     if suffix == "br" {
         let (quality, window) = effort.brotli();
@@ -137,6 +189,32 @@ fn compress(from: &Path, to: &Path, suffix: &str, effort: Effort) -> io::Result<
         c.finish()?;
     }
     out.flush()
+}
+
+/// A reader that tells how much it has read, about every [`TELL_EVERY`] bytes.
+struct Counted<'a, R> {
+    inner: R,
+    read: u64,
+    told: u64,
+    tell: &'a mut dyn FnMut(u64),
+}
+
+impl<R> Counted<'_, R> {
+    fn tell_now(&mut self) {
+        self.told = self.read;
+        (self.tell)(self.read);
+    }
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.told >= TELL_EVERY {
+            self.tell_now();
+        }
+        Ok(n)
+    }
 }
 
 /// Every regular file under `dir`.
