@@ -23,6 +23,15 @@ impl RateLimit {
         }
     }
 
+    /// Changes the rate and burst from `now` on (a reload): what was taken stays taken, and
+    /// no more is left than the new burst.
+    pub fn set(&mut self, rate: f64, burst: u32, now: Instant) {
+        self.refill(now);
+        self.rate = rate;
+        self.burst = f64::from(burst.max(1));
+        self.tokens = self.tokens.min(self.burst);
+    }
+
     /// Takes a token for one message; returns how long to wait first if none is left (the
     /// message goes ahead after that wait: the debt is paid by waiting).
     pub fn take(&mut self, now: Instant) -> Option<Duration> {

@@ -258,7 +258,20 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
     let mut config = match &source.file {
-        Some(path) => Config::load(path)?,
+        Some(path) => match Config::load_partly(path) {
+            (Some(config), errors) if errors.is_empty() => config,
+            (partly, mut errors) => {
+                // Every mistake at once: the certificate files what is left names, too.
+                let files_named = errors.iter().any(|e| e.key.starts_with("tls."));
+                if let Some(c) = partly.filter(|_| !files_named) {
+                    let now = std::time::SystemTime::now();
+                    let (files, _) =
+                        crate::tls::check_files(&c.tls, c.server.domain.as_deref(), now);
+                    errors.extend(files.into_iter().map(|e| ConfigError::unlocated("", e)));
+                }
+                return Err(errors);
+            }
+        },
         None => Config::default(),
     };
     if !source.web_listen.is_empty() {
@@ -317,8 +330,12 @@ fn reload(
             for warning in web::root_warnings(&new) {
                 log::warn!("{warning}");
             }
+            let changed = old.changed_keys(&new);
             config_tx.send_replace(Arc::new(new));
-            log::info!("configuration reloaded");
+            match changed.is_empty() {
+                true => log::info!("configuration reloaded: nothing changed"),
+                false => log::info!("configuration reloaded: changed {}", changed.join(", ")),
+            }
         }
         Err(errors) => {
             for e in &errors {

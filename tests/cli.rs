@@ -427,3 +427,73 @@ fn check_config_reads_the_certificate_files_and_the_web_root() {
     std::fs::remove_dir_all(&www).unwrap();
     assert!(stderr(&check(&cert, &key)).contains("is not a readable folder"));
 }
+
+/// The first hour's three mistakes in one file (a wrong type, a misspelt key, a certificate that
+/// is not there) and a wrong section, in one run of check-config, each located; the wrong
+/// section is skipped whole, not read as keys of the section before it.
+#[test]
+fn check_config_reports_every_mistake_of_a_file_at_once() {
+    let path = config_file(&format!(
+        "[web]\ntls_listen = [\"127.0.0.1:8443\"]\n\n[turn]\nlisten = \"0.0.0.0:3478\"\n\
+         relay_port = 50000\nsecrets = [\"{SECRET}\"]\n\n[tls]\ncertificate = \"/nonexistent/cert.pem\"\n\
+         private_key = \"/nonexistent/key.pem\"\n\n[singal]\npath = \"/ws\"\nmax_peers = \"many\"\n"
+    ));
+    let out = rallypoint(&["check-config", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    let expect = [
+        ":5:10: turn.listen: takes a list in brackets",
+        ":6:1: turn.relay_port: unknown key `relay_port` in [turn], did you mean `relay_ports`?",
+        ":13:2: singal: unknown section [singal], did you mean [signal]?",
+        ":10:15: tls.certificate: cannot read /nonexistent/cert.pem",
+        ":11:15: tls.private_key: cannot read /nonexistent/key.pem",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|l| l.contains(e)),
+            "no error with {e:?} in:\n{err}"
+        );
+    }
+    assert!(
+        !err.contains("max_peers"),
+        "a wrong section is skipped whole:\n{err}"
+    );
+    assert_eq!(errors.len(), 5, "each once: {err}");
+
+    // Certificate files that are there but hold no certificate: found beside a wrong type.
+    let dir = temp_dir("cli-files");
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let path = config_file(&format!(
+        "[signal]\nmax_peers = \"many\"\n[tls]\ncertificate = \"{0}\"\nprivate_key = \"{0}\"\n",
+        junk.display()
+    ));
+    let err = stderr(&rallypoint(&["check-config", &path]));
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 3, "{err}");
+    assert!(
+        errors[0].contains(":2:13: signal.max_peers: takes a whole number"),
+        "{err}"
+    );
+    assert!(errors[1].contains(":4:15: tls.certificate: ") && errors[1].contains("not a PEM file"));
+    assert!(errors[2].contains(":5:15: tls.private_key: ") && errors[2].contains("not a PEM file"));
+
+    // Good PEM files of two different certificates: only reading them together finds it.
+    let a = rcgen::generate_simple_self_signed(vec!["a.example".into()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b.example".into()]).unwrap();
+    std::fs::write(dir.join("a.pem"), a.cert.pem()).unwrap();
+    std::fs::write(dir.join("b.key"), b.signing_key.serialize_pem()).unwrap();
+    let path = config_file(&format!(
+        "[signal]\nmax_peers = \"many\"\n[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+        dir.join("a.pem").display(),
+        dir.join("b.key").display()
+    ));
+    let err = stderr(&rallypoint(&["check-config", &path]));
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(
+        errors[1].contains("the key does not belong to the certificate"),
+        "{err}"
+    );
+}

@@ -53,7 +53,11 @@ fn sighup_with_a_valid_file_applies_the_new_log_level() {
     server.signal(libc::SIGHUP);
     server.wait_notification("RELOADING=1");
     server.wait_notification("READY=1");
-    server.wait_log("configuration reloaded");
+    let line = server.wait_log("configuration reloaded");
+    assert!(
+        line.ends_with("configuration reloaded: changed server.log_level"),
+        "the keys that changed, and only those: {line}"
+    );
     // The request served before the reload was not logged at debug level...
     assert!(
         !server.log.iter().any(|l| l.contains("DEBUG")),
@@ -87,7 +91,11 @@ fn listen_and_root_flags_replace_the_file_keys_and_outlast_a_reload() {
     );
 
     server.signal(libc::SIGHUP);
-    server.wait_log("configuration reloaded");
+    let line = server.wait_log("configuration reloaded");
+    assert!(
+        line.ends_with("configuration reloaded: nothing changed"),
+        "{line}"
+    );
     assert_eq!(
         http_get(server.web, "/"),
         (200, "the export from --root".to_string())

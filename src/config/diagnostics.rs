@@ -6,6 +6,9 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 
+/// Problems reported from one file at most: a file this broken is read again after the fix.
+const MAX_ERRORS: usize = 32;
+
 /// One problem in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -53,6 +56,80 @@ impl<'a> Source<'a> {
             file,
             doc: toml_edit::ImDocument::parse(text).ok(),
         }
+    }
+
+    /// Deserializes, finding every problem rather than the first: after each, the key-value
+    /// it is about is blanked out (spaces of the same length, so every later position is still
+    /// the file's) and the rest read again. The value comes back when all that is left reads
+    /// (with defaults where keys were blanked), for checks of its own.
+    pub fn deserialize_all<T: DeserializeOwned>(&self) -> (Option<T>, Vec<ConfigError>) {
+        let mut text = self.text.to_string();
+        let mut errors: Vec<ConfigError> = Vec::new();
+        while errors.len() < MAX_ERRORS {
+            let source = Source::new(&text, self.file);
+            let error = match source.deserialize() {
+                Ok(value) => return (Some(value), errors),
+                Err(e) => e,
+            };
+            let blank = source.entry_span(&error.key);
+            errors.push(error);
+            match blank {
+                Some(range) if !text[range.clone()].trim().is_empty() => {
+                    let blanked: String = text[range.clone()]
+                        .chars()
+                        .map(|c| if c == '\n' { '\n' } else { ' ' })
+                        .collect();
+                    // Same bytes as long as the blanked text was ASCII; else positions after
+                    // it shift by a little, which is better than stopping.
+                    text.replace_range(range, &blanked);
+                }
+                // A syntax error, or nothing left to take out: what follows cannot be read.
+                _ => break,
+            }
+        }
+        (None, errors)
+    }
+
+    /// Where the entry at `key` is written, from its key to the end of its value: a whole
+    /// `[section]` (its header to the next one) for a section; the key-value holding it for a
+    /// key inside a list or an inline table.
+    fn entry_span(&self, key: &str) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let mut table = doc.as_table() as &dyn toml_edit::TableLike;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (name, indexed) = match part.split_once('[') {
+                Some((name, _)) => (name, true),
+                None => (*part, false),
+            };
+            let (k, item) = table.get_key_value(name)?;
+            let last = indexed || i + 1 == parts.len();
+            match item {
+                toml_edit::Item::Table(t) if !last => table = t,
+                toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) if !last => table = t,
+                toml_edit::Item::Table(_) => return self.section_span(k.span()?.start),
+                _ => return Some(k.span()?.start..item.span()?.end),
+            }
+        }
+        None
+    }
+
+    /// A `[section]` whose name starts at `offset`: from its line to the next section's.
+    fn section_span(&self, offset: usize) -> Option<Range<usize>> {
+        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let mut end = self.text.len();
+        let mut at = self.text[offset..].find('\n').map(|i| offset + i + 1);
+        while let Some(line) = at.filter(|&a| a < self.text.len()) {
+            if self.text[line..]
+                .trim_start_matches([' ', '\t'])
+                .starts_with('[')
+            {
+                end = line;
+                break;
+            }
+            at = self.text[line..].find('\n').map(|i| line + i + 1);
+        }
+        Some(start..end)
     }
 
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {

@@ -559,17 +559,25 @@ fn with_ipv4_twins(listen: &[SocketAddr]) -> Vec<SocketAddr> {
 impl Config {
     /// Parses and validates `text`; `file` names it in error messages.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
-        let source = diagnostics::Source::new(text, file);
-        let config: Config = source.deserialize().map_err(|e| vec![e])?;
-        let errors = validate::check(&config, &source);
-        if errors.is_empty() {
-            let mut config = config;
-            config.turn.listen = with_ipv4_twins(&config.turn.listen);
-            config.turn.tls_listen = with_ipv4_twins(&config.turn.tls_listen);
-            Ok(config)
-        } else {
-            Err(errors)
+        match Config::from_toml_partly(text, file) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(errors),
         }
+    }
+
+    /// Every problem of the file at once (syntax stops the reading; each wrong type, unknown
+    /// key and cross-field problem is reported), with the configuration the rest of the file
+    /// gives (defaults where keys were wrong), for checks of the files it names.
+    pub fn from_toml_partly(text: &str, file: &str) -> (Option<Config>, Vec<ConfigError>) {
+        let source = diagnostics::Source::new(text, file);
+        let (config, mut errors) = source.deserialize_all::<Config>();
+        let Some(mut config) = config else {
+            return (None, errors);
+        };
+        errors.extend(validate::check(&config, &source));
+        config.turn.listen = with_ipv4_twins(&config.turn.listen);
+        config.turn.tls_listen = with_ipv4_twins(&config.turn.tls_listen);
+        (Some(config), errors)
     }
 
     /// The keys that differ in `new` but only take effect at a restart: listeners are bound,
@@ -631,13 +639,34 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ConfigError::unlocated(
-                "",
-                format!("cannot read {}: {e}", path.display()),
-            )]
-        })?;
-        Config::from_toml(&text, &path.display().to_string())
+        match Config::load_partly(path) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(errors),
+        }
+    }
+
+    /// As [`Config::from_toml_partly`], for the file at `path`.
+    pub fn load_partly(path: &Path) -> (Option<Config>, Vec<ConfigError>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_toml_partly(&text, &path.display().to_string()),
+            Err(e) => (
+                None,
+                vec![ConfigError::unlocated(
+                    "",
+                    format!("cannot read {}: {e}", path.display()),
+                )],
+            ),
+        }
+    }
+
+    /// The keys whose values differ in `new` (dotted, sorted; a list or a map of users is one
+    /// key): what a reload changed. Only names, never values: a secret may be among them.
+    pub fn changed_keys(&self, new: &Config) -> Vec<String> {
+        let as_value = |c: &Config| toml::Value::try_from(c).expect("config serialises");
+        let mut changed = Vec::new();
+        differences("", &as_value(self), &as_value(new), &mut changed);
+        changed.sort();
+        changed
     }
 
     /// The effective configuration as TOML, with every secret and password replaced.
@@ -658,6 +687,28 @@ impl Config {
             }
         }
         toml::to_string(&masked).expect("config serialises")
+    }
+}
+
+/// Adds to `out` the dotted keys under `prefix` where `a` and `b` differ.
+fn differences(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    let key = |k: &str| match prefix {
+        "" => k.to_string(),
+        p => format!("{p}.{k}"),
+    };
+    match (a, b) {
+        // Sections (not `turn.users`, whose names are its values).
+        (toml::Value::Table(x), toml::Value::Table(y)) if prefix != "turn.users" => {
+            for (k, va) in x {
+                match y.get(k) {
+                    Some(vb) => differences(&key(k), va, vb, out),
+                    None => out.push(key(k)),
+                }
+            }
+            out.extend(y.keys().filter(|k| !x.contains_key(*k)).map(|k| key(k)));
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 

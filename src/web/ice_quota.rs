@@ -16,9 +16,17 @@ const MAX_SOURCES: usize = 65_536;
 
 #[derive(Default)]
 pub struct IceQuota {
-    buckets: Mutex<HashMap<Source, RateLimit>>,
+    buckets: Mutex<Buckets>,
     refused: AtomicU64,
     logged: AtomicBool,
+}
+
+#[derive(Default)]
+struct Buckets {
+    /// The `web.ice_api_per_minute` they were made for: a reload that changes it changes
+    /// every address's bucket, the addresses seen already included.
+    per_minute: u32,
+    by_source: HashMap<Source, RateLimit>,
 }
 
 impl IceQuota {
@@ -28,7 +36,15 @@ impl IceQuota {
             return Ok(());
         }
         let source = Source::of(ip);
-        let mut buckets = self.buckets.lock().unwrap();
+        let mut all = self.buckets.lock().unwrap();
+        let rate = f64::from(per_minute) / 60.0;
+        if all.per_minute != per_minute {
+            all.per_minute = per_minute;
+            for bucket in all.by_source.values_mut() {
+                bucket.set(rate, per_minute, now);
+            }
+        }
+        let buckets = &mut all.by_source;
         if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&source) {
             buckets.retain(|_, b| !b.is_full(now));
             if buckets.len() >= MAX_SOURCES {
@@ -37,12 +53,12 @@ impl IceQuota {
         }
         let bucket = buckets
             .entry(source)
-            .or_insert_with(|| RateLimit::new(f64::from(per_minute) / 60.0, per_minute, now));
+            .or_insert_with(|| RateLimit::new(rate, per_minute, now));
         if bucket.try_take(now) {
             return Ok(());
         }
         let wait = bucket.wait(now);
-        drop(buckets);
+        drop(all);
         self.refused.fetch_add(1, Ordering::Relaxed);
         if !self.logged.swap(true, Ordering::Relaxed) {
             log::warn!(
@@ -86,5 +102,23 @@ mod tests {
         assert!(q.take(a, 3, now + Duration::from_secs(20)).is_ok());
         assert_eq!(q.refused(), 2);
         assert!(q.take(a, 0, now).is_ok(), "0 = no limit");
+    }
+
+    #[test]
+    fn a_changed_limit_applies_to_addresses_already_seen() {
+        let q = IceQuota::default();
+        let now = Instant::now();
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..10 {
+            assert!(q.take(a, 60, now).is_ok());
+        }
+        // Lowered by a reload to 5 a minute: 5 left, not the 50 of the old bucket.
+        for _ in 0..5 {
+            assert!(q.take(a, 5, now).is_ok());
+        }
+        assert!(q.take(a, 5, now).is_err());
+        // Raised again: what was taken stays taken; tokens come back at the new rate.
+        assert!(q.take(a, 60, now).is_err());
+        assert!(q.take(a, 60, now + Duration::from_secs(1)).is_ok());
     }
 }
