@@ -28,6 +28,9 @@ struct Cli {
     /// Web listener address like 127.0.0.1:8081 (replaces web.listen); repeat for more
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// STUN/TURN listener address like 0.0.0.0:3479 (replaces turn.listen); repeat for more
+    #[arg(long = "turn-listen", global = true, value_name = "ADDR")]
+    turn_listen: Vec<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let source = ConfigSource {
         web_listen: cli.listen,
+        turn_listen: cli.turn_listen,
         web_root: cli.root,
         ..config_source(cli.config.as_deref())
     };

@@ -29,13 +29,15 @@ use crate::tls::{CertificateError, Certificates};
 use crate::{logging, metrics, turn, web};
 
 /// Where the running configuration comes from, and so what SIGHUP re-reads, with the command
-/// line's development overrides (`--listen`, `--root`) applied on top of every load.
+/// line's overrides (`--listen`, `--turn-listen`, `--root`) applied on top of every load.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigSource {
     /// The file; `None` for the built-in development defaults (SIGHUP has nothing to re-read).
     pub file: Option<PathBuf>,
     /// Replaces `web.listen` when not empty.
     pub web_listen: Vec<SocketAddr>,
+    /// Replaces `turn.listen` when not empty.
+    pub turn_listen: Vec<SocketAddr>,
     /// Replaces `web.root`.
     pub web_root: Option<PathBuf>,
 }
@@ -119,6 +121,9 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     }
     for l in &listeners.web_tls {
         log::info!("serving https://{}/", l.local_addr()?);
+    }
+    if let Some(page) = selftest_url(&config, &listeners) {
+        log::info!("check this deployment from a browser: {page}");
     }
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -277,10 +282,39 @@ pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
     if !source.web_listen.is_empty() {
         config.web.listen = source.web_listen.clone();
     }
+    if !source.turn_listen.is_empty() {
+        config.turn.listen = crate::config::with_ipv4_twins(&source.turn_listen);
+    }
     if let Some(root) = &source.web_root {
         config.web.root = root.clone();
     }
     Ok(config)
+}
+
+/// The self-test page's URL as a browser elsewhere would open it: on the first HTTPS listener
+/// if there is one, by `server.domain` when set (else the address, a wildcard's as the
+/// interface holding the default route); `None` with `web.selftest = false`.
+fn selftest_url(config: &Config, listeners: &Listeners) -> Option<String> {
+    if !config.web.selftest {
+        return None;
+    }
+    let (scheme, default_port, listener) = match listeners.web_tls.first() {
+        Some(l) => ("https", 443, l),
+        None => ("http", 80, listeners.web.first()?),
+    };
+    let addr = listener.local_addr().ok()?;
+    let host = match &config.server.domain {
+        Some(domain) => domain.clone(),
+        None => match turn::addresses::local_address_for(addr) {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        },
+    };
+    let port = match addr.port() {
+        p if p == default_port => String::new(),
+        p => format!(":{p}"),
+    };
+    Some(format!("{scheme}://{host}{port}/_rallypoint/"))
 }
 
 /// A config without any credential source gets the secret generated at start, so credentials

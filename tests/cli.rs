@@ -497,3 +497,19 @@ fn check_config_reports_every_mistake_of_a_file_at_once() {
         "{err}"
     );
 }
+
+/// `--help` is a request, not a mistake: the release script prints its usage and exits 0.
+#[test]
+fn the_release_script_answers_help() {
+    let out = Command::new("packaging/release")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("packaging/release [--arch amd64|arm64]... [--out DIR]"));
+    let out = Command::new("packaging/release")
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

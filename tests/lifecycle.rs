@@ -69,8 +69,9 @@ fn sighup_with_a_valid_file_applies_the_new_log_level() {
     server.wait_log("DEBUG rallypoint::web: GET / 200");
 }
 
-/// `--listen` and `--root` try an export without editing a config file; they replace the
-/// file's keys at start and again at every reload.
+/// `--listen`, `--turn-listen` and `--root` try an export without editing a config file; they
+/// replace the file's keys at start and again at every reload. The log names the self-test
+/// page's URL.
 #[test]
 fn listen_and_root_flags_replace_the_file_keys_and_outlast_a_reload() {
     let www = common::temp_dir("flags-www");
@@ -78,13 +79,29 @@ fn listen_and_root_flags_replace_the_file_keys_and_outlast_a_reload() {
     let root = www.display().to_string();
     let config =
         ephemeral_config("").replace("[web]\n", "[web]\nroot = \"/nonexistent/rallypoint-www\"\n");
-    let mut server =
-        Server::start_with_args(&config, &["--listen", "127.0.0.2:0", "--root", &root]);
+    let mut server = Server::start_with_args(
+        &config,
+        &[
+            "--listen",
+            "127.0.0.2:0",
+            "--turn-listen",
+            "127.0.0.3:0",
+            "--root",
+            &root,
+        ],
+    );
     assert_eq!(
         server.web.ip().to_string(),
         "127.0.0.2",
         "--listen replaced web.listen"
     );
+    assert_eq!(
+        server.turn.ip().to_string(),
+        "127.0.0.3",
+        "--turn-listen replaced turn.listen"
+    );
+    let page = format!("http://{}/_rallypoint/", server.web);
+    server.wait_log(&format!("check this deployment from a browser: {page}"));
     assert_eq!(
         http_get(server.web, "/"),
         (200, "the export from --root".to_string())

@@ -118,7 +118,7 @@ pub enum AcmeError {
 impl std::fmt::Display for AcmeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AcmeError::Ca { step, source } => write!(f, "{step}: {source}"),
+            AcmeError::Ca { step, source } => write!(f, "{step}: {}", explain(source)),
             AcmeError::Refused(why) => f.write_str(why),
             AcmeError::Timeout(t) => write!(f, "no answer within {}s", t.as_secs()),
             AcmeError::Unusable => {
@@ -145,6 +145,39 @@ impl From<CertificateError> for AcmeError {
 }
 
 /// A step's error from instant-acme.
+/// An error with every cause it wraps ("client error (Connect)" alone says nothing; the
+/// "Connection refused" or certificate error inside it does), and what to check when the CA
+/// could not be reached at all.
+fn explain(error: &dyn std::error::Error) -> String {
+    let mut said: Vec<String> = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+        cause = e.source();
+    }
+    let mut text = said.join(": ");
+    let lower = text.to_ascii_lowercase();
+    if [
+        "connect",
+        "dns error",
+        "failed to lookup",
+        "refused",
+        "timed out",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        text.push_str(
+            " (the CA could not be reached: check this machine's DNS and outgoing HTTPS, and \
+             tls.acme_directory)",
+        );
+    }
+    text
+}
+
 fn at(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
     move |source| AcmeError::Ca { step, source }
 }
@@ -459,5 +492,39 @@ mod tests {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+
+    /// An error wrapping another, as hyper's client error wraps the connect error.
+    #[derive(Debug)]
+    struct Wrapping(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn an_unreachable_ca_is_said_with_its_cause_and_what_to_check() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = explain(&Wrapping("client error (Connect)", refused));
+        assert!(
+            text.starts_with(
+                "client error (Connect): connection refused (the CA could not be reached: \
+                 check this machine's DNS"
+            ),
+            "{text}"
+        );
+        let refusal = std::io::Error::other("urn:ietf:params:acme:error:rejectedIdentifier");
+        assert_eq!(
+            explain(&refusal),
+            "urn:ietf:params:acme:error:rejectedIdentifier"
+        );
     }
 }

@@ -544,7 +544,7 @@ const MASK: &str = "<hidden>";
 /// `[::]:P` means every address, IPv4 included, as it does for most servers; TURN sockets are
 /// IPv6 only (a player must see addresses of its own family), so `0.0.0.0:P` is added before
 /// it unless the list has it already.
-fn with_ipv4_twins(listen: &[SocketAddr]) -> Vec<SocketAddr> {
+pub fn with_ipv4_twins(listen: &[SocketAddr]) -> Vec<SocketAddr> {
     let mut out = Vec::with_capacity(listen.len() + 1);
     for addr in listen {
         let twin = SocketAddr::from(([0, 0, 0, 0], addr.port()));
