@@ -308,6 +308,20 @@ fn retention_keeps_what_was_live_and_rollback_goes_where_the_list_says() {
         "0",
         "nothing switched by a refused rollback"
     );
+
+    // A file copied into web.root by hand after a deploy is not the release's: browsers
+    // revalidate it rather than keep it for a year; the deployed files stay immutable.
+    stdout(&deploy(&root, &["--rollback", &live]));
+    std::fs::write(root.join("notes.txt"), "added by hand").unwrap();
+    std::fs::write(root.join("index.js"), "/* v4 patched by hand; */").unwrap();
+    let cache = |file: &str| {
+        let (status, head, _) = fetch(server.web, &format!("/_release/{live}/{file}"));
+        assert_eq!(status, 200, "{file}: {head}");
+        header(&head, "cache-control").unwrap()
+    };
+    assert_eq!(cache("index.wasm"), "public, max-age=31536000, immutable");
+    assert_eq!(cache("notes.txt"), "no-cache");
+    assert_eq!(cache("index.js"), "no-cache");
 }
 
 /// A page load: the page `/` sends the player to, then what it loads, relative to it.

@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 /// Where a release's files are served, immutable: `/_release/<id>/<path>`.
 pub const URL_PREFIX: &str = "/_release/";
 
+/// A stamp file a deploy leaves in a release once it is complete: files changed after it (copied
+/// into `web.root` by hand) are not the release's, and are not served as immutable.
+pub const RELEASED: &str = ".released";
+
+/// When the release in `dir` was complete, if a deploy stamped it.
+pub fn released_at(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dir.join(RELEASED)).ok()?.modified().ok()
+}
+
 /// `<root>.releases`, next to the root.
 pub fn releases_dir(root: &Path) -> PathBuf {
     let mut name = root.file_name().map_or_else(OsString::new, OsString::from);

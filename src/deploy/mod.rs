@@ -132,6 +132,8 @@ pub fn deploy(
         let live = layout::current(root).and_then(|id| layout::release(root, &id));
         let written = sidecars::write_all(&incoming, live.as_deref(), effort, progress)
             .map_err(io_err("cannot compress the export"))?;
+        File::create(incoming.join(layout::RELEASED))
+            .map_err(io_err("cannot stamp the release"))?;
         std::fs::rename(&incoming, releases.join(&id))
             .map_err(io_err("cannot name the release"))?;
         Ok(written)
@@ -245,16 +247,18 @@ fn size(dir: &Path) -> (u64, u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, 0);
     };
-    entries
+    // Not the hidden stamp.
+    let shown = entries
         .flatten()
-        .fold((0, 0), |(files, bytes), e| match e.file_type() {
-            Ok(t) if t.is_dir() => {
-                let (f, b) = size(&e.path());
-                (files + f, bytes + b)
-            }
-            Ok(t) if t.is_file() => (files + 1, bytes + e.metadata().map_or(0, |m| m.len())),
-            _ => (files, bytes),
-        })
+        .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."));
+    shown.fold((0, 0), |(files, bytes), e| match e.file_type() {
+        Ok(t) if t.is_dir() => {
+            let (f, b) = size(&e.path());
+            (files + f, bytes + b)
+        }
+        Ok(t) if t.is_file() => (files + 1, bytes + e.metadata().map_or(0, |m| m.len())),
+        _ => (files, bytes),
+    })
 }
 
 /// Points `root` at release `id` in one step: a new link renamed over the old one. A real

@@ -186,8 +186,9 @@ async fn serve_file(
 }
 
 /// `/_release/<id>/<path>`: a file of one deployed release, the same bytes for as long as the
-/// release is kept, so browsers may cache it for good. A removed release's pages go to the
-/// live one.
+/// release is kept, so browsers may cache it for good; not a file changed after the deploy
+/// stamped the release (copied into `web.root` by hand), which browsers revalidate. A removed
+/// release's pages go to the live one.
 async fn serve_release(
     config: &Config,
     routes: &Routes,
@@ -208,10 +209,14 @@ async fn serve_release(
     match routes.file_cache.lookup(&dir, &inside).await {
         Ok(resolved) => {
             let mut r = respond(config, routes, req, &resolved).await;
+            let deployed = layout::released_at(&dir).is_none_or(|at| resolved.modified <= at);
             if r.status().is_success() || r.status() == StatusCode::NOT_MODIFIED {
                 r.headers_mut().insert(
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    HeaderValue::from_static(match deployed {
+                        true => "public, max-age=31536000, immutable",
+                        false => "no-cache",
+                    }),
                 );
             }
             r
