@@ -31,7 +31,6 @@ pub mod deploy;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;
-pub mod process_metrics;
 pub mod proxy_protocol;
 pub mod random;
 pub mod rate_limit;

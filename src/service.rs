@@ -183,7 +183,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         ("web.max_connections", "web.max_connections_per_source"),
     );
     let ice_quota = Arc::new(web::IceQuota::default());
-    crate::process_metrics::register_build_info(&mut registry);
+    metrics::process::register_build_info(&mut registry);
     web::register_metrics(
         &mut registry,
         connections.clone(),

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::Scrape;
+use super::Scrape;
 
 /// `rallypoint_build_info{version="…"} 1`, in the prefixed registry.
 pub fn register_build_info(registry: &mut Registry) {

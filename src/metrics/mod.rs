@@ -2,6 +2,8 @@
 //! a collector that turns a snapshot of them into metrics when `/metrics` is scraped, so the
 //! numbers Prometheus, `/healthz` and the self-test page show come from one place.
 
+pub mod process;
+
 use std::fmt;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -17,12 +19,12 @@ pub fn registry() -> Registry {
 }
 
 /// The registry in Prometheus's text exposition format, with the process's own figures
-/// (`process_*`, [`crate::process_metrics`]).
+/// (`process_*`, [`process`]).
 pub fn render(registry: &Registry) -> String {
     use prometheus_client::encoding::text;
     let mut out = String::new();
     text::encode_registry(&mut out, registry)
-        .and_then(|()| text::encode_registry(&mut out, &crate::process_metrics::registry()))
+        .and_then(|()| text::encode_registry(&mut out, &process::registry()))
         .and_then(|()| text::encode_eof(&mut out))
         .expect("writing to a String cannot fail");
     out
