@@ -28,6 +28,11 @@ struct Cli {
     /// Web listener address like 127.0.0.1:8081 (replaces web.listen); repeat for more
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// Serve the game at this domain over HTTPS, with a certificate from Let's Encrypt (sets
+    /// server.domain and tls.acme; without a config file, also listens on ports 80, 443 and
+    /// 3478 of every address)
+    #[arg(long, global = true, value_name = "NAME")]
+    domain: Option<String>,
     /// STUN/TURN listener address like 0.0.0.0:3479 (replaces turn.listen); repeat for more
     #[arg(long = "turn-listen", global = true, value_name = "ADDR")]
     turn_listen: Vec<SocketAddr>,
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
     let source = ConfigSource {
         web_listen: cli.listen,
         turn_listen: cli.turn_listen,
+        domain: cli.domain,
         web_root: cli.root,
         ..config_source(cli.config.as_deref())
     };

@@ -38,6 +38,8 @@ pub struct ConfigSource {
     pub web_listen: Vec<SocketAddr>,
     /// Replaces `turn.listen` when not empty.
     pub turn_listen: Vec<SocketAddr>,
+    /// `--domain`: sets `server.domain` and `tls.acme`; without a file, also the public ports.
+    pub domain: Option<String>,
     /// Replaces `web.root`.
     pub web_root: Option<PathBuf>,
 }
@@ -121,6 +123,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     }
     for l in &listeners.web_tls {
         log::info!("serving https://{}/", l.local_addr()?);
+    }
+    if let (Some(domain), false) = (&config.server.domain, listeners.web_tls.is_empty()) {
+        let port = match listeners.web_tls[0].local_addr()?.port() {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        log::info!("the game: https://{domain}{port}/");
     }
     if let Some(page) = selftest_url(&config, &listeners) {
         log::info!("check this deployment from a browser: {page}");
@@ -262,33 +271,69 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
 }
 
 pub fn load(source: &ConfigSource) -> Result<Config, Vec<ConfigError>> {
-    let mut config = match &source.file {
-        Some(path) => match Config::load_partly(path) {
-            (Some(config), errors) if errors.is_empty() => config,
-            (partly, mut errors) => {
-                // Every mistake at once: the certificate files what is left names, too.
-                let files_named = errors.iter().any(|e| e.key.starts_with("tls."));
-                if let Some(c) = partly.filter(|_| !files_named) {
-                    let now = std::time::SystemTime::now();
-                    let (files, _) =
-                        crate::tls::check_files(&c.tls, c.server.domain.as_deref(), now);
-                    errors.extend(files.into_iter().map(|e| ConfigError::unlocated("", e)));
-                }
-                return Err(errors);
-            }
-        },
-        None => Config::default(),
+    if let Some(domain) = &source.domain {
+        crate::config::check_acme_domain(domain)
+            .map_err(|e| vec![ConfigError::unlocated("--domain", e)])?;
+    }
+    let Some(path) = &source.file else {
+        let mut config = Config::default();
+        source.apply(&mut config);
+        return Ok(config);
     };
-    if !source.web_listen.is_empty() {
-        config.web.listen = source.web_listen.clone();
+    // The overrides go in before the cross-field checks: `--domain` makes a file with
+    // `web.tls_listen` and no certificate whole.
+    match Config::load_partly(path, |c| source.apply(c)) {
+        (Some(config), errors) if errors.is_empty() => Ok(config),
+        (partly, mut errors) => {
+            // Every mistake at once: the certificate files what is left names, too.
+            let files_named = errors.iter().any(|e| e.key.starts_with("tls."));
+            if let Some(c) = partly.filter(|_| !files_named) {
+                let now = std::time::SystemTime::now();
+                let (files, _) = crate::tls::check_files(&c.tls, c.server.domain.as_deref(), now);
+                errors.extend(files.into_iter().map(|e| ConfigError::unlocated("", e)));
+            }
+            Err(errors)
+        }
     }
-    if !source.turn_listen.is_empty() {
-        config.turn.listen = crate::config::with_ipv4_twins(&source.turn_listen);
+}
+
+impl ConfigSource {
+    /// The command line's overrides, on top of the file or the defaults.
+    fn apply(&self, config: &mut Config) {
+        if let Some(domain) = &self.domain {
+            for_domain(config, domain, self.file.is_none());
+        }
+        if !self.web_listen.is_empty() {
+            config.web.listen = self.web_listen.clone();
+        }
+        if !self.turn_listen.is_empty() {
+            config.turn.listen = crate::config::with_ipv4_twins(&self.turn_listen);
+        }
+        if let Some(root) = &self.web_root {
+            config.web.root = root.clone();
+        }
     }
-    if let Some(root) = &source.web_root {
-        config.web.root = root.clone();
+}
+
+/// `rallypoint --domain NAME`: HTTPS for `domain` with a certificate from the ACME CA
+/// (`tls.acme`), and, when no file says otherwise (`public`), on the ports players reach: HTTP
+/// on 80 (for HTTP-01 and the redirect), HTTPS and TURN over TLS on 443, STUN/TURN on 3478, on
+/// every address (IPv6 too, where the machine has it).
+fn for_domain(config: &mut Config, domain: &str, public: bool) {
+    config.server.domain = Some(domain.to_string());
+    config.tls.acme = true;
+    if public {
+        let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let every = |port: u16| -> Vec<SocketAddr> {
+            let v6 = ipv6.then(|| SocketAddr::from(([0u16; 8], port)));
+            std::iter::once(SocketAddr::from(([0, 0, 0, 0], port)))
+                .chain(v6)
+                .collect()
+        };
+        config.web.listen = every(80);
+        config.web.tls_listen = every(443);
+        config.turn.listen = crate::config::with_ipv4_twins(&every(3478));
     }
-    Ok(config)
 }
 
 /// The self-test page's URL as a browser elsewhere would open it: on the first HTTPS listener

@@ -513,3 +513,54 @@ fn the_release_script_answers_help() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `rallypoint --domain NAME` with no file: HTTPS for the name with a certificate from the CA,
+/// on the ports players reach (80 for HTTP-01 and the redirect, 443 for HTTPS and TURN over
+/// TLS, 3478 for STUN/TURN), every address. With a file, its ports stay (the interop suite's
+/// acme.sh gets a certificate from pebble that way). A name a CA cannot validate is refused.
+#[test]
+fn a_domain_on_the_command_line_is_a_whole_https_setup() {
+    assert!(
+        !std::path::Path::new("/etc/rallypoint/rallypoint.toml").exists(),
+        "this test needs a machine without /etc/rallypoint/rallypoint.toml (it would be read)"
+    );
+    let out = rallypoint(&["--domain", "game.example.org", "print-config"]);
+    let printed: toml::Value = toml::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        printed["server"]["domain"].as_str(),
+        Some("game.example.org")
+    );
+    assert_eq!(printed["tls"]["acme"].as_bool(), Some(true));
+    let listen = |section: &str, key: &str| -> Vec<String> {
+        printed[section][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listen("web", "listen")[0], "0.0.0.0:80");
+    assert_eq!(listen("web", "tls_listen")[0], "0.0.0.0:443");
+    assert!(listen("turn", "listen").contains(&"0.0.0.0:3478".to_string()));
+    assert_eq!(
+        printed["web"]["accept_turn"].as_str(),
+        Some("tls"),
+        "TURN on 443 too"
+    );
+
+    let path = config_file("[web]\nlisten = [\"127.0.0.1:8080\"]\n");
+    let out = rallypoint(&[
+        "--config",
+        &path,
+        "--domain",
+        "game.example.org",
+        "print-config",
+    ]);
+    let printed: toml::Value = toml::from_str(&stdout(&out)).unwrap();
+    assert_eq!(printed["web"]["listen"][0].as_str(), Some("127.0.0.1:8080"));
+    assert_eq!(printed["tls"]["acme"].as_bool(), Some(true));
+
+    let out = rallypoint(&["--domain", "203.0.113.7", "print-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--domain: "), "{}", stderr(&out));
+}

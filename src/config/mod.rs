@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use diagnostics::ConfigError;
 use units::{BitRate, ByteSize, Duration, PortRange};
+pub use validate::check_acme_domain;
 
 /// Where the packaged service keeps its configuration.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/rallypoint/rallypoint.toml";
@@ -559,7 +560,7 @@ pub fn with_ipv4_twins(listen: &[SocketAddr]) -> Vec<SocketAddr> {
 impl Config {
     /// Parses and validates `text`; `file` names it in error messages.
     pub fn from_toml(text: &str, file: &str) -> Result<Config, Vec<ConfigError>> {
-        match Config::from_toml_partly(text, file) {
+        match Config::from_toml_partly(text, file, |_| {}) {
             (Some(config), errors) if errors.is_empty() => Ok(config),
             (_, errors) => Err(errors),
         }
@@ -567,13 +568,19 @@ impl Config {
 
     /// Every problem of the file at once (syntax stops the reading; each wrong type, unknown
     /// key and cross-field problem is reported), with the configuration the rest of the file
-    /// gives (defaults where keys were wrong), for checks of the files it names.
-    pub fn from_toml_partly(text: &str, file: &str) -> (Option<Config>, Vec<ConfigError>) {
+    /// gives (defaults where keys were wrong), for checks of the files it names. `adjust`
+    /// changes it before the cross-field checks (the command line's overrides).
+    pub fn from_toml_partly(
+        text: &str,
+        file: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Option<Config>, Vec<ConfigError>) {
         let source = diagnostics::Source::new(text, file);
         let (config, mut errors) = source.deserialize_all::<Config>();
         let Some(mut config) = config else {
             return (None, errors);
         };
+        adjust(&mut config);
         errors.extend(validate::check(&config, &source));
         config.turn.listen = with_ipv4_twins(&config.turn.listen);
         config.turn.tls_listen = with_ipv4_twins(&config.turn.tls_listen);
@@ -639,16 +646,19 @@ impl Config {
 
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        match Config::load_partly(path) {
+        match Config::load_partly(path, |_| {}) {
             (Some(config), errors) if errors.is_empty() => Ok(config),
             (_, errors) => Err(errors),
         }
     }
 
     /// As [`Config::from_toml_partly`], for the file at `path`.
-    pub fn load_partly(path: &Path) -> (Option<Config>, Vec<ConfigError>) {
+    pub fn load_partly(
+        path: &Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Option<Config>, Vec<ConfigError>) {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::from_toml_partly(&text, &path.display().to_string()),
+            Ok(text) => Config::from_toml_partly(&text, &path.display().to_string(), adjust),
             Err(e) => (
                 None,
                 vec![ConfigError::unlocated(

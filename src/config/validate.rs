@@ -356,7 +356,7 @@ fn clash(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 /// A name a CA can validate over HTTP: a DNS name, no wildcard, no address.
-fn check_acme_domain(name: &str) -> Result<(), String> {
+pub fn check_acme_domain(name: &str) -> Result<(), String> {
     if name.parse::<std::net::IpAddr>().is_ok() {
         return Err(format!(
             "{name:?} is an IP address; ACME certificates here are for DNS names"

@@ -78,7 +78,7 @@ health() {
     curl -skf "https://127.0.0.1:$https/healthz" |
         python3 -c "import json,sys; print(json.load(sys.stdin)['web'].get('acme', {}).get('$1', ''))" 2>/dev/null || true
 }
-# wait_for_state STATE: until /healthz says so, for up to 60 s.
+# wait_for_state STATE [LOG]: until /healthz says so, for up to 60 s (else shows LOG).
 wait_for_state() {
     for _ in $(seq 120); do
         [ "$(health state)" = "$1" ] && return 0
@@ -86,7 +86,7 @@ wait_for_state() {
     done
     echo "acme state stayed $(health state), not $1; /healthz:" >&2
     curl -sk "https://127.0.0.1:$https/healthz" >&2
-    cat "$dir/rallypoint.log" >&2
+    cat "${2:-$dir/rallypoint.log}" >&2
     return 1
 }
 # serial PORT: the serial of the certificate served on PORT to a client that trusts only
@@ -208,3 +208,36 @@ wait_for_state valid
 serial "$https" >/dev/null
 [ "$(grep -c 'Attempting to validate w/ HTTP' "$dir/pebble.log")" = "$http_validations" ]
 echo "ok: without a plain listener, TLS-ALPN-01 on the HTTPS listener gets the certificate"
+
+# One command with a domain: the file names only the CA and the ports (a test may not bind 80 and
+# 443 of every address, which --domain alone would); --domain turns on HTTPS with a certificate
+# from the CA, --root serves the export, and the log names the game's URL and the self-test's.
+kill -TERM "$RP_PID"; wait "$RP_PID" || true
+mkdir -p "$dir/game"
+echo '<!DOCTYPE html><title>the game from --root</title>' >"$dir/game/index.html"
+grep -v -e '^domain = ' -e '^acme = true' "$dir/rallypoint.toml" |
+    sed "s|$dir/state|$dir/state-domain|" >"$dir/domain.toml"
+if grep -q -e '^domain = ' -e '^acme = ' "$dir/domain.toml"; then
+    echo "domain.toml still sets the domain or ACME" >&2; exit 1
+fi
+"$RP_BIN" --config "$dir/domain.toml" --domain "$domain" --root "$dir/game" >"$dir/domain.log" 2>&1 &
+RP_PID=$!
+wait_for_state valid "$dir/domain.log"
+page=$(python3 - "$https" "$domain" "$dir/root.pem" <<'PY'
+import socket, ssl, sys
+port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=root)
+ctx.set_alpn_protocols(["http/1.1"])
+with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+    with ctx.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET /index.html HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(4096):
+            data += chunk
+print(data.decode(errors="replace"))
+PY
+)
+grep -q "the game from --root" <<<"$page" || { echo "the page over HTTPS: $page" >&2; exit 1; }
+grep -q "the game: https://$domain:$https/" "$dir/domain.log"
+grep -q "check this deployment from a browser: https://$domain:$https/_rallypoint/" "$dir/domain.log"
+echo "ok: --domain $domain gets a certificate from the CA and serves --root's export over HTTPS; the log names both URLs"
