@@ -37,11 +37,20 @@ impl FailedJoins {
         }
     }
 
-    /// A reload that changes the limit starts the count afresh.
-    pub fn set_per_minute(&mut self, per_minute: u32) {
-        if per_minute != self.per_minute {
-            *self = FailedJoins::new(per_minute);
+    /// A reload that changes the limit changes every address's bucket from `now`: tries spent
+    /// stay spent, and none has more left than the new limit. Switched off or on, the count
+    /// starts afresh.
+    pub fn set_per_minute(&mut self, per_minute: u32, now: Instant) {
+        if per_minute == self.per_minute {
+            return;
         }
+        if per_minute == 0 || self.per_minute == 0 {
+            *self = FailedJoins::new(per_minute);
+            return;
+        }
+        self.per_minute = per_minute;
+        self.addresses.set(per_minute, now);
+        self.sites.set(per_minute.saturating_mul(SITE_FACTOR), now);
     }
 
     /// Whether `source` may try a join now (nothing is counted).
@@ -88,6 +97,18 @@ impl Table {
             capacity,
             buckets: HashMap::new(),
             overflow: None,
+        }
+    }
+
+    fn set(&mut self, per_minute: u32, now: Instant) {
+        self.per_minute = per_minute;
+        let rate = |per_minute: u32| f64::from(per_minute) / 60.0;
+        for bucket in self.buckets.values_mut() {
+            bucket.set(rate(per_minute), per_minute, now);
+        }
+        if let Some(overflow) = &mut self.overflow {
+            let shared = per_minute.saturating_mul(SITE_FACTOR);
+            overflow.set(rate(shared), shared, now);
         }
     }
 
@@ -169,6 +190,28 @@ mod tests {
             f.allows(attacker, t0 + Duration::from_secs(6)),
             "one try back each 6 s"
         );
+    }
+
+    #[test]
+    fn a_reloaded_limit_applies_to_addresses_already_seen() {
+        let t0 = Instant::now();
+        let mut f = FailedJoins::new(10);
+        let (spent, tried) = (source("192.0.2.1"), source("192.0.2.2"));
+        for _ in 0..10 {
+            f.failed(spent, t0);
+        }
+        f.failed(tried, t0);
+        // Raised: what was spent stays spent; tries come back at the new rate (60 a minute).
+        f.set_per_minute(60, t0);
+        assert!(!f.allows(spent, t0), "a reload gives no tries back");
+        assert!(f.allows(spent, t0 + Duration::from_secs(1)));
+        // Lowered to 3: the address that had 9 left has 3.
+        f.set_per_minute(3, t0);
+        for _ in 0..3 {
+            assert!(f.allows(tried, t0));
+            f.failed(tried, t0);
+        }
+        assert!(!f.allows(tried, t0));
     }
 
     #[test]

@@ -693,10 +693,14 @@ fn reloaded_limits_apply_to_new_events_only() {
     let mut h = Harness::new();
     let lobby = h.host(1, true);
     h.join(2, &lobby);
-    h.hub.set_limits(Limits {
-        max_peers: 1,
-        ..limits()
-    });
+    let at = h.at();
+    h.hub.set_limits(
+        Limits {
+            max_peers: 1,
+            ..limits()
+        },
+        at,
+    );
     assert_eq!(h.hub.peer_count(), 2, "existing peers stay");
     h.connect(3);
     assert_eq!(h.closed(3), Some((4000, "Too many peers connected")));

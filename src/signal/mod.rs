@@ -291,7 +291,7 @@ async fn run_hub(
             }
             Ok(()) = config.changed() => {
                 let signal = &config.borrow_and_update().signal;
-                hub.set_limits(Limits::from(signal));
+                hub.set_limits(Limits::from(signal), now());
                 max_queued = signal.max_queued_bytes.0 as usize;
                 continue;
             }

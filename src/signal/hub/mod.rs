@@ -113,9 +113,10 @@ impl Hub {
     }
 
     /// New limits apply to what happens next; existing lobbies and peers stay as they are.
-    pub fn set_limits(&mut self, limits: Limits) {
+    /// New limits from `now` on (a reload).
+    pub fn set_limits(&mut self, limits: Limits, now: Instant) {
         self.failed_joins
-            .set_per_minute(limits.failed_joins_per_minute);
+            .set_per_minute(limits.failed_joins_per_minute, now);
         self.limits = limits;
     }
 
