@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Behind a reverse proxy, as the README suggests (Debian's Caddy here, a proxy nobody here
+"""Behind a reverse proxy, as docs/getting-started.md suggests (Debian's Caddy here, a proxy nobody here
 wrote, adding X-Forwarded-For), with proxy_protocol.trusted naming it:
 
 - one attacker's wrong codes spend its own failed joins, not everyone's: after its 12 tries an

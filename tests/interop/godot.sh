@@ -34,7 +34,7 @@ echo "ok: godot: the committed export matches the addon's and example's sources"
 mkdir -p "$dir/export"
 cp godot/export/index.* "$dir/export/"
 tests/interop/godot-engine.sh "$dir/export"
-# Put live the way the README says (--fast: seconds, not minutes, from a debug build): the
+# Put live the way docs/deploying.md says (--fast: seconds, not minutes, from a debug build): the
 # pages below then load from /_release/<id>/.
 "$RP_BIN" --root "$dir/www" deploy --fast "$dir/export"
 cat >"$dir/rallypoint.toml" <<TOML

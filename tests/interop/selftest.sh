@@ -4,7 +4,7 @@
 # TURN traffic. A NAT rule makes the server see the browser's STUN requests from another address,
 # as on the internet; without it Chrome drops the server-reflexive candidate as redundant with
 # its host candidate. Last, a TURN host name the browser cannot look up: the rows say DNS.
-# `tests/interop/selftest.sh docs/selftest.png` also saves the screenshot the README shows.
+# `tests/interop/selftest.sh docs/selftest.png` also saves the screenshot docs/operating.md shows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/interop/lib.sh
