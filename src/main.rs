@@ -22,19 +22,19 @@ struct Cli {
     /// development defaults]
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Serve this folder (replaces web.root), to try an export without writing a config file
+    /// The export folder (replaces web.root): served, or for deploy the one deployed into
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Web listener address like 127.0.0.1:8081 (replaces web.listen); repeat for more
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
     /// Serve the game at this domain over HTTPS, with a certificate from Let's Encrypt (sets
     /// server.domain and tls.acme; without a config file, also listens on ports 80, 443 and
     /// 3478 of every address)
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, value_name = "NAME")]
     domain: Option<String>,
     /// STUN/TURN listener address like 0.0.0.0:3479 (replaces turn.listen); repeat for more
-    #[arg(long = "turn-listen", global = true, value_name = "ADDR")]
+    #[arg(long = "turn-listen", value_name = "ADDR")]
     turn_listen: Vec<SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,

@@ -564,3 +564,17 @@ fn a_domain_on_the_command_line_is_a_whole_https_setup() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--domain: "), "{}", stderr(&out));
 }
+
+/// Each command's help lists what it takes: deploy names the folder it deploys into, not the
+/// listeners, which only running uses (given before any command).
+#[test]
+fn deploy_help_lists_only_what_deploy_takes() {
+    let help = stdout(&rallypoint(&["deploy", "--help"]));
+    for taken in ["--root", "--rollback", "--list", "--keep", "--fast"] {
+        assert!(help.contains(taken), "{taken} missing: {help}");
+    }
+    for not in ["--listen", "--turn-listen", "--domain"] {
+        assert!(!help.contains(not), "{not} in deploy's help: {help}");
+    }
+    assert!(stdout(&rallypoint(&["--help"])).contains("--turn-listen"));
+}
