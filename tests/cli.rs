@@ -428,6 +428,17 @@ fn check_config_reads_the_certificate_files_and_the_web_root() {
     assert!(stderr(&check(&cert, &key)).contains("is not a readable folder"));
 }
 
+/// check-config's stderr for the file at `path`, and its error lines.
+fn check_config_errors(path: &str) -> (String, Vec<String>) {
+    let err = stderr(&rallypoint(&["check-config", path]));
+    let errors = err
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .map(str::to_string)
+        .collect();
+    (err, errors)
+}
+
 /// The first hour's three mistakes in one file (a wrong type, a misspelt key, a certificate that
 /// is not there) and a wrong section, in one run of check-config, each located; the wrong
 /// section is skipped whole, not read as keys of the section before it.
@@ -438,10 +449,8 @@ fn check_config_reports_every_mistake_of_a_file_at_once() {
          relay_port = 50000\nsecrets = [\"{SECRET}\"]\n\n[tls]\ncertificate = \"/nonexistent/cert.pem\"\n\
          private_key = \"/nonexistent/key.pem\"\n\n[singal]\npath = \"/ws\"\nmax_peers = \"many\"\n"
     ));
-    let out = rallypoint(&["check-config", &path]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(rallypoint(&["check-config", &path]).status.code(), Some(1));
+    let (err, errors) = check_config_errors(&path);
     let expect = [
         ":5:10: turn.listen: takes a list in brackets",
         ":6:1: turn.relay_port: unknown key `relay_port` in [turn], did you mean `relay_ports`?",
@@ -469,8 +478,7 @@ fn check_config_reports_every_mistake_of_a_file_at_once() {
         "[signal]\nmax_peers = \"many\"\n[tls]\ncertificate = \"{0}\"\nprivate_key = \"{0}\"\n",
         junk.display()
     ));
-    let err = stderr(&rallypoint(&["check-config", &path]));
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    let (err, errors) = check_config_errors(&path);
     assert_eq!(errors.len(), 3, "{err}");
     assert!(
         errors[0].contains(":2:13: signal.max_peers: takes a whole number"),
@@ -489,8 +497,7 @@ fn check_config_reports_every_mistake_of_a_file_at_once() {
         dir.join("a.pem").display(),
         dir.join("b.key").display()
     ));
-    let err = stderr(&rallypoint(&["check-config", &path]));
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    let (err, errors) = check_config_errors(&path);
     assert_eq!(errors.len(), 2, "{err}");
     assert!(
         errors[1].contains("the key does not belong to the certificate"),

@@ -234,20 +234,25 @@ async fn a_flood_is_slowed_to_the_rate_and_nothing_is_lost() {
     );
 }
 
+/// Opens the signalling WebSocket as a page of `origin` would.
+async fn connect_from(
+    web: std::net::SocketAddr,
+    origin: &str,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{web}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.map(drop)
+}
+
 /// The README's itch.io advice: the list adds sites; the server's own pages (the self-test
 /// among them) keep working; another site gets 403, logged once with the key, all counted.
 #[tokio::test]
 async fn allowed_origins_add_sites_and_a_refusal_names_the_key() {
     let mut server = start("allowed_origins = [\"https://html-classic.itch.zone\"]");
-    let open = |origin: String| {
-        let mut request = format!("ws://{}/ws", server.web)
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().unwrap());
-        tokio_tungstenite::connect_async(request)
-    };
+    let web = server.web;
+    let open = |origin: String| async move { connect_from(web, &origin).await };
     for refused in [
         "https://evil.example",
         "https://html-classic.itch.zone.evil.example",
@@ -288,14 +293,8 @@ async fn allowed_origins_add_sites_and_a_refusal_names_the_key() {
 #[tokio::test]
 async fn the_same_host_origin_is_allowed_by_default() {
     let server = start("");
-    let mut request = format!("ws://{}/ws", server.web)
-        .into_client_request()
-        .unwrap();
     let origin = format!("http://{}", server.web);
-    request
-        .headers_mut()
-        .insert("origin", origin.parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+    assert!(connect_from(server.web, &origin).await.is_ok());
 }
 
 /// A client that completes the handshake and then never reads: it never answers pings.
@@ -411,14 +410,8 @@ async fn reload_changes_limits_and_origins_but_keeps_live_lobbies() {
     );
     // So do the new origins.
     for (origin, allowed) in [("https://a.example", false), ("https://b.example", true)] {
-        let mut request = format!("ws://{}/ws", server.web)
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().unwrap());
         assert_eq!(
-            tokio_tungstenite::connect_async(request).await.is_ok(),
+            connect_from(server.web, origin).await.is_ok(),
             allowed,
             "{origin}"
         );
