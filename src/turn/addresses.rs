@@ -142,11 +142,17 @@ pub fn advertised_address_warnings(config: &Config) -> Vec<String> {
         let Some(kind) = unreachable_kind(ip) else {
             continue;
         };
+        // A domain names the TURN URLs, never the relay address.
+        let fix = if roles.iter().any(|r| r.starts_with("the TURN URLs")) {
+            "server.domain or turn.external_ip"
+        } else {
+            "turn.external_ip"
+        };
         let roles = roles.join(" and ");
         warnings.push(match kind {
             Unreachable::Loopback | Unreachable::LinkLocal => format!(
                 "turn: {roles} would be {ip}, {kind}, which players on other machines cannot \
-                 reach; set server.domain or turn.external_ip to the address players use"
+                 reach; set {fix} to the address players use"
             ),
             Unreachable::Private => format!(
                 "turn: {roles} would be {ip}, {kind}: players outside this network cannot reach \
@@ -282,6 +288,16 @@ mod tests {
         assert!(
             warnings[0].contains("0.0.0.0:3478 would be 127.0.0.1, a loopback address")
                 && warnings[0].contains("turn.external_ip"),
+            "{warnings:?}"
+        );
+        // With a domain, only the relay address is left to fix, and a domain would not fix it.
+        config.server.domain = Some("game.example.org".into());
+        let warnings = advertised_address_warnings(&config);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with("turn: the relay address would be 127.0.0.1")
+                && warnings[0].contains("set turn.external_ip to")
+                && !warnings[0].contains("server.domain"),
             "{warnings:?}"
         );
         config.turn.external_ip = Some("93.184.216.34".parse().unwrap());

@@ -50,16 +50,17 @@ need() {
     done
 }
 
-# netns_up NAME: a network namespace with lo and a veth pair whose both ends are inside it, so a
-# browser there gathers ICE candidates without touching a real interface. Removed on exit by
-# the caller (ip netns del NAME).
+# netns_up NAME [NET]: a network namespace with lo and a veth pair whose both ends are inside it,
+# so a browser there gathers ICE candidates without touching a real interface. The ends are
+# NET.1 and NET.2 (NET is a /24's first three numbers, default 10.213.0). Removed on exit by the
+# caller (ip netns del NAME).
 netns_up() {
-    local ns=$1
+    local ns=$1 net=${2:-10.213.0}
     ip netns add "$ns"
     ip -n "$ns" link set lo up
     ip -n "$ns" link add rp0 type veth peer name rp1
-    ip -n "$ns" addr add 10.213.0.1/24 dev rp0
-    ip -n "$ns" addr add 10.213.0.2/24 dev rp1
+    ip -n "$ns" addr add "$net.1/24" dev rp0
+    ip -n "$ns" addr add "$net.2/24" dev rp1
     ip -n "$ns" link set rp0 up
     ip -n "$ns" link set rp1 up
 }

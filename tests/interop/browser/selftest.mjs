@@ -3,7 +3,8 @@
 // "turn-blocked" (the TURN rows and the relayed round trip red with a reason naming the port; the
 // page's own rows still green) or "dns-missing" (the STUN and TURN rows say the browser could not
 // look up the host name).
-// Optionally saves a screenshot of the finished page.
+// Optionally saves a screenshot of the finished page. SELFTEST_HOST and SELFTEST_RELAY are the
+// TURN host and relay address players should be handed (default 127.0.0.1).
 import { launchChromium } from "./chromium.mjs";
 
 const [base, expect, screenshot] = process.argv.slice(2);
@@ -34,7 +35,10 @@ try {
     check(live.every((l) => !l.endsWith("–")), "live status filled in", live.join(", "));
     const handed = await page.$$eval("#addresses dd", (dds) => dds.map((d) => d.textContent));
     const warnings = await page.$$eval("#warnings li", (lis) => lis.map((li) => li.textContent));
-    check(/turn:127\.0\.0\.1:\d+\?transport=udp/.test(handed[0]) && handed[1] === "127.0.0.1" && !warnings.length,
+    const turnHost = process.env.SELFTEST_HOST ?? "127.0.0.1";
+    const relay = process.env.SELFTEST_RELAY ?? "127.0.0.1";
+    const turnUrl = new RegExp(`turn:${turnHost.replaceAll(".", "\\.")}:\\d+\\?transport=udp`);
+    check(turnUrl.test(handed[0]) && handed[1] === relay && !warnings.length,
       "the addresses players are handed, and no server warning", `${handed.join(" | ")} ${warnings.join(" ")}`);
   } else if (expect === "dns-missing") {
     const rows = ["stun", "turn-udp", "turn-tcp", "turn-tls"];
