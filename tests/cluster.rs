@@ -39,6 +39,7 @@ const LIST: u64 = 104;
 const LOBBIES: u64 = 105;
 const RESUME: u64 = 108;
 const RESUMED: u64 = 109;
+const QUICK_JOIN: u64 = 112;
 const ERROR: u64 = 199;
 
 /// A `redis-server` of our own on a loopback port, without persistence.
@@ -859,5 +860,96 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
         assert_eq!(error["code"], "rate_limited", "asked on {node}: {error}");
     }
     drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until a LIST on `server` shows a lobby named `name` (other nodes' lobbies come with
+/// the renewal that reads them).
+async fn wait_in_list(server: &Server, name: &str) {
+    let mut browser = Player::connect_extension(server.web).await;
+    let deadline = Instant::now() + LEASE * 2;
+    loop {
+        browser.send_extension(LIST, json!({})).await;
+        let page = browser.next_extension(LOBBIES).await;
+        let lobbies = page["lobbies"].as_array().unwrap();
+        if lobbies.iter().any(|l| l["name"] == name) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never listed: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
+async fn players_pressing_play_on_two_nodes_at_once_fill_the_same_lobbies() {
+    let dir = common::temp_dir("redis-play");
+    let redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    for s in [&a, &b] {
+        wait_until("both nodes see each other", LEASE, || {
+            names(s) == ["a", "b"]
+        });
+    }
+
+    // Twenty players, ten on each node, press Play at once: five full lobbies, not ten.
+    let mut players = Vec::new();
+    for i in 0..20 {
+        players.push(Player::connect_extension(if i % 2 == 0 { a.web } else { b.web }).await);
+    }
+    let play = json!({"create": {"max_players": 4}});
+    futures_util::future::join_all(
+        players
+            .iter_mut()
+            .map(|p| p.send_extension(QUICK_JOIN, play.clone())),
+    )
+    .await;
+    let lobbies =
+        futures_util::future::join_all(players.iter_mut().map(|p| p.next_extension(LOBBY))).await;
+    let mut members = std::collections::HashMap::<String, usize>::new();
+    for lobby in &lobbies {
+        *members
+            .entry(lobby["name"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    assert_eq!(members.len(), 5, "{members:?}");
+    assert!(members.values().all(|&n| n == 4), "{members:?}");
+
+    // A lobby another node lists is joined there; one with a password never is.
+    let mut host = Player::connect_extension(b.web).await;
+    host.send_extension(CREATE, json!({"public": true, "data": {"mode": "ctf"}}))
+        .await;
+    let on_b = host.next_extension(LOBBY).await;
+    let mut locked = Player::connect_extension(b.web).await;
+    locked
+        .send_extension(
+            CREATE,
+            json!({"public": true, "password": "pw", "data": {"mode": "dm"}}),
+        )
+        .await;
+    let locked = locked.next_extension(LOBBY).await;
+    for lobby in [&on_b, &locked] {
+        wait_in_list(&a, lobby["name"].as_str().unwrap()).await;
+    }
+    let mut player = Player::connect_extension(a.web).await;
+    player
+        .send_extension(QUICK_JOIN, json!({"filter": {"mode": "ctf"}}))
+        .await;
+    let joined = player.next_extension(LOBBY).await;
+    assert_eq!(
+        (joined["name"].clone(), joined["players"].clone()),
+        (on_b["name"].clone(), json!(2))
+    );
+    let mut player = Player::connect_extension(a.web).await;
+    player
+        .send_extension(QUICK_JOIN, json!({"filter": {"mode": "dm"}}))
+        .await;
+    let opened = player.next_extension(LOBBY).await;
+    assert_ne!(opened["name"], locked["name"]);
+    assert_eq!(
+        (opened["players"].clone(), opened["data"].clone()),
+        (json!(1), json!({"mode": "dm"}))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

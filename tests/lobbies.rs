@@ -456,3 +456,79 @@ async fn lobby_credentials_reach_the_lobby_and_nothing_nobody_announced() {
     )
     .await;
 }
+
+/// The lobby each player is in after pressing Play (QUICK_JOIN with `data`), all at once.
+async fn play_all(players: &mut [Peer], data: Value) -> Vec<Value> {
+    futures_util::future::join_all(players.iter_mut().map(|p| p.send(112, 0, data.clone()))).await;
+    let lobbies = players.iter_mut().map(|p| async { p.until(101).await.1 });
+    futures_util::future::join_all(lobbies).await
+}
+
+#[tokio::test]
+async fn twenty_players_pressing_play_at_once_fill_five_lobbies_of_four() {
+    let server = start("");
+    let mut players = Vec::new();
+    for _ in 0..20 {
+        players.push(Peer::ext(server.web).await);
+    }
+    let lobbies = play_all(&mut players, json!({"create": {"max_players": 4}})).await;
+    let mut members = std::collections::HashMap::<String, usize>::new();
+    for lobby in &lobbies {
+        assert_eq!(lobby["public"], true, "{lobby}");
+        *members
+            .entry(lobby["name"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    assert_eq!(members.len(), 5, "{members:?}");
+    assert!(members.values().all(|&n| n == 4), "{members:?}");
+    wait_for_metrics(
+        server.web,
+        &[
+            r#"rallypoint_signal_quick_joins_total{result="created"} 5"#,
+            r#"rallypoint_signal_quick_joins_total{result="joined"} 15"#,
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn play_never_picks_a_password_lobby_nor_one_of_another_filter() {
+    let server = start("");
+    let mut locked = Peer::ext(server.web).await;
+    locked
+        .send(
+            100,
+            0,
+            json!({"public": true, "password": "pw", "data": {"mode": "ctf"}}),
+        )
+        .await;
+    let locked = locked.until(101).await.1;
+    let mut open = Peer::ext(server.web).await;
+    open.send(100, 0, json!({"public": true, "data": {"mode": "dm"}}))
+        .await;
+    let open = open.until(101).await.1;
+
+    let mut player = Peer::ext(server.web).await;
+    player
+        .send(112, 0, json!({"filter": {"mode": "ctf"}}))
+        .await;
+    // Godot's create sequence (ID 1: the player hosts it), then the lobby, new.
+    let (sequence, lobby) = player.until(101).await;
+    assert_eq!((sequence[0].0, sequence[0].1), (1, 1), "{sequence:?}");
+    assert_ne!(lobby["name"], locked["name"]);
+    assert_ne!(lobby["name"], open["name"]);
+    assert_eq!(lobby["data"], json!({"mode": "ctf"}));
+    // Refused, with the connection open: a quick-join lobby with a password could never be
+    // quick-joined.
+    let mut other = Peer::ext(server.web).await;
+    other
+        .send(112, 0, json!({"create": {"password": "pw"}}))
+        .await;
+    let error = other.until(199).await.1;
+    assert_eq!(
+        (error["of"].clone(), error["code"].clone()),
+        (json!(112), json!("invalid"))
+    );
+    other.send(112, 0, json!({"filter": {"mode": "ctf"}})).await;
+    assert_eq!(other.until(101).await.1["name"], lobby["name"]);
+}

@@ -110,20 +110,22 @@ pub async fn publish_listed(
     conn.pset_ex(listed_key(node), json, lease_ms).await
 }
 
-/// The lobbies `nodes` publish for LIST, all together.
+/// The lobbies each of `nodes` publishes for LIST, by node.
 pub async fn listed_elsewhere(
     conn: &mut ConnectionManager,
     nodes: &[String],
-) -> RedisResult<Vec<LobbyInfo>> {
+) -> RedisResult<Vec<(String, Vec<LobbyInfo>)>> {
     if nodes.is_empty() {
         return Ok(vec![]);
     }
     let keys: Vec<String> = nodes.iter().map(|n| listed_key(n)).collect();
     let values: Vec<Option<String>> = conn.mget(&keys).await?;
-    Ok(values
-        .into_iter()
-        .flatten()
-        .filter_map(|v| serde_json::from_str::<Vec<LobbyInfo>>(&v).ok())
-        .flatten()
+    Ok(nodes
+        .iter()
+        .zip(values)
+        .filter_map(|(node, v)| {
+            let lobbies = serde_json::from_str::<Vec<LobbyInfo>>(&v?).ok()?;
+            Some((node.clone(), lobbies))
+        })
         .collect())
 }

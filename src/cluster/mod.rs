@@ -22,6 +22,7 @@ mod directory;
 mod failures;
 mod metrics;
 pub mod placement;
+mod quick_play;
 mod registry;
 mod signalling;
 mod transport;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::conn_cap::Source;
 use crate::signal::Signal;
+use crate::signal::ext::LobbyInfo;
 use crate::signal::remote::{Envelope, OtherNodes, Owner};
 use crate::turn;
 pub use metrics::register as register_metrics;
@@ -91,6 +93,10 @@ struct State {
     own: Member,
     /// The other live nodes' records, as last read.
     others: Vec<Record>,
+    /// The lobbies a LIST shows of this node, and of each other node (by name), as last
+    /// published: where a QUICK_JOIN goes.
+    own_listed: Arc<Vec<LobbyInfo>>,
+    listed: Vec<(String, Vec<LobbyInfo>)>,
     redis: Redis,
 }
 
@@ -139,6 +145,8 @@ impl Cluster {
                     draining: settings.draining,
                 },
                 others: vec![],
+                own_listed: Arc::default(),
+                listed: vec![],
                 redis: Redis::Connecting,
             }),
             to_self: AtomicU64::new(0),
@@ -443,7 +451,10 @@ pub async fn run(
                         .filter(|n| *n != cluster.node)
                         .collect();
                     let elsewhere = directory::listed_elsewhere(&mut c, &others).await?;
-                    signal.set_lobbies_elsewhere(elsewhere).await;
+                    let all = elsewhere.iter().flat_map(|(_, l)| l.iter().cloned());
+                    signal.set_lobbies_elsewhere(all.collect()).await;
+                    let mut state = cluster.state.lock().unwrap();
+                    (state.own_listed, state.listed) = (listed, elsewhere);
                 }
                 Ok((ours, records))
             },
@@ -460,6 +471,8 @@ pub async fn run(
         } else {
             // Nothing of the others is known now.
             signal.set_lobbies_elsewhere(vec![]).await;
+            let mut state = cluster.state.lock().unwrap();
+            (state.own_listed, state.listed) = Default::default();
         }
         for node in cluster.renewed(outcome) {
             signal.node_gone(&node).await;

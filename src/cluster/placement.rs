@@ -35,7 +35,7 @@ pub fn choose<'a>(members: &'a [Member], lobby: Option<&str>) -> Option<&'a Memb
 }
 
 /// The rendezvous weight of `node` for `lobby`.
-fn weight(lobby: &str, node: &str) -> u64 {
+pub(super) fn weight(lobby: &str, node: &str) -> u64 {
     let digest = Sha1::new()
         .chain_update(lobby.as_bytes())
         .chain_update([0])

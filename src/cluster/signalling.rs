@@ -88,6 +88,14 @@ impl OtherNodes for Cluster {
         });
     }
 
+    fn plays_on(&self, filter: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        let s = self.state.lock().unwrap();
+        if s.redis != super::Redis::Up {
+            return None;
+        }
+        super::quick_play::node_for(filter, &s.own, &s.own_listed, &s.others, &s.listed)
+    }
+
     fn creates_on(&self) -> Option<String> {
         let s = self.state.lock().unwrap();
         if !s.own.draining || s.redis != super::Redis::Up {

@@ -32,6 +32,8 @@ pub mod kind {
     pub const ICE_REQUEST: u64 = 110;
     /// Server: relay credentials bound to this player and lobby, as `iceServers`.
     pub const ICE_SERVERS: u64 = 111;
+    /// Client: join the best open game that matches, or open one ("Play").
+    pub const QUICK_JOIN: u64 = 112;
     /// Server: a request failed; the connection stays open.
     pub const ERROR: u64 = 199;
 }
@@ -101,6 +103,50 @@ struct ListQuery {
     page: u32,
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuickJoinWith {
+    #[serde(default)]
+    filter: Map<String, Value>,
+    #[serde(default)]
+    create: Map<String, Value>,
+}
+
+impl QuickJoinWith {
+    /// The lobby to open when none matches: CREATE's options, public unless said otherwise
+    /// (refused: no one could quick-join it), with the filter's fields in its data so that the
+    /// next player with the same filter finds it. Never with a password.
+    fn into_command(self) -> Result<ExtCommand, String> {
+        let mut create = self.create;
+        create.entry("public").or_insert(Value::Bool(true));
+        let mut options: Create =
+            serde_json::from_value(Value::Object(create)).map_err(|e| format!("create: {e}"))?;
+        if !options.public {
+            return Err("create.public: a quick-join lobby is public (others find it so)".into());
+        }
+        if options.password.is_some() {
+            return Err("create.password: quick-join never picks a lobby with a password".into());
+        }
+        for (key, value) in &self.filter {
+            match options.data.get(key) {
+                Some(set) if set != value => {
+                    return Err(format!(
+                        "create.data.{key}: differs from the filter's, so no one with this \
+                         filter would find the lobby"
+                    ));
+                }
+                _ => {
+                    options.data.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(ExtCommand::QuickJoin {
+            filter: self.filter,
+            create: options,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResumeWith {
@@ -123,6 +169,12 @@ pub enum ExtCommand {
     Kick(u64),
     Resume(String),
     IceServers,
+    /// Join the fullest (then oldest) public, open, unsealed lobby without a password whose
+    /// data matches `filter` and that has room; none: create one with `create`.
+    QuickJoin {
+        filter: Map<String, Value>,
+        create: Create,
+    },
 }
 
 /// An extension request the hub cannot read: answered with ERROR `invalid`.
@@ -169,6 +221,7 @@ pub fn decode(frame: &str) -> Option<Result<ExtCommand, Invalid>> {
             kind::KICK => Err("id: the member to kick".into()),
             kind::RESUME => parse_required(data).map(|r: ResumeWith| ExtCommand::Resume(r.token)),
             kind::ICE_REQUEST => Ok(ExtCommand::IceServers),
+            kind::QUICK_JOIN => parse(data).and_then(QuickJoinWith::into_command),
             _ => Err(format!("unknown extension message type {of}")),
         }
         .map_err(invalid),
@@ -334,6 +387,42 @@ mod tests {
             decode(&frame(108, 0, r#"{"token":"t"}"#)),
             Some(Ok(ExtCommand::Resume("t".into())))
         );
+    }
+
+    #[test]
+    fn a_quick_join_opens_a_public_lobby_carrying_its_filter() {
+        let quick = |data: &str| decode(&frame(112, 0, data)).unwrap();
+        let Ok(ExtCommand::QuickJoin { filter, create }) = quick("") else {
+            panic!()
+        };
+        assert!(filter.is_empty() && create.public && create.mesh && create.password.is_none());
+        let Ok(ExtCommand::QuickJoin { filter, create }) = quick(
+            r#"{"filter":{"mode":"ctf"},"create":{"title":"CTF","max_players":4,"data":{"map":"dune"}}}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(filter["mode"], "ctf");
+        assert_eq!((create.title.as_str(), create.max_players), ("CTF", 4));
+        assert_eq!(
+            (create.data["mode"].as_str(), create.data["map"].as_str()),
+            (Some("ctf"), Some("dune"))
+        );
+        for (data, key) in [
+            (r#"{"create":{"password":"pw"}}"#, "create.password"),
+            (r#"{"create":{"public":false}}"#, "create.public"),
+            (
+                r#"{"filter":{"mode":"ctf"},"create":{"data":{"mode":"dm"}}}"#,
+                "create.data.mode",
+            ),
+            (r#"{"create":{"colour":"red"}}"#, "create:"),
+            (r#"{"filter":[]}"#, "data:"),
+        ] {
+            let got = quick(data);
+            assert!(
+                matches!(&got, Err(Invalid { of: 112, message }) if message.starts_with(key)),
+                "{data}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -935,3 +935,123 @@ fn a_lost_socket_told_twice_keeps_its_place() {
     h.send(20, &ext(108, 0, json!({"token": token})));
     assert_eq!(parsed(&h.frames(20))[0].0, 109, "resumed");
 }
+
+impl Harness {
+    /// Extension client `c` (from its own address) presses Play; returns its frames.
+    fn quick_join(&mut self, c: ConnId, data: Value) -> Vec<(u64, u64, Value)> {
+        self.connect_as(c, true, [10, 0, 2, c as u8]);
+        self.send(c, &ext(kind::QUICK_JOIN, 0, data));
+        parsed(&self.frames(c))
+    }
+}
+
+/// The lobby a client's frames put it in (its last LOBBY).
+fn lobby_of(frames: &[(u64, u64, Value)]) -> Value {
+    of_type(frames, kind::LOBBY).pop().expect("a LOBBY")
+}
+
+#[test]
+fn twenty_players_pressing_play_fill_five_lobbies_of_four() {
+    let mut h = Harness::with(ext_limits());
+    let mut players_by_lobby: HashMap<String, u32> = HashMap::new();
+    for c in 1..=20 {
+        let frames = h.quick_join(c, json!({"create": {"max_players": 4}}));
+        // The usual sequences: a creator gets ID 1, a joiner ID and its PEER_CONNECTs.
+        let kinds: Vec<u64> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(kinds.first(), Some(&1), "{frames:?}");
+        assert!(kinds.ends_with(&[0, 102, 101]), "{kinds:?}");
+        *players_by_lobby
+            .entry(lobby_of(&frames)["name"].as_str().unwrap().into())
+            .or_default() += 1;
+    }
+    assert_eq!(players_by_lobby.len(), 5, "{players_by_lobby:?}");
+    assert!(players_by_lobby.values().all(|&n| n == 4));
+    assert_eq!(h.hub.counts().quick_joins.created, 5);
+    assert_eq!(h.hub.counts().quick_joins.joined, 15);
+}
+
+#[test]
+fn play_picks_the_fullest_then_the_oldest_matching_open_lobby() {
+    let mut h = Harness::with(ext_limits());
+    let open = json!({"public": true, "max_players": 8, "data": {"mode": "ctf"}});
+    let (older, _, _) = h.create(1, open.clone());
+    let (fuller, _, _) = h.create(2, open.clone());
+    h.ext_join(3, &fuller, None);
+    // Never picked: private, with a password, sealed, full, another mode.
+    h.create(4, json!({"public": false, "data": {"mode": "ctf"}}));
+    h.create(
+        5,
+        json!({"public": true, "password": "pw", "data": {"mode": "ctf"}}),
+    );
+    let (sealed, _, _) = h.create(6, open.clone());
+    h.ext_join(7, &sealed, None);
+    h.ext_join(8, &sealed, None);
+    h.send(6, r#"{"type":7,"id":0,"data":""}"#);
+    let (full, _, _) = h.create(
+        9,
+        json!({"public": true, "max_players": 2, "data": {"mode": "ctf"}}),
+    );
+    h.ext_join(10, &full, None);
+    h.create(11, json!({"public": true, "data": {"mode": "dm"}}));
+    h.sent.clear();
+
+    let play = json!({"filter": {"mode": "ctf"}});
+    assert_eq!(
+        lobby_of(&h.quick_join(20, play.clone()))["name"],
+        fuller.as_str()
+    );
+    // Three players each: the older one first.
+    h.ext_join(12, &older, None);
+    h.ext_join(13, &older, None);
+    h.sent.clear();
+    assert_eq!(
+        lobby_of(&h.quick_join(21, play.clone()))["name"],
+        older.as_str()
+    );
+    assert_eq!(
+        lobby_of(&h.quick_join(22, play.clone()))["name"],
+        older.as_str()
+    );
+    // A filter nothing matches opens a public lobby carrying it, which the next one joins.
+    let frames = h.quick_join(
+        23,
+        json!({"filter": {"mode": "koth"}, "create": {"title": "KotH"}}),
+    );
+    let created = lobby_of(&frames);
+    assert_eq!(created["players"], 1);
+    assert_eq!(
+        (created["public"].clone(), created["title"].clone()),
+        (json!(true), json!("KotH"))
+    );
+    assert_eq!(created["data"], json!({"mode": "koth"}));
+    let frames = h.quick_join(24, json!({"filter": {"mode": "koth"}}));
+    assert_eq!(lobby_of(&frames)["name"], created["name"]);
+    assert_eq!(lobby_of(&frames)["players"], 2);
+    assert_eq!(h.hub.counts().quick_joins.created, 1);
+}
+
+#[test]
+fn play_is_refused_in_a_lobby_over_the_list_rate_and_when_the_address_is_spent() {
+    let mut h = Harness::with(ext_limits());
+    h.create(1, json!({}));
+    h.send(1, &ext(kind::QUICK_JOIN, 0, Value::Null));
+    assert_eq!(error_code(&mut h, 1), "already_in_lobby");
+    // LIST and QUICK_JOIN share signal.list_rate (bursts of LIST_BURST).
+    h.connect_as(2, true, [10, 0, 3, 2]);
+    for _ in 0..LIST_BURST {
+        h.send(2, &ext(kind::LIST, 0, Value::Null));
+    }
+    h.frames(2);
+    h.send(2, &ext(kind::QUICK_JOIN, 0, Value::Null));
+    assert_eq!(error_code(&mut h, 2), "rate_limited");
+    // An address that spent its failed joins joins nothing, quick or not.
+    h.connect_as(3, true, [10, 0, 3, 3]);
+    for _ in 0..10 {
+        h.send(3, &ext(kind::JOIN, 0, json!({"lobby": "NOSUCH"})));
+    }
+    h.frames(3);
+    h.connect_as(4, true, [10, 0, 3, 3]);
+    h.send(4, &ext(kind::QUICK_JOIN, 0, Value::Null));
+    assert_eq!(error_code(&mut h, 4), "rate_limited");
+    assert_eq!(h.hub.counts().quick_joins, Default::default());
+}

@@ -76,6 +76,15 @@ impl Collector for SignalCollector {
         )?;
         s.counter("kicks", "Members removed by their host", c.kicks)?;
         s.counters(
+            "quick_joins",
+            "QUICK_JOINs (Play) that put the player in a lobby: an open one, or a new one none matching",
+            "result",
+            [
+                ("joined", c.quick_joins.joined),
+                ("created", c.quick_joins.created),
+            ],
+        )?;
+        s.counters(
             "limited",
             "Requests refused by a limit that guards the server against one address, by its key \
              (signal.lobby_joins_per_second, signal.max_lobbies_per_address)",

@@ -1,5 +1,6 @@
 //! rallypoint's lobby extension (docs/protocol.md): its commands (CREATE with options, JOIN by
-//! code, LIST, UPDATE, KICK, RESUME, ICE_REQUEST) and its ERROR answers.
+//! code, LIST, UPDATE, KICK, RESUME, ICE_REQUEST; QUICK_JOIN in `quick_join.rs`) and its ERROR
+//! answers.
 
 use super::*;
 
@@ -70,6 +71,7 @@ impl Hub {
                 }
             }
             ExtCommand::Resume(token) => self.resume(conn, &token),
+            ExtCommand::QuickJoin { filter, create } => self.quick_join(conn, &filter, create),
             ExtCommand::IceServers => match lobby {
                 Some(key) => self.send_ice_servers(conn, key),
                 None => self.error(

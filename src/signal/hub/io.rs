@@ -139,6 +139,16 @@ pub struct HubCounts {
     /// Places given up because the grace ran out or the queue filled.
     pub resumes_expired: u64,
     pub kicks: u64,
+    pub quick_joins: QuickJoins,
     /// Requests refused by a limit that guards the server against one address, by its key.
     pub limited: HashMap<&'static str, u64>,
+}
+
+/// How QUICK_JOINs ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuickJoins {
+    /// Into an open lobby.
+    pub joined: u64,
+    /// In a new lobby, none matching.
+    pub created: u64,
 }

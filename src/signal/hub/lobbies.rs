@@ -57,13 +57,7 @@ impl Hub {
         let source = self.peers[&conn].source;
         let now = self.now;
         // A spent address learns nothing more, right or wrong.
-        if !self.failed_joins.allows(source, now) {
-            *self.counts.failed_joins.entry("rate_limited").or_default() += 1;
-            *self
-                .counts
-                .limited
-                .entry("signal.failed_joins_per_minute")
-                .or_default() += 1;
+        if self.spent(source) {
             return Err(Refusal::RateLimited);
         }
         let by_code = lobby::as_code(name_or_code).and_then(|c| self.lobby_codes.get(&c).copied());
@@ -104,6 +98,21 @@ impl Hub {
             Ok(_) => {}
         }
         found
+    }
+
+    /// Whether `source` has spent its failed joins (`signal.failed_joins_per_minute`): then it
+    /// may not join at all for a while, and that refusal is counted.
+    pub(super) fn spent(&mut self, source: Source) -> bool {
+        if self.failed_joins.allows(source, self.now) {
+            return false;
+        }
+        *self.counts.failed_joins.entry("rate_limited").or_default() += 1;
+        *self
+            .counts
+            .limited
+            .entry("signal.failed_joins_per_minute")
+            .or_default() += 1;
+        true
     }
 
     /// In a cluster: `source` has spent its tries on other nodes ([`FailedJoins`]).

@@ -20,6 +20,7 @@
 mod extension;
 mod io;
 mod lobbies;
+mod quick_join;
 pub mod reason;
 mod refusal;
 mod resume;

@@ -17,6 +17,8 @@ pub enum Joining {
     Names(String),
     /// It resumes the place with this `hub::resume_key`.
     Resumes(String),
+    /// A QUICK_JOIN with this filter: it joins or creates, wherever the cluster plays it.
+    Plays(serde_json::Map<String, serde_json::Value>),
 }
 
 pub fn joining(frame: &str) -> Joining {
@@ -24,6 +26,7 @@ pub fn joining(frame: &str) -> Joining {
         Some(Ok(ExtCommand::Join { lobby, .. })) => lobby,
         Some(Ok(ExtCommand::Create(_))) => return Joining::Creates,
         Some(Ok(ExtCommand::Resume(token))) => return Joining::Resumes(resume_key(&token)),
+        Some(Ok(ExtCommand::QuickJoin { filter, .. })) => return Joining::Plays(filter),
         Some(_) => return Joining::No,
         None => match codec::decode(Dialect::detect(frame), frame) {
             Ok(Command::Join { lobby, .. }) => lobby,
@@ -48,6 +51,7 @@ pub fn ext_request(frame: &str) -> Option<u64> {
         Ok(ExtCommand::Join { .. }) => Some(ext::kind::JOIN),
         Ok(ExtCommand::Resume(_)) => Some(ext::kind::RESUME),
         Ok(ExtCommand::Create(_)) => Some(ext::kind::CREATE),
+        Ok(ExtCommand::QuickJoin { .. }) => Some(ext::kind::QUICK_JOIN),
         _ => None,
     }
 }
@@ -80,6 +84,15 @@ mod tests {
             Joining::Creates
         );
         assert_eq!(joining(r#"{"type":104,"id":0,"data":""}"#), Joining::No);
+        assert_eq!(
+            joining(r#"{"type":112,"id":0,"data":"{\"filter\":{\"mode\":\"ctf\"}}"}"#),
+            Joining::Plays(
+                serde_json::json!({"mode": "ctf"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            )
+        );
         assert_eq!(
             joining(r#"{"type":108,"id":0,"data":"{\"token\":\"abc\"}"}"#),
             Joining::Resumes(resume_key("abc")),

@@ -86,6 +86,9 @@ pub trait OtherNodes: Send + Sync {
     /// Where a lobby created by a player on this node goes: another node when this one drains
     /// (`None`: here).
     fn creates_on(&self) -> Option<String>;
+    /// Where a QUICK_JOIN with `filter` goes (`None`: here): the node of the best open lobby
+    /// that matches, or the filter's node when none does (see `cluster::quick_play`).
+    fn plays_on(&self, filter: &serde_json::Map<String, serde_json::Value>) -> Option<String>;
 }
 
 /// Envelopes to other nodes (after LiveKit's `MessageSink`).

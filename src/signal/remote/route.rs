@@ -1,7 +1,8 @@
 //! The cluster's router: wraps this node's ([`LocalRouter`]). A session's first JOIN (or
 //! RESUME, or CREATE while this node drains) is looked up in the lobby directory, with the
 //! address's failed joins in the same round trip; a lobby here, or nowhere, is the local
-//! router's; a lobby on another node attaches the player there.
+//! router's; a lobby on another node attaches the player there. A QUICK_JOIN goes where the
+//! cluster plays its filter (`OtherNodes::plays_on`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,10 @@ impl ClusterRouter {
         let (key, guesser) = match super::joining(frame) {
             Joining::No => return Ok(Routed::Later),
             Joining::Creates => match self.nodes.creates_on() {
+                Some(node) => return self.attach(player, node, outgoing).await,
+                None => return self.local.route(player, frame, outgoing).await,
+            },
+            Joining::Plays(filter) => match self.nodes.plays_on(&filter) {
                 Some(node) => return self.attach(player, node, outgoing).await,
                 None => return self.local.route(player, frame, outgoing).await,
             },
