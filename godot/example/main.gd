@@ -1,13 +1,15 @@
 extends Node2D
-## The rallypoint addon in a small game: a lobby browser (list, create with a password, join by
-## code) and shared cursors over @rpc. Served by rallypoint, it connects to the page's own
-## server (ws[s]://host/ws).
+## The rallypoint addon in a small game: a Play button (quick play: join a game like this one
+## or open one), a lobby browser (list, create with a password, join by code) and shared
+## cursors over @rpc. Served by rallypoint, it connects to the page's own server (ws[s]://host/ws).
 ##
 ## Automated runs (the interop test) pass `?autotest=host` or `?autotest=join&code=CODE` in the
 ## page URL: the page then creates or joins a lobby with a password, relay only, exchanges
 ## RPC_COUNT reliable RPCs with the other player — half before its signalling socket is dropped
 ## and resumed, half after — and prints what happened ("RP_..." lines). `?autotest=unit` runs
-## the addon's protocol tests (tests/protocol_tests.gd) instead. `&server=ws://...` connects to
+## the addon's protocol tests (tests/protocol_tests.gd) instead. `?autotest=play` only connects
+## (relay only) and prints where the Play button is ("RP_PLAY_BUTTON x y", in canvas pixels) for
+## the test to click; the lobby it lands in is printed ("RP_PLAYED ..."). `&server=ws://...` connects to
 ## another signalling server (Godot's reference one, say): without the extension there, relay
 ## credentials come from this page's own /api/ice, and the RPCs all go at once (no resume).
 
@@ -23,6 +25,7 @@ var peer := 0
 var resumed := false
 
 var _status := Label.new()
+var _play := Button.new()
 var _code := LineEdit.new()
 var _password := LineEdit.new()
 var _list := ItemList.new()
@@ -58,6 +61,11 @@ func _ready() -> void:
 	elif autotest == "join":
 		# A wrong password first: refused, the connection stays; then the right one.
 		Rallypoint.join_lobby(query.get("code", ""), "not-the-password")
+	elif autotest == "play":
+		# Laid out after a frame.
+		await get_tree().process_frame
+		var at := _play.get_global_rect().get_center()
+		print("RP_PLAY_BUTTON %d %d" % [at.x, at.y])
 
 
 func _open_ice_servers() -> Array:
@@ -97,6 +105,8 @@ func _refused(code: String, message: String) -> void:
 
 func _lobby_joined(lobby: Dictionary) -> void:
 	_say("in lobby %s (code %s)" % [lobby.get("name", ""), lobby.get("code", "")])
+	if autotest == "play":
+		print("RP_PLAYED lobby=%s host=%s" % [lobby.get("name", ""), multiplayer.get_unique_id() == 1])
 	if autotest == "host":
 		print("RP_LOBBY password=%s public=%s" % [lobby.get("password", false), lobby.get("public", false)])
 		# A plain server has names, not codes.
@@ -175,6 +185,12 @@ func _build_ui() -> void:
 	box.position = Vector2(16, 16)
 	add_child(box)
 	box.add_child(_status)
+	# Quick play: any open game of cursors with room, or a new one of four that others join.
+	_play.text = "Play"
+	_play.custom_minimum_size = Vector2(200, 40)
+	_play.pressed.connect(func(): Rallypoint.quick_join({"game": "cursors"},
+		{"title": "cursors", "max_players": 4}))
+	box.add_child(_play)
 	var create_row := HBoxContainer.new()
 	_password.placeholder_text = "password (optional)"
 	_password.custom_minimum_size.x = 200

@@ -7,12 +7,15 @@
 2. With web.ice_api = "off", a stranger alone in its own lobby relays nowhere: a CANDIDATE to
    itself closes it "Invalid destination", and its lobby credential gets 403 for a permission
    to an address the peer policy allows (before: 20 of 20 packets reached that address).
+4. Quick play from one address: 200 sockets each press Play at once with a filter of their
+   own (so none matches and each would open a lobby): 16 lobbies are made, the rest refused
+   too_many_lobbies, and another address still plays.
 3. The resume queue counts bytes: a member feeds 40 away members 60 KB OFFERs (24 MB sent):
    each place is given up at signal.max_resume_queue_bytes (256 KiB) and the server holds a few
    MiB, not what was sent (before: +17 MiB per away member fed 64 KiB OFFERs).
 
 Uses Python's `websockets` (a client nobody here wrote) and tests/conformance/stun_turn.py.
-Bounded: 100 connections, half a minute.
+Bounded: 200 connections, a minute.
 """
 
 import asyncio
@@ -28,7 +31,7 @@ from harness import Server, addr, check, finish, frame, recv_type, until
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../conformance"))
 import stun_turn as st  # noqa: E402
 
-CREATE, LOBBY, JOIN, ICE_SERVERS, ERROR, OFFER, CANDIDATE = 100, 101, 103, 111, 199, 4, 6
+CREATE, LOBBY, JOIN, ICE_SERVERS, QUICK_JOIN, ERROR, OFFER, CANDIDATE = 100, 101, 103, 111, 112, 199, 4, 6
 ID = 1
 
 
@@ -39,9 +42,9 @@ async def ext(url, source="127.0.0.1"):
     )
 
 
-async def create(ws, options=None):
-    """CREATE: the lobby, or the ERROR's code."""
-    await ws.send(frame(CREATE, 0, options or {}))
+async def create(ws, options=None, kind=CREATE):
+    """CREATE (or QUICK_JOIN): the lobby, or the ERROR's code."""
+    await ws.send(frame(kind, 0, options or {}))
     while True:
         m = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if m["type"] == LOBBY:
@@ -68,6 +71,31 @@ async def lobbies_per_address():
         f"{refused}; another address: {'made one' if isinstance(theirs, dict) else theirs}",
     )
     for ws in sockets + [other]:
+        await ws.close()
+    server.stop()
+
+
+async def quick_play_from_one_address():
+    server = Server('[web]\nlisten = ["127.0.0.1:0"]\n')
+    url = f"ws://{server.web}/ws"
+    own = [await ext(url, "127.0.0.32") for _ in range(200)]
+    outcomes = await asyncio.gather(
+        *(create(ws, {"filter": {"n": i}}, QUICK_JOIN) for i, ws in enumerate(own)))
+    made = sum(isinstance(o, dict) for o in outcomes)
+    refused = sorted(set(o for o in outcomes if not isinstance(o, dict)))
+    other = await ext(url, "127.0.0.33")
+    theirs = await create(other, {"filter": {"n": -1}}, QUICK_JOIN)
+    # The gauge is published once a second.
+    lobbies = lambda: server.metric("rallypoint_signal_lobbies")  # noqa: E731
+    await until(lambda: lobbies() == 17, 5)
+    check(
+        "quick play opens no more lobbies per address than CREATE (16), and others still play",
+        made == 16 and refused == ["too_many_lobbies"] and isinstance(theirs, dict)
+        and lobbies() == 17,
+        f"{made} of 200 distinct filters opened a lobby, the rest refused {refused}; another "
+        f"address: {'played' if isinstance(theirs, dict) else theirs}; {lobbies():.0f} lobbies open",
+    )
+    for ws in own + [other]:
         await ws.close()
     server.stop()
 
@@ -157,6 +185,7 @@ async def resume_queue_in_bytes():
 
 
 asyncio.run(lobbies_per_address())
+asyncio.run(quick_play_from_one_address())
 asyncio.run(alone_relays_nowhere())
 asyncio.run(resume_queue_in_bytes())
 finish()

@@ -56,6 +56,7 @@ const RESUME := 108
 const RESUMED := 109
 const ICE_REQUEST := 110
 const ICE_SERVERS := 111
+const QUICK_JOIN := 112
 const ERROR := 199
 
 ## Use only relayed (TURN) connections, as players behind strict firewalls do.
@@ -106,6 +107,7 @@ const ERROR_TEXTS := {
 	"invalid": "The server did not accept that request.",
 	"not_in_lobby": "You are not in a lobby.",
 	"no_such_peer": "No such player in this lobby.",
+	"unsupported": "This server has no quick play.",
 }
 
 
@@ -185,6 +187,20 @@ func join_lobby(code: String, password := "") -> void:
 		_send(JOIN_BY_CODE, 0, JSON.stringify({"lobby": code, "password": password}))
 	else:
 		_send(JOIN, 0, code)
+
+
+## "Play": joins the fullest open public lobby without a password whose data matches `filter`
+## (a player joining one gets lobby_joined as with join_lobby), or, when none has room, creates
+## one with `options` (create_lobby's; public, with the filter's fields in its data) that this
+## player hosts. Players pressing Play at once end up together. Extension servers only (on a
+## plain one: request_failed "unsupported"). May be called before the socket is open.
+func quick_join(filter := {}, options := {}) -> void:
+	if _deferred(quick_join.bind(filter, options)):
+		return
+	if not extension:
+		request_failed.emit("unsupported", error_text("unsupported"))
+		return
+	_send(QUICK_JOIN, 0, JSON.stringify({"filter": filter, "create": options}))
 
 
 ## Asks for a page of public lobbies whose data matches `filter` (lobbies_listed answers).

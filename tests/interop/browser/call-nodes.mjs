@@ -32,7 +32,9 @@ try {
           hostPage.evaluate((o) => window.playHost(o), { transport, count, hosts }),
           guestPage.evaluate((o) => window.playGuest(o), { transport, dialect, lobby, count }),
         ]),
-        new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 30000)),
+        // A bound, not a speed check: two browsers' first call on a busy two-core machine
+        // (CI compiling beside it) once took over 30 s.
+        new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 60000)),
       ]);
     } catch (e) {
       host = guest = { error: String(e) };

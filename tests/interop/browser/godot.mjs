@@ -2,7 +2,8 @@
 // host page creates a lobby, the guest page joins it by the code the host printed; both print
 // "RP_..." lines (GDScript print() reaches the console), which this asserts on. Half way through
 // their RPCs, every signalling socket is killed from outside (ss -K): both must resume and finish
-// the game. Also runs the addon's protocol unit tests in the engine (?autotest=unit).
+// the game. Then two fresh pages each click the example's Play button (quick play) and must meet
+// in one lobby. Also runs the addon's protocol unit tests in the engine (?autotest=unit).
 //
 //   node godot.mjs BASE WEB_PORT            the game, which must work
 //   node godot.mjs BASE WEB_PORT --blocked  TURN is firewalled: the players must never connect
@@ -44,6 +45,38 @@ async function open(query) {
 }
 
 const tail = (p) => p.lines.slice(-12).join(" | ");
+
+// Clicks the canvas where the game said its Play button is ("RP_PLAY_BUTTON x y", in canvas
+// pixels), as a player would.
+async function pressPlay(p) {
+  const [, x, y] = (await waitForLine(p.lines, /^RP_PLAY_BUTTON \d+ \d+$/, 60000)).split(" ").map(Number);
+  const at = await p.page.evaluate(([x, y]) => {
+    const canvas = document.querySelector("canvas");
+    const r = canvas.getBoundingClientRect();
+    return [r.left + (x * r.width) / canvas.width, r.top + (y * r.height) / canvas.height];
+  }, [x, y]);
+  await p.page.mouse.click(at[0], at[1]);
+}
+
+// Two pages press the example's Play button, one each: they land in the same lobby (one opens
+// it, the other joins), connect over the relay and exchange RPCs.
+async function quickPlay() {
+  const players = [["first", await open("autotest=play")], ["second", await open("autotest=play")]];
+  try {
+    await Promise.all(players.map(([, p]) => pressPlay(p)));
+    const played = await Promise.all(players.map(([, p]) => waitForLine(p.lines, /^RP_PLAYED /, 30000)));
+    const lobbies = played.map((l) => l.match(/lobby=(\w+)/)[1]);
+    const hosts = played.filter((l) => l.endsWith("host=true")).length;
+    check(lobbies[0] === lobbies[1] && hosts === 1, "one Play each: both pages in the same lobby, one hosting it",
+      played.join("; "));
+    for (const [name, p] of players) {
+      const half = await waitForLine(p.lines, /^RP_HALF/, 60000);
+      check(true, `the ${name} Play page connected to the other over the relay and received RPCs`, half);
+    }
+  } catch (e) {
+    check(false, "the example's Play button", `${e}; ${players.map(([n, p]) => `${n}: ${tail(p)}`).join(" || ")}`);
+  }
+}
 
 try {
   if (!blocked && !plain) {
@@ -146,6 +179,9 @@ try {
     const status = await (await fetch(`${base}/_rallypoint/status`)).json();
     const lobby = status.lobbies_relaying[0];
     check(lobby && lobby.players === 2, "the relay counts one lobby of two players", JSON.stringify(lobby));
+    await host.page.close();
+    await guest.page.close();
+    await quickPlay();
   }
 } catch (e) {
   failed = true;
