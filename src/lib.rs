@@ -23,6 +23,7 @@
 //! - [`web`]: the HTTP server (files, `/api/ice`, `/healthz`, `/metrics`, the signalling upgrade).
 
 pub mod acme;
+pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod conn_cap;
@@ -32,6 +33,7 @@ pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod proxy_protocol;
+pub mod publish;
 pub mod random;
 pub mod rate_limit;
 pub mod rewind;

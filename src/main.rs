@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use rallypoint::config::{Config, SYSTEM_CONFIG_PATH, units};
 use rallypoint::deploy::Effort;
+use rallypoint::publish::Progress;
 use rallypoint::service::{self, ConfigSource, StartError};
 use rallypoint::{tls, turn, web};
 
@@ -60,6 +61,23 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
     },
+    /// Put a Godot web export live on a running rallypoint from anywhere, over its operator
+    /// API (admin.tokens): only the files it does not already have are sent, then it is checked
+    /// and switched live as `deploy` does
+    Publish {
+        /// The exported folder
+        dir: PathBuf,
+        /// The server, like https://game.example.org (plain http:// only to this machine)
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// One of the server's admin.tokens [default: $RALLYPOINT_TOKEN, which other users of
+        /// the machine cannot read in the process list]
+        #[arg(long)]
+        token: Option<String>,
+        /// Have the server precompress quickly, as `deploy --fast`
+        #[arg(long)]
+        fast: bool,
+    },
     /// Put a Godot web export live in one step: check it, copy it beside web.root as a new
     /// release, precompress it, switch web.root to it
     Deploy {
@@ -85,6 +103,8 @@ enum Command {
 
 const EXIT_CONFIG: u8 = 1;
 const EXIT_START: u8 = 3;
+/// Usage errors, as clap exits with.
+const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -138,6 +158,12 @@ fn main() -> ExitCode {
         Command::Credentials { user, ttl } => {
             with_config(&source, |c| print_credentials(c, &user, ttl))
         }
+        Command::Publish {
+            dir,
+            server,
+            token,
+            fast,
+        } => publish(&dir, &server, token, fast),
         Command::Deploy { list: true, .. } => with_config(&source, |c| list_releases(&c.web.root)),
         Command::Deploy {
             dir,
@@ -164,6 +190,59 @@ fn main() -> ExitCode {
             } else {
                 code
             }
+        }
+    }
+}
+
+/// `rallypoint publish`: a progress line while it uploads, then the live URL, or the reason.
+fn publish(dir: &Path, server: &str, token: Option<String>, fast: bool) -> ExitCode {
+    let Some(token) = token.or_else(|| std::env::var("RALLYPOINT_TOKEN").ok()) else {
+        eprintln!(
+            "error: no token: pass --token TOKEN or set RALLYPOINT_TOKEN (one of the server's admin.tokens)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let started = std::time::Instant::now();
+    let shown = std::sync::Mutex::new(std::time::Instant::now() - Duration::from_secs(1));
+    let progress = std::sync::Arc::new(move |at: Progress| match at {
+        Progress::Sent(sent, total) => {
+            let mut last = shown.lock().unwrap();
+            // A line a second (and the last one), not one per chunk.
+            if last.elapsed() >= Duration::from_secs(1) || sent == total {
+                *last = std::time::Instant::now();
+                eprintln!(
+                    "{}",
+                    rallypoint::publish::progress_line(sent, total, started)
+                );
+            }
+        }
+        Progress::Committing => eprintln!(
+            "publish: sent; the server checks the export, precompresses what changed (for a new \
+             engine a minute or two, seconds with --fast) and switches it live"
+        ),
+    });
+    let publishing = rallypoint::publish::publish(dir, server, &token, fast, progress);
+    match runtime.block_on(publishing) {
+        Ok(p) => {
+            println!(
+                "live: {} (release {}; sent {:.1} of {:.1} MB, the rest the server had)",
+                p.url,
+                p.release,
+                p.sent as f64 / 1e6,
+                p.total as f64 / 1e6
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: not published: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -134,3 +134,44 @@ mod tests {
         assert!(r.is_full(t0 + Duration::from_secs(18)));
     }
 }
+
+/// Addresses remembered at most by a [`PerSource`]; beyond, those whose bucket has refilled are
+/// forgotten first (forgetting a full bucket changes nothing), then all.
+const MAX_SOURCES: usize = 65_536;
+
+/// One bucket per address (an IPv6 /64) of `per_minute` a minute, in bursts of as many.
+#[derive(Default)]
+pub struct PerSource {
+    /// What the buckets were made for: a reload that changes it changes every address's
+    /// bucket, the addresses seen already included.
+    per_minute: u32,
+    by_source: std::collections::HashMap<crate::conn_cap::Source, RateLimit>,
+}
+
+impl PerSource {
+    /// The bucket of `source`, for `per_minute`.
+    pub fn bucket(
+        &mut self,
+        source: crate::conn_cap::Source,
+        per_minute: u32,
+        now: Instant,
+    ) -> &mut RateLimit {
+        let rate = f64::from(per_minute) / 60.0;
+        if self.per_minute != per_minute {
+            self.per_minute = per_minute;
+            for bucket in self.by_source.values_mut() {
+                bucket.set(rate, per_minute, now);
+            }
+        }
+        let buckets = &mut self.by_source;
+        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&source) {
+            buckets.retain(|_, b| !b.is_full(now));
+            if buckets.len() >= MAX_SOURCES {
+                buckets.clear();
+            }
+        }
+        buckets
+            .entry(source)
+            .or_insert_with(|| RateLimit::new(rate, per_minute, now))
+    }
+}

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::{self, Acme};
+use crate::admin::{self, Admin};
 use crate::cluster::{self, Cluster};
 use crate::config::{Config, ConfigError};
 use crate::conn_cap::ConnCap;
@@ -192,6 +193,13 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         ("web.max_connections", "web.max_connections_per_source"),
     );
     let ice_quota = Arc::new(web::IceQuota::default());
+    let admin = Arc::new(Admin::new(crate::random::Random::os().bytes()));
+    admin::register_metrics(&mut registry, admin.clone());
+    tasks.spawn(sweep_publishes(
+        admin.clone(),
+        config_rx.clone(),
+        shutdown.clone(),
+    ));
     metrics::process::register_build_info(&mut registry);
     web::register_metrics(
         &mut registry,
@@ -224,6 +232,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         compression,
         connections,
         ice_quota,
+        admin,
     });
     tasks.spawn(web::serve(
         listeners.web,
@@ -532,5 +541,24 @@ impl LobbyRelay for HubRelay {
         let mut servers = turn::ice_servers(&config, &self.addresses, &credential);
         servers["expires"] = credential.expires.into();
         servers
+    }
+}
+
+/// Abandons silent publishes (`admin.publish_idle_timeout`) and removes their files, also when
+/// no request comes to do it.
+async fn sweep_publishes(
+    admin: Arc<Admin>,
+    config: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let config = config.borrow().clone();
+                admin.sweep(&config, std::time::Instant::now());
+            }
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

@@ -32,6 +32,7 @@ const CORES: &[&str] = &[
     "signal/failed_joins.rs",
     "rate_limit.rs",
     "cluster/placement.rs",
+    "cluster/quick_play.rs",
     "web/safe_path.rs",
     "web/negotiate.rs",
     "web/mime.rs",

@@ -212,6 +212,10 @@ fn redact_secret(key: &str, message: String) -> String {
         "turn.secrets takes a list of strings, like secrets = [\"a-long-random-secret\"] \
          (the value is not shown)"
             .into()
+    } else if key == "admin.tokens" || key.starts_with("admin.tokens[") {
+        "admin.tokens takes a list of strings, like tokens = [\"a-long-random-token\"] \
+         (the value is not shown)"
+            .into()
     } else if key == "turn.users" || key.starts_with("turn.users.") {
         "turn.users takes names with string passwords, like alice = \"a-password\" \
          (the value is not shown)"

@@ -39,19 +39,31 @@ pub struct Config {
     pub cluster: Option<Cluster>,
 }
 
-/// Publishing the game (`rallypoint deploy`).
+/// Publishing the game (`rallypoint deploy`, `rallypoint publish`) and the operator's API.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
-    /// The largest release a deploy takes: the sum of its files' sizes, a sparse file counted
-    /// in full; 0 = no limit.
+    /// Operator tokens (each at least 32 characters): `Authorization: Bearer TOKEN` opens the
+    /// publish API. Empty: no one can publish over the network.
+    pub tokens: Vec<String>,
+    /// The largest release a deploy or publish takes: the sum of its files' sizes, a sparse
+    /// file counted in full; 0 = no limit.
     pub max_release_size: ByteSize,
+    /// Wrong tokens one address (an IPv6 /64) may send a minute, in bursts of as many; over
+    /// it, every request of the address gets 429 until its bucket refills.
+    pub failed_tokens_per_minute: u32,
+    /// A publish that has not been heard from for this long is abandoned and its uploaded
+    /// files removed; until then an interrupted upload can resume.
+    pub publish_idle_timeout: Duration,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
+            tokens: vec![],
             max_release_size: ByteSize(2 << 30),
+            failed_tokens_per_minute: 10,
+            publish_idle_timeout: secs(300),
         }
     }
 }
@@ -687,6 +699,9 @@ impl Config {
         }
         for p in masked.turn.users.values_mut() {
             *p = MASK.into();
+        }
+        for t in &mut masked.admin.tokens {
+            *t = MASK.into();
         }
         if let Some(cluster) = &mut masked.cluster
             && let Ok(mut url) = url::Url::parse(&cluster.redis)

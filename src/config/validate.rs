@@ -9,6 +9,8 @@ use super::{Config, RelayIp};
 
 /// Shortest TURN REST secret accepted: HMAC-SHA1 keys shorter than this are guessable offline.
 pub const MIN_SECRET_LEN: usize = 16;
+/// Characters of an operator token at least (`admin.tokens`).
+pub const MIN_TOKEN_LEN: usize = 32;
 
 pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -236,6 +238,24 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                 ),
             );
         }
+    }
+    for (i, token) in c.admin.tokens.iter().enumerate() {
+        if token.chars().count() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+            err(
+                &format!("admin.tokens[{i}]"),
+                format!(
+                    "a token is at least {MIN_TOKEN_LEN} characters without spaces (for example \
+                     `openssl rand -hex 32`); this one is {} (the value is not shown)",
+                    token.chars().count()
+                ),
+            );
+        }
+    }
+    if c.admin.publish_idle_timeout.0.is_zero() {
+        err(
+            "admin.publish_idle_timeout",
+            "must be more than 0: an upload needs time between its requests".into(),
+        );
     }
     for (name, password) in &t.users {
         if password.is_empty() {

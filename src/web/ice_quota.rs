@@ -1,32 +1,19 @@
 //! `/api/ice` per address: `web.ice_api_per_minute` credentials a minute from one address (an
 //! IPv6 /64), in bursts of as many. Refusals are counted and the first is logged.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::conn_cap::Source;
-use crate::rate_limit::RateLimit;
-
-/// Addresses remembered at most; beyond, those whose bucket has refilled are forgotten first
-/// (forgetting a full bucket changes nothing), then all.
-const MAX_SOURCES: usize = 65_536;
+use crate::rate_limit::PerSource;
 
 #[derive(Default)]
 pub struct IceQuota {
-    buckets: Mutex<Buckets>,
+    buckets: Mutex<PerSource>,
     refused: AtomicU64,
     logged: AtomicBool,
-}
-
-#[derive(Default)]
-struct Buckets {
-    /// The `web.ice_api_per_minute` they were made for: a reload that changes it changes
-    /// every address's bucket, the addresses seen already included.
-    per_minute: u32,
-    by_source: HashMap<Source, RateLimit>,
 }
 
 impl IceQuota {
@@ -35,25 +22,8 @@ impl IceQuota {
         if per_minute == 0 {
             return Ok(());
         }
-        let source = Source::of(ip);
         let mut all = self.buckets.lock().unwrap();
-        let rate = f64::from(per_minute) / 60.0;
-        if all.per_minute != per_minute {
-            all.per_minute = per_minute;
-            for bucket in all.by_source.values_mut() {
-                bucket.set(rate, per_minute, now);
-            }
-        }
-        let buckets = &mut all.by_source;
-        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(&source) {
-            buckets.retain(|_, b| !b.is_full(now));
-            if buckets.len() >= MAX_SOURCES {
-                buckets.clear();
-            }
-        }
-        let bucket = buckets
-            .entry(source)
-            .or_insert_with(|| RateLimit::new(rate, per_minute, now));
+        let bucket = all.bucket(Source::of(ip), per_minute, now);
         if bucket.try_take(now) {
             return Ok(());
         }

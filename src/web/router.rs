@@ -1,5 +1,6 @@
-//! Which handler answers a request: the ACME challenge, the HTTPS redirect, the signalling
-//! upgrade, the self-test page, `/api/ice`, `/healthz`, `/metrics`, and files from `web.root`.
+//! Which handler answers a request: the operator's API, the ACME challenge, the HTTPS redirect,
+//! the signalling upgrade, the self-test page, `/api/ice`, `/healthz`, `/metrics`, and files
+//! from `web.root`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +20,7 @@ use crate::turn::TurnAddresses;
 use prometheus_client::registry::Registry;
 
 use crate::acme::Acme;
+use crate::admin::{self, Admin};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::conn_cap::ConnCap;
@@ -47,6 +49,8 @@ pub struct Routes {
     pub connections: Arc<ConnCap>,
     pub compression: Arc<CompressionCache>,
     pub ice_quota: Arc<IceQuota>,
+    /// The operator's API (`admin.tokens`).
+    pub admin: Arc<Admin>,
 }
 
 /// A connection's listener kind.
@@ -69,6 +73,20 @@ pub async fn handle(
     scheme: Scheme,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
+    // The operator's API takes the whole request (uploads are large), and says itself what it
+    // takes over plain HTTP.
+    if req.uri().path().starts_with(admin::API) && well_framed(&req).is_ok() {
+        let origin = forwarded::origin(config, remote, req.headers());
+        let transport = admin::auth::Transport {
+            client: origin.client.ip(),
+            tls: scheme == Scheme::Https,
+            direct: origin.via == forwarded::Via::Direct,
+        };
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let response = admin::handle(config, &routes.admin, transport, req).await;
+        log::debug!(target: "rallypoint::web", "{method} {path} {}", response.status().as_u16());
+        return response.map(full);
+    }
     let response = route(config, routes, remote, scheme, &mut req).await;
     let status = response.status().as_u16();
     log::debug!(target: "rallypoint::web", "{} {} {status}", req.method(), req.uri().path());
