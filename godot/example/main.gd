@@ -33,6 +33,8 @@ var _codes: Array = []
 
 
 func _ready() -> void:
+	# Which build this is (Project Settings → Application → Config → Version).
+	print("RP_VERSION %s" % ProjectSettings.get_setting("application/config/version", ""))
 	_build_ui()
 	Rallypoint.connected_to_server.connect(func(): _say("connected (extension: %s)" % Rallypoint.extension))
 	Rallypoint.disconnected_from_server.connect(func(code, reason): _say("disconnected: %d %s" % [code, reason]))

@@ -156,6 +156,7 @@ pub fn deploy(
         .flatten()
         .collect();
     let removed = prune(root, keep, &spared);
+    hand_over(root);
     Ok(Switched {
         id,
         previous,
@@ -190,6 +191,7 @@ pub fn rollback(root: &Path, to: Option<&str>) -> Result<Switched, DeployError> 
     };
     switch(root, &id, SystemTime::now())?;
     let _ = history::write(&releases, &history);
+    hand_over(root);
     Ok(Switched {
         id,
         previous: Some(live),
@@ -368,6 +370,33 @@ fn next_id(releases: &[String], time: SystemTime) -> String {
 }
 
 /// Holds the releases folder's lock file for one deploy at a time.
+/// Run as root (`sudo rallypoint deploy`), gives what deploys wrote beside `root` (the releases,
+/// their history and lock, the link) to the owner of the folder they are in: with the Debian
+/// package that is the service's user, which publishes and prunes there too. As anyone else,
+/// or when root owns that folder, nothing changes.
+fn hand_over(root: &Path) {
+    use std::os::unix::fs::{MetadataExt, lchown};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Some(owner) = root.parent().and_then(|p| std::fs::metadata(p).ok()) else {
+        return;
+    };
+    if owner.uid() == 0 {
+        return;
+    }
+    let (uid, gid) = (Some(owner.uid()), Some(owner.gid()));
+    let mut paths = vec![root.to_path_buf(), layout::releases_dir(root)];
+    while let Some(path) = paths.pop() {
+        let _ = lchown(&path, uid, gid);
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir && let Ok(entries) = std::fs::read_dir(&path) {
+            paths.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+}
+
 fn lock(releases: &Path) -> Result<File, DeployError> {
     let path = releases.join(".lock");
     let file = File::create(&path).map_err(io_err(format!("cannot create {}", path.display())))?;
