@@ -243,15 +243,19 @@ fn check_config_prints_every_error_and_exits_one() {
 #[test]
 fn print_config_fills_defaults_and_never_prints_a_secret() {
     let path = config_file(&format!(
-        "[server]\ndomain = \"game.example.org\"\n[turn]\nsecrets = [\"{SECRET}\"]\n[turn.users]\nalice = \"correct-horse-battery\"\n"
+        "[server]\ndomain = \"game.example.org\"\n[turn]\nsecrets = [\"{SECRET}\"]\n[turn.users]\nalice = \"correct-horse-battery\"\n\
+         [admin]\ntokens = [\"an-operator-token-that-nobody-may-read\"]\n"
     ));
     let out = rallypoint(&["print-config", "--config", &path]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        !text.contains(SECRET) && !text.contains("correct-horse"),
+        !text.contains(SECRET)
+            && !text.contains("correct-horse")
+            && !text.contains("nobody-may-read"),
         "{text}"
     );
+    assert!(text.contains("tokens = [\"<hidden>\"]"), "{text}");
     assert!(text.contains("domain = \"game.example.org\""), "{text}");
     assert!(
         text.contains("max_lobbies = 1024"),
@@ -259,7 +263,7 @@ fn print_config_fills_defaults_and_never_prints_a_secret() {
     );
     assert!(text.contains("alice = \"<hidden>\""), "{text}");
     // The printed form is itself a valid config file.
-    let printed = config_file(&text.replace("<hidden>", "some-long-enough-password"));
+    let printed = config_file(&text.replace("<hidden>", "some-password-long-enough-for-any-key"));
     assert!(rallypoint(&["check-config", &printed]).status.success());
 }
 
