@@ -195,8 +195,10 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     let ice_quota = Arc::new(web::IceQuota::default());
     let admin = Arc::new(Admin::new(crate::random::Random::os().bytes()));
     admin::register_metrics(&mut registry, admin.clone());
-    tasks.spawn(sweep_publishes(
+    tasks.spawn(admin_ticks(
         admin.clone(),
+        signal.clone(),
+        turn_status.clone(),
         config_rx.clone(),
         shutdown.clone(),
     ));
@@ -544,21 +546,34 @@ impl LobbyRelay for HubRelay {
     }
 }
 
-/// Abandons silent publishes (`admin.publish_idle_timeout`) and removes their files, also when
-/// no request comes to do it.
-async fn sweep_publishes(
+/// Every [`admin::SAMPLE_PERIOD`]: a sample for the dashboard's graph, and silent publishes
+/// abandoned (`admin.publish_idle_timeout`) with their files, also when no request comes.
+async fn admin_ticks(
     admin: Arc<Admin>,
+    signal: Arc<Signal>,
+    turn: turn::Status,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
+    let relayed = |t: &turn::Snapshot| t.traffic.to_peer_bytes + t.traffic.to_client_bytes;
+    let mut every = tokio::time::interval(admin::SAMPLE_PERIOD);
+    let mut last = (relayed(&turn.snapshot()), std::time::Instant::now());
     loop {
         tokio::select! {
-            _ = every.tick() => {
-                let config = config.borrow().clone();
-                admin.sweep(&config, std::time::Instant::now());
-            }
+            _ = every.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        let t = turn.snapshot();
+        let now = (relayed(&t), std::time::Instant::now());
+        let secs = now.1.duration_since(last.1).as_secs_f64().max(0.001);
+        admin.record(admin::Sample {
+            at: admin::unix_now(),
+            players: signal.snapshot().peers,
+            allocations: t.allocations,
+            relay_bps: (now.0.saturating_sub(last.0) as f64 * 8.0 / secs) as u64,
+        });
+        last = now;
+        let config = config.borrow().clone();
+        admin.sweep(&config, now.1);
     }
 }

@@ -1,6 +1,6 @@
 //! Who may use the operator's API: a request over HTTPS (or plain HTTP from this machine's
 //! loopback, seen directly) that carries `Authorization: Bearer TOKEN` with one of
-//! `admin.tokens`, compared in constant time. Wrong tokens are limited per address
+//! `admin.tokens` (or a dashboard session a token opened), compared in constant time. Wrong tokens are limited per address
 //! (`admin.failed_tokens_per_minute`): a spent address gets 429 for everything, right or wrong,
 //! until its bucket refills. Refusals are counted; the first wrong token is logged.
 
@@ -43,6 +43,24 @@ impl Denied {
     }
 }
 
+/// What a request shows to be let in.
+#[derive(Clone, Copy, Debug)]
+pub enum Given<'a> {
+    /// A token (typed into the login form, or `Authorization: Bearer`), if any.
+    Token(Option<&'a str>),
+    /// A live dashboard session (its cookie).
+    Session,
+}
+
+/// The `Authorization: Bearer` token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
 /// How a request reached the server, as far as trust goes.
 pub struct Transport {
     pub client: IpAddr,
@@ -75,10 +93,10 @@ impl Auth {
         &self,
         settings: &Settings,
         transport: &Transport,
-        headers: &HeaderMap,
+        given: Given<'_>,
         now: Instant,
     ) -> Result<(), Denied> {
-        let outcome = self.decide(settings, transport, headers, now);
+        let outcome = self.decide(settings, transport, given, now);
         if let Err(denied) = outcome {
             let mut refused = self.refused.lock().unwrap();
             match refused.iter_mut().find(|(l, _)| *l == denied.label()) {
@@ -93,7 +111,7 @@ impl Auth {
         &self,
         settings: &Settings,
         transport: &Transport,
-        headers: &HeaderMap,
+        given: Given<'_>,
         now: Instant,
     ) -> Result<(), Denied> {
         if settings.tokens.is_empty() {
@@ -112,13 +130,11 @@ impl Auth {
                 return Err(Denied::TooMany(bucket.wait(now)));
             }
         }
-        let given = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(Denied::NoToken)?;
+        let given = match given {
+            Given::Session => return Ok(()),
+            Given::Token(token) => token.map(str::trim).filter(|t| !t.is_empty()),
+        }
+        .ok_or(Denied::NoToken)?;
         let tag = ring::hmac::sign(&self.key, given.as_bytes());
         let known = settings.tokens.iter().fold(false, |found, token| {
             ring::hmac::verify(&self.key, token.as_bytes(), tag.as_ref()).is_ok() | found
@@ -164,10 +180,8 @@ mod tests {
         }
     }
 
-    fn with(token: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-        h
+    fn with(token: &str) -> Given<'_> {
+        Given::Token(Some(token))
     }
 
     fn from(ip: &str, tls: bool) -> Transport {
@@ -184,15 +198,15 @@ mod tests {
         let now = Instant::now();
         let s = settings();
         assert_eq!(
-            auth.check(&s, &from("203.0.113.9", true), &with(TOKEN), now),
+            auth.check(&s, &from("203.0.113.9", true), with(TOKEN), now),
             Ok(())
         );
         assert_eq!(
-            auth.check(&s, &from("127.0.0.1", false), &with(TOKEN), now),
+            auth.check(&s, &from("127.0.0.1", false), with(TOKEN), now),
             Ok(())
         );
         assert_eq!(
-            auth.check(&s, &from("203.0.113.9", false), &with(TOKEN), now),
+            auth.check(&s, &from("203.0.113.9", false), with(TOKEN), now),
             Err(Denied::PlainHttp)
         );
         let proxied = Transport {
@@ -200,16 +214,16 @@ mod tests {
             ..from("127.0.0.1", false)
         };
         assert_eq!(
-            auth.check(&s, &proxied, &with(TOKEN), now),
+            auth.check(&s, &proxied, with(TOKEN), now),
             Err(Denied::PlainHttp)
         );
         assert_eq!(
-            auth.check(&s, &from("203.0.113.9", true), &HeaderMap::new(), now),
+            auth.check(&s, &from("203.0.113.9", true), Given::Token(None), now),
             Err(Denied::NoToken)
         );
         let none = Settings::default();
         assert_eq!(
-            auth.check(&none, &from("127.0.0.1", true), &with(TOKEN), now),
+            auth.check(&none, &from("127.0.0.1", true), with(TOKEN), now),
             Err(Denied::NoTokens)
         );
     }
@@ -222,11 +236,11 @@ mod tests {
         let there = from("203.0.113.9", true);
         for _ in 0..3 {
             assert_eq!(
-                auth.check(&s, &there, &with("nope"), start),
+                auth.check(&s, &there, with("nope"), start),
                 Err(Denied::WrongToken)
             );
         }
-        let Err(Denied::TooMany(wait)) = auth.check(&s, &there, &with(TOKEN), start) else {
+        let Err(Denied::TooMany(wait)) = auth.check(&s, &there, with(TOKEN), start) else {
             panic!("a spent address is let in");
         };
         assert!(
@@ -235,10 +249,10 @@ mod tests {
         );
         // Another address is not concerned; the spent one is let in once a token refilled.
         assert_eq!(
-            auth.check(&s, &from("198.51.100.1", true), &with(TOKEN), start),
+            auth.check(&s, &from("198.51.100.1", true), with(TOKEN), start),
             Ok(())
         );
-        assert_eq!(auth.check(&s, &there, &with(TOKEN), start + wait), Ok(()));
+        assert_eq!(auth.check(&s, &there, with(TOKEN), start + wait), Ok(()));
         assert_eq!(auth.refused(), [("wrong_token", 3), ("rate_limited", 1)],);
     }
 }

@@ -1,6 +1,7 @@
-//! The operator's API under `/_rallypoint/admin/api/`, behind `admin.tokens` ([`auth`]):
-//! publishing a release over HTTP ([`publish`]; docs/publish.md has the wire), which
-//! `rallypoint publish` and the Godot editor plugin use.
+//! The operator's side under `/_rallypoint/admin/`, behind `admin.tokens` ([`auth`]): the
+//! dashboard ([`dashboard`]: the page, its state live, closing lobbies, removing players,
+//! rolling back), and publishing a release over HTTP ([`publish`], [`publish_api`];
+//! docs/publish.md has the wire), which `rallypoint publish` and the Godot editor plugin use.
 //!
 //! A publish: POST the manifest; PUT each content the server lacks (resumable from the offset
 //! it says it has); POST commit, which runs `deploy`'s checks and switch. One publish at a time:
@@ -8,34 +9,56 @@
 //! `admin.publish_idle_timeout` (then its files are removed).
 
 pub mod auth;
+mod dashboard;
+mod history;
 mod metrics;
 pub mod publish;
+mod publish_api;
+mod sessions;
 
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::stream::BoxStream;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::config::Config;
-use crate::deploy::Effort;
-use auth::{Auth, Denied, Transport};
+use crate::signal::Signal;
+use auth::{Auth, Denied, Given, Transport};
+pub use dashboard::unix_now;
+pub use history::{PERIOD as SAMPLE_PERIOD, Sample};
 pub use metrics::register as register_metrics;
-use publish::{HashCache, Manifest, PublishError, Session};
+use publish::{HashCache, Session};
+use sessions::Sessions;
 
+/// The dashboard's page and everything under it.
+pub const PREFIX: &str = "/_rallypoint/admin";
 /// Where the API lives.
 pub const API: &str = "/_rallypoint/admin/api/";
-/// A manifest's JSON at most.
-const MAX_MANIFEST: usize = 4 << 20;
+
+/// What the dashboard shows and acts on, as the web server has it.
+pub trait Operated: Send + Sync + 'static {
+    /// `/healthz`'s report.
+    fn health(&self) -> serde_json::Value;
+    fn signal(&self) -> &Signal;
+    fn turn(&self) -> crate::turn::Snapshot;
+}
+
+/// An answer: JSON or the page, or the dashboard's event stream.
+pub enum Answer {
+    Full(Response<Bytes>),
+    Events(Response<()>, BoxStream<'static, Bytes>),
+}
 
 pub struct Admin {
     auth: Auth,
+    sessions: Sessions,
+    history: history::History,
     publishing: Mutex<Publishing>,
     hashes: Mutex<HashCache>,
     received: AtomicU64,
@@ -52,10 +75,17 @@ impl Admin {
     pub fn new(random: [u8; 32]) -> Admin {
         Admin {
             auth: Auth::new(random),
+            sessions: Sessions::default(),
+            history: history::History::default(),
             publishing: Mutex::default(),
             hashes: Mutex::default(),
             received: AtomicU64::new(0),
         }
+    }
+
+    /// Adds a sample to the dashboard's graph.
+    pub fn record(&self, sample: Sample) {
+        self.history.record(sample);
     }
 
     /// Abandons a publish silent for longer than `admin.publish_idle_timeout`, and removes what
@@ -79,317 +109,220 @@ impl Admin {
     }
 }
 
-/// Answers a request under [`API`].
+/// Answers a request under [`PREFIX`].
 pub async fn handle(
-    config: &Config,
-    admin: &Admin,
+    config: Arc<Config>,
+    admin: Arc<Admin>,
+    view: Arc<dyn Operated>,
     transport: Transport,
     req: Request<Incoming>,
-) -> Response<Bytes> {
+) -> Answer {
     let now = Instant::now();
-    if let Err(denied) = admin
-        .auth
-        .check(&config.admin, &transport, req.headers(), now)
-    {
-        return refusal(denied);
-    }
-    admin.sweep(config, now);
-    let path = req.uri().path()[API.len()..].to_string();
-    let parts: Vec<&str> = path.split('/').collect();
+    let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let result = match (method.clone(), parts.as_slice()) {
-        (Method::POST, ["publish"]) => start(config, admin, req, now).await,
-        (Method::GET, ["publish", id]) => status(admin, id, now),
-        (Method::DELETE, ["publish", id]) => cancel(admin, id),
-        (Method::PUT, ["publish", id, "blobs", sha]) => upload(admin, id, sha, req).await,
-        (Method::POST, ["publish", id, "commit"]) => {
-            commit(config, admin, id, req, transport.tls).await
+    match (&method, path.as_str()) {
+        (&Method::GET | &Method::HEAD, PREFIX) => {
+            let mut r = answer(StatusCode::PERMANENT_REDIRECT, json!({}));
+            let to = HeaderValue::from_static("/_rallypoint/admin/");
+            r.headers_mut().insert(header::LOCATION, to);
+            return Answer::Full(r);
         }
-        (_, ["publish", ..]) => {
-            return answer(
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"error": "method not allowed"}),
+        // The page holds no data: it asks the API, which asks for a login.
+        (&Method::GET | &Method::HEAD, "/_rallypoint/admin/") => {
+            let mut r = Response::new(Bytes::from_static(dashboard::PAGE.as_bytes()));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
             );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                "content-security-policy",
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                     connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                ),
+            );
+            return Answer::Full(r);
         }
-        _ => return answer(StatusCode::NOT_FOUND, json!({"error": "no such API"})),
-    };
-    match result {
-        Ok(response) => response,
-        Err(e) => error(e),
-    }
-}
-
-async fn start(
-    config: &Config,
-    admin: &Admin,
-    req: Request<Incoming>,
-    now: Instant,
-) -> Result<Response<Bytes>, PublishError> {
-    let body = Limited::new(req.into_body(), MAX_MANIFEST)
-        .collect()
-        .await
-        .map_err(|e| PublishError::Invalid(format!("the manifest could not be read: {e}")))?
-        .to_bytes();
-    let manifest: Manifest =
-        serde_json::from_slice(&body).map_err(|e| PublishError::Invalid(e.to_string()))?;
-    {
-        let p = admin.publishing.lock().unwrap();
-        let busy = p.committing.or(p.session.as_ref().map(|s| s.started));
-        if let Some(since) = busy {
-            return Err(PublishError::Busy(now.duration_since(since).as_secs()));
+        (&Method::POST, "/_rallypoint/admin/login") => {
+            return Answer::Full(login(&config, &admin, &transport, req, now).await);
         }
-    }
-    let id = crate::random::secret()[..16].to_string();
-    let root = config.web.root.clone();
-    let max = config.admin.max_release_size.0;
-    let hashes = std::mem::take(&mut *admin.hashes.lock().unwrap());
-    let (session, hashes) = blocking(move || {
-        let mut hashes = hashes;
-        let session = Session::start(&root, id, manifest, max, &mut hashes, now);
-        (session, hashes)
-    })
-    .await;
-    *admin.hashes.lock().unwrap() = hashes;
-    let session = session?;
-    let mut p = admin.publishing.lock().unwrap();
-    if p.session.is_some() || p.committing.is_some() {
-        // Another one started meanwhile.
-        session.discard();
-        return Err(PublishError::Busy(0));
-    }
-    let body = describe(&session);
-    log::info!(
-        "admin: publish {} started: {} byte(s) to receive of {}",
-        session.id,
-        body["bytes_missing"],
-        body["bytes_total"]
-    );
-    p.session = Some(session);
-    Ok(answer(StatusCode::CREATED, body))
-}
-
-fn describe(session: &Session) -> serde_json::Value {
-    let (total, missing) = session.bytes();
-    json!({
-        "id": session.id,
-        "missing": session.missing(),
-        "bytes_total": total,
-        "bytes_missing": missing,
-    })
-}
-
-/// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking publish work does not panic")
-}
-
-fn status(admin: &Admin, id: &str, now: Instant) -> Result<Response<Bytes>, PublishError> {
-    let mut p = admin.publishing.lock().unwrap();
-    let session = p
-        .session
-        .as_mut()
-        .filter(|s| s.id == id)
-        .ok_or(PublishError::Unknown)?;
-    session.touched = now;
-    Ok(answer(StatusCode::OK, describe(session)))
-}
-
-fn cancel(admin: &Admin, id: &str) -> Result<Response<Bytes>, PublishError> {
-    let mut p = admin.publishing.lock().unwrap();
-    let session = p
-        .session
-        .take_if(|s| s.id == id)
-        .ok_or(PublishError::Unknown)?;
-    session.discard();
-    log::info!("admin: publish {id} cancelled by the client");
-    Ok(answer(StatusCode::OK, json!({"cancelled": id})))
-}
-
-async fn upload(
-    admin: &Admin,
-    id: &str,
-    sha: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Bytes>, PublishError> {
-    let offset = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("offset=")))
-        .map_or(Ok(0), str::parse::<u64>)
-        .map_err(|_| PublishError::Invalid("offset is a number of bytes".into()))?;
-    let (path, room) = with_session(admin, id, |s| s.begin_upload(sha, offset))?;
-    let written = receive(admin, &path, room, req.into_body()).await;
-    let added = *written.as_ref().unwrap_or_else(|(n, _)| n);
-    with_session(admin, id, |s| {
-        s.uploaded(sha, added);
-        Ok(())
-    })?;
-    if let Err((_, e)) = written {
-        return Err(e);
-    }
-    if with_session(admin, id, |s| Ok(s.complete(sha)))? {
-        let file = path.clone();
-        let actual = blocking(move || publish::sha256_file(&file)).await;
-        with_session(admin, id, |s| s.verified(sha, actual))?;
-    }
-    let received = with_session(admin, id, |s| Ok(s.received(sha)))?;
-    Ok(answer(
-        StatusCode::OK,
-        json!({"sha256": sha, "received": received}),
-    ))
-}
-
-/// Appends the body to `path`, at most `room` bytes; how many it wrote, also on failure.
-async fn receive(
-    admin: &Admin,
-    path: &PathBuf,
-    room: u64,
-    mut body: Incoming,
-) -> Result<u64, (u64, PublishError)> {
-    let mut file = match tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => return Err((0, PublishError::Io("cannot store the upload".into(), e))),
-    };
-    let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(f) => f,
-            // The client went away: what arrived is kept, to resume from.
-            Err(e) => {
-                let _ = file.flush().await;
-                let why = std::io::Error::other(e);
-                return Err((written, PublishError::Io("the upload stopped".into(), why)));
-            }
-        };
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        if written + chunk.len() as u64 > room {
-            let _ = file.flush().await;
-            return Err((written, PublishError::Overflow));
+        (&Method::POST, "/_rallypoint/admin/logout") => {
+            admin.sessions.close(cookies(&req));
+            let mut r = answer(StatusCode::OK, json!({"logged_out": true}));
+            let end = sessions::set_cookie(None, transport.tls);
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&end).expect("ascii"),
+            );
+            return Answer::Full(r);
         }
-        if let Err(e) = file.write_all(&chunk).await {
-            return Err((
-                written,
-                PublishError::Io("cannot store the upload".into(), e),
+        _ if !path.starts_with(API) => {
+            return Answer::Full(answer(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no such page"}),
             ));
         }
-        written += chunk.len() as u64;
-        admin
-            .received
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        _ => {}
     }
-    file.flush().await.map_err(|e| {
-        (
-            written,
-            PublishError::Io("cannot store the upload".into(), e),
-        )
-    })?;
-    Ok(written)
+    let by_session = admin.sessions.valid(cookies(&req), now);
+    let given = if by_session {
+        Given::Session
+    } else {
+        Given::Token(auth::bearer(req.headers()))
+    };
+    if let Err(denied) = admin.auth.check(&config.admin, &transport, given, now) {
+        return Answer::Full(refusal(denied));
+    }
+    // A cookie goes with any request the browser makes: an action must come from the page.
+    if by_session && method != Method::GET && !from_the_page(&req) {
+        return Answer::Full(answer(
+            StatusCode::FORBIDDEN,
+            json!({"error": "an action needs the dashboard's own request (x-rallypoint-admin, same origin)"}),
+        ));
+    }
+    admin.sweep(&config, now);
+    let rest = path[API.len()..].to_string();
+    let parts: Vec<&str> = rest.split('/').collect();
+    let result = match (method, parts.as_slice()) {
+        (Method::GET, ["state"]) => {
+            let bps = admin.history.samples().last().map_or(0, |s| s.relay_bps);
+            let state = dashboard::state(&config, &admin, &*view, bps).await;
+            Ok(answer(StatusCode::OK, state))
+        }
+        (Method::GET, ["events"]) => {
+            let mut r = Response::new(());
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Answer::Events(r, dashboard::events(config, admin, view));
+        }
+        (Method::POST, ["lobbies", code, "close"]) => {
+            let closed = view.signal().close_lobby(code).await;
+            if closed {
+                log::info!("admin: lobby {code} closed by the operator");
+            }
+            Ok(dashboard::done(
+                closed,
+                json!({"closed": code}),
+                "no such lobby on this node",
+            ))
+        }
+        (Method::POST, ["lobbies", code, "players", id, "remove"]) => {
+            let removed = match id.parse::<u32>() {
+                Ok(id) => view.signal().remove_player(code, id).await,
+                Err(_) => false,
+            };
+            Ok(dashboard::done(
+                removed,
+                json!({"removed": id, "lobby": code}),
+                "no such player in that lobby",
+            ))
+        }
+        (Method::POST, ["releases", id, "rollback"]) => {
+            let (root, id) = (config.web.root.clone(), id.to_string());
+            let switched =
+                tokio::task::spawn_blocking(move || crate::deploy::rollback(&root, Some(&id)))
+                    .await
+                    .expect("a rollback does not panic");
+            match switched {
+                Ok(s) => {
+                    log::info!("admin: rolled back to release {} by the operator", s.id);
+                    Ok(answer(
+                        StatusCode::OK,
+                        json!({"live": s.id, "previous": s.previous}),
+                    ))
+                }
+                Err(e) => Ok(answer(
+                    StatusCode::CONFLICT,
+                    json!({"error": e.to_string()}),
+                )),
+            }
+        }
+        (Method::POST, ["publish"]) => publish_api::start(&config, &admin, req, now).await,
+        (Method::GET, ["publish", id]) => publish_api::status(&admin, id, now),
+        (Method::DELETE, ["publish", id]) => publish_api::cancel(&admin, id),
+        (Method::PUT, ["publish", id, "blobs", sha]) => {
+            publish_api::upload(&admin, id, sha, req).await
+        }
+        (Method::POST, ["publish", id, "commit"]) => {
+            publish_api::commit(&config, &admin, id, req, transport.tls).await
+        }
+        _ => Ok(answer(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such API"}),
+        )),
+    };
+    Answer::Full(result.unwrap_or_else(publish_api::error))
 }
 
-fn with_session<T>(
-    admin: &Admin,
-    id: &str,
-    f: impl FnOnce(&mut Session) -> Result<T, PublishError>,
-) -> Result<T, PublishError> {
-    let mut p = admin.publishing.lock().unwrap();
-    let session = p
-        .session
-        .as_mut()
-        .filter(|s| s.id == id)
-        .ok_or(PublishError::Unknown)?;
-    session.touched = Instant::now();
-    f(session)
+fn cookies(req: &Request<Incoming>) -> Option<&str> {
+    req.headers().get(header::COOKIE)?.to_str().ok()
 }
 
-async fn commit(
+/// Whether a request carries the page's own header and, when the browser names its origin,
+/// comes from this site: a page elsewhere can send neither without this server's consent.
+fn from_the_page(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    let marked = h.get("x-rallypoint-admin").is_some_and(|v| v == "1");
+    let origin = h.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let same = match (origin, host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, h)| h == host),
+        (Some(_), None) => false,
+    };
+    marked && same
+}
+
+/// The login form: a token opens a session (its cookie), as a Bearer token would let in.
+async fn login(
     config: &Config,
     admin: &Admin,
-    id: &str,
+    transport: &Transport,
     req: Request<Incoming>,
-    tls: bool,
-) -> Result<Response<Bytes>, PublishError> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
-    let options = Limited::new(req.into_body(), 4096)
-        .collect()
-        .await
-        .map_err(|e| PublishError::Invalid(format!("the commit could not be read: {e}")))?
-        .to_bytes();
-    let options: CommitOptions = if options.is_empty() {
-        CommitOptions::default()
-    } else {
-        serde_json::from_slice(&options).map_err(|e| PublishError::Invalid(e.to_string()))?
-    };
-    let effort = if options.fast {
-        Effort::Fast
-    } else {
-        Effort::Best
-    };
-    let session = {
-        let mut p = admin.publishing.lock().unwrap();
-        let s = p
-            .session
-            .as_ref()
-            .filter(|s| s.id == id)
-            .ok_or(PublishError::Unknown)?;
-        if !s.missing().is_empty() {
-            return Err(PublishError::Incomplete(s.missing().len()));
+    now: Instant,
+) -> Response<Bytes> {
+    if !from_the_page(&req) {
+        return answer(
+            StatusCode::FORBIDDEN,
+            json!({"error": "log in from the dashboard's page"}),
+        );
+    }
+    let body = match Limited::new(req.into_body(), 4096).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "a login form is small"}),
+            );
         }
-        p.committing = Some(Instant::now());
-        p.session.take().expect("checked above")
     };
-    let root = config.web.root.clone();
-    let max = config.admin.max_release_size.0;
-    let (session, switched) = blocking(move || {
-        let switched = session.commit(&root, max, effort);
-        (session, switched)
-    })
-    .await;
-    session.discard();
-    admin.publishing.lock().unwrap().committing = None;
-    let switched = switched?;
-    log::info!(
-        "admin: publish {id} is live as release {} ({} file(s) compressed, {} reused)",
-        switched.id,
-        switched.compressed,
-        switched.reused
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    if let Err(denied) = admin.auth.check(
+        &config.admin,
+        transport,
+        Given::Token(token.as_deref()),
+        now,
+    ) {
+        return refusal(denied);
+    }
+    let id = admin.sessions.open(now);
+    let mut r = answer(StatusCode::OK, json!({"logged_in": true}));
+    let cookie = sessions::set_cookie(Some(&id), transport.tls);
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("ascii"),
     );
-    let scheme = if tls { "https" } else { "http" };
-    Ok(answer(
-        StatusCode::OK,
-        json!({
-            "release": switched.id,
-            "previous": switched.previous,
-            "compressed": switched.compressed,
-            "reused": switched.reused,
-            "url": format!("{scheme}://{host}/"),
-        }),
-    ))
+    r
 }
 
-/// What a commit may ask.
-#[derive(Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommitOptions {
-    /// Precompress quickly (as `deploy --fast`) rather than as small as possible.
-    #[serde(default)]
-    fast: bool,
-}
-
-/// A JSON answer; the web server sends the bytes.
 fn answer(status: StatusCode, body: serde_json::Value) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(body.to_string()));
     *r.status_mut() = status;
@@ -400,24 +333,6 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response<Bytes> {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-fn error(e: PublishError) -> Response<Bytes> {
-    let status = match &e {
-        PublishError::Invalid(_) => StatusCode::BAD_REQUEST,
-        PublishError::TooLarge(_) | PublishError::Overflow => StatusCode::PAYLOAD_TOO_LARGE,
-        PublishError::Busy(_) | PublishError::WrongOffset(_) | PublishError::Incomplete(_) => {
-            StatusCode::CONFLICT
-        }
-        PublishError::Unknown | PublishError::NotMissing => StatusCode::NOT_FOUND,
-        PublishError::Corrupt | PublishError::Deploy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        PublishError::Io(..) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let mut body = json!({"error": e.to_string()});
-    if let PublishError::WrongOffset(at) = e {
-        body["received"] = json!(at);
-    }
-    answer(status, body)
 }
 
 fn refusal(denied: Denied) -> Response<Bytes> {

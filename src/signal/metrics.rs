@@ -76,6 +76,15 @@ impl Collector for SignalCollector {
         )?;
         s.counter("kicks", "Members removed by their host", c.kicks)?;
         s.counters(
+            "operator_actions",
+            "What the server's operator did from the dashboard: lobbies closed, players removed",
+            "action",
+            [
+                ("close_lobby", c.operator_closes),
+                ("remove_player", c.operator_removals),
+            ],
+        )?;
+        s.counters(
             "quick_joins",
             "QUICK_JOINs (Play) that put the player in a lobby: an open one, or a new one none matching",
             "result",

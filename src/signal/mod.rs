@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::credentials::LobbyEvent;
 pub use hub::Client;
 use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
-use queue::{Input, Outbox, Queued, SlowPeers, now};
+use queue::{Input, Operator, Outbox, Queued, SlowPeers, now};
 use remote::{ClusterRouter, Envelope, Mailbox, OtherNodes, Remote, Seam};
 use router::{LocalRouter, Router};
 
@@ -175,6 +175,36 @@ impl Signal {
         }
     }
 
+    /// This node's players and lobbies as they are now (the dashboard); empty if the hub has
+    /// stopped.
+    pub async fn overview(&self) -> hub::Overview {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self
+            .inputs
+            .send(Input::Operator(Operator::Overview(tx)))
+            .await;
+        rx.await.unwrap_or_default()
+    }
+
+    /// Closes the lobby with this code, its players told "Lobby closed by the server's
+    /// operator"; whether there was one here.
+    pub async fn close_lobby(&self, code: &str) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = (self.inputs)
+            .send(Input::Operator(Operator::Close(code.into(), tx)))
+            .await;
+        rx.await.unwrap_or(false)
+    }
+
+    /// Removes player `id` of the lobby with this code; whether there was one here.
+    pub async fn remove_player(&self, code: &str, id: u32) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = (self.inputs)
+            .send(Input::Operator(Operator::Remove(code.into(), id, tx)))
+            .await;
+        rx.await.unwrap_or(false)
+    }
+
     /// Other nodes' listed lobbies, for LIST (see [`Hub::set_lobbies_elsewhere`]).
     pub async fn set_lobbies_elsewhere(&self, lobbies: Vec<ext::LobbyInfo>) {
         let _ = self.inputs.send(Input::Elsewhere(lobbies)).await;
@@ -284,6 +314,20 @@ async fn run_hub(
                 Some(Input::Elsewhere(lobbies)) => {
                     hub.set_lobbies_elsewhere(lobbies);
                     continue;
+                }
+                Some(Input::Operator(Operator::Overview(answer))) => {
+                    let _ = answer.send(hub.overview(now()));
+                    continue;
+                }
+                Some(Input::Operator(Operator::Close(code, answer))) => {
+                    let out = hub.close_lobby(&code, now());
+                    let _ = answer.send(out.is_some());
+                    out.unwrap_or_default()
+                }
+                Some(Input::Operator(Operator::Remove(code, id, answer))) => {
+                    let out = hub.remove_player(&code, id, now());
+                    let _ = answer.send(out.is_some());
+                    out.unwrap_or_default()
                 }
             },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {

@@ -24,6 +24,17 @@ pub enum Input {
     SpentElsewhere(Source, Instant),
     /// In a cluster: the other nodes' listed lobbies, as last read.
     Elsewhere(Vec<super::ext::LobbyInfo>),
+    /// The server's operator asks (the dashboard).
+    Operator(Operator),
+}
+
+/// What the server's operator asks of the hub; each answers on its channel.
+pub enum Operator {
+    Overview(tokio::sync::oneshot::Sender<super::hub::Overview>),
+    /// Close the lobby with this code; whether there was one.
+    Close(String, tokio::sync::oneshot::Sender<bool>),
+    /// Remove this player of the lobby with this code; whether there was one.
+    Remove(String, u32, tokio::sync::oneshot::Sender<bool>),
 }
 
 /// What the hub task tells a session.

@@ -217,8 +217,9 @@ impl Http {
                 let (config, routes, activity) =
                     (config.borrow().clone(), routes.clone(), activity.clone());
                 async move {
-                    let _busy = activity.request();
-                    Ok::<_, Infallible>(router::handle(&config, &routes, remote, scheme, req).await)
+                    let busy = activity.request();
+                    let response = router::handle(&config, &routes, remote, scheme, req).await;
+                    Ok::<_, Infallible>(busy_while_streaming(response, busy))
                 }
             })
         };
@@ -261,6 +262,29 @@ impl Http {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// An event stream (the dashboard's) keeps its connection busy until it ends: it is not idle
+/// for `web.header_timeout` between its events.
+fn busy_while_streaming(
+    response: hyper::Response<response::Body>,
+    busy: Busy,
+) -> hyper::Response<response::Body> {
+    use http_body_util::BodyExt;
+    let streaming = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|t| t == "text/event-stream");
+    if !streaming {
+        return response;
+    }
+    response.map(|body| {
+        body.map_frame(move |frame| {
+            let _held = &busy;
+            frame
+        })
+        .boxed()
+    })
+}
+
 /// Whether a connection has a request under way, and since when it has had none.
 struct Activity {
     busy: AtomicUsize,
@@ -269,8 +293,8 @@ struct Activity {
     start: Instant,
 }
 
-/// Marks a request under way until dropped.
-struct Busy<'a>(&'a Activity);
+/// Marks a request under way until dropped (a streamed response keeps it until its end).
+struct Busy(Arc<Activity>);
 
 impl Activity {
     fn new() -> Activity {
@@ -281,9 +305,9 @@ impl Activity {
         }
     }
 
-    fn request(&self) -> Busy<'_> {
+    fn request(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Busy(self)
+        Busy(self.clone())
     }
 
     fn idle_deadline(&self, idle: Duration) -> Instant {
@@ -295,7 +319,7 @@ impl Activity {
     }
 }
 
-impl Drop for Busy<'_> {
+impl Drop for Busy {
     fn drop(&mut self) {
         let since = self.0.start.elapsed().as_millis() as u64;
         self.0.last.store(since, Ordering::Relaxed);

@@ -49,3 +49,34 @@ pub fn redirect(location: &str) -> Response<Body> {
     }
     r
 }
+
+/// A body that sends what `stream` yields, as it yields it (the dashboard's events). The stream
+/// runs in a task of its own; it ends when the client goes away.
+pub fn streamed(mut stream: futures_util::stream::BoxStream<'static, Bytes>) -> Body {
+    use futures_util::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    Streamed(rx).boxed()
+}
+
+struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::file_cache::{FileCache, Resolved};
 use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
-use super::response::{Body, full, page, plain, redirect, redirect_now};
+use super::response::{Body, full, page, plain, redirect, redirect_now, streamed};
 use super::safe_path::NoFile;
 use super::{CompressionCache, file_response, forwarded, ice, selftest};
 use crate::turn::TurnAddresses;
@@ -67,25 +67,33 @@ const MAX_REQUEST_BODY: u64 = 64 * 1024;
 const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 pub async fn handle(
-    config: &Config,
-    routes: &Routes,
+    config: &Arc<Config>,
+    routes: &Arc<Routes>,
     remote: SocketAddr,
     scheme: Scheme,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
-    // The operator's API takes the whole request (uploads are large), and says itself what it
+    // The operator's side takes the whole request (uploads are large), and says itself what it
     // takes over plain HTTP.
-    if req.uri().path().starts_with(admin::API) && well_framed(&req).is_ok() {
+    let path = req.uri().path();
+    let operator = path == admin::PREFIX || path.starts_with("/_rallypoint/admin/");
+    if operator && well_framed(&req).is_ok() {
         let origin = forwarded::origin(config, remote, req.headers());
         let transport = admin::auth::Transport {
             client: origin.client.ip(),
             tls: scheme == Scheme::Https,
             direct: origin.via == forwarded::Via::Direct,
         };
-        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let response = admin::handle(config, &routes.admin, transport, req).await;
+        let (method, path) = (req.method().clone(), path.to_string());
+        let view: Arc<dyn admin::Operated> = routes.clone();
+        let answer =
+            admin::handle(config.clone(), routes.admin.clone(), view, transport, req).await;
+        let response = match answer {
+            admin::Answer::Full(r) => r.map(full),
+            admin::Answer::Events(r, events) => r.map(|()| streamed(events)),
+        };
         log::debug!(target: "rallypoint::web", "{method} {path} {}", response.status().as_u16());
-        return response.map(full);
+        return response;
     }
     let response = route(config, routes, remote, scheme, &mut req).await;
     let status = response.status().as_u16();
@@ -395,7 +403,33 @@ fn upgrade(
     }
 }
 
+impl admin::Operated for Routes {
+    fn health(&self) -> serde_json::Value {
+        health_report(self)
+    }
+
+    fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    fn turn(&self) -> turn::Snapshot {
+        self.turn.snapshot()
+    }
+}
+
 fn health(routes: &Routes) -> Response<Body> {
+    let mut r = page(
+        StatusCode::OK,
+        "application/json",
+        health_report(routes).to_string().into(),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `/healthz`'s report: each part's status, and "degraded" while ACME or the cluster fails.
+fn health_report(routes: &Routes) -> serde_json::Value {
     let signal = routes.signal.snapshot();
     let turn = routes.turn.snapshot();
     let mut web = serde_json::json!({"status": "ok", "tls": routes.certificates.is_loaded()});
@@ -423,8 +457,5 @@ fn health(routes: &Routes) -> Response<Body> {
     if degraded {
         body["status"] = "degraded".into();
     }
-    let mut r = page(StatusCode::OK, "application/json", body.to_string().into());
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+    body
 }

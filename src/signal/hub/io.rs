@@ -140,6 +140,9 @@ pub struct HubCounts {
     pub resumes_expired: u64,
     pub kicks: u64,
     pub quick_joins: QuickJoins,
+    /// Lobbies the server's operator closed, and players it removed.
+    pub operator_closes: u64,
+    pub operator_removals: u64,
     /// Requests refused by a limit that guards the server against one address, by its key.
     pub limited: HashMap<&'static str, u64>,
 }

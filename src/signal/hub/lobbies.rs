@@ -232,6 +232,7 @@ impl Hub {
                     self.limits.lobby_joins_per_second.max(1),
                     self.now,
                 ),
+                opened: self.now,
             },
         );
         Ok(key)

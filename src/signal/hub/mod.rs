@@ -20,6 +20,7 @@
 mod extension;
 mod io;
 mod lobbies;
+mod operator;
 mod quick_join;
 pub mod reason;
 mod refusal;
@@ -47,6 +48,7 @@ use crate::rate_limit::RateLimit;
 use extension::LIST_BURST;
 pub use io::{Client, Departure, HubCounts, Limits, Output};
 use lobbies::DEPARTED_MEMORY;
+pub use operator::{LobbyView, Overview};
 pub use reason::Reason;
 use refusal::Refusal;
 pub use resume::resume_key;

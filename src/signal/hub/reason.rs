@@ -80,6 +80,10 @@ reasons! {
     DirectoryDown = 25, "Lobby directory unavailable, try again";
     /// The server is stopping.
     ShuttingDown = 26, "Server shutting down";
+    /// rallypoint's own: the server's operator closed the lobby (the dashboard).
+    ClosedByOperator = 27, "Lobby closed by the server's operator";
+    /// rallypoint's own: the server's operator removed this player (the dashboard).
+    RemovedByOperator = 28, "Removed by the server's operator";
 }
 
 /// The protocol's error close code: every reason but the few below.

@@ -50,6 +50,7 @@ pub(super) struct Lobby {
     pub(super) creator: Source,
     /// `signal.lobby_joins_per_second`.
     pub(super) joins: RateLimit,
+    pub(super) opened: Instant,
 }
 
 impl Lobby {
