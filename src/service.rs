@@ -205,6 +205,7 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
     metrics::process::register_build_info(&mut registry);
     web::register_metrics(
         &mut registry,
+        certificates.clone(),
         connections.clone(),
         compression.clone(),
         ice_quota.clone(),

@@ -108,6 +108,14 @@ impl Certificates {
         Ok(())
     }
 
+    /// When the certificate served now expires, if one is loaded.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        let current = self.current.load_full()?;
+        inspect(current.cert.first()?)
+            .ok()
+            .map(|(_, _, not_after, _)| not_after)
+    }
+
     /// Serves a certificate signed by itself for `names`: browsers warn, but HTTPS and TURN over
     /// TLS answer while a real certificate is on its way.
     pub fn install_self_signed(&self, names: &[String]) -> Result<(), CertificateError> {

@@ -47,6 +47,9 @@ pub async fn state(config: &Config, admin: &Admin, view: &dyn Operated, relay_bp
         "lobbies": lobbies,
         "relay": {"allocations": turn.allocations, "bandwidth_bps": relay_bps},
         "health": health,
+        "certificate_expires": view.certificate_expiry()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
         "releases": releases,
         "history": admin.history.samples(),
     })

@@ -47,6 +47,8 @@ pub trait Operated: Send + Sync + 'static {
     fn health(&self) -> serde_json::Value;
     fn signal(&self) -> &Signal;
     fn turn(&self) -> crate::turn::Snapshot;
+    /// When the certificate served now expires, if one is.
+    fn certificate_expiry(&self) -> Option<std::time::SystemTime>;
 }
 
 /// An answer: JSON or the page, or the dashboard's event stream.

@@ -10,8 +10,10 @@ use prometheus_client::registry::Registry;
 use super::{CompressionCache, IceQuota};
 use crate::conn_cap::ConnCap;
 use crate::metrics::Scrape;
+use crate::tls::Certificates;
 
 struct WebCollector {
+    certificates: Arc<Certificates>,
     connections: Arc<ConnCap>,
     compression: Arc<CompressionCache>,
     ice_quota: Arc<IceQuota>,
@@ -25,6 +27,7 @@ impl std::fmt::Debug for WebCollector {
 
 pub fn register(
     registry: &mut Registry,
+    certificates: Arc<Certificates>,
     connections: Arc<ConnCap>,
     compression: Arc<CompressionCache>,
     ice_quota: Arc<IceQuota>,
@@ -32,6 +35,7 @@ pub fn register(
     registry
         .sub_registry_with_prefix("web")
         .register_collector(Box::new(WebCollector {
+            certificates,
             connections,
             compression,
             ice_quota,
@@ -44,6 +48,16 @@ impl Collector for WebCollector {
         let (compressed, skipped) = self.compression.figures();
         let mut s = Scrape(encoder);
         s.gauge("connections", "Open HTTP connections", open as i64)?;
+        if let Some(not_after) = self.certificates.not_after() {
+            let at = not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            s.gauge(
+                "certificate_expiry_timestamp_seconds",
+                "When the certificate served on HTTPS and TURN over TLS expires (Unix time)",
+                at as i64,
+            )?;
+        }
         s.counters(
             "connections_refused",
             "Connections refused over web.max_connections(_per_source)",

@@ -415,6 +415,10 @@ impl admin::Operated for Routes {
     fn turn(&self) -> turn::Snapshot {
         self.turn.snapshot()
     }
+
+    fn certificate_expiry(&self) -> Option<std::time::SystemTime> {
+        self.certificates.not_after()
+    }
 }
 
 fn health(routes: &Routes) -> Response<Body> {
