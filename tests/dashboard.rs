@@ -239,3 +239,55 @@ async fn a_login_cookie_opens_the_api_and_actions_need_the_page() {
     );
     assert_eq!(status, 401);
 }
+
+#[test]
+fn rolling_back_from_the_dashboard_puts_a_kept_release_live() {
+    let root = common::temp_dir("dashboard-root").join("www");
+    let s = Server::start_with_args(
+        &ephemeral_config(&format!("[admin]\ntokens = [\"{TOKEN}\"]\n")),
+        &["--root", root.to_str().unwrap()],
+    );
+    let export = common::temp_dir("dashboard-export");
+    for version in ["one", "two"] {
+        let html = format!(
+            "<!DOCTYPE html><html><!-- {version} --><script src=\"index.js\"></script><script>\
+             const GODOT_CONFIG = {{\"executable\":\"index\"}};</script></html>"
+        );
+        std::fs::write(export.join("index.html"), html).unwrap();
+        for f in ["index.js", "index.wasm", "index.pck"] {
+            std::fs::write(export.join(f), version).unwrap();
+        }
+        let out = std::process::Command::new(common::BIN)
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "deploy",
+                "--fast",
+                export.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let releases = state(s.web)["releases"].as_array().unwrap().clone();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    let first = releases[0]["id"].as_str().unwrap();
+    assert_eq!(
+        (releases[0]["live"].clone(), releases[1]["live"].clone()),
+        (json!(false), json!(true))
+    );
+    let path = format!("/_rallypoint/admin/api/releases/{first}/rollback");
+    let (status, _, body) = request(s.web, "POST", &path, &bearer(), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        std::fs::read_to_string(root.join("index.html"))
+            .unwrap()
+            .contains("one")
+    );
+    let (status, _, body) = request(s.web, "POST", &path, &bearer(), "");
+    assert_eq!(status, 409, "already live: {body}");
+}
