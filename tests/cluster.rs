@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ws::Client as Player;
-use common::{Server, http_get};
+use common::{Server, http_get, http_get_with};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,6 +23,7 @@ use webrtc_turn::client::Client;
 
 const LEASE: Duration = Duration::from_secs(3);
 const SECRET: &str = "cluster-test-secret-0123456789";
+const ADMIN_TOKEN: &str = "cluster-test-admin-token-0123456789-0123456789";
 
 /// Godot's message types (GODOT.md).
 const PEER_CONNECT: u64 = 2;
@@ -146,7 +147,7 @@ fn config(name: &str, redis: &str, draining: bool) -> String {
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
          [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n\
          [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
-         max_outbound_bytes = \"16KiB\"\n",
+         max_outbound_bytes = \"16KiB\"\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n",
         LEASE.as_secs()
     )
 }
@@ -813,13 +814,7 @@ async fn every_join_is_answered_and_a_lobby_has_one_relay() {
 async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let dir = common::temp_dir("redis-failed-joins");
     let redis = Redis::start(free_port(), &dir);
-    let a = Server::start(&config("a", &redis.url(), false));
-    let b = Server::start(&config("b", &redis.url(), false));
-    for s in [&a, &b] {
-        wait_until("both nodes see each other", LEASE, || {
-            names(s) == ["a", "b"]
-        });
-    }
+    let (a, b) = two_nodes(&redis);
     let mut host = Player::connect_extension(a.web).await;
     host.send_extension(CREATE, json!({})).await;
     let code = host.next_extension(LOBBY).await["code"]
@@ -863,6 +858,18 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Nodes a and b on `redis`, once each sees the other.
+fn two_nodes(redis: &Redis) -> (Server, Server) {
+    let a = Server::start(&config("a", &redis.url(), false));
+    let b = Server::start(&config("b", &redis.url(), false));
+    for s in [&a, &b] {
+        wait_until("both nodes see each other", LEASE, || {
+            names(s) == ["a", "b"]
+        });
+    }
+    (a, b)
+}
+
 /// Waits until a LIST on `server` shows a lobby named `name` (other nodes' lobbies come with
 /// the renewal that reads them).
 async fn wait_in_list(server: &Server, name: &str) {
@@ -885,13 +892,7 @@ async fn wait_in_list(server: &Server, name: &str) {
 async fn players_pressing_play_on_two_nodes_at_once_fill_the_same_lobbies() {
     let dir = common::temp_dir("redis-play");
     let redis = Redis::start(free_port(), &dir);
-    let a = Server::start(&config("a", &redis.url(), false));
-    let b = Server::start(&config("b", &redis.url(), false));
-    for s in [&a, &b] {
-        wait_until("both nodes see each other", LEASE, || {
-            names(s) == ["a", "b"]
-        });
-    }
+    let (a, b) = two_nodes(&redis);
 
     // Twenty players, ten on each node, press Play at once: five full lobbies, not ten.
     let mut players = Vec::new();
@@ -915,6 +916,23 @@ async fn players_pressing_play_on_two_nodes_at_once_fill_the_same_lobbies() {
     }
     assert_eq!(members.len(), 5, "{members:?}");
     assert!(members.values().all(|&n| n == 4), "{members:?}");
+    // The dashboard of either node lists both nodes, and its own lobbies (all five on one).
+    let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    let mut own = 0;
+    for s in [&a, &b] {
+        let (status, body) = http_get_with(s.web, "/_rallypoint/admin/api/state", &bearer);
+        assert_eq!(status, 200, "{body}");
+        let state: Value = serde_json::from_str(&body).unwrap();
+        let nodes: Vec<&str> = state["health"]["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap())
+            .collect();
+        assert_eq!(nodes, ["a", "b"], "{state}");
+        own += state["lobbies"].as_array().unwrap().len();
+    }
+    assert_eq!(own, 5);
 
     // A lobby another node lists is joined there; one with a password never is.
     let mut host = Player::connect_extension(b.web).await;

@@ -246,7 +246,7 @@ pub async fn handle(
             }
         }
         (Method::POST, ["publish"]) => publish_api::start(&config, &admin, req, now).await,
-        (Method::GET, ["publish", id]) => publish_api::status(&admin, id, now),
+        (Method::GET, ["publish", id]) => publish_api::status(&admin, id),
         (Method::DELETE, ["publish", id]) => publish_api::cancel(&admin, id),
         (Method::PUT, ["publish", id, "blobs", sha]) => {
             publish_api::upload(&admin, id, sha, req).await

@@ -86,19 +86,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .expect("blocking publish work does not panic")
 }
 
-pub(super) fn status(
-    admin: &Admin,
-    id: &str,
-    now: Instant,
-) -> Result<Response<Bytes>, PublishError> {
-    let mut p = admin.publishing.lock().unwrap();
-    let session = p
-        .session
-        .as_mut()
-        .filter(|s| s.id == id)
-        .ok_or(PublishError::Unknown)?;
-    session.touched = now;
-    Ok(answer(StatusCode::OK, describe(session)))
+pub(super) fn status(admin: &Admin, id: &str) -> Result<Response<Bytes>, PublishError> {
+    with_session(admin, id, |s| Ok(answer(StatusCode::OK, describe(s))))
 }
 
 pub(super) fn cancel(admin: &Admin, id: &str) -> Result<Response<Bytes>, PublishError> {

@@ -247,12 +247,17 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET over a fresh connection; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, "")
+}
+
+/// [`http_get`] with `headers` ("Name: value\r\n" each) added.
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
