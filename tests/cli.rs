@@ -244,7 +244,9 @@ fn check_config_prints_every_error_and_exits_one() {
 fn print_config_fills_defaults_and_never_prints_a_secret() {
     let path = config_file(&format!(
         "[server]\ndomain = \"game.example.org\"\n[turn]\nsecrets = [\"{SECRET}\"]\n[turn.users]\nalice = \"correct-horse-battery\"\n\
-         [admin]\ntokens = [\"an-operator-token-that-nobody-may-read\"]\n"
+         [admin]\ntokens = [\"an-operator-token-that-nobody-may-read\"]\n\
+         [cluster]\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_master = \"rp\"\n\
+         sentinel_password = \"sentinel-secret-word\"\nmaster_password = \"master-secret-word\"\n"
     ));
     let out = rallypoint(&["print-config", "--config", &path]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -252,7 +254,8 @@ fn print_config_fills_defaults_and_never_prints_a_secret() {
     assert!(
         !text.contains(SECRET)
             && !text.contains("correct-horse")
-            && !text.contains("nobody-may-read"),
+            && !text.contains("nobody-may-read")
+            && !text.contains("secret-word"),
         "{text}"
     );
     assert!(text.contains("tokens = [\"<hidden>\"]"), "{text}");

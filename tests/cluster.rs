@@ -6,7 +6,8 @@
 //! node stopped cleanly at once, and carry on alone through a Redis outage, rejoining after it;
 //! and players on three nodes meet in one lobby, exchange what WebRTC needs with nothing lost
 //! or reordered, and are told when the lobby's node dies; a node restarted under its name gets
-//! nothing meant for the process that died.
+//! nothing meant for the process that died; players pressing Play on two nodes fill the same
+//! lobbies; and through Sentinel the nodes follow a failover of the master.
 
 mod common;
 
@@ -51,7 +52,13 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16, dir: &std::path::Path) -> Redis {
-        let mut child = Command::new("redis-server")
+        Redis::start_with(port, dir, &[])
+    }
+
+    /// [`Redis::start`] with more arguments (`--replicaof HOST PORT`, say).
+    fn start_with(port: u16, dir: &std::path::Path, more: &[&str]) -> Redis {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
                 "--save",
@@ -60,9 +67,37 @@ impl Redis {
                 "no",
                 "--protected-mode",
                 "yes",
+                // A replica syncs at once, not after the default 5 s wait for more replicas.
+                "--repl-diskless-sync-delay",
+                "0",
             ])
             .arg("--dir")
             .arg(dir)
+            .args(more);
+        Redis::spawn(command, port)
+    }
+
+    /// A Sentinel on `port` watching master `rp` at `master` (quorum 2, down after 1 s), its
+    /// configuration (which it rewrites) in `dir`.
+    fn sentinel(port: u16, dir: &std::path::Path, master: u16) -> Redis {
+        let conf = dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor rp 127.0.0.1 {master} 2\n\
+                 sentinel down-after-milliseconds rp 1000\nsentinel failover-timeout rp 4000\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new("redis-server");
+        command.arg(&conf).arg("--sentinel");
+        Redis::spawn(command, port)
+    }
+
+    fn spawn(mut command: Command, port: u16) -> Redis {
+        let mut child = command
+            .stderr(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .expect("redis-server (Debian's redis-server package; .ci/run installs it)");
@@ -75,16 +110,20 @@ impl Redis {
                 .lines()
                 .map_while(Result::ok)
             {
-                if line.contains("Ready to accept connections") {
+                // A server says the first, a Sentinel the second.
+                if line.contains("Ready to accept connections") || line.contains("+monitor master")
+                {
                     let _ = ready_tx.send(());
                 }
             }
         });
+        // Owned from here: a failure below kills it.
+        let redis = Redis { child, port };
         ready
             .recv_timeout(Duration::from_secs(10))
             .expect("redis-server never said it was ready");
         assert!(Redis::pong(port), "redis-server does not answer PING");
-        Redis { child, port }
+        redis
     }
 
     fn pong(port: u16) -> bool {
@@ -142,11 +181,16 @@ fn free_port() -> u16 {
 }
 
 fn config(name: &str, redis: &str, draining: bool) -> String {
+    config_with(name, &format!("redis = \"{redis}\""), draining)
+}
+
+/// [`config`] with `redis` the `[cluster]` lines that say where Redis is.
+fn config_with(name: &str, redis: &str, draining: bool) -> String {
     format!(
         "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
          [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n\
-         [cluster]\nredis = \"{redis}\"\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
+         [cluster]\n{redis}\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
          max_outbound_bytes = \"16KiB\"\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n",
         LEASE.as_secs()
     )
@@ -969,5 +1013,93 @@ async fn players_pressing_play_on_two_nodes_at_once_fill_the_same_lobbies() {
         (opened["players"].clone(), opened["data"].clone()),
         (json!(1), json!({"mode": "dm"}))
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Redis without a single point of failure: a master, a replica and three Sentinels (Debian's
+/// redis-server in `--sentinel` mode); the nodes find the master through the Sentinels. The
+/// master is killed: both nodes report Redis up through the promoted replica within 20 s, and a
+/// lobby created after it on one node is joined from the other.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
+async fn through_sentinel_the_nodes_follow_a_failover() {
+    let dir = common::temp_dir("redis-sentinel");
+    let mut master = Redis::start(free_port(), &dir);
+    let replica_dir = dir.join("replica");
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    let replica = Redis::start_with(
+        free_port(),
+        &replica_dir,
+        &["--replicaof", "127.0.0.1", &master.port.to_string()],
+    );
+    master.command(&["SET", "probe", "1"]);
+    wait_until(
+        "the replica follows the master",
+        Duration::from_secs(10),
+        || replica.command(&["GET", "probe"]) == "1",
+    );
+    let sentinels: Vec<Redis> = (0..3)
+        .map(|_| Redis::sentinel(free_port(), &dir, master.port))
+        .collect();
+    // Each knows the replica and the two other Sentinels before anything fails.
+    for s in &sentinels {
+        wait_until(
+            "the Sentinels know each other and the replica",
+            Duration::from_secs(30),
+            || {
+                s.command(&["SENTINEL", "REPLICAS", "rp"]).starts_with("*1")
+                    && s.command(&["SENTINEL", "SENTINELS", "rp"])
+                        .starts_with("*2")
+            },
+        );
+    }
+    let listed: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("\"127.0.0.1:{}\"", s.port))
+        .collect();
+    let through = format!(
+        "sentinels = [{}]\nsentinel_master = \"rp\"",
+        listed.join(", ")
+    );
+    let a = Server::start(&config_with("a", &through, false));
+    let b = Server::start(&config_with("b", &through, false));
+    for s in [&a, &b] {
+        wait_until("both nodes see each other through Sentinel", LEASE, || {
+            names(s) == ["a", "b"]
+        });
+    }
+
+    master.stop();
+    let took = wait_until(
+        "both nodes report Redis up through the promoted replica",
+        Duration::from_secs(20),
+        || {
+            let promoted = replica.command(&["ROLE"]).starts_with("*3");
+            promoted
+                && [&a, &b]
+                    .iter()
+                    .all(|s| health(s)["cluster"]["redis"] == "up" && names(s) == ["a", "b"])
+        },
+    );
+    assert!(took <= Duration::from_secs(20), "{took:?}");
+
+    // A lobby made after the failover, on a, is joined from b.
+    let mut host = Player::connect_extension(a.web).await;
+    host.send_extension(CREATE, json!({})).await;
+    let code = host.next_extension(LOBBY).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_listed(&replica, &code);
+    let mut guest = Player::connect_extension(b.web).await;
+    guest
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+        .await;
+    let joined = guest.next_extension(LOBBY).await;
+    assert_eq!(
+        (joined["code"].clone(), joined["players"].clone()),
+        (json!(code), json!(2))
+    );
+    drop(sentinels);
     let _ = std::fs::remove_dir_all(&dir);
 }

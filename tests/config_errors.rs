@@ -384,6 +384,27 @@ fn every_cross_field_problem_is_reported_at_once() {
 }
 
 #[test]
+fn sentinel_settings_come_together() {
+    for (text, key) in [
+        ("[cluster]\nsentinel_master = \"rp\"\n", "cluster.sentinels"),
+        (
+            "[cluster]\nsentinels = [\"127.0.0.1:26379\"]\n",
+            "cluster.sentinel_master",
+        ),
+        (
+            "[cluster]\nsentinels = [\"no-port\"]\nsentinel_master = \"rp\"\n",
+            "cluster.sentinels[0]",
+        ),
+    ] {
+        let errors = Config::from_toml(text, "bad.toml").unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, [key], "{text}");
+    }
+    let ok = "[cluster]\nsentinels = [\"10.0.0.5:26379\", \"[fd00::5]:26379\"]\nsentinel_master = \"rp\"\n";
+    assert!(Config::from_toml(ok, "ok.toml").is_ok());
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let errors = Config::load("/nonexistent/rallypoint.toml".as_ref()).unwrap_err();
     assert!(

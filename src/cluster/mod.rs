@@ -23,6 +23,7 @@ mod failures;
 mod metrics;
 pub mod placement;
 mod quick_play;
+mod redis_source;
 mod registry;
 mod signalling;
 mod transport;
@@ -344,10 +345,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let settings = config.borrow().cluster.clone().expect("[cluster] is set");
-    let client = match redis::Client::open(settings.redis.as_str()) {
-        Ok(c) => c,
+    let source = match redis_source::RedisSource::new(&settings) {
+        Ok(s) => Arc::new(s),
         Err(e) => return log::error!("cluster: {e}"),
     };
+    // For Sentinel: where the master was, to tell a failover.
+    let mut master: Option<String> = None;
     let Some(Receivers {
         mut listings,
         outbound,
@@ -375,7 +378,7 @@ pub async fn run(
     let reader = tokio::spawn(transport::read(
         cluster.clone(),
         signal.clone(),
-        client.clone(),
+        source.clone(),
         manager
             .clone()
             .set_response_timeout(Some(transport::READ_BLOCK + period)),
@@ -431,7 +434,24 @@ pub async fn run(
                 let mut c = match shared {
                     Some(c) => c,
                     None => {
-                        ConnectionManager::new_with_config(client.clone(), manager.clone()).await?
+                        let client = source.client().await?;
+                        let at = redis_source::address_of(&client);
+                        let moved = master.replace(at.clone()).filter(|was| *was != at);
+                        if let Some(was) = moved {
+                            // What the old master acknowledged may be missing on the new one:
+                            // this round counts as an outage, which closes the players attached
+                            // across nodes with a reason rather than leaving them waiting.
+                            log::warn!(
+                                "cluster: the Redis master moved from {was} to {at} (a failover); \
+                                 players attached across nodes are closed, as envelopes in flight \
+                                 may be lost"
+                            );
+                            return Err(redis::RedisError::from((
+                                redis::ErrorKind::Io,
+                                "the Redis master moved (a failover)",
+                            )));
+                        }
+                        ConnectionManager::new_with_config(client, manager.clone()).await?
                     }
                 };
                 *cluster.conn.lock().unwrap() = Some(c.clone());
@@ -465,6 +485,11 @@ pub async fn run(
                 std::io::ErrorKind::TimedOut,
             )))
         });
+        // Through Sentinel, a connection that failed is dropped: the next asks where the
+        // master is now.
+        if outcome.is_err() && source.follows_failover() {
+            *cluster.conn.lock().unwrap() = None;
+        }
         let joined = matches!(outcome, Ok((true, _)));
         if joined {
             record = Some(own);

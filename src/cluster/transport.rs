@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
+use super::redis_source::RedisSource;
 use super::registry::node_of;
 use crate::signal::Signal;
 use crate::signal::remote::{Envelope, Mailbox};
@@ -221,7 +222,7 @@ impl Cluster {
 pub async fn read(
     cluster: Arc<Cluster>,
     signal: Arc<Signal>,
-    client: redis::Client,
+    source: Arc<RedisSource>,
     manager: ConnectionManagerConfig,
     retry: Duration,
     shutdown: CancellationToken,
@@ -233,7 +234,8 @@ pub async fn read(
             let c = match &mut conn {
                 Some(c) => c,
                 None => conn.insert(
-                    ConnectionManager::new_with_config(client.clone(), manager.clone()).await?,
+                    ConnectionManager::new_with_config(source.client().await?, manager.clone())
+                        .await?,
                 ),
             };
             let after = match &last {
@@ -256,10 +258,16 @@ pub async fn read(
         tokio::select! {
             result = round => match result {
                 Ok(next) => last = Some(next),
-                Err(_) => tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
-                    _ = shutdown.cancelled() => return,
-                },
+                Err(_) => {
+                    // Through Sentinel, the next connection asks where the master is now.
+                    if source.follows_failover() {
+                        conn = None;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
             },
             _ = shutdown.cancelled() => return,
         }

@@ -216,6 +216,8 @@ fn redact_secret(key: &str, message: String) -> String {
         "admin.tokens takes a list of strings, like tokens = [\"a-long-random-token\"] \
          (the value is not shown)"
             .into()
+    } else if key == "cluster.sentinel_password" || key == "cluster.master_password" {
+        format!("{key} takes a string (the value is not shown)")
     } else if key == "turn.users" || key.starts_with("turn.users.") {
         "turn.users takes names with string passwords, like alice = \"a-password\" \
          (the value is not shown)"

@@ -84,6 +84,18 @@ pub struct Cluster {
     /// Signalling bytes waiting to be sent to other nodes at most; a player whose frame would
     /// go over is closed (Redis too slow or unreachable).
     pub max_outbound_bytes: ByteSize,
+    /// Redis Sentinels (`host:port`) that name the master; with them and `sentinel_master`,
+    /// `redis` is not used: the nodes find the master through them and follow a failover.
+    pub sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration (`sentinel monitor NAME ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
+    /// The Sentinels' own password (`requirepass` in their configuration), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel_password: Option<String>,
+    /// The master's (and replicas') password, if any, when found through Sentinel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_password: Option<String>,
 }
 
 impl Default for Cluster {
@@ -94,6 +106,10 @@ impl Default for Cluster {
             lease: secs(10),
             draining: false,
             max_outbound_bytes: ByteSize(64 << 20),
+            sentinels: vec![],
+            sentinel_master: None,
+            sentinel_password: None,
+            master_password: None,
         }
     }
 }
@@ -702,6 +718,14 @@ impl Config {
         }
         for t in &mut masked.admin.tokens {
             *t = MASK.into();
+        }
+        if let Some(cluster) = &mut masked.cluster {
+            for p in [&mut cluster.sentinel_password, &mut cluster.master_password]
+                .into_iter()
+                .flatten()
+            {
+                *p = MASK.into();
+            }
         }
         if let Some(cluster) = &mut masked.cluster
             && let Ok(mut url) = url::Url::parse(&cluster.redis)

@@ -359,6 +359,29 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                 ),
             );
         }
+        match (cluster.sentinels.is_empty(), &cluster.sentinel_master) {
+            (true, Some(_)) => err(
+                "cluster.sentinels",
+                "sentinel_master is set: list the Sentinels too, like [\"10.0.0.5:26379\"]".into(),
+            ),
+            (false, None) => err(
+                "cluster.sentinel_master",
+                "sentinels are listed: name the master they watch (sentinel monitor NAME ...)"
+                    .into(),
+            ),
+            _ => {}
+        }
+        for (i, sentinel) in cluster.sentinels.iter().enumerate() {
+            let ok = sentinel
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                err(
+                    &format!("cluster.sentinels[{i}]"),
+                    format!("{sentinel:?} is not host:port, like \"10.0.0.5:26379\""),
+                );
+            }
+        }
         if cluster.lease.0 < std::time::Duration::from_secs(1) {
             err("cluster.lease", "must be at least 1s".into());
         }
