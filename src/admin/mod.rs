@@ -380,3 +380,57 @@ fn refusal(denied: Denied) -> Response<Bytes> {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A publish silent for `admin.publish_idle_timeout` is abandoned and its files removed, and
+    /// not a moment before; files no publish owns (left by a crash) go at the first sweep.
+    #[test]
+    fn a_silent_publish_is_abandoned_after_the_idle_timeout() {
+        let base = std::env::temp_dir().join(format!("rallypoint-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let mut config = Config::default();
+        config.web.root = base.join("www");
+        let releases = base.join("www.releases");
+        std::fs::create_dir_all(releases.join(".publish-left-by-a-crash")).unwrap();
+        let start = Instant::now();
+        let manifest: publish::Manifest = serde_json::from_value(json!({"files": [
+            {"path": "index.html", "size": 3, "sha256": "a".repeat(64)}
+        ]}))
+        .unwrap();
+        let session = Session::start(
+            &config.web.root,
+            "abc".into(),
+            manifest,
+            0,
+            &mut HashCache::default(),
+            start,
+        )
+        .unwrap();
+        let admin = Admin::new([1; 32]);
+        admin.publishing.lock().unwrap().session = Some(session);
+        let idle = config.admin.publish_idle_timeout.0;
+        let staging = || {
+            let mut names: Vec<String> = std::fs::read_dir(&releases)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        admin.sweep(&config, start + idle);
+        assert!(admin.publishing.lock().unwrap().session.is_some());
+        assert_eq!(
+            staging(),
+            [".publish-abc"],
+            "the stray is gone, the live one kept"
+        );
+        admin.sweep(&config, start + idle + std::time::Duration::from_millis(1));
+        assert!(admin.publishing.lock().unwrap().session.is_none());
+        assert!(staging().is_empty());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
