@@ -859,12 +859,7 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let dir = common::temp_dir("redis-failed-joins");
     let redis = Redis::start(free_port(), &dir);
     let (a, b) = two_nodes(&redis);
-    let mut host = Player::connect_extension(a.web).await;
-    host.send_extension(CREATE, json!({})).await;
-    let code = host.next_extension(LOBBY).await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_host, code) = open_lobby(&a).await;
     wait_listed(&redis, &code);
 
     // Ten wrong codes on b, each on a socket of its own (a socket's first JOIN decides its
@@ -904,14 +899,30 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
 
 /// Nodes a and b on `redis`, once each sees the other.
 fn two_nodes(redis: &Redis) -> (Server, Server) {
-    let a = Server::start(&config("a", &redis.url(), false));
-    let b = Server::start(&config("b", &redis.url(), false));
+    two_nodes_with(&format!("redis = \"{}\"", redis.url()))
+}
+
+/// [`two_nodes`] with `lines` the `[cluster]` lines that say where Redis is.
+fn two_nodes_with(lines: &str) -> (Server, Server) {
+    let a = Server::start(&config_with("a", lines, false));
+    let b = Server::start(&config_with("b", lines, false));
     for s in [&a, &b] {
         wait_until("both nodes see each other", LEASE, || {
             names(s) == ["a", "b"]
         });
     }
     (a, b)
+}
+
+/// An extension player on `node` who created a lobby, and the lobby's code.
+async fn open_lobby(node: &Server) -> (Player, String) {
+    let mut host = Player::connect_extension(node.web).await;
+    host.send_extension(CREATE, json!({})).await;
+    let code = host.next_extension(LOBBY).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (host, code)
 }
 
 /// Waits until a LIST on `server` shows a lobby named `name` (other nodes' lobbies come with
@@ -1061,13 +1072,7 @@ async fn through_sentinel_the_nodes_follow_a_failover() {
         "sentinels = [{}]\nsentinel_master = \"rp\"",
         listed.join(", ")
     );
-    let a = Server::start(&config_with("a", &through, false));
-    let b = Server::start(&config_with("b", &through, false));
-    for s in [&a, &b] {
-        wait_until("both nodes see each other through Sentinel", LEASE, || {
-            names(s) == ["a", "b"]
-        });
-    }
+    let (a, b) = two_nodes_with(&through);
 
     master.stop();
     let took = wait_until(
@@ -1084,12 +1089,7 @@ async fn through_sentinel_the_nodes_follow_a_failover() {
     assert!(took <= Duration::from_secs(20), "{took:?}");
 
     // A lobby made after the failover, on a, is joined from b.
-    let mut host = Player::connect_extension(a.web).await;
-    host.send_extension(CREATE, json!({})).await;
-    let code = host.next_extension(LOBBY).await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_host, code) = open_lobby(&a).await;
     wait_listed(&replica, &code);
     let mut guest = Player::connect_extension(b.web).await;
     guest
