@@ -115,6 +115,9 @@ check(
     got is None,
     f"came back: {got}",
 )
+# Its allocation lives on: keep the socket, or a later client may be given its port, and to the
+# server that is the same 5-tuple asking again (437 Allocation Mismatch, rightly).
+held.append(c)
 
 # Many credentials from one address: the address's cap holds, whatever the user parts.
 outcomes = []
