@@ -9,7 +9,7 @@
 //! Each node also publishes the lobbies a LIST may show (`{rallypoint}:listed:<node>`, JSON,
 //! with the same lease), so that a LIST on any node shows every node's.
 
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, RedisResult, Script};
 
 use crate::signal::ext::LobbyInfo;
@@ -20,7 +20,7 @@ fn key(listed_as: &str) -> String {
 
 /// Claims `keys` for `owner` unless another holds them; returns those another holds.
 pub async fn claim(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     owner: &str,
     keys: &[String],
     lease_ms: u64,
@@ -59,7 +59,7 @@ pub async fn claim(
 
 /// Removes `keys` if `owner` holds them.
 pub async fn release(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     owner: &str,
     keys: &[String],
 ) -> RedisResult<()> {
@@ -83,7 +83,7 @@ pub async fn release(
 /// The process (its `registry::address`) holding what is listed as `listed_as` (a lobby name
 /// or code, a resume key), if any; with `also`'s values (read first, in the same MGET).
 pub async fn owner<const N: usize>(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     listed_as: &str,
     also: [String; N],
 ) -> RedisResult<(Option<String>, [Option<u32>; N])> {
@@ -101,7 +101,7 @@ fn listed_key(node: &str) -> String {
 
 /// Publishes the lobbies a LIST on another node may show of this one, for `lease_ms`.
 pub async fn publish_listed(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     node: &str,
     lobbies: &[LobbyInfo],
     lease_ms: u64,
@@ -112,7 +112,7 @@ pub async fn publish_listed(
 
 /// The lobbies each of `nodes` publishes for LIST, by node.
 pub async fn listed_elsewhere(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     nodes: &[String],
 ) -> RedisResult<Vec<(String, Vec<LobbyInfo>)>> {
     if nodes.is_empty() {

@@ -4,7 +4,7 @@
 //! lobby up for a player, in the same round trip as the lookup.
 
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 
 use crate::conn_cap::Source;
 use crate::signal::failed_joins::Failures;
@@ -40,7 +40,7 @@ pub fn failures(source: Source, values: [Option<u32>; 2]) -> Failures {
 }
 
 /// Counts one failed join from `source`.
-pub async fn count(conn: &mut ConnectionManager, source: Source) -> RedisResult<()> {
+pub async fn count(conn: &mut MultiplexedConnection, source: Source) -> RedisResult<()> {
     let mut pipe = redis::pipe();
     // Atomic: the counter never outlives its window without an expiry.
     pipe.atomic();

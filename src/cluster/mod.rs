@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -66,8 +67,10 @@ pub struct Cluster {
     outbound: mpsc::Sender<(String, Envelope)>,
     /// What the tasks take when they start.
     receivers: Mutex<Option<Receivers>>,
-    /// The connection the renewal task made, shared with the writer and lookups.
-    conn: Mutex<Option<ConnectionManager>>,
+    /// The connection the renewal task made, shared with the writer and lookups. It never
+    /// reconnects by itself: one that fails is dropped, and the renewal task's next round makes
+    /// a new one (through Sentinel, to wherever the master is then).
+    conn: Mutex<Option<MultiplexedConnection>>,
     to_self: AtomicU64,
     to_others: AtomicU64,
     renew_failures: AtomicU64,
@@ -360,11 +363,9 @@ pub async fn run(
     };
     let period = settings.lease.0 / 3;
     let lease_ms = settings.lease.0.as_millis() as u64;
-    let manager = ConnectionManagerConfig::new()
+    let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(settings.lease.0 / 2))
-        .set_response_timeout(Some(settings.lease.0 / 2))
-        .set_number_of_retries(1)
-        .set_max_delay(period);
+        .set_response_timeout(Some(settings.lease.0 / 2));
     let writer = {
         let (c1, c2, s) = (cluster.clone(), cluster.clone(), signal.clone());
         tokio::spawn(transport::write(
@@ -379,7 +380,7 @@ pub async fn run(
         cluster.clone(),
         signal.clone(),
         source.clone(),
-        manager
+        connection
             .clone()
             .set_response_timeout(Some(transport::READ_BLOCK + period)),
         period,
@@ -451,7 +452,9 @@ pub async fn run(
                                 "the Redis master moved (a failover)",
                             )));
                         }
-                        ConnectionManager::new_with_config(client, manager.clone()).await?
+                        client
+                            .get_multiplexed_async_connection_with_config(&connection)
+                            .await?
                     }
                 };
                 *cluster.conn.lock().unwrap() = Some(c.clone());
@@ -485,9 +488,11 @@ pub async fn run(
                 std::io::ErrorKind::TimedOut,
             )))
         });
-        // Through Sentinel, a connection that failed is dropped: the next asks where the
-        // master is now.
-        if outcome.is_err() && source.follows_failover() {
+        // A connection that failed is dropped: the next round makes a new one (through
+        // Sentinel, asking where the master is now). Never the same address again by itself:
+        // a master killed and restarted comes back empty, as a master, until the Sentinels make
+        // it a replica, and what a node wrote to it meanwhile would be lost.
+        if outcome.is_err() {
             *cluster.conn.lock().unwrap() = None;
         }
         let joined = matches!(outcome, Ok((true, _)));

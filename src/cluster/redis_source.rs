@@ -41,12 +41,6 @@ impl RedisSource {
             RedisSource::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
         }
     }
-
-    /// Whether a connection that failed must be dropped, so that the next one asks where the
-    /// master is: for Sentinel. A URL's connection reconnects to its address by itself.
-    pub fn follows_failover(&self) -> bool {
-        matches!(self, RedisSource::Sentinel(_))
-    }
 }
 
 /// The address a client connects to, to tell when the master moved.

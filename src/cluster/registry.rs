@@ -5,7 +5,7 @@
 //! second process started with a running node's name is refused rather than mixed with it.
 //! The keys share one hash tag, so the scripts also run on a Redis Cluster.
 
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, RedisResult, Script};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,7 @@ pub fn node_of(address: &str) -> &str {
 
 /// Writes `record` for `lease_ms` unless another instance holds the name: then `false`.
 pub async fn renew(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     record: &Record,
     lease_ms: u64,
 ) -> RedisResult<bool> {
@@ -72,7 +72,7 @@ pub async fn renew(
 }
 
 /// Removes this node's record (on a clean stop), if it is still this instance's.
-pub async fn leave(conn: &mut ConnectionManager, record: &Record) -> RedisResult<()> {
+pub async fn leave(conn: &mut MultiplexedConnection, record: &Record) -> RedisResult<()> {
     let script = Script::new(
         r"local current = redis.call('GET', KEYS[1])
           if current and cjson.decode(current)['instance'] == ARGV[1] then
@@ -92,7 +92,7 @@ pub async fn leave(conn: &mut ConnectionManager, record: &Record) -> RedisResult
 }
 
 /// Every live node's record; names whose record has expired are taken off the list.
-pub async fn members(conn: &mut ConnectionManager) -> RedisResult<Vec<Record>> {
+pub async fn members(conn: &mut MultiplexedConnection) -> RedisResult<Vec<Record>> {
     let names: Vec<String> = conn.smembers(NODES).await?;
     if names.is_empty() {
         return Ok(vec![]);

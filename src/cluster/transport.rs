@@ -19,7 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use redis::streams::{
     StreamAddOptions, StreamReadOptions, StreamReadReply, StreamTrimStrategy, StreamTrimmingMode,
 };
@@ -50,7 +51,7 @@ pub fn inbox(node: &str) -> String {
 /// trimming entries older than `keep` (by this machine's clock; entry ids are Redis's
 /// milliseconds).
 pub async fn append(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     from: &str,
     batch: &[(String, Envelope)],
     keep: Duration,
@@ -84,7 +85,7 @@ pub async fn append(
 /// The writer: takes queued envelopes and appends them, a batch at a time; each batch is
 /// handed to `done` with whether it was appended.
 pub async fn write(
-    mut conn: impl FnMut() -> Option<ConnectionManager>,
+    mut conn: impl FnMut() -> Option<MultiplexedConnection>,
     from: String,
     keep: Duration,
     mut queue: mpsc::Receiver<(String, Envelope)>,
@@ -113,7 +114,7 @@ fn unix_micros() -> u64 {
 /// how many envelopes came for it. Each one's time from its sender's append to here goes to
 /// `latency` (in seconds; the nodes' clocks must agree, as NTP keeps them).
 pub async fn read_once(
-    conn: &mut ConnectionManager,
+    conn: &mut MultiplexedConnection,
     address: &str,
     last: String,
     signal: &Signal,
@@ -151,7 +152,7 @@ pub async fn read_once(
 
 /// The id to start reading this node's stream after: Redis's clock now, so nothing a previous
 /// process under this name was sent is taken for this one's.
-pub async fn start_id(conn: &mut ConnectionManager) -> RedisResult<String> {
+pub async fn start_id(conn: &mut MultiplexedConnection) -> RedisResult<String> {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
     Ok(format!("{}-0", secs * 1000 + micros / 1000))
 }
@@ -204,6 +205,8 @@ impl Cluster {
             return;
         }
         self.envelopes_failed.fetch_add(1, Ordering::Relaxed);
+        // Not used again: the renewal task's next round connects anew.
+        *self.conn.lock().unwrap() = None;
         let mut nodes: Vec<String> = batch.iter().map(|(n, _)| n.clone()).collect();
         nodes.sort_unstable();
         nodes.dedup();
@@ -223,7 +226,7 @@ pub async fn read(
     cluster: Arc<Cluster>,
     signal: Arc<Signal>,
     source: Arc<RedisSource>,
-    manager: ConnectionManagerConfig,
+    connection: AsyncConnectionConfig,
     retry: Duration,
     shutdown: CancellationToken,
 ) {
@@ -234,7 +237,10 @@ pub async fn read(
             let c = match &mut conn {
                 Some(c) => c,
                 None => conn.insert(
-                    ConnectionManager::new_with_config(source.client().await?, manager.clone())
+                    source
+                        .client()
+                        .await?
+                        .get_multiplexed_async_connection_with_config(&connection)
                         .await?,
                 ),
             };
@@ -259,10 +265,8 @@ pub async fn read(
             result = round => match result {
                 Ok(next) => last = Some(next),
                 Err(_) => {
-                    // Through Sentinel, the next connection asks where the master is now.
-                    if source.follows_failover() {
-                        conn = None;
-                    }
+                    // The next connection is a new one (through Sentinel, to the master now).
+                    conn = None;
                     tokio::select! {
                         _ = tokio::time::sleep(retry) => {}
                         _ = shutdown.cancelled() => return,
