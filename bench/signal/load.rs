@@ -233,6 +233,31 @@ async fn time_list_queries(url: &str, n: usize) {
     );
 }
 
+/// The relay latency's p99 in each second of the traffic (by arrival), in ms: where the tail
+/// is (the first pass over the peers, a burst at some moment, or spread evenly).
+fn p99_by_second(arrivals: &[(u32, u32)]) -> String {
+    let Some(first) = arrivals.iter().map(|&(at, _)| at).min() else {
+        return String::new();
+    };
+    let mut seconds: Vec<Vec<u32>> = Vec::new();
+    for &(at, latency) in arrivals {
+        let s = ((at - first) / 1000) as usize;
+        if seconds.len() <= s {
+            seconds.resize(s + 1, Vec::new());
+        }
+        seconds[s].push(latency);
+    }
+    seconds
+        .iter_mut()
+        .map(|l| {
+            l.sort_unstable();
+            let p99 = l.get((l.len() * 99 / 100).min(l.len().saturating_sub(1)));
+            format!("{:.1}", p99.copied().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A payload of each kind, about the size Godot sends, stamped with the send time.
 fn payload(kind: u64, micros: u64) -> String {
     match kind {
@@ -278,7 +303,8 @@ async fn main() {
     }
 
     // Readers: record the latency of every relay.
-    let latencies = Arc::new(Mutex::new(Vec::<u32>::with_capacity(
+    // (when it arrived, in ms since `epoch`; its latency, in µs).
+    let latencies = Arc::new(Mutex::new(Vec::<(u32, u32)>::with_capacity(
         (a.rate * a.seconds) as usize,
     )));
     let mut sinks: Vec<Vec<Member>> = Vec::new();
@@ -296,7 +322,11 @@ async fn main() {
                             .and_then(|d| d.split('\n').next()?.parse::<u64>().ok())
                         {
                             let now = epoch.elapsed().as_micros() as u64;
-                            latencies.lock().unwrap().push((now - sent) as u32);
+                            let arrived = (now / 1000) as u32;
+                            latencies
+                                .lock()
+                                .unwrap()
+                                .push((arrived, (now - sent) as u32));
                         }
                     }
                 }
@@ -339,7 +369,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = cpu_seconds(a.server_pid) - cpu_before;
-    let mut l = latencies.lock().unwrap().clone();
+    let arrivals = latencies.lock().unwrap().clone();
+    let mut l: Vec<u32> = arrivals.iter().map(|&(_, latency)| latency).collect();
     l.sort_unstable();
     let pct = |p: f64| {
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
@@ -372,6 +403,7 @@ async fn main() {
         pct(0.99) as f64 / 1000.0,
         l.last().copied().unwrap_or(0) as f64 / 1000.0
     );
+    println!("p99 by second:         {}", p99_by_second(&arrivals));
     println!(
         "server CPU:            {:.2} s for {} messages ({:.1} µs per message)",
         cpu,
