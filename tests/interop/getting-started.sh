@@ -68,11 +68,13 @@ cat >"$dir/pebble.json" <<JSON
   "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false
 }}
 JSON
-in_ns pebble-challtestsrv -defaultIPv4 198.18.0.1 -defaultIPv6 "" -dns01 127.0.0.1:53 \
+# Started with `ip netns exec` itself, not the function: `$!` is then the server's own pid
+# (ip execs it), which cleanup() kills; a function's would be a subshell's, leaving it running.
+ip netns exec "$ns" pebble-challtestsrv -defaultIPv4 198.18.0.1 -defaultIPv6 "" -dns01 127.0.0.1:53 \
     -management 127.0.0.1:8055 -http01 "" -https01 "" -tlsalpn01 "" >"$dir/dns.log" 2>&1 &
 DNS_PID=$!
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
-    in_ns pebble -config "$dir/pebble.json" -dnsserver 127.0.0.1:53 >"$dir/pebble.log" 2>&1 &
+    ip netns exec "$ns" pebble -config "$dir/pebble.json" -dnsserver 127.0.0.1:53 >"$dir/pebble.log" 2>&1 &
 PEBBLE_PID=$!
 for _ in $(seq 50); do
     in_ns curl -sf --cacert "$dir/ca.pem" https://127.0.0.1:15000/roots/0 >"$dir/root.pem" 2>/dev/null && break
