@@ -621,12 +621,7 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     // A player whose socket was on a node that dies resumes its place through another node.
     let d = Server::start(&config("d", &redis.url(), false));
     wait_until("d sees b", LEASE, || names(&d).contains(&"b".to_string()));
-    let mut ext_host = Player::connect_extension(b.web).await;
-    ext_host.send_extension(CREATE, json!({})).await;
-    let code = ext_host.next_extension(LOBBY).await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut ext_host, code) = Player::open_lobby(b.web).await;
     let mut traveller = Player::connect_extension(c.web).await;
     traveller
         .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
@@ -859,7 +854,7 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let dir = common::temp_dir("redis-failed-joins");
     let redis = Redis::start(free_port(), &dir);
     let (a, b) = two_nodes(&redis);
-    let (_host, code) = open_lobby(&a).await;
+    let (_host, code) = Player::open_lobby(a.web).await;
     wait_listed(&redis, &code);
 
     // Ten wrong codes on b, each on a socket of its own (a socket's first JOIN decides its
@@ -912,17 +907,6 @@ fn two_nodes_with(lines: &str) -> (Server, Server) {
         });
     }
     (a, b)
-}
-
-/// An extension player on `node` who created a lobby, and the lobby's code.
-async fn open_lobby(node: &Server) -> (Player, String) {
-    let mut host = Player::connect_extension(node.web).await;
-    host.send_extension(CREATE, json!({})).await;
-    let code = host.next_extension(LOBBY).await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (host, code)
 }
 
 /// Waits until a LIST on `server` shows a lobby named `name` (other nodes' lobbies come with
@@ -1089,7 +1073,7 @@ async fn through_sentinel_the_nodes_follow_a_failover() {
     assert!(took <= Duration::from_secs(20), "{took:?}");
 
     // A lobby made after the failover, on a, is joined from b.
-    let (_host, code) = open_lobby(&a).await;
+    let (_host, code) = Player::open_lobby(a.web).await;
     wait_listed(&replica, &code);
     let mut guest = Player::connect_extension(b.web).await;
     guest

@@ -204,12 +204,7 @@ async fn a_login_cookie_opens_the_api_and_actions_need_the_page() {
     );
     assert_eq!(status, 200);
 
-    let mut host = Player::connect_extension(s.web).await;
-    host.send_extension(CREATE, json!({})).await;
-    let code = host.next_extension(LOBBY).await["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut host, code) = Player::open_lobby(s.web).await;
     let close = format!("/_rallypoint/admin/api/lobbies/{code}/close");
     // As a page elsewhere could send it: the cookie, not the page's header, or another origin.
     let (status, _, _) = request(s.web, "POST", &close, &with_cookie, "");

@@ -28,6 +28,18 @@ impl Client {
         Client { ws }
     }
 
+    /// An extension client on `addr` that created a lobby (default options), and its code.
+    pub async fn open_lobby(addr: SocketAddr) -> (Client, String) {
+        let mut host = Client::connect_extension(addr).await;
+        // CREATE, answered at last by LOBBY.
+        host.send_extension(100, json!({})).await;
+        let code = host.next_extension(101).await["code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (host, code)
+    }
+
     /// Sends an extension request: Godot's envelope, `data` the JSON of `data`.
     pub async fn send_extension(&mut self, kind: u64, data: Value) {
         let frame = json!({"type": kind, "id": 0, "data": data.to_string()}).to_string();
