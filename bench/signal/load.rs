@@ -2,7 +2,10 @@
 //! then relays offers, answers and candidates between lobby members at a fixed rate.
 //!
 //! Prints the peers held, the messages per second relayed, the relay latency (send to receive,
-//! p50/p99), and the server's memory per connected peer (from /proc/PID/status). With
+//! p50/p99, and the p99 of each second), the server's memory per connected peer (from
+//! /proc/PID/status) and CPU per message, and the generator's own CPU and lateness (how late a
+//! 1 ms timer of its fires, the worst of each second: a tail the generator causes shows there
+//! too). With
 //! `--extension`, peers use rallypoint's lobby extension (subprotocol `rallypoint.v1`: public
 //! lobbies created with options, joined by code), and `--list-queries N` then times N lobby-list
 //! queries (LIST, one page) over the open lobbies. Without it, the load is Godot's plain protocol,
@@ -27,6 +30,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -128,7 +132,13 @@ async fn connect(url: &str, extension: bool) -> (Sink, SplitStream<Ws>) {
             HeaderValue::from_static("rallypoint.v1"),
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    // tungstenite's default read buffer is 128 KiB per socket, zero-filled up to its capacity
+    // before each read: at 10,000 sockets the generator would spend its time in memset and page
+    // faults, and its own stalls would show up as relay latency. Signalling frames are small.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .expect("connect");
     ws.split()
@@ -233,9 +243,10 @@ async fn time_list_queries(url: &str, n: usize) {
     );
 }
 
-/// The relay latency's p99 in each second of the traffic (by arrival), in ms: where the tail
-/// is (the first pass over the peers, a burst at some moment, or spread evenly).
-fn p99_by_second(arrivals: &[(u32, u32)]) -> String {
+/// A quantile (0.99: the p99; 1.0: the max) of each second's samples, given as (when, in ms;
+/// value, in µs), printed in ms: where a tail is (the first pass over the peers, a burst at some
+/// moment, or spread evenly).
+fn by_second(arrivals: &[(u32, u32)], quantile: f64) -> String {
     let Some(first) = arrivals.iter().map(|&(at, _)| at).min() else {
         return String::new();
     };
@@ -251,8 +262,8 @@ fn p99_by_second(arrivals: &[(u32, u32)]) -> String {
         .iter_mut()
         .map(|l| {
             l.sort_unstable();
-            let p99 = l.get((l.len() * 99 / 100).min(l.len().saturating_sub(1)));
-            format!("{:.1}", p99.copied().unwrap_or(0) as f64 / 1000.0)
+            let at = ((l.len() as f64 * quantile) as usize).min(l.len().saturating_sub(1));
+            format!("{:.1}", l.get(at).copied().unwrap_or(0) as f64 / 1000.0)
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -336,6 +347,23 @@ async fn main() {
         sinks.push(members);
     }
 
+    // The generator's own lateness: a task that asks to wake every millisecond records how late
+    // it woke, per second. A tail that shows here is the generator's, not the server's.
+    let lag = Arc::new(Mutex::new(Vec::<(u32, u32)>::new()));
+    let probe = {
+        let lag = lag.clone();
+        tokio::spawn(async move {
+            loop {
+                let asked = Instant::now() + Duration::from_millis(1);
+                tokio::time::sleep_until(asked.into()).await;
+                let late = asked.elapsed().as_micros() as u32;
+                let at = epoch.elapsed().as_millis() as u32;
+                lag.lock().unwrap().push((at, late));
+            }
+        })
+    };
+    let own_cpu_before = cpu_seconds(std::process::id());
+
     // Traffic: `rate` messages a second, from member i of each lobby to member i+1, cycling
     // through lobbies; nine in ten are candidates, the rest offers and answers.
     let cpu_before = cpu_seconds(a.server_pid);
@@ -369,6 +397,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = cpu_seconds(a.server_pid) - cpu_before;
+    let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
+    probe.abort();
+    let lag = lag.lock().unwrap().clone();
     let arrivals = latencies.lock().unwrap().clone();
     let mut l: Vec<u32> = arrivals.iter().map(|&(_, latency)| latency).collect();
     l.sort_unstable();
@@ -403,7 +434,13 @@ async fn main() {
         pct(0.99) as f64 / 1000.0,
         l.last().copied().unwrap_or(0) as f64 / 1000.0
     );
-    println!("p99 by second:         {}", p99_by_second(&arrivals));
+    println!("p99 by second:         {}", by_second(&arrivals, 0.99));
+    println!("generator late, max by second: {}", by_second(&lag, 1.0));
+    println!(
+        "generator CPU:         {:.2} s ({:.0}% of the traffic's time)",
+        own_cpu,
+        own_cpu * 100.0 / send_time.as_secs_f64()
+    );
     println!(
         "server CPU:            {:.2} s for {} messages ({:.1} µs per message)",
         cpu,
