@@ -1,10 +1,11 @@
 //! What a session and the hub task tell each other, and the clock both stamp events with.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::hub::{Client, ConnId, Departure, Reason};
 use crate::conn_cap::Source;
@@ -51,9 +52,34 @@ pub fn now() -> Instant {
 /// A session's queue as the hub task sees it: bounded in bytes (each frame's text and
 /// [`FRAME_OVERHEAD`]), not in frames: a player who reads keeps up with a burst of many small
 /// frames (400 players joining its lobby at once) as well as with a few large ones.
+///
+/// One per connected player, so it is small: a `VecDeque` behind a mutex and a [`Notify`], about
+/// 100 bytes while empty. (tokio's unbounded channel allocates a block of 32 slots up front,
+/// about 1.2 KiB per idle player.)
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outgoing>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+/// The session's end of its queue.
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the session: something was queued, or the hub let go.
+    queued: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Outgoing>,
+    /// The cost of the text frames in `frames`.
+    bytes: usize,
+    /// The hub has dropped its end (it dropped the peer).
+    outbox_gone: bool,
+    /// The session has ended.
+    inbox_gone: bool,
 }
 
 /// Why a frame could not be queued for a session.
@@ -65,22 +91,17 @@ pub enum Queued {
     Gone,
 }
 
-/// The session's end of its queue.
-pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<Outgoing>,
-    queued: Arc<AtomicUsize>,
-}
-
 /// A new queue: the hub task's end and the session's.
 pub fn pair() -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        queued: Notify::new(),
+    });
     (
         Outbox {
-            tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
         },
-        Inbox { rx, queued },
+        Inbox { shared },
     )
 }
 
@@ -89,37 +110,72 @@ impl Outbox {
     /// or its session has ended; then the frame comes back.
     pub fn text(&self, frame: String, max_bytes: usize) -> Result<(), (Queued, String)> {
         let cost = frame.len() + FRAME_OVERHEAD;
-        if self.queued.fetch_add(cost, Ordering::Relaxed) + cost > max_bytes {
-            self.queued.fetch_sub(cost, Ordering::Relaxed);
+        let mut state = self.shared.state.lock().unwrap();
+        if state.inbox_gone {
+            return Err((Queued::Gone, frame));
+        }
+        if state.bytes + cost > max_bytes {
             return Err((Queued::Full, frame));
         }
-        self.tx.send(Outgoing::Text(frame)).map_err(|e| {
-            self.queued.fetch_sub(cost, Ordering::Relaxed);
-            match e.0 {
-                Outgoing::Text(f) => (Queued::Gone, f),
-                Outgoing::Close(..) => unreachable!("a text frame was sent"),
-            }
-        })
+        state.bytes += cost;
+        state.frames.push_back(Outgoing::Text(frame));
+        drop(state);
+        self.shared.queued.notify_one();
+        Ok(())
     }
 
     pub fn close(&self, reason: Reason) {
-        let _ = self.tx.send(Outgoing::Close(reason));
+        let mut state = self.shared.state.lock().unwrap();
+        if !state.inbox_gone {
+            state.frames.push_back(Outgoing::Close(reason));
+            drop(state);
+            self.shared.queued.notify_one();
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().outbox_gone = true;
+        self.shared.queued.notify_one();
     }
 }
 
 impl Inbox {
     /// Whether the hub has let go of this queue (it dropped the peer).
     pub fn dropped_by_hub(&self) -> bool {
-        self.rx.is_closed()
+        self.shared.state.lock().unwrap().outbox_gone
     }
 
+    /// The next frame; `None` once the queue is empty and the hub has let go of it. Cancel
+    /// safe: a frame is only taken when it is returned.
     pub async fn recv(&mut self) -> Option<Outgoing> {
-        let next = self.rx.recv().await;
-        if let Some(Outgoing::Text(frame)) = &next {
-            self.queued
-                .fetch_sub(frame.len() + FRAME_OVERHEAD, Ordering::Relaxed);
+        loop {
+            {
+                let mut state = self.shared.state.lock().unwrap();
+                if let Some(next) = state.frames.pop_front() {
+                    if let Outgoing::Text(frame) = &next {
+                        state.bytes -= frame.len() + FRAME_OVERHEAD;
+                    }
+                    return Some(next);
+                }
+                if state.outbox_gone {
+                    return None;
+                }
+            }
+            // A notification sent between the check and here is kept as a permit.
+            self.shared.queued.notified().await;
         }
-        next
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.inbox_gone = true;
+        // What was queued will never be sent.
+        state.frames = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -139,5 +195,55 @@ impl SlowPeers {
 
     pub fn count(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_queue_is_bounded_in_bytes_and_gives_back_what_it_cannot_take() {
+        let (outbox, mut inbox) = pair();
+        let max = 2 * (10 + FRAME_OVERHEAD);
+        assert_eq!(outbox.text("0123456789".into(), max), Ok(()));
+        assert_eq!(outbox.text("0123456789".into(), max), Ok(()));
+        assert_eq!(
+            outbox.text("x".into(), max),
+            Err((Queued::Full, "x".to_string()))
+        );
+        // Reading makes room again.
+        assert!(matches!(inbox.recv().await, Some(Outgoing::Text(t)) if t == "0123456789"));
+        assert_eq!(outbox.text("0123456789".into(), max), Ok(()));
+        drop(inbox);
+        assert_eq!(
+            outbox.text("y".into(), max),
+            Err((Queued::Gone, "y".to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_reads_what_was_queued_before_the_hub_let_go_then_the_end() {
+        let (outbox, mut inbox) = pair();
+        let waiting = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(out) = inbox.recv().await {
+                got.push(match out {
+                    Outgoing::Text(t) => t,
+                    Outgoing::Close(reason) => reason.text().to_string(),
+                });
+            }
+            got
+        });
+        tokio::task::yield_now().await;
+        outbox.text("a".into(), 1 << 20).unwrap();
+        outbox.close(Reason::TooSlow);
+        assert!(!waiting.is_finished());
+        drop(outbox);
+        let got = waiting.await.unwrap();
+        assert_eq!(
+            got,
+            vec!["a".to_string(), Reason::TooSlow.text().to_string()]
+        );
     }
 }

@@ -23,9 +23,11 @@ use crate::rate_limit::RateLimit;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-/// Bytes read from the socket at a time. Signalling messages are small, and an idle peer should
-/// cost little: tungstenite's default is 128 KiB, allocated up front.
-const READ_BUFFER: usize = 2048;
+/// Bytes read from the socket at a time, and what an idle peer's read buffer holds. Signalling
+/// messages are small and an idle peer should cost little (tungstenite's default is 128 KiB,
+/// allocated up front): a candidate fits in one read; a frame's header reserves room for the
+/// whole frame, so an offer of a few KiB takes two.
+const READ_BUFFER: usize = 512;
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
