@@ -14,20 +14,36 @@ use redis::{AsyncCommands, RedisResult, Script};
 
 use crate::signal::ext::LobbyInfo;
 
+/// Keys claimed or released by one script call. A script blocks Redis while it runs: claiming a
+/// big node's 10,000 keys in one call held every other node's signalling (their stream reads and
+/// appends) for some 20 ms each renewal; in calls of this many, the others' commands go between.
+const KEYS_PER_CALL: usize = 256;
+
 fn key(listed_as: &str) -> String {
     format!("{{rallypoint}}:where:{listed_as}")
 }
 
-/// Claims `keys` for `owner` unless another holds them; returns those another holds.
+/// Claims `keys` for `owner` unless another holds them; returns those another holds. Each key
+/// is claimed on its own terms, so the keys go in calls of [`KEYS_PER_CALL`].
 pub async fn claim(
     conn: &mut MultiplexedConnection,
     owner: &str,
     keys: &[String],
     lease_ms: u64,
 ) -> RedisResult<Vec<String>> {
-    if keys.is_empty() {
-        return Ok(vec![]);
+    let mut lost = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_CALL) {
+        lost.extend(claim_some(conn, owner, chunk, lease_ms).await?);
     }
+    Ok(lost)
+}
+
+async fn claim_some(
+    conn: &mut MultiplexedConnection,
+    owner: &str,
+    keys: &[String],
+    lease_ms: u64,
+) -> RedisResult<Vec<String>> {
     // Renews what `owner` holds, takes what nobody holds (after Redis lost its data, say).
     let script = Script::new(
         r"local lost = {}
@@ -57,15 +73,23 @@ pub async fn claim(
         .collect())
 }
 
-/// Removes `keys` if `owner` holds them.
+/// Removes `keys` if `owner` holds them (in calls of [`KEYS_PER_CALL`]).
 pub async fn release(
     conn: &mut MultiplexedConnection,
     owner: &str,
     keys: &[String],
 ) -> RedisResult<()> {
-    if keys.is_empty() {
-        return Ok(());
+    for chunk in keys.chunks(KEYS_PER_CALL) {
+        release_some(conn, owner, chunk).await?;
     }
+    Ok(())
+}
+
+async fn release_some(
+    conn: &mut MultiplexedConnection,
+    owner: &str,
+    keys: &[String],
+) -> RedisResult<()> {
     let script = Script::new(
         r"for i, k in ipairs(KEYS) do
             if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
