@@ -14,11 +14,15 @@
 //!
 //!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
 //!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000] \
-//!       [--join-url ws://127.0.0.1:8081/ws]
+//!       [--join-url ws://127.0.0.1:8081/ws[,ws://127.0.0.1:8082/ws]] [--sources 3]
 //!
-//! With `--join-url` (another node of the same cluster), each lobby's host connects to `--url`
-//! and the three others to `--join-url`: every relay then crosses nodes (through Redis).
+//! With `--join-url` (other nodes of the same cluster), each lobby's host connects to `--url`
+//! and the three others to the join URLs (member n to the (n-1)th, cycling): every relay then
+//! crosses nodes (through Redis). With `--sources N` the peers connect from 127.0.0.1 to
+//! 127.0.0.N in turn: one source address has only some 28,000 ports for one server port.
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +42,8 @@ type Sink = SplitSink<Ws, Message>;
 
 struct Args {
     url: String,
-    /// Where lobby members other than the host connect (another node); `url` if unset.
+    /// Where lobby members other than the host connect (other nodes, comma separated: member n
+    /// on the (n-1)th, cycling); `url` if unset.
     join_url: Option<String>,
     server_pid: u32,
     peers: usize,
@@ -46,6 +51,9 @@ struct Args {
     seconds: u64,
     extension: bool,
     list_queries: usize,
+    /// Connect from this many loopback addresses (127.0.0.1, .2, ...): one address has some
+    /// 28,000 ports to connect to one server port from.
+    sources: usize,
 }
 
 fn args() -> Args {
@@ -58,6 +66,7 @@ fn args() -> Args {
         seconds: 10,
         extension: false,
         list_queries: 0,
+        sources: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -72,6 +81,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("seconds"),
             "--extension" => a.extension = true,
             "--list-queries" => a.list_queries = value().parse().expect("list queries"),
+            "--sources" => a.sources = value().parse().expect("sources"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -124,7 +134,10 @@ async fn recv_json(stream: &mut SplitStream<Ws>) -> Value {
     }
 }
 
-async fn connect(url: &str, extension: bool) -> (Sink, SplitStream<Ws>) {
+/// The loopback address the next connection comes from, round robin over `--sources`.
+static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+async fn connect(url: &str, extension: bool, sources: usize) -> (Sink, SplitStream<Ws>) {
     let mut request = url.into_client_request().expect("a ws:// URL");
     if extension {
         request.headers_mut().insert(
@@ -138,9 +151,33 @@ async fn connect(url: &str, extension: bool) -> (Sink, SplitStream<Ws>) {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+    let host = request
+        .uri()
+        .authority()
+        .expect("a host")
+        .as_str()
+        .to_string();
+    let server = tokio::net::lookup_host(&host)
         .await
-        .expect("connect");
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) % sources;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if sources > 1 {
+        socket
+            .bind((Ipv4Addr::new(127, 0, 0, 1 + n as u8), 0).into())
+            .expect("bind a loopback source address");
+    }
+    let stream = socket.connect(server).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        request,
+        MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .expect("WebSocket handshake");
     ws.split()
 }
 
@@ -159,11 +196,16 @@ async fn recv_type(stream: &mut SplitStream<Ws>, kind: u64) -> Value {
     }
 }
 
-/// Opens a lobby of four, the host on `url` and the others on `join_url`; returns the members
-/// and their streams, join sequences consumed. With the extension: a public lobby with a title
-/// and data, joined by its code.
-async fn lobby(url: &str, join_url: &str, extension: bool) -> Vec<(Member, SplitStream<Ws>)> {
-    let (mut sink, mut stream) = connect(url, extension).await;
+/// Opens a lobby of four, the host on `url` and the others on `join_urls` (member n on the
+/// (n-1)th, cycling); returns the members and their streams, join sequences consumed. With the
+/// extension: a public lobby with a title and data, joined by its code.
+async fn lobby(
+    url: &str,
+    join_urls: &[String],
+    extension: bool,
+    sources: usize,
+) -> Vec<(Member, SplitStream<Ws>)> {
+    let (mut sink, mut stream) = connect(url, extension, sources).await;
     let name = if extension {
         let options = serde_json::json!({"title": "bench", "public": true, "max_players": 8,
                                          "data": {"version": "1.0", "mode": "bench"}});
@@ -183,7 +225,8 @@ async fn lobby(url: &str, join_url: &str, extension: bool) -> Vec<(Member, Split
     };
     let mut members = vec![(Member { sink, id: 1 }, stream)];
     for n in 1..4 {
-        let (mut sink, mut stream) = connect(join_url, extension).await;
+        let join_url = &join_urls[(n - 1) % join_urls.len()];
+        let (mut sink, mut stream) = connect(join_url, extension, sources).await;
         let id = if extension {
             sink.send(ext(103, serde_json::json!({"lobby": name.to_lowercase()})))
                 .await
@@ -214,7 +257,7 @@ async fn lobby(url: &str, join_url: &str, extension: bool) -> Vec<(Member, Split
 /// Times `n` lobby-list queries, one after another, from one extension client; prints how many
 /// lobbies are listed and the round trip p50/p99.
 async fn time_list_queries(url: &str, n: usize) {
-    let (mut sink, mut stream) = connect(url, true).await;
+    let (mut sink, mut stream) = connect(url, true, 1).await;
     let mut times = Vec::with_capacity(n);
     let mut listed = (0, 0);
     for i in 0..n {
@@ -291,14 +334,19 @@ async fn main() {
     // Connect everyone, 64 lobbies at a time.
     let gate = Arc::new(Semaphore::new(64));
     let extension = a.extension;
+    let sources = a.sources;
+    let join_urls: Arc<Vec<String>> = Arc::new(match &a.join_url {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => vec![a.url.clone()],
+    });
     let mut joins = Vec::new();
     for _ in 0..a.peers / 4 {
         let gate = gate.clone();
         let url = a.url.clone();
-        let join_url = a.join_url.clone().unwrap_or_else(|| url.clone());
+        let join_urls = join_urls.clone();
         joins.push(tokio::spawn(async move {
             let _permit = gate.acquire().await.unwrap();
-            lobby(&url, &join_url, extension).await
+            lobby(&url, &join_urls, extension, sources).await
         }));
     }
     let mut lobbies = Vec::new();
