@@ -14,6 +14,9 @@ use crate::conn_cap::Source;
 /// burst of small frames is bounded by `signal.max_queued_bytes` as its bytes would be.
 const FRAME_OVERHEAD: usize = 64;
 
+/// Slots an emptied queue keeps; a larger one, left by a burst, is freed.
+const KEPT_SLOTS: usize = 16;
+
 /// What a session tells the hub task, each stamped with when it happened (not when the hub task
 /// got round to it), so the hub's timers run from the real events.
 pub enum Input {
@@ -157,6 +160,10 @@ impl Inbox {
                     if let Outgoing::Text(frame) = &next {
                         state.bytes -= frame.len() + FRAME_OVERHEAD;
                     }
+                    if state.frames.is_empty() && state.frames.capacity() > KEPT_SLOTS {
+                        // A burst read (400 players joining at once): its room goes back.
+                        state.frames = VecDeque::new();
+                    }
                     return Some(next);
                 }
                 if state.outbox_gone {
@@ -245,5 +252,27 @@ mod tests {
             got,
             vec!["a".to_string(), Reason::TooSlow.text().to_string()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_once_read_gives_its_room_back() {
+        let (outbox, mut inbox) = pair();
+        for _ in 0..400 {
+            outbox.text("candidate".into(), 1 << 20).unwrap();
+        }
+        let room = || inbox_capacity(&outbox);
+        assert!(room() >= 400);
+        for _ in 0..400 {
+            inbox.recv().await.unwrap();
+        }
+        assert_eq!(room(), 0);
+        // A few frames at a time keep their slots.
+        outbox.text("a".into(), 1 << 20).unwrap();
+        inbox.recv().await.unwrap();
+        assert!(room() > 0);
+    }
+
+    fn inbox_capacity(outbox: &Outbox) -> usize {
+        outbox.shared.state.lock().unwrap().frames.capacity()
     }
 }
