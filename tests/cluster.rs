@@ -186,10 +186,15 @@ fn config(name: &str, redis: &str, draining: bool) -> String {
 
 /// [`config`] with `redis` the `[cluster]` lines that say where Redis is.
 fn config_with(name: &str, redis: &str, draining: bool) -> String {
+    config_with_signal(name, redis, draining, "")
+}
+
+/// [`config_with`] with `signal` more lines of its `[signal]` section.
+fn config_with_signal(name: &str, redis: &str, draining: bool, signal: &str) -> String {
     format!(
         "[server]\nshutdown_grace = \"3s\"\n[web]\nlisten = [\"127.0.0.1:0\"]\nice_api_per_minute = 1000\n\
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
-         [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n\
+         [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n{signal}\
          [cluster]\n{redis}\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
          max_outbound_bytes = \"16KiB\"\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n",
         LEASE.as_secs()
@@ -889,6 +894,46 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
         assert_eq!(error["code"], "rate_limited", "asked on {node}: {error}");
     }
     drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node's renewal claims its directory keys a few hundred to a Redis script call (one call
+/// for all of a big node's held Redis from every other node's signalling): with 300 lobbies
+/// (some 900 names, codes and resume keys) every one stays in the directory lease after lease.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
+async fn a_node_with_many_lobbies_renews_every_one() {
+    let dir = common::temp_dir("redis-many-lobbies");
+    let redis = Redis::start(free_port(), &dir);
+    let a = Server::start(&config_with_signal(
+        "a",
+        &format!("redis = \"{}\"", redis.url()),
+        false,
+        "max_lobbies_per_address = 0\n",
+    ));
+    let mut hosts = Vec::new();
+    for _ in 0..300 {
+        hosts.push(Player::open_lobby(a.web).await);
+    }
+    let keys: Vec<String> = hosts
+        .iter()
+        .map(|(_, code)| format!("{{rallypoint}}:where:{code}"))
+        .collect();
+    let mut exists = vec!["EXISTS"];
+    exists.extend(keys.iter().map(String::as_str));
+    // Every key held at every look, until two leases have passed since the last was claimed:
+    // one not renewed would have expired.
+    let claimed = Instant::now();
+    wait_until("two leases pass", LEASE * 3, || {
+        assert_eq!(
+            redis.command(&exists),
+            ":300",
+            "a lobby fell out of the directory"
+        );
+        claimed.elapsed() > LEASE * 2
+    });
+    drop(hosts);
+    drop(a);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
