@@ -343,6 +343,20 @@ const CASES: &[(&str, &str, &str, &str, &str)] = &[
         "2:9",
     ),
     (
+        "no hub at all",
+        "[signal]\nshards = 0\n",
+        "signal.shards",
+        "must be between 1 and 64",
+        "2:10",
+    ),
+    (
+        "shards on a cluster node",
+        "[signal]\nshards = 2\n[cluster]\nnode = \"eu1\"\n",
+        "signal.shards",
+        "must be 1 with [cluster]",
+        "2:10",
+    ),
+    (
         "empty user password",
         "[turn.users]\nalice = \"\"\n",
         "turn.users.alice",

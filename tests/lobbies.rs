@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{Server, ephemeral_config, turn_client, wait_for_metrics};
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use webrtc_util::Conn;
@@ -27,15 +28,34 @@ struct Peer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// A WebSocket to the server at `addr` from the loopback address `source`.
+async fn connect_from(
+    request: Request,
+    addr: SocketAddr,
+    source: Ipv4Addr,
+) -> (WebSocketStream<MaybeTlsStream<TcpStream>>, Response) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap()
+}
+
 impl Peer {
     /// An extension client (the subprotocol); checks that the server named it back.
     async fn ext(addr: SocketAddr) -> Peer {
+        Peer::ext_from(addr, Ipv4Addr::LOCALHOST).await
+    }
+
+    /// An extension client whose connection comes from `source` (a loopback address).
+    async fn ext_from(addr: SocketAddr, source: Ipv4Addr) -> Peer {
         let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
         request.headers_mut().insert(
             "sec-websocket-protocol",
             HeaderValue::from_static("rallypoint.v1"),
         );
-        let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let (ws, response) = connect_from(request, addr, source).await;
         assert_eq!(
             response.headers().get("sec-websocket-protocol").unwrap(),
             "rallypoint.v1"
@@ -55,9 +75,14 @@ impl Peer {
     }
 
     async fn plain(addr: SocketAddr, query: &str) -> Peer {
-        let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
-            .await
+        Peer::plain_from(addr, query, Ipv4Addr::LOCALHOST).await
+    }
+
+    async fn plain_from(addr: SocketAddr, query: &str, source: Ipv4Addr) -> Peer {
+        let request = format!("ws://{addr}/ws{query}")
+            .into_client_request()
             .unwrap();
+        let (ws, response) = connect_from(request, addr, source).await;
         assert!(response.headers().get("sec-websocket-protocol").is_none());
         Peer { ws }
     }
@@ -531,4 +556,145 @@ async fn play_never_picks_a_password_lobby_nor_one_of_another_filter() {
     );
     other.send(112, 0, json!({"filter": {"mode": "ctf"}})).await;
     assert_eq!(other.until(101).await.1["name"], lobby["name"]);
+}
+
+/// Lobbies over three hubs (`signal.shards`): a player's lobby opens in its address's hub, and
+/// wherever a connection starts it joins by code, lists, plays, resumes and spends its failed
+/// joins as on one hub.
+#[tokio::test]
+async fn three_shards_join_list_play_and_resume_as_one_hub() {
+    let server =
+        start("shards = 3\nfailed_joins_per_minute = 6\nlist_rate = 0\nresume_grace = \"20s\"");
+    let source = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    let (mut hosts, mut codes) = (Vec::new(), Vec::new());
+    for n in 1..=6u8 {
+        let mut host = Peer::ext_from(server.web, source(n)).await;
+        host.send(100, 0, json!({"public": true, "data": {"n": n}}))
+            .await;
+        codes.push(
+            host.until(101).await.1["code"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        hosts.push(host);
+    }
+    let distinct: std::collections::HashSet<_> = codes.iter().collect();
+    assert_eq!(distinct.len(), 6, "{codes:?}");
+
+    // A Godot client joins each lobby by its code and reaches its host.
+    for (host, code) in hosts.iter_mut().zip(&codes) {
+        let mut plain = Peer::plain_from(server.web, "", source(7)).await;
+        plain.send(0, 0, Value::String(code.to_lowercase())).await;
+        let (godot, _) = plain.until(0).await;
+        let id = godot[0].1;
+        assert_eq!((godot[1].0, godot[1].1), (2, 1), "{godot:?}");
+        plain.send(4, 1, Value::String("offer".into())).await;
+        let (before, offer) = host.until(4).await;
+        assert!(before.contains(&(2, id, Value::String(String::new()))));
+        assert_eq!(offer, Value::String("offer".into()));
+    }
+
+    // A player who mistypes a code tries again, maybe in another hub: six of them, one a lobby.
+    let mut retried = Vec::new();
+    for (n, code) in (12..).zip(&codes) {
+        let mut player = Peer::ext_from(server.web, source(n)).await;
+        player.send(103, 0, json!({"lobby": "ZZZZZZ"})).await;
+        assert_eq!(player.until(199).await.1["code"], "not_found");
+        player.send(103, 0, json!({"lobby": code})).await;
+        assert_eq!(player.until(101).await.1["code"], code.as_str());
+        retried.push(player);
+    }
+
+    // A browser sees all six, the other hubs' as they last shared them.
+    let mut browser = Peer::ext_from(server.web, source(8)).await;
+    let mut every = tokio::time::interval(Duration::from_millis(20));
+    for tried in 0.. {
+        every.tick().await;
+        browser.send(104, 0, json!({})).await;
+        let listed = browser.until(105).await.1["lobbies"]
+            .as_array()
+            .unwrap()
+            .len();
+        if listed == 6 {
+            break;
+        }
+        assert!(tried < 250, "listed {listed} of 6 after 5s");
+    }
+
+    // Play with a filter finds the one lobby that matches, in whichever hub.
+    let mut player = Peer::ext_from(server.web, source(9)).await;
+    player.send(112, 0, json!({"filter": {"n": 4}})).await;
+    assert_eq!(player.until(101).await.1["code"], codes[3].as_str());
+
+    // A guest's place is taken back from three connections in a row: one starts in each hub.
+    let mut guest = Peer::ext_from(server.web, source(10)).await;
+    guest.send(103, 0, json!({"lobby": codes[4]})).await;
+    let (godot, _) = guest.until(101).await;
+    let token = godot.iter().find(|m| m.0 == 102).unwrap().2["token"].clone();
+    for _ in 0..3 {
+        guest.die();
+        wait_for_metrics(server.web, &["rallypoint_signal_away_peers 1"]).await;
+        guest = Peer::ext_from(server.web, source(10)).await;
+        guest.send(108, 0, json!({"token": token})).await;
+        assert_eq!(guest.recv().await.0, 109, "resumed");
+    }
+
+    // Six wrong guesses, in the hubs their codes belong to: the address has spent its tries in
+    // all of them, so even a real code is refused.
+    for guess in ["AAAAAA", "BBBBBB", "CCCCCC", "DDDDDD", "EEEEEE", "FFFFFF"] {
+        let mut guesser = Peer::plain_from(server.web, "", source(11)).await;
+        guesser.send(0, 0, Value::String(guess.into())).await;
+        assert_eq!(
+            guesser.closed().await,
+            (4000, "Lobby does not exists".into())
+        );
+    }
+    let mut guesser = Peer::plain_from(server.web, "", source(11)).await;
+    guesser.send(0, 0, Value::String(codes[0].clone())).await;
+    assert_eq!(
+        guesser.closed().await,
+        (4000, "Too many failed joins, try again later".into())
+    );
+
+    // The figures are the hubs' added up: six hosts, six who mistyped, the browser, the player
+    // and the guest.
+    wait_for_metrics(
+        server.web,
+        &[
+            "rallypoint_signal_lobbies 6",
+            "rallypoint_signal_peers 15",
+            "rallypoint_signal_failed_joins_total{reason=\"rate_limited\"} 1",
+            "rallypoint_signal_resumes_total 3",
+            "rallypoint_signal_failed_joins_total{reason=\"not_found\"} 12",
+        ],
+    )
+    .await;
+}
+
+/// `signal.max_peers` and `signal.max_lobbies` are the server's, whichever hubs hold them.
+#[tokio::test]
+async fn three_shards_share_the_servers_limits() {
+    let server = start("shards = 3\nmax_peers = 4\nmax_lobbies = 2");
+    let source = |n: u8| Ipv4Addr::new(127, 0, 0, n);
+    let mut hosts = Vec::new();
+    for n in 1..=2 {
+        let mut host = Peer::ext_from(server.web, source(n)).await;
+        host.send(100, 0, Value::Null).await;
+        host.until(101).await;
+        hosts.push(host);
+    }
+    let mut third = Peer::ext_from(server.web, source(3)).await;
+    third.send(100, 0, Value::Null).await;
+    assert_eq!(third.until(199).await.1["code"], "too_many_lobbies");
+    let _fourth = Peer::ext_from(server.web, source(4)).await;
+    wait_for_metrics(server.web, &["rallypoint_signal_peers 4"]).await;
+    // Connections start in the hubs in turn: three more reach every hub, each of them full.
+    for n in 5..=7 {
+        let mut over = Peer::plain_from(server.web, "", source(n)).await;
+        assert_eq!(
+            over.closed().await,
+            (4000, "Too many peers connected".into())
+        );
+    }
 }

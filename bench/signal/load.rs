@@ -14,12 +14,14 @@
 //!
 //!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
 //!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000] \
-//!       [--join-url ws://127.0.0.1:8081/ws[,ws://127.0.0.1:8082/ws]] [--sources 3]
+//!       [--join-url ws://127.0.0.1:8081/ws[,ws://127.0.0.1:8082/ws]] [--sources 3] [--threads 2]
 //!
 //! With `--join-url` (other nodes of the same cluster), each lobby's host connects to `--url`
 //! and the three others to the join URLs (member n to the (n-1)th, cycling): every relay then
 //! crosses nodes (through Redis). With `--sources N` the peers connect from 127.0.0.1 to
-//! 127.0.0.N in turn: one source address has only some 28,000 ports for one server port.
+//! 127.0.0.N in turn: one source address has only some 28,000 ports for one server port. With
+//! `--threads N` the generator runs on N threads, each sending to its share of the lobbies: one
+//! thread offers about 40,000 messages a second at most.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +56,8 @@ struct Args {
     /// Connect from this many loopback addresses (127.0.0.1, .2, ...): one address has some
     /// 28,000 ports to connect to one server port from.
     sources: usize,
+    /// Threads of the generator (and senders, each to its share of the lobbies).
+    threads: usize,
 }
 
 fn args() -> Args {
@@ -67,6 +71,7 @@ fn args() -> Args {
         extension: false,
         list_queries: 0,
         sources: 1,
+        threads: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -82,6 +87,7 @@ fn args() -> Args {
             "--extension" => a.extension = true,
             "--list-queries" => a.list_queries = value().parse().expect("list queries"),
             "--sources" => a.sources = value().parse().expect("sources"),
+            "--threads" => a.threads = value().parse().expect("threads"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -94,7 +100,45 @@ fn args() -> Args {
         a.peers >= 4 && a.peers.is_multiple_of(4),
         "--peers must be a multiple of 4"
     );
+    assert!(
+        a.threads >= 1 && a.threads <= a.peers / 4,
+        "--threads must be between 1 and the number of lobbies"
+    );
     a
+}
+
+/// Sends `total` messages at `rate` a second, from member i of each lobby to member i+1, cycling
+/// through lobbies; nine in ten are candidates, the rest offers and answers. Each carries when it
+/// was sent, in µs since `epoch`.
+async fn send(
+    mut sinks: Vec<Vec<Member>>,
+    rate: u64,
+    total: u64,
+    epoch: Instant,
+) -> Vec<Vec<Member>> {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut sent = 0u64;
+    let traffic = Instant::now();
+    while sent < total {
+        tick.tick().await;
+        let due = (traffic.elapsed().as_micros() as u64 * rate / 1_000_000).min(total);
+        while sent < due {
+            let l = (sent as usize) % sinks.len();
+            let m = (sent as usize / sinks.len()) % 4;
+            let to = sinks[l][(m + 1) % 4].id;
+            let kind = match sent % 10 {
+                0 => 4,
+                1 => 5,
+                _ => 6,
+            };
+            let micros = epoch.elapsed().as_micros() as u64;
+            let frame = serde_json::json!({"type": kind, "id": to, "data": payload(kind, micros)})
+                .to_string();
+            sinks[l][m].sink.send(Message::text(frame)).await.unwrap();
+            sent += 1;
+        }
+    }
+    sinks
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -325,9 +369,21 @@ fn payload(kind: u64, micros: u64) -> String {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let a = args();
+    let runtime = match a.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    runtime.expect("a runtime").block_on(run(a));
+}
+
+async fn run(a: Args) {
     let base_rss = rss_kib(a.server_pid);
     let start = Instant::now();
 
@@ -412,31 +468,27 @@ async fn main() {
     };
     let own_cpu_before = cpu_seconds(std::process::id());
 
-    // Traffic: `rate` messages a second, from member i of each lobby to member i+1, cycling
-    // through lobbies; nine in ten are candidates, the rest offers and answers.
+    // Traffic (see `send`).
+    let lobby_count = sinks.len();
     let cpu_before = cpu_seconds(a.server_pid);
     let total = a.rate * a.seconds;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    let mut sent = 0u64;
     let traffic = Instant::now();
-    while sent < total {
-        tick.tick().await;
-        let due = (traffic.elapsed().as_micros() as u64 * a.rate / 1_000_000).min(total);
-        while sent < due {
-            let l = (sent as usize) % sinks.len();
-            let m = (sent as usize / sinks.len()) % 4;
-            let to = sinks[l][(m + 1) % 4].id;
-            let kind = match sent % 10 {
-                0 => 4,
-                1 => 5,
-                _ => 6,
-            };
-            let micros = epoch.elapsed().as_micros() as u64;
-            let frame = serde_json::json!({"type": kind, "id": to, "data": payload(kind, micros)})
-                .to_string();
-            sinks[l][m].sink.send(Message::text(frame)).await.unwrap();
-            sent += 1;
-        }
+    // Sender k sends to lobbies k, k + threads, ...: its share of the rate.
+    let mut shares: Vec<Vec<Vec<Member>>> = (0..a.threads).map(|_| Vec::new()).collect();
+    for (l, lobby) in sinks.into_iter().enumerate() {
+        shares[l % a.threads].push(lobby);
+    }
+    let senders: Vec<_> = (shares.into_iter().enumerate())
+        .map(|(k, share)| {
+            let n = a.threads as u64;
+            let (rate, total) = (a.rate / n, total / n + u64::from((k as u64) < total % n));
+            tokio::spawn(send(share, rate.max(1), total, epoch))
+        })
+        .collect();
+    // The senders give their peers back, held open until the stragglers are in.
+    let mut held = Vec::new();
+    for sender in senders {
+        held.push(sender.await.unwrap());
     }
     let send_time = traffic.elapsed();
     // Wait for stragglers, at most two seconds.
@@ -460,7 +512,7 @@ async fn main() {
     println!(
         "peers held:            {} in {} lobbies (connected in {:.1}s)",
         a.peers,
-        sinks.len(),
+        lobby_count,
         connect_time.as_secs_f64()
     );
     println!(

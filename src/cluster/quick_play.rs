@@ -34,7 +34,7 @@ pub fn node_for(
     let best = here
         .map(|l| (None, l))
         .chain(there)
-        .filter(|(_, l)| playable(l, filter))
+        .filter(|(_, l)| l.playable(filter))
         // The first of the fullest: this node's lobbies come first.
         .fold(
             None,
@@ -56,15 +56,6 @@ pub fn node_for(
         .chain(others)
         .max_by_key(|(node, _)| (weight(&key, node), *node))
         .and_then(|(_, record)| record.map(Record::address))
-}
-
-/// What a QUICK_JOIN may pick: public, open, no password, room left, matching data.
-fn playable(l: &LobbyInfo, filter: &Map<String, Value>) -> bool {
-    l.public
-        && !l.sealed
-        && !l.password
-        && (l.max_players == 0 || l.players < l.max_players as usize)
-        && filter.iter().all(|(k, v)| l.data.get(k) == Some(v))
 }
 
 #[cfg(test)]

@@ -411,6 +411,9 @@ pub struct Signal {
     /// /64; 16 times as many per /48), in bursts of as many, on all nodes of a cluster
     /// together; 0 = unlimited.
     pub failed_joins_per_minute: u32,
+    /// Hubs the lobbies are spread over, each its own task (a lobby lives in one); more than
+    /// one lets signalling use more than one core's worth of hub work. Not with `[cluster]`.
+    pub shards: u32,
 }
 
 impl Default for Signal {
@@ -441,6 +444,7 @@ impl Default for Signal {
             list_page_size: 50,
             list_rate: 2,
             failed_joins_per_minute: 10,
+            shards: 1,
         }
     }
 }
@@ -661,6 +665,7 @@ impl Config {
                 a.turn.stream_auth_timeout != b.turn.stream_auth_timeout,
             ),
             ("proxy_protocol", a.proxy_protocol != b.proxy_protocol),
+            ("signal.shards", a.signal.shards != b.signal.shards),
             (
                 "cluster",
                 a.cluster.as_ref().map(Cluster::restart_part)

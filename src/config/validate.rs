@@ -11,6 +11,8 @@ use super::{Config, RelayIp};
 pub const MIN_SECRET_LEN: usize = 16;
 /// Characters of an operator token at least (`admin.tokens`).
 pub const MIN_TOKEN_LEN: usize = 32;
+/// `signal.shards` at most.
+const MAX_SHARDS: u32 = 64;
 
 pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -207,6 +209,19 @@ pub(crate) fn check(c: &Config, src: &Source) -> Vec<ConfigError> {
                  in one message",
                 s.max_message_size
             ),
+        );
+    }
+    if !(1..=MAX_SHARDS).contains(&s.shards) {
+        err(
+            "signal.shards",
+            format!("must be between 1 and {MAX_SHARDS} (about one per core past the first few)"),
+        );
+    } else if s.shards > 1 && c.cluster.is_some() {
+        err(
+            "signal.shards",
+            "must be 1 with [cluster]: a cluster node runs one hub (spread the load over more \
+             nodes instead)"
+                .into(),
         );
     }
     for (key, d) in [

@@ -243,6 +243,18 @@ pub struct LobbyInfo {
     pub data: Map<String, Value>,
 }
 
+impl LobbyInfo {
+    /// Whether a QUICK_JOIN with `filter` may pick it: public, open, no password, room left,
+    /// matching data.
+    pub fn playable(&self, filter: &Map<String, Value>) -> bool {
+        self.public
+            && !self.sealed
+            && !self.password
+            && (self.max_players == 0 || self.players < self.max_players as usize)
+            && filter.iter().all(|(k, v)| self.data.get(k) == Some(v))
+    }
+}
+
 /// Why a request failed (ERROR's `code`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

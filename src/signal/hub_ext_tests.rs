@@ -1055,3 +1055,24 @@ fn play_is_refused_in_a_lobby_over_the_list_rate_and_when_the_address_is_spent()
     assert_eq!(error_code(&mut h, 4), "rate_limited");
     assert_eq!(h.hub.counts().quick_joins, Default::default());
 }
+
+#[test]
+fn a_shard_draws_only_its_own_names_codes_tokens_and_ids() {
+    let shard = crate::signal::shard::Shard { index: 1, count: 3 };
+    let mut h = Harness::with(ext_limits());
+    h.hub = Hub::new(ext_limits(), h.at(), Random::seeded(7)).in_shard(shard);
+    for c in 1..=10 {
+        h.connect_as(c, true, [10, 0, 0, c as u8]);
+        h.send(c, &ext(kind::CREATE, 0, Value::Null));
+        let frames = parsed(&h.frames(c));
+        let lobby = &of_type(&frames, kind::LOBBY)[0];
+        let token = of_type(&frames, kind::SESSION)[0]["token"].clone();
+        for key in [&lobby["name"], &lobby["code"]] {
+            assert!(shard.owns_key(key.as_str().unwrap()), "{key}");
+        }
+        assert!(shard.owns_key(&resume_key(token.as_str().unwrap())));
+        // A host is 1 to its lobby; its own id is the one other lobbies would see.
+        let id = h.hub.peers[&c].id;
+        assert!(shard.owns_id(id), "{id}");
+    }
+}

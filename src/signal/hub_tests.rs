@@ -63,7 +63,7 @@ impl Harness {
                     );
                 }
                 Output::Relay(event) => self.relay.push(*event),
-                Output::Listed { .. } | Output::FailedJoin(_) => {}
+                Output::Listed { .. } | Output::FailedJoin(_) | Output::Entered(_) => {}
                 // As the shell sends them, with the user part in place of minted servers.
                 Output::IceServers { to, user } => {
                     let servers = serde_json::json!({ "user": user });
@@ -222,6 +222,7 @@ fn join_sequence_in_a_mesh_lobby_follows_the_reference_order() {
             to: 12,
             frame: json(0, 0, &lobby),
         },
+        Output::Entered(12),
     ];
     assert_eq!(h.log, expected);
 }

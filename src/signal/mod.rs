@@ -3,7 +3,8 @@
 //!
 //! [`hub`] is the protocol as a sans-IO state machine; one task owns it and [`session`] tasks,
 //! one per WebSocket, feed it frames and deliver what it sends. [`handshake`] decides whether an
-//! HTTP request may upgrade.
+//! HTTP request may upgrade. With `signal.shards` there are several hubs, each with its own task
+//! and its share of the lobbies ([`shards`]).
 
 mod candidates;
 pub mod codec;
@@ -17,6 +18,8 @@ mod queue;
 pub mod remote;
 mod router;
 mod session;
+mod shard;
+mod shards;
 mod upstream;
 
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +42,8 @@ use hub::{ConnId, Departure, Hub, HubCounts, Limits, Output};
 use queue::{Input, Operator, Outbox, Queued, SlowPeers, now};
 use remote::{ClusterRouter, Envelope, Mailbox, OtherNodes, Remote, Seam};
 use router::{LocalRouter, Router};
+use shard::Shard;
+use shards::{SHARE_PERIOD, ShardRouter, Shared};
 
 /// Inputs waiting for the hub task; sessions wait when it is full.
 const INPUT_QUEUE: usize = 4096;
@@ -80,9 +85,20 @@ struct Clustered {
     remote: Arc<Remote>,
 }
 
+/// What else a hub works with: nothing, the other nodes of a cluster, or the other hubs of
+/// this process (`signal.shards`).
+#[derive(Clone)]
+enum Around {
+    Alone,
+    Cluster(Clustered),
+    Shards(Shard, Arc<Shared>),
+}
+
 /// The hub as the web server sees it: hands it upgraded connections.
 pub struct Signal {
-    inputs: mpsc::Sender<Input>,
+    /// Each hub's inputs: one, or one per shard (`signal.shards`; a session starts in
+    /// `shards::home`'s).
+    hubs: Vec<mpsc::Sender<Input>>,
     /// Where sessions' frames go: this node's hub, or, in a cluster, the lobby's node's.
     router: Arc<dyn Router>,
     /// With `[cluster]`: the other nodes, and who is attached where.
@@ -90,7 +106,8 @@ pub struct Signal {
     next_conn: AtomicU64,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
-    snapshot: Arc<Mutex<Snapshot>>,
+    /// Each hub's.
+    snapshots: Vec<Arc<Mutex<Snapshot>>>,
     slow: Arc<SlowPeers>,
     /// WebSocket upgrades refused for their `Origin`.
     origins_refused: AtomicU64,
@@ -107,8 +124,14 @@ impl Signal {
         relay: Arc<dyn LobbyRelay>,
         seam: Option<Seam>,
     ) -> (Arc<Signal>, impl Future<Output = ()> + use<>) {
-        let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        // A cluster node runs one hub (the configuration says so).
+        let count = match seam {
+            Some(_) => 1,
+            None => config.borrow().signal.shards.max(1),
+        };
+        let (hubs, receivers): (Vec<_>, Vec<_>) =
+            (0..count).map(|_| mpsc::channel(INPUT_QUEUE)).unzip();
+        let snapshots: Vec<Arc<Mutex<Snapshot>>> = hubs.iter().map(|_| Arc::default()).collect();
         let slow = Arc::new(SlowPeers::default());
         let cluster = seam.map(|Seam { nodes, mailbox }| Clustered {
             nodes,
@@ -116,39 +139,72 @@ impl Signal {
             remote: Arc::default(),
         });
         let local = LocalRouter {
-            hub: inputs.clone(),
+            hub: hubs[0].clone(),
         };
-        let router: Arc<dyn Router> = match &cluster {
-            Some(c) => Arc::new(ClusterRouter {
+        let shared = (count > 1).then(|| {
+            let per_minute = config.borrow().signal.failed_joins_per_minute;
+            Arc::new(Shared::new(count, per_minute))
+        });
+        let router: Arc<dyn Router> = match (&cluster, &shared) {
+            (Some(c), _) => Arc::new(ClusterRouter {
                 local,
                 nodes: c.nodes.clone(),
                 mailbox: c.mailbox.clone(),
                 remote: c.remote.clone(),
             }),
-            None => Arc::new(local),
+            (None, Some(shared)) => Arc::new(ShardRouter {
+                hubs: hubs.clone(),
+                shared: shared.clone(),
+            }),
+            (None, None) => Arc::new(local),
         };
-        let task = run_hub(
-            rx,
-            config.clone(),
-            shutdown.clone(),
-            snapshot.clone(),
-            slow.clone(),
-            relay,
-            cluster.clone(),
-        );
+        let tasks: Vec<_> = (receivers.into_iter().zip(&snapshots).enumerate())
+            .map(|(index, (rx, snapshot))| {
+                let around = match (&cluster, &shared) {
+                    (Some(c), _) => Around::Cluster(c.clone()),
+                    (None, Some(shared)) => {
+                        let shard = Shard {
+                            index: index as u32,
+                            count,
+                        };
+                        Around::Shards(shard, shared.clone())
+                    }
+                    (None, None) => Around::Alone,
+                };
+                let (config, shutdown) = (config.clone(), shutdown.clone());
+                let (slow, relay) = (slow.clone(), relay.clone());
+                run_hub(rx, config, shutdown, snapshot.clone(), slow, relay, around)
+            })
+            .collect();
+        // Each hub its own task, so that they run on as many cores.
+        let task = async move {
+            let running: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+            for hub in running {
+                if let Err(e) = hub.await
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        };
         let signal = Arc::new(Signal {
-            inputs,
+            hubs,
             router,
             cluster,
             next_conn: AtomicU64::new(1),
             config,
             shutdown,
-            snapshot,
+            snapshots,
             slow,
             origins_refused: AtomicU64::new(0),
         });
         metrics::register(registry, signal.clone());
         (signal, task)
+    }
+
+    /// The hub of a cluster node (which has one).
+    fn only_hub(&self) -> &mpsc::Sender<Input> {
+        &self.hubs[0]
     }
 
     /// An envelope from node `from` (see [`remote`]).
@@ -160,54 +216,67 @@ impl Signal {
             return;
         };
         if let Some((conns, inbox)) = guest {
-            let (hub, edge) = (self.inputs.clone(), from.to_string());
+            let (hub, edge) = (self.only_hub().clone(), from.to_string());
             let (mailbox, remote) = (c.mailbox.clone(), c.remote.clone());
             tokio::spawn(remote::forward(mailbox, remote, hub, edge, conns, inbox));
         }
-        let _ = self.inputs.send(input).await;
+        let _ = self.only_hub().send(input).await;
     }
 
     /// Node `node` has left the cluster, or this node lost sight of it (see [`remote`]).
     pub async fn node_gone(&self, node: &str) {
         let Some(c) = &self.cluster else { return };
         for input in c.remote.node_gone(node) {
-            let _ = self.inputs.send(input).await;
+            let _ = self.only_hub().send(input).await;
         }
     }
 
-    /// This node's players and lobbies as they are now (the dashboard); empty if the hub has
-    /// stopped.
+    /// This node's players and lobbies as they are now (the dashboard), oldest lobby first;
+    /// empty if the hubs have stopped.
     pub async fn overview(&self) -> hub::Overview {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = self
-            .inputs
-            .send(Input::Operator(Operator::Overview(tx)))
-            .await;
-        rx.await.unwrap_or_default()
+        let mut all = hub::Overview::default();
+        for hub in &self.hubs {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = hub.send(Input::Operator(Operator::Overview(tx))).await;
+            let one = rx.await.unwrap_or_default();
+            all.players += one.players;
+            all.lobbies.extend(one.lobbies);
+        }
+        all.lobbies.sort_by_key(|l| std::cmp::Reverse(l.age));
+        all
     }
 
     /// Closes the lobby with this code, its players told "Lobby closed by the server's
     /// operator"; whether there was one here.
     pub async fn close_lobby(&self, code: &str) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = (self.inputs)
-            .send(Input::Operator(Operator::Close(code.into(), tx)))
-            .await;
-        rx.await.unwrap_or(false)
+        self.ask_each(|answer| Operator::Close(code.into(), answer))
+            .await
     }
 
     /// Removes player `id` of the lobby with this code; whether there was one here.
     pub async fn remove_player(&self, code: &str, id: u32) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = (self.inputs)
-            .send(Input::Operator(Operator::Remove(code.into(), id, tx)))
-            .await;
-        rx.await.unwrap_or(false)
+        self.ask_each(|answer| Operator::Remove(code.into(), id, answer))
+            .await
+    }
+
+    /// Asks each hub in turn until one says yes (the lobby is in one).
+    async fn ask_each(
+        &self,
+        request: impl Fn(tokio::sync::oneshot::Sender<bool>) -> Operator,
+    ) -> bool {
+        for hub in &self.hubs {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = hub.send(Input::Operator(request(tx))).await;
+            if rx.await.unwrap_or(false) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Other nodes' listed lobbies, for LIST (see [`Hub::set_lobbies_elsewhere`]).
     pub async fn set_lobbies_elsewhere(&self, lobbies: Vec<ext::LobbyInfo>) {
-        let _ = self.inputs.send(Input::Elsewhere(lobbies)).await;
+        let _ = self.only_hub().send(Input::Elsewhere(lobbies)).await;
     }
 
     /// (players here attached to other nodes' lobbies, players of other nodes in lobbies here).
@@ -232,9 +301,18 @@ impl Signal {
         self.origins_refused.load(Ordering::Relaxed)
     }
 
-    /// The hub's figures as last published (at most [`SNAPSHOT_PERIOD`] old).
+    /// The hubs' figures as last published (at most [`SNAPSHOT_PERIOD`] old), added up.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().unwrap().clone()
+        let mut all = self.snapshots[0].lock().unwrap().clone();
+        for other in &self.snapshots[1..] {
+            let one = other.lock().unwrap();
+            all.peers += one.peers;
+            all.lobbies += one.lobbies;
+            all.public_lobbies += one.public_lobbies;
+            all.away_peers += one.away_peers;
+            all.counts.add(&one.counts);
+        }
+        all
     }
 
     /// Runs a session on the connection once hyper has finished the HTTP upgrade.
@@ -242,7 +320,8 @@ impl Signal {
         // The client's socket opens when it reads our 101: its join timeout runs from here.
         let opened = now();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let hub = self.inputs.clone();
+        let home = shards::home(conn, self.hubs.len());
+        let hub = self.hubs[home].clone();
         let config = self.config.borrow().clone();
         let shutdown = self.shutdown.clone();
         let slow = self.slow.clone();
@@ -263,6 +342,7 @@ impl Signal {
                 conn,
                 client,
                 opened,
+                home,
             };
             session::run(socket, arrival, hub, router, config, shutdown, slow).await;
         });
@@ -276,16 +356,22 @@ async fn run_hub(
     snapshot: Arc<Mutex<Snapshot>>,
     slow: Arc<SlowPeers>,
     relay: Arc<dyn LobbyRelay>,
-    cluster: Option<Clustered>,
+    around: Around,
 ) {
+    let shard = match &around {
+        Around::Shards(shard, _) => *shard,
+        _ => Shard::ALL,
+    };
     let mut hub = Hub::new(
         Limits::from(&config.borrow().signal),
         now(),
         crate::random::Random::os(),
-    );
+    )
+    .in_shard(shard);
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
+    let mut share = tokio::time::interval(SHARE_PERIOD);
     let mut stopping = false;
     // The limits already logged once.
     let mut told = std::collections::HashSet::new();
@@ -295,41 +381,46 @@ async fn run_hub(
         }
         let deadline = hub.next_deadline().map(tokio::time::Instant::from_std);
         let outputs = tokio::select! {
-            input = inputs.recv() => match input {
-                None => return,
-                Some(Input::Connect(c, tx, client, at)) => {
-                    sessions.insert(c, tx);
-                    hub.connect(c, client, at)
+            input = inputs.recv() => {
+                let Some(input) = input else { return };
+                if let Around::Shards(shard, shared) = &around {
+                    hub.set_census_elsewhere(shared.census_except(shard.index));
                 }
-                Some(Input::Text(c, text, at)) => hub.message(c, &text, at),
-                Some(Input::Binary(c, at)) => hub.binary(c, at),
-                Some(Input::Gone(c, how, at)) => {
-                    sessions.remove(&c);
-                    hub.disconnect(c, how, at)
+                match input {
+                    Input::Connect(c, tx, client, at) => {
+                        sessions.insert(c, tx);
+                        hub.connect(c, client, at)
+                    }
+                    Input::Text(c, text, at) => hub.message(c, &text, at),
+                    Input::Binary(c, at) => hub.binary(c, at),
+                    Input::Gone(c, how, at) => {
+                        sessions.remove(&c);
+                        hub.disconnect(c, how, at)
+                    }
+                    Input::SpentElsewhere(source, at) => {
+                        hub.spent_elsewhere(source, at);
+                        continue;
+                    }
+                    Input::Elsewhere(lobbies) => {
+                        hub.set_lobbies_elsewhere(lobbies);
+                        continue;
+                    }
+                    Input::Operator(Operator::Overview(answer)) => {
+                        let _ = answer.send(hub.overview(now()));
+                        continue;
+                    }
+                    Input::Operator(Operator::Close(code, answer)) => {
+                        let out = hub.close_lobby(&code, now());
+                        let _ = answer.send(out.is_some());
+                        out.unwrap_or_default()
+                    }
+                    Input::Operator(Operator::Remove(code, id, answer)) => {
+                        let out = hub.remove_player(&code, id, now());
+                        let _ = answer.send(out.is_some());
+                        out.unwrap_or_default()
+                    }
                 }
-                Some(Input::SpentElsewhere(source, at)) => {
-                    hub.spent_elsewhere(source, at);
-                    continue;
-                }
-                Some(Input::Elsewhere(lobbies)) => {
-                    hub.set_lobbies_elsewhere(lobbies);
-                    continue;
-                }
-                Some(Input::Operator(Operator::Overview(answer))) => {
-                    let _ = answer.send(hub.overview(now()));
-                    continue;
-                }
-                Some(Input::Operator(Operator::Close(code, answer))) => {
-                    let out = hub.close_lobby(&code, now());
-                    let _ = answer.send(out.is_some());
-                    out.unwrap_or_default()
-                }
-                Some(Input::Operator(Operator::Remove(code, id, answer))) => {
-                    let out = hub.remove_player(&code, id, now());
-                    let _ = answer.send(out.is_some());
-                    out.unwrap_or_default()
-                }
-            },
+            }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 hub.tick(now())
             }
@@ -337,6 +428,13 @@ async fn run_hub(
                 let signal = &config.borrow_and_update().signal;
                 hub.set_limits(Limits::from(signal), now());
                 max_queued = signal.max_queued_bytes.0 as usize;
+                continue;
+            }
+            _ = share.tick(), if matches!(around, Around::Shards(..)) => {
+                if let Around::Shards(shard, shared) = &around {
+                    let others = shared.publish(shard.index, hub.listed_lobbies());
+                    hub.set_lobbies_elsewhere(others);
+                }
                 continue;
             }
             _ = publish.tick() => {
@@ -352,9 +450,9 @@ async fn run_hub(
                     peers: hub.peer_count(),
                     lobbies: hub.lobby_count(),
                     public_lobbies: hub.public_lobby_count(),
-                    listed: match &cluster {
-                        Some(_) => Arc::new(hub.listed_lobbies()),
-                        None => Arc::default(),
+                    listed: match &around {
+                        Around::Cluster(_) => Arc::new(hub.listed_lobbies()),
+                        _ => Arc::default(),
                     },
                     away_peers: hub.away_count(),
                     counts: hub.counts().clone(),
@@ -370,9 +468,12 @@ async fn run_hub(
         };
         let sinks = Sinks {
             relay: &*relay,
-            cluster: cluster.as_ref().map(|c| &*c.nodes),
+            around: &around,
         };
         deliver(outputs, &mut hub, &mut sessions, max_queued, &slow, sinks);
+        if let Around::Shards(shard, shared) = &around {
+            shared.count(shard.index, hub.census());
+        }
     }
 }
 
@@ -380,7 +481,7 @@ async fn run_hub(
 #[derive(Clone, Copy)]
 struct Sinks<'a> {
     relay: &'a dyn LobbyRelay,
-    cluster: Option<&'a dyn OtherNodes>,
+    around: &'a Around,
 }
 
 /// Hands the hub's outputs to the sessions. A session that has stopped reading (its queue full
@@ -418,17 +519,22 @@ fn deliver(
                     outbox.close(reason);
                 }
             }
+            Output::Entered(conn) => {
+                if let Some(outbox) = sessions.get(&conn) {
+                    outbox.entered();
+                }
+            }
             Output::Relay(event) => sinks.relay.lobby_event(event),
             Output::Listed { keys, open } => {
-                if let Some(cluster) = sinks.cluster {
-                    cluster.listed(keys, open);
+                if let Around::Cluster(cluster) = sinks.around {
+                    cluster.nodes.listed(keys, open);
                 }
             }
-            Output::FailedJoin(source) => {
-                if let Some(cluster) = sinks.cluster {
-                    cluster.failed_join(source);
-                }
-            }
+            Output::FailedJoin(source) => match sinks.around {
+                Around::Cluster(cluster) => cluster.nodes.failed_join(source),
+                Around::Shards(_, shared) => shared.failed_join(source),
+                Around::Alone => {}
+            },
             Output::IceServers { to, user } => {
                 let servers = sinks.relay.ice_servers(&user);
                 let frame = ext::encode(&ext::ExtEvent::IceServers(&servers));
@@ -469,7 +575,7 @@ mod tests {
                 snapshot,
                 slow,
                 relay,
-                None,
+                Around::Alone,
             )
             .await
         });

@@ -83,6 +83,8 @@ struct State {
     outbox_gone: bool,
     /// The session has ended.
     inbox_gone: bool,
+    /// The hub has put the player in a lobby (`hub::Output::Entered`).
+    in_lobby: bool,
 }
 
 /// Why a frame could not be queued for a session.
@@ -127,6 +129,11 @@ impl Outbox {
         Ok(())
     }
 
+    /// The player is now in a lobby, for good.
+    pub fn entered(&self) {
+        self.shared.state.lock().unwrap().in_lobby = true;
+    }
+
     pub fn close(&self, reason: Reason) {
         let mut state = self.shared.state.lock().unwrap();
         if !state.inbox_gone {
@@ -148,6 +155,33 @@ impl Inbox {
     /// Whether the hub has let go of this queue (it dropped the peer).
     pub fn dropped_by_hub(&self) -> bool {
         self.shared.state.lock().unwrap().outbox_gone
+    }
+
+    /// Whether the hub has put the player in a lobby.
+    pub fn in_lobby(&self) -> bool {
+        self.shared.state.lock().unwrap().in_lobby
+    }
+
+    /// Waits until the hub has let go of this queue; what it queued stays to be read.
+    pub async fn released(&self) {
+        loop {
+            if self.shared.state.lock().unwrap().outbox_gone {
+                return;
+            }
+            // A notification sent between the check and here is kept as a permit.
+            self.shared.queued.notified().await;
+        }
+    }
+
+    /// A new hub's end of this queue, once the last hub has let go of it
+    /// ([`released`](Self::released)): what the new one queues follows what the last one did.
+    pub fn reopen(&self) -> Outbox {
+        let mut state = self.shared.state.lock().unwrap();
+        debug_assert!(state.outbox_gone, "one hub at a time");
+        state.outbox_gone = false;
+        Outbox {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The next frame; `None` once the queue is empty and the hub has let go of it. Cancel

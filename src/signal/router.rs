@@ -1,8 +1,10 @@
 //! Which hub a session's frames go to, decided once per session by a [`Router`] (after
 //! LiveKit's `routing.Router`): the [`LocalRouter`] sends every session to this node's hub; in
 //! a cluster, `remote::ClusterRouter` wraps it and sends a session whose first JOIN names
-//! another node's lobby to that node ([`Upstream::Remote`]). A session asks while its route is
-//! undecided, with each frame, until the answer is not [`Routed::Later`].
+//! another node's lobby to that node ([`Upstream::Remote`]); with several hubs in the process,
+//! `shards::ShardRouter` sends it to the hub of its lobby, and again at its next JOIN if that
+//! one failed ([`Routed::Moved`]). A session asks with each frame while its route is
+//! undecided ([`Routed::Later`]) or only moved and it is in no lobby yet.
 
 use std::time::Instant;
 
@@ -22,6 +24,8 @@ pub struct Player {
     pub opened: Instant,
     /// When the hub closes it if it has not joined.
     pub join_by: Instant,
+    /// Which of this process's hubs it is in (`signal.shards`; 0 with one).
+    pub hub: usize,
     /// `signal.failed_joins_per_minute`, checked against a cluster's count.
     pub failed_joins_per_minute: u32,
 }
@@ -37,6 +41,10 @@ pub enum Routed {
     /// From this frame on, the session's frames go here (and what comes back arrives in the
     /// `outgoing` the router was given).
     To(Upstream),
+    /// From this frame on, the session's frames go to this process's hub number `hub`; asked
+    /// again with each frame until the player is in a lobby (a JOIN that fails leaves it free to
+    /// try another lobby, in another hub).
+    Moved { hub: usize, upstream: Upstream },
     /// Where the frame's lobby lives could not be asked (the lobby directory is unreachable).
     DirectoryDown,
 }

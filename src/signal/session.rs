@@ -48,6 +48,8 @@ pub struct Arrival {
     pub conn: ConnId,
     pub client: Client,
     pub opened: Instant,
+    /// Which of the process's hubs it starts in (`signal.shards`).
+    pub home: usize,
 }
 
 pub async fn run(
@@ -56,6 +58,7 @@ pub async fn run(
         conn,
         client,
         opened,
+        home,
     }: Arrival,
     hub: mpsc::Sender<Input>,
     router: Arc<dyn Router>,
@@ -82,6 +85,7 @@ pub async fn run(
         opened,
         join_by: opened + join_timeout,
         failed_joins_per_minute: s.failed_joins_per_minute,
+        hub: home,
     };
     let mut way = Way::new(player, router, hub);
     let send_timeout = s.send_timeout.0;

@@ -77,7 +77,18 @@ pub struct Way {
     player: Player,
     router: Arc<dyn Router>,
     upstream: Upstream,
-    decided: bool,
+    asking: Asking,
+}
+
+/// When the router is asked about a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asking {
+    /// Each frame, until it decides.
+    Undecided,
+    /// Each frame while the player is in no lobby (it was moved between this process's hubs).
+    UntilInLobby,
+    /// No more.
+    Decided,
 }
 
 impl Way {
@@ -86,7 +97,7 @@ impl Way {
             player,
             router,
             upstream: Upstream::Local(hub),
-            decided: false,
+            asking: Asking::Undecided,
         }
     }
 
@@ -99,10 +110,19 @@ impl Way {
         at: Instant,
         outgoing: &mut Inbox,
     ) -> Result<Option<String>, Closing> {
-        if !self.decided {
+        let asks = match self.asking {
+            Asking::Undecided => true,
+            Asking::UntilInLobby => !outgoing.in_lobby(),
+            Asking::Decided => false,
+        };
+        if asks {
             match self.router.route(&self.player, &text, outgoing).await? {
                 Routed::Later => {}
-                Routed::To(upstream) => (self.upstream, self.decided) = (upstream, true),
+                Routed::To(upstream) => (self.upstream, self.asking) = (upstream, Asking::Decided),
+                Routed::Moved { hub, upstream } => {
+                    (self.upstream, self.asking) = (upstream, Asking::UntilInLobby);
+                    self.player.hub = hub;
+                }
                 Routed::DirectoryDown => return self.directory_down(&text).map(Some),
             }
         }

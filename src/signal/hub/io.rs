@@ -120,6 +120,9 @@ pub enum Output {
     },
     /// A join from this address failed: for the cluster's count ([`FailedJoins`]).
     FailedJoin(Source),
+    /// This connection is now in a lobby (it joined, or resumed a place), for good: where its
+    /// frames go is settled.
+    Entered(ConnId),
 }
 
 /// What the hub has done since start, for metrics.
@@ -145,6 +148,49 @@ pub struct HubCounts {
     pub operator_removals: u64,
     /// Requests refused by a limit that guards the server against one address, by its key.
     pub limited: HashMap<&'static str, u64>,
+}
+
+impl HubCounts {
+    /// Adds another hub's counts (`signal.shards`).
+    pub fn add(&mut self, other: &HubCounts) {
+        let sum = |a: &mut HashMap<&'static str, u64>, b: &HashMap<&'static str, u64>| {
+            for (key, n) in b {
+                *a.entry(key).or_default() += n;
+            }
+        };
+        // Every field named, so that a new one is not forgotten here.
+        let HubCounts {
+            relayed_offer,
+            relayed_answer,
+            relayed_candidate,
+            dropped_late,
+            closes,
+            joins_by_code,
+            failed_joins,
+            resumes,
+            resumes_expired,
+            kicks,
+            quick_joins,
+            operator_closes,
+            operator_removals,
+            limited,
+        } = other;
+        self.relayed_offer += relayed_offer;
+        self.relayed_answer += relayed_answer;
+        self.relayed_candidate += relayed_candidate;
+        self.dropped_late += dropped_late;
+        sum(&mut self.closes, closes);
+        self.joins_by_code += joins_by_code;
+        sum(&mut self.failed_joins, failed_joins);
+        self.resumes += resumes;
+        self.resumes_expired += resumes_expired;
+        self.kicks += kicks;
+        self.quick_joins.joined += quick_joins.joined;
+        self.quick_joins.created += quick_joins.created;
+        self.operator_closes += operator_closes;
+        self.operator_removals += operator_removals;
+        sum(&mut self.limited, limited);
+    }
 }
 
 /// How QUICK_JOINs ended.

@@ -143,6 +143,7 @@ impl Hub {
         }
         self.lobbies.get_mut(&key).unwrap().members.push(conn);
         self.send(conn, &Event::Joined(&name));
+        self.out.push(Output::Entered(conn));
         if let Some(token) = self.peers[&conn].ext.as_ref().map(|e| e.token.clone()) {
             let grace = self.limits.resume_grace.as_secs();
             self.send_ext(
@@ -177,7 +178,7 @@ impl Hub {
         mesh: bool,
         options: Options,
     ) -> Result<u64, Refusal> {
-        if self.lobbies.len() >= self.limits.max_lobbies as usize {
+        if self.lobbies.len() + self.census_elsewhere.lobbies >= self.limits.max_lobbies as usize {
             return Err(Refusal::TooManyLobbies);
         }
         let creator = self.peers[&host].source;
@@ -192,13 +193,13 @@ impl Hub {
         *self.lobbies_per_source.entry(creator).or_default() += 1;
         let name = loop {
             let name = lobby::random_from(&mut self.random, LOBBY_NAME_CHARS, LOBBY_NAME_LEN);
-            if !self.lobby_names.contains_key(&name) {
+            if self.shard.owns_key(&name) && !self.lobby_names.contains_key(&name) {
                 break name;
             }
         };
         let code = loop {
             let code = lobby::random_code(&mut self.random);
-            if !self.lobby_codes.contains_key(&code) {
+            if self.shard.owns_key(&code) && !self.lobby_codes.contains_key(&code) {
                 break code;
             }
         };

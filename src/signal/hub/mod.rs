@@ -40,6 +40,7 @@ use super::codec::{self, Command, Dialect, Event, Negotiation};
 use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
 use super::failed_joins::FailedJoins;
 use super::lobby::{self, OptionLimits, Options};
+use super::shard::Shard;
 use crate::conn_cap::Source;
 use crate::credentials::{LobbyEvent, lobby_user};
 use crate::random::Random;
@@ -85,6 +86,18 @@ pub struct Hub {
     /// Listed lobbies of other nodes of a cluster, as last heard, for LIST.
     elsewhere: Vec<LobbyInfo>,
     random: Random,
+    /// Which names, codes, tokens and ids this hub may draw (`signal.shards`).
+    shard: Shard,
+    /// Peers and lobbies in the process's other hubs, as last told: `max_peers` and
+    /// `max_lobbies` count them too.
+    census_elsewhere: Census,
+}
+
+/// Peers and lobbies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub peers: usize,
+    pub lobbies: usize,
 }
 
 impl Hub {
@@ -112,7 +125,16 @@ impl Hub {
             now,
             elsewhere: Vec::new(),
             random,
+            shard: Shard::ALL,
+            census_elsewhere: Census::default(),
         }
+    }
+
+    /// The hub as shard `shard` of several: it draws only names, codes, resume tokens and peer
+    /// ids that are `shard`'s.
+    pub fn in_shard(mut self, shard: Shard) -> Hub {
+        self.shard = shard;
+        self
     }
 
     /// New limits apply to what happens next; existing lobbies and peers stay as they are.
@@ -127,6 +149,19 @@ impl Hub {
         self.peers.len()
     }
 
+    /// This hub's peers and lobbies.
+    pub fn census(&self) -> Census {
+        Census {
+            peers: self.peers.len(),
+            lobbies: self.lobbies.len(),
+        }
+    }
+
+    /// The process's other hubs hold these (`signal.shards`).
+    pub fn set_census_elsewhere(&mut self, elsewhere: Census) {
+        self.census_elsewhere = elsewhere;
+    }
+
     pub fn counts(&self) -> &HubCounts {
         &self.counts
     }
@@ -134,19 +169,13 @@ impl Hub {
     /// A new WebSocket connection.
     pub fn connect(&mut self, conn: ConnId, client: Client, now: Instant) -> Vec<Output> {
         self.now = now;
-        if self.peers.len() >= self.limits.max_peers as usize {
+        if self.peers.len() + self.census_elsewhere.peers >= self.limits.max_peers as usize {
             self.push_close(conn, Reason::TooManyPeers);
         } else {
             let id = self.fresh_id();
             self.by_id.insert(id, conn);
             let ext = client.extension.then(|| {
-                // 128 random bits, hex.
-                let token: String = self
-                    .random
-                    .bytes::<16>()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+                let token = self.fresh_token();
                 self.tokens.insert(token.clone(), conn);
                 Box::new(Extension {
                     token,
@@ -333,8 +362,20 @@ impl Hub {
     fn fresh_id(&mut self) -> u32 {
         loop {
             let id = u32::from_le_bytes(self.random.bytes()) & 0x7fff_ffff;
-            if id >= 2 && !self.by_id.contains_key(&id) {
+            if id >= 2 && self.shard.owns_id(id) && !self.by_id.contains_key(&id) {
                 return id;
+            }
+        }
+    }
+
+    /// 128 random bits, hex, whose `resume_key` is this shard's.
+    fn fresh_token(&mut self) -> String {
+        loop {
+            let token: String = (self.random.bytes::<16>().iter())
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if self.shard.count == 1 || self.shard.owns_key(&resume_key(&token)) {
+                return token;
             }
         }
     }

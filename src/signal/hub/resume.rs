@@ -71,6 +71,7 @@ impl Hub {
         let (host, name, info) = (lobby.host, lobby.name.clone(), lobby.info());
         let id = self.visible_id(conn, host);
         self.send_ext(conn, &ExtEvent::Resumed { id, lobby: &name });
+        self.out.push(Output::Entered(conn));
         self.send_ext(conn, &ExtEvent::Lobby(&info));
         for output in away.map(|a| a.queue).unwrap_or_default() {
             // Addressed to the old connection when queued.
