@@ -862,8 +862,7 @@ async fn failed_joins_are_counted_once_for_the_whole_cluster() {
     let (_host, code) = Player::open_lobby(a.web).await;
     wait_listed(&redis, &code);
 
-    // Ten wrong codes on b, each on a socket of its own (a socket's first JOIN decides its
-    // node), all at once.
+    // Ten wrong codes on b, each on a socket of its own, all at once.
     let guesses = (0..10).map(|i| {
         let web = b.web;
         async move {
@@ -1130,5 +1129,35 @@ async fn through_sentinel_the_nodes_follow_a_failover() {
         (json!(code), json!(2))
     );
     drop(sentinels);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A player whose JOIN is refused on its own node (a mistyped code) may join another node's
+/// lobby next, on the same socket: a refused JOIN settles nothing.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
+async fn a_mistyped_code_then_another_nodes_lobby_on_one_socket() {
+    let dir = common::temp_dir("redis-mistyped");
+    let redis = Redis::start(free_port(), &dir);
+    let (a, b) = two_nodes(&redis);
+    let (mut host, code) = Player::open_lobby(a.web).await;
+    wait_listed(&redis, &code);
+
+    let mut player = Player::connect_extension(b.web).await;
+    player
+        .send_extension(JOIN_BY_CODE, json!({"lobby": "ZZZZZZ"}))
+        .await;
+    assert_eq!(player.next_extension(ERROR).await["code"], "not_found");
+    player
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+        .await;
+    assert_eq!(player.next_extension(LOBBY).await["code"], code.as_str());
+    let id = peer_connected(&mut host).await;
+    player.send_json(OFFER as u8, 1, "offer").await;
+    assert_eq!(
+        relayed(&mut host).await,
+        (OFFER, u64::from(id), "offer".into())
+    );
+    drop((host, player, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

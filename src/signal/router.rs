@@ -61,7 +61,8 @@ pub trait Router: Send + Sync {
     ) -> BoxFuture<'a, Result<Routed, Closing>>;
 }
 
-/// Every session to this node's hub.
+/// Every session to this node's hub, and in a cluster asked again until the player is in a
+/// lobby (a JOIN refused here leaves it free to join another node's lobby next).
 #[derive(Clone)]
 pub struct LocalRouter {
     pub hub: mpsc::Sender<Input>,
@@ -74,6 +75,7 @@ impl Router for LocalRouter {
         _: &'a str,
         _: &'a mut Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>> {
-        futures_util::future::ready(Ok(Routed::To(Upstream::Local(self.hub.clone())))).boxed()
+        let upstream = Upstream::Local(self.hub.clone());
+        futures_util::future::ready(Ok(Routed::Moved { hub: 0, upstream })).boxed()
     }
 }

@@ -72,8 +72,7 @@ a, b = node("a"), node("b")
 
 
 async def try_code(web, code):
-    """A fresh socket's JOIN of `code` (a socket's first JOIN decides its node): joined, or
-    the ERROR's code."""
+    """A fresh socket's JOIN of `code`: joined, or the ERROR's code."""
     async with websockets.connect(
         f"ws://{web}/ws", subprotocols=["rallypoint.v1"], local_addr=("127.0.0.70", 0)
     ) as ws:

@@ -1,7 +1,8 @@
-//! The cluster's router: wraps this node's ([`LocalRouter`]). A session's first JOIN (or
-//! RESUME, or CREATE while this node drains) is looked up in the lobby directory, with the
-//! address's failed joins in the same round trip; a lobby here, or nowhere, is the local
-//! router's; a lobby on another node attaches the player there. A QUICK_JOIN goes where the
+//! The cluster's router: wraps this node's ([`LocalRouter`]). A session's JOIN (or RESUME, or
+//! CREATE while this node drains) is looked up in the lobby directory, with the address's
+//! failed joins in the same round trip; a lobby here, or nowhere, is the local router's (which
+//! has the session ask again until it is in a lobby); a lobby on another node attaches the
+//! player there, for good. A QUICK_JOIN goes where the
 //! cluster plays its filter (`OtherNodes::plays_on`).
 
 use std::sync::Arc;
