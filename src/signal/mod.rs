@@ -372,6 +372,9 @@ async fn run_hub(
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);
     let mut share = tokio::time::interval(SHARE_PERIOD);
+    // The listing this hub last published, and the other hubs' publications it has read.
+    let mut published = None;
+    let mut seen = vec![0; shard.count as usize];
     let mut stopping = false;
     // The limits already logged once.
     let mut told = std::collections::HashSet::new();
@@ -432,8 +435,13 @@ async fn run_hub(
             }
             _ = share.tick(), if matches!(around, Around::Shards(..)) => {
                 if let Around::Shards(shard, shared) = &around {
-                    let others = shared.publish(shard.index, hub.listed_lobbies());
-                    hub.set_lobbies_elsewhere(others);
+                    if published != Some(hub.listing_version()) {
+                        published = Some(hub.listing_version());
+                        shared.publish(shard.index, hub.listed_lobbies());
+                    }
+                    if let Some(others) = shared.others_since(shard.index, &mut seen) {
+                        hub.set_lobbies_elsewhere(others);
+                    }
                 }
                 continue;
             }

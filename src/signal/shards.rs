@@ -36,13 +36,14 @@ use super::shard;
 use super::upstream::Upstream;
 use crate::conn_cap::Source;
 
-/// How often each hub publishes its listed lobbies to the others, and reads theirs.
+/// How often each hub publishes its listed lobbies to the others (when they changed), and reads
+/// theirs (when any did).
 pub const SHARE_PERIOD: Duration = Duration::from_millis(100);
 
 /// What the hubs share.
 pub struct Shared {
-    /// Each hub's listed lobbies as it last published them.
-    lists: Mutex<Vec<Arc<Vec<LobbyInfo>>>>,
+    /// Each hub's listed lobbies as it last published them, and how many times it has.
+    lists: Mutex<Vec<(u64, Arc<Vec<LobbyInfo>>)>>,
     /// Failed joins of every hub, per address.
     failed: Mutex<FailedJoins>,
     /// Each hub's peers and lobbies, as it last published them.
@@ -52,7 +53,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(count: u32, failed_joins_per_minute: u32) -> Shared {
         Shared {
-            lists: Mutex::new(vec![Arc::default(); count as usize]),
+            lists: Mutex::new(vec![(0, Arc::default()); count as usize]),
             failed: Mutex::new(FailedJoins::new(failed_joins_per_minute)),
             census: (0..count).map(|_| Default::default()).collect(),
         }
@@ -78,15 +79,30 @@ impl Shared {
         })
     }
 
-    /// Hub `index` lists `lobbies` now; returns what the others list.
-    pub fn publish(&self, index: u32, lobbies: Vec<LobbyInfo>) -> Vec<LobbyInfo> {
+    /// Hub `index` lists `lobbies` now.
+    pub fn publish(&self, index: u32, lobbies: Vec<LobbyInfo>) {
         let mut lists = self.lists.lock().unwrap();
-        lists[index as usize] = Arc::new(lobbies);
+        let (published, list) = &mut lists[index as usize];
+        *published += 1;
+        *list = Arc::new(lobbies);
+    }
+
+    /// What the hubs other than `index` list, if any has published since `seen` (each hub's
+    /// count of publications, which this updates).
+    pub fn others_since(&self, index: u32, seen: &mut [u64]) -> Option<Vec<LobbyInfo>> {
+        let lists = self.lists.lock().unwrap();
+        let mut counts = lists.iter().zip(seen.iter()).enumerate();
+        if !counts.any(|(i, ((published, _), seen))| i != index as usize && published != seen) {
+            return None;
+        }
+        for (seen, (published, _)) in seen.iter_mut().zip(lists.iter()) {
+            *seen = *published;
+        }
         let others = lists
             .iter()
             .enumerate()
             .filter(|&(i, _)| i != index as usize);
-        others.flat_map(|(_, l)| l.iter().cloned()).collect()
+        Some(others.flat_map(|(_, (_, l))| l.iter().cloned()).collect())
     }
 
     /// A join from `source` failed in one of the hubs.
@@ -107,7 +123,7 @@ impl Shared {
         let lists = self.lists.lock().unwrap();
         let in_order = std::iter::once(here).chain((0..lists.len()).filter(|&i| i != here));
         let best = in_order
-            .flat_map(|i| lists[i].iter().map(move |l| (i, l)))
+            .flat_map(|i| lists[i].1.iter().map(move |l| (i, l)))
             .filter(|(_, l)| l.playable(filter))
             .fold(None, |best: Option<(usize, &LobbyInfo)>, next| match best {
                 Some(b) if b.1.players >= next.1.players => Some(b),
@@ -198,5 +214,47 @@ impl Router for ShardRouter {
         outgoing: &'a mut Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>> {
         self.decide(player, frame, outgoing).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lobby(name: &str) -> LobbyInfo {
+        LobbyInfo {
+            name: name.into(),
+            code: "ABC234".into(),
+            title: String::new(),
+            public: true,
+            mesh: true,
+            players: 1,
+            max_players: 0,
+            password: false,
+            sealed: false,
+            data: Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_hub_reads_the_others_lists_only_when_one_changed() {
+        let shared = Shared::new(3, 10);
+        let mut seen = [vec![0; 3], vec![0; 3], vec![0; 3]];
+        assert_eq!(shared.others_since(0, &mut seen[0]), None);
+        shared.publish(1, vec![lobby("b")]);
+        // Its own publication is nothing new to hub 1.
+        assert_eq!(shared.others_since(1, &mut seen[1]), None);
+        assert_eq!(shared.others_since(0, &mut seen[0]), Some(vec![lobby("b")]));
+        assert_eq!(shared.others_since(0, &mut seen[0]), None, "read already");
+        shared.publish(2, vec![lobby("c")]);
+        let names = |l: Vec<LobbyInfo>| l.into_iter().map(|l| l.name).collect::<Vec<_>>();
+        assert_eq!(
+            shared.others_since(0, &mut seen[0]).map(names),
+            Some(vec!["b".into(), "c".into()])
+        );
+        assert_eq!(
+            shared.others_since(1, &mut seen[1]).map(names),
+            Some(vec!["c".to_string()])
+        );
     }
 }

@@ -163,6 +163,7 @@ impl Hub {
 
     /// Sends the lobby's state to its extension members.
     pub(super) fn announce_lobby(&mut self, key: u64) {
+        self.listing_version += 1;
         let lobby = &self.lobbies[&key];
         let info = lobby.info();
         for member in lobby.members.clone() {
@@ -205,6 +206,7 @@ impl Hub {
         };
         let key = self.next_lobby;
         self.next_lobby += 1;
+        self.listing_version += 1;
         self.lobby_names.insert(name.clone(), key);
         self.lobby_codes.insert(code.clone(), key);
         self.out.push(Output::Listed {
@@ -240,6 +242,7 @@ impl Hub {
     }
 
     pub(super) fn forget_lobby(&mut self, lobby: &Lobby) {
+        self.listing_version += 1;
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
         if let Some(n) = self.lobbies_per_source.get_mut(&lobby.creator) {
@@ -267,6 +270,7 @@ impl Hub {
         let members = lobby.members.clone();
         let scope = lobby.scope;
         self.lobbies.get_mut(&key).unwrap().sealed = true;
+        self.listing_version += 1;
         self.out
             .push(Output::Relay(LobbyEvent::Sealed { lobby: scope }));
         for member in members {

@@ -91,6 +91,8 @@ pub struct Hub {
     /// Peers and lobbies in the process's other hubs, as last told: `max_peers` and
     /// `max_lobbies` count them too.
     census_elsewhere: Census,
+    /// Changes whenever a lobby opens, closes, seals or changes what the list shows of it.
+    listing_version: u64,
 }
 
 /// Peers and lobbies.
@@ -127,6 +129,7 @@ impl Hub {
             random,
             shard: Shard::ALL,
             census_elsewhere: Census::default(),
+            listing_version: 0,
         }
     }
 
@@ -147,6 +150,11 @@ impl Hub {
 
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Different whenever what [`Hub::listed_lobbies`] returns may have changed.
+    pub fn listing_version(&self) -> u64 {
+        self.listing_version
     }
 
     /// This hub's peers and lobbies.
