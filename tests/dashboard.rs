@@ -17,10 +17,16 @@ const TOKEN: &str = "dashboard-test-token-0123456789-0123456789";
 const CREATE: u64 = 100;
 const LOBBY: u64 = 101;
 const JOIN_BY_CODE: u64 = 103;
+const QUICK_JOIN: u64 = 112;
 
 fn server() -> Server {
+    server_with("")
+}
+
+/// With `signal` as the `[signal]` section's keys.
+fn server_with(signal: &str) -> Server {
     Server::start(&ephemeral_config(&format!(
-        "[admin]\ntokens = [\"{TOKEN}\"]\n"
+        "[admin]\ntokens = [\"{TOKEN}\"]\n[signal]\n{signal}\n"
     )))
 }
 
@@ -103,7 +109,47 @@ async fn without_a_token_nothing_leaks() {
 
 #[tokio::test]
 async fn a_lobby_is_listed_at_once_and_closing_it_tells_its_players() {
-    let s = server();
+    listed_removed_and_closed(server()).await;
+}
+
+/// The same with the lobbies spread over three hubs (`signal.shards`): the dashboard asks each.
+/// Lobbies opened by quick play for six filters land in the filters' hubs.
+#[tokio::test]
+async fn on_three_hubs_too() {
+    let s = server_with("shards = 3");
+    let mut players = Vec::new();
+    for n in 0..6 {
+        let mut player = Player::connect_extension(s.web).await;
+        player
+            .send_extension(QUICK_JOIN, json!({"filter": {"n": n}}))
+            .await;
+        player.next_extension(LOBBY).await;
+        players.push(player);
+    }
+    let listed = state(s.web);
+    let codes: Vec<String> = (listed["lobbies"].as_array().unwrap().iter())
+        .map(|l| l["code"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        (codes.len(), listed["players"].clone()),
+        (6, json!(6)),
+        "{listed}"
+    );
+    for code in codes {
+        let path = format!("/_rallypoint/admin/api/lobbies/{code}/close");
+        let (status, _, body) = request(s.web, "POST", &path, &bearer(), "");
+        assert_eq!(status, 200, "{code}: {body}");
+    }
+    for mut player in players {
+        assert_eq!(
+            player.closed().await.1,
+            "Lobby closed by the server's operator"
+        );
+    }
+    listed_removed_and_closed(s).await;
+}
+
+async fn listed_removed_and_closed(s: Server) {
     let mut host = Player::connect_extension(s.web).await;
     host.send_extension(CREATE, json!({"title": "Friday duel", "max_players": 4}))
         .await;
