@@ -112,7 +112,12 @@ impl Way {
     ) -> Result<Option<String>, Closing> {
         let asks = match self.asking {
             Asking::Undecided => true,
-            Asking::UntilInLobby => !outgoing.in_lobby(),
+            // In a lobby for good: settled, and the queue is not looked at again.
+            Asking::UntilInLobby if outgoing.in_lobby() => {
+                self.asking = Asking::Decided;
+                false
+            }
+            Asking::UntilInLobby => true,
             Asking::Decided => false,
         };
         if asks {
