@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::ws::Client as Player;
 use common::{Server, http_get, http_get_with};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc_turn::client::Client;
@@ -180,8 +180,11 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A node named `name` on the Redis at `redis`, whose queue for other nodes holds 16 KiB (one
+/// large message goes over it; a burst of players better not: [`two_nodes`] keeps the default).
 fn config(name: &str, redis: &str, draining: bool) -> String {
-    config_with(name, &format!("redis = \"{redis}\""), draining)
+    let lines = format!("redis = \"{redis}\"\nmax_outbound_bytes = \"16KiB\"");
+    config_with(name, &lines, draining)
 }
 
 /// [`config`] with `redis` the `[cluster]` lines that say where Redis is.
@@ -196,7 +199,7 @@ fn config_with_signal(name: &str, redis: &str, draining: bool, signal: &str) -> 
          [turn]\nlisten = [\"127.0.0.1:0\"]\nsecrets = [\"{SECRET}\"]\n\
          [signal]\nmessage_rate = 5000\nmessage_burst = 5000\nlist_rate = 0\n{signal}\
          [cluster]\n{redis}\nnode = \"{name}\"\nlease = \"{}s\"\ndraining = {draining}\n\
-         max_outbound_bytes = \"16KiB\"\n[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n",
+         [admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n",
         LEASE.as_secs()
     )
 }
@@ -438,6 +441,28 @@ async fn relayed(player: &mut Player) -> (u64, u64, String) {
     }
 }
 
+/// Reads `player`'s frames until `n` candidates have come or its socket is closed: how many
+/// came, and the close's code and reason.
+async fn candidates_until_closed(player: &mut Player, n: usize) -> (usize, Option<(u16, String)>) {
+    let by = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < n {
+        let frame = tokio::time::timeout_at(by, player.ws.next()).await;
+        match frame.expect("a frame or a close in time") {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                got += usize::from(v["type"] == CANDIDATE);
+            }
+            Some(Ok(Message::Close(Some(c)))) => {
+                return (got, Some((c.code.into(), c.reason.to_string())));
+            }
+            Some(Ok(_)) => {}
+            other => panic!("expected a frame or a close, got {other:?}"),
+        }
+    }
+    (got, None)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
 async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_dies() {
@@ -572,6 +597,46 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     )
     .await;
     c.wait_log("backing up");
+    // So does a message for a player on another node that its lobby's node cannot send there:
+    // the player is told on its own node, not left waiting.
+    let (mut far, id_far) = Player::join(c.web, &lobby).await;
+    host.send_json(CANDIDATE as u8, id_far, &"x".repeat(20_000))
+        .await;
+    assert_eq!(
+        far.closed().await,
+        (4000, "Lost contact with the lobby's server".to_string())
+    );
+    common::wait_for_metrics(
+        a.web,
+        &[r#"rallypoint_cluster_envelopes_total{what="refused"} 1"#],
+    )
+    .await;
+    // Even with the queue full (Redis pausing writes a moment while a host's frames for the
+    // player pile up): the close goes over the budget, after the frames queued before it. (In a
+    // lobby of its own: while the queue is full, whoever a frame is for is closed.)
+    let (mut far_host, far_lobby) = Player::host(a.web, true).await;
+    wait_listed(&redis, &far_lobby);
+    let (mut far, id_far) = Player::join(c.web, &far_lobby).await;
+    let mut tries = 0;
+    let got = loop {
+        tries += 1;
+        assert_eq!(redis.command(&["CLIENT", "PAUSE", "500", "WRITE"]), "+OK");
+        for i in 0..20 {
+            far_host
+                .send_json(CANDIDATE as u8, id_far, &format!("{i:01000}"))
+                .await;
+        }
+        match candidates_until_closed(&mut far, 20).await {
+            // All through: the machine stalled past the pause; again.
+            (got, None) if tries < 5 => assert_eq!(got, 20),
+            (got, close) => {
+                let close = close.expect("closed once its queue was full");
+                assert_eq!(close, (4000, "Lost contact with the lobby's server".into()));
+                break got;
+            }
+        }
+    };
+    assert!(got < 20, "{got} of 20 frames before the close");
 
     // The lobby's node dies: its players elsewhere are told as if the host had left, once its
     // lease has run out.

@@ -167,7 +167,8 @@ impl Mailbox for Cluster {
         }
         let size = envelope.size();
         let queued = self.outbound_bytes.fetch_add(size, Ordering::Relaxed);
-        if queued + size > self.max_outbound_bytes
+        let over_budget = queued + size > self.max_outbound_bytes && !envelope.ends_a_player();
+        if over_budget
             || self
                 .outbound
                 .try_send((node.to_string(), envelope))

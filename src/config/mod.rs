@@ -82,7 +82,7 @@ pub struct Cluster {
     /// Hands this node out for no new relaying; what it already serves goes on. Reloadable.
     pub draining: bool,
     /// Signalling bytes waiting to be sent to other nodes at most; a player whose frame would
-    /// go over is closed (Redis too slow or unreachable).
+    /// go over, from it or for it, is closed on its node (Redis too slow or unreachable).
     pub max_outbound_bytes: ByteSize,
     /// Redis Sentinels (`host:port`) that name the master; with them and `sentinel_master`,
     /// `redis` is not used: the nodes find the master through them and follow a failover.

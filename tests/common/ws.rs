@@ -48,11 +48,19 @@ impl Client {
 
     /// The `data` of the next message of type `kind` (as JSON), skipping others.
     pub async fn next_extension(&mut self, kind: u64) -> Value {
-        loop {
-            let v = self.recv_json().await;
-            if v["type"].as_u64() == Some(kind) {
-                return serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        let mut skipped = Vec::new();
+        let wait = tokio::time::timeout(WAIT, async {
+            loop {
+                let v = self.recv_json().await;
+                if v["type"].as_u64() == Some(kind) {
+                    return serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+                }
+                skipped.push(v);
             }
+        });
+        match wait.await {
+            Ok(data) => data,
+            Err(_) => panic!("no message of type {kind} in time; skipped {skipped:?}"),
         }
     }
 
@@ -75,8 +83,10 @@ impl Client {
 
     /// The next text frame.
     pub async fn recv(&mut self) -> String {
+        // The server's pings do not extend the wait.
+        let by = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(by, self.ws.next())
                 .await
                 .expect("a frame in time")
                 .expect("the connection is open")
@@ -96,8 +106,10 @@ impl Client {
 
     /// Waits for the server's close frame and returns its code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
+        // The server's pings do not extend the wait.
+        let by = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
+            match tokio::time::timeout_at(by, self.ws.next())
                 .await
                 .expect("a close in time")
             {

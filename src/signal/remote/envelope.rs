@@ -35,6 +35,14 @@ pub enum Envelope {
 }
 
 impl Envelope {
+    /// Whether it ends a player's attachment (its socket gone, or to be closed): taken even over
+    /// `cluster.max_outbound_bytes`, since it is small and one per player at most, and without it
+    /// the other node would keep a ghost in its lobby, or a player waiting for frames that will
+    /// never come.
+    pub fn ends_a_player(&self) -> bool {
+        matches!(self, Envelope::Gone { .. } | Envelope::Close { .. })
+    }
+
     /// About the bytes it takes while queued.
     pub fn size(&self) -> usize {
         64 + match self {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use super::{Envelope, Mailbox, Remote};
-use crate::signal::hub::{ConnId, Departure};
+use crate::signal::hub::{ConnId, Departure, Reason};
 use crate::signal::queue::{Inbox, Input, Outgoing, now};
 
 /// Owner side: what this hub sends guest `conn` of node `edge` (`local` here), sent there in
-/// order, until the hub lets go of it. If the other nodes cannot take it (Redis away, the
-/// queue full), the guest leaves the hub.
+/// order, until the hub lets go of it. If the other nodes cannot take a frame (Redis away, the
+/// queue full), the guest leaves the hub and its node is asked to close it, as its own node
+/// closes a player whose frame it cannot send here.
 pub async fn forward(
     mailbox: Arc<dyn Mailbox>,
     remote: Arc<Remote>,
@@ -23,6 +24,12 @@ pub async fn forward(
             Outgoing::Close(reason) => Envelope::Close { conn, reason },
         };
         if !mailbox.send(&edge, envelope) {
+            let close = Envelope::Close {
+                conn,
+                reason: Reason::LinkLost,
+            };
+            // Taken over the byte budget; with Redis away, the edge closes it anyway.
+            mailbox.send(&edge, close);
             remote.forget_guest(&edge, conn);
             let _ = hub.send(Input::Gone(local, Departure::Lost, now())).await;
             return;

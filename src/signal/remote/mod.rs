@@ -95,6 +95,7 @@ pub trait OtherNodes: Send + Sync {
 pub trait Mailbox: Send + Sync {
     /// Queues `envelope` for `node`, after everything queued for it before; `false` if it
     /// cannot be taken (Redis unreachable, or the queue full): then the player concerned must
-    /// be closed.
+    /// be closed. One that ends a player ([`Envelope::ends_a_player`]) is taken over the byte
+    /// budget.
     fn send(&self, node: &str, envelope: Envelope) -> bool;
 }
