@@ -1223,6 +1223,22 @@ async fn a_mistyped_code_then_another_nodes_lobby_on_one_socket() {
         relayed(&mut host).await,
         (OFFER, u64::from(id), "offer".into())
     );
-    drop((host, player, a, b));
+
+    // A LIST and, in the same write, a JOIN of the other node's lobby: the list this node's hub
+    // answered while the JOIN was looked up still arrives, before the lobby.
+    let mut browser = Player::connect_extension(b.web).await;
+    let request = |kind: u64, data: Value| {
+        Message::text(json!({"type": kind, "id": 0, "data": data.to_string()}).to_string())
+    };
+    browser.ws.feed(request(LIST, json!({}))).await.unwrap();
+    let join = request(JOIN_BY_CODE, json!({"lobby": code}));
+    browser.ws.feed(join).await.unwrap();
+    browser.ws.flush().await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&LOBBY) {
+        kinds.push(browser.recv_json().await["type"].as_u64().unwrap());
+    }
+    assert_eq!(kinds.first(), Some(&LOBBIES), "{kinds:?}");
+    drop((host, player, browser, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

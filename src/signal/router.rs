@@ -39,7 +39,7 @@ pub enum Routed {
     /// Not decided by this frame: it goes to this node's hub, and the next one is asked about.
     Later,
     /// From this frame on, the session's frames go here (and what comes back arrives in the
-    /// `outgoing` the router was given).
+    /// session's queue, as before).
     To(Upstream),
     /// From this frame on, the session's frames go to this process's hub number `hub`; asked
     /// again with each frame until the player is in a lobby (a JOIN that fails leaves it free to
@@ -51,13 +51,14 @@ pub enum Routed {
 
 /// Decides where a session's frames go.
 pub trait Router: Send + Sync {
-    /// Routes `player` by `frame`. A router that moves it to another hub replaces `outgoing`
-    /// with the queue of what that hub sends it.
+    /// Routes `player` by `frame`. A router that moves it to another hub waits until the hub
+    /// it leaves has let go of its queue, `outgoing`, and gives the new hub that queue
+    /// ([`Inbox::reopen`]): what the old hub sent it before is still delivered, first.
     fn route<'a>(
         &'a self,
         player: &'a Player,
         frame: &'a str,
-        outgoing: &'a mut Inbox,
+        outgoing: &'a Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>>;
 }
 
@@ -73,7 +74,7 @@ impl Router for LocalRouter {
         &'a self,
         _: &'a Player,
         _: &'a str,
-        _: &'a mut Inbox,
+        _: &'a Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>> {
         let upstream = Upstream::Local(self.hub.clone());
         futures_util::future::ready(Ok(Routed::Moved { hub: 0, upstream })).boxed()

@@ -104,7 +104,7 @@ pub async fn run(
                         // backs up into the client's own TCP buffers.
                         tokio::time::sleep(wait).await;
                     }
-                    let sent = way.text(text.as_str().to_owned(), at, &mut outgoing).await;
+                    let sent = way.text(text.as_str().to_owned(), at, &outgoing).await;
                     if let Err(end) = answer(&mut socket, sent, send_timeout).await {
                         break end;
                     }
@@ -117,7 +117,7 @@ pub async fn run(
                         break End::Close(close::POLICY, "Too many messages".into());
                     }
                     let sent = match String::from_utf8(bytes.to_vec()) {
-                        Ok(text) => way.text(text, at, &mut outgoing).await,
+                        Ok(text) => way.text(text, at, &outgoing).await,
                         Err(_) => way.binary(at).await.map(|()| None),
                     };
                     if let Err(end) = answer(&mut socket, sent, send_timeout).await {

@@ -156,7 +156,7 @@ impl ShardRouter {
         &self,
         player: &Player,
         frame: &str,
-        outgoing: &mut Inbox,
+        outgoing: &Inbox,
     ) -> Result<Routed, Closing> {
         let source = Source::of(player.client.source);
         let here = player.hub;
@@ -190,7 +190,7 @@ impl ShardRouter {
         player: &Player,
         from: usize,
         to: usize,
-        outgoing: &mut Inbox,
+        outgoing: &Inbox,
     ) -> Result<(), Closing> {
         let conn = player.conn;
         let _ = self.hubs[from]
@@ -211,7 +211,7 @@ impl Router for ShardRouter {
         &'a self,
         player: &'a Player,
         frame: &'a str,
-        outgoing: &'a mut Inbox,
+        outgoing: &'a Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>> {
         self.decide(player, frame, outgoing).boxed()
     }

@@ -102,13 +102,13 @@ impl Way {
     }
 
     /// A frame from the player (a text frame, or a binary one holding UTF-8). While undecided
-    /// the router is asked first; if it moves the player, what comes back arrives in a new
+    /// the router is asked first; if it moves the player, the hub it moves to sends into the same
     /// `outgoing`. `Some`: a frame the session answers itself, to send the player now.
     pub async fn text(
         &mut self,
         text: String,
         at: Instant,
-        outgoing: &mut Inbox,
+        outgoing: &Inbox,
     ) -> Result<Option<String>, Closing> {
         let asks = match self.asking {
             Asking::Undecided => true,

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use super::{Envelope, Joining, Mailbox, OtherNodes, Owner, Remote};
 use crate::conn_cap::Source;
 use crate::signal::hub::{Departure, Reason};
-use crate::signal::queue::{self, Inbox, Input, now};
+use crate::signal::queue::{Inbox, Input, now};
 use crate::signal::router::{Closing, LocalRouter, Player, Routed, Router};
 use crate::signal::upstream::Upstream;
 
@@ -36,7 +36,7 @@ impl Router for ClusterRouter {
         &'a self,
         player: &'a Player,
         frame: &'a str,
-        outgoing: &'a mut Inbox,
+        outgoing: &'a Inbox,
     ) -> BoxFuture<'a, Result<Routed, Closing>> {
         self.decide(player, frame, outgoing).boxed()
     }
@@ -50,7 +50,7 @@ impl ClusterRouter {
         &self,
         player: &Player,
         frame: &str,
-        outgoing: &mut Inbox,
+        outgoing: &Inbox,
     ) -> Result<Routed, Closing> {
         let (key, guesser) = match super::joining(frame) {
             Joining::No => return Ok(Routed::Later),
@@ -94,21 +94,21 @@ impl ClusterRouter {
         self.attach(player, node, outgoing).await
     }
 
-    /// Moves the player from this hub to `node`'s.
+    /// Moves the player from this hub to `node`'s, in the same queue: what this hub sent it
+    /// before it let go (a LIST's answer) is still delivered, before what comes from there.
     async fn attach(
         &self,
         player: &Player,
         node: String,
-        outgoing: &mut Inbox,
+        outgoing: &Inbox,
     ) -> Result<Routed, Closing> {
         let conn = player.conn;
         // It moves on, not away: nothing of it stays in this hub.
         let _ = (self.local.hub)
             .send(Input::Gone(conn, Departure::Left, now()))
             .await;
-        let (outbox, inbox) = queue::pair();
-        self.remote.attach(conn, &node, outbox);
-        *outgoing = inbox;
+        outgoing.released().await;
+        self.remote.attach(conn, &node, outgoing.reopen());
         let connect = Envelope::Connect {
             conn,
             extension: player.client.extension,
