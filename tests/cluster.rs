@@ -1201,7 +1201,7 @@ async fn through_sentinel_the_nodes_follow_a_failover() {
 /// lobby next, on the same socket: a refused JOIN settles nothing.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs Debian's redis-server: apt install redis-server, then cargo test --test cluster -- --ignored (.ci/run does)"]
-async fn a_mistyped_code_then_another_nodes_lobby_on_one_socket() {
+async fn one_socket_joins_across_nodes_until_it_is_in_a_lobby() {
     let dir = common::temp_dir("redis-mistyped");
     let redis = Redis::start(free_port(), &dir);
     let (a, b) = two_nodes(&redis);
@@ -1239,6 +1239,41 @@ async fn a_mistyped_code_then_another_nodes_lobby_on_one_socket() {
         kinds.push(browser.recv_json().await["type"].as_u64().unwrap());
     }
     assert_eq!(kinds.first(), Some(&LOBBIES), "{kinds:?}");
-    drop((host, player, browser, a, b));
+
+    // A wrong password on the other node's lobby, then a lobby back on this node: joined here
+    // (the node that refused the first join does not keep the player).
+    let mut locked = Player::connect_extension(a.web).await;
+    locked
+        .send_extension(CREATE, json!({"password": "pw"}))
+        .await;
+    let locked = locked.next_extension(LOBBY).await["code"].clone();
+    wait_listed(&redis, locked.as_str().unwrap());
+    let (_home_host, home) = Player::open_lobby(b.web).await;
+    let mut guesser = Player::connect_extension(b.web).await;
+    let wrong = json!({"lobby": locked, "password": "nope"});
+    guesser.send_extension(JOIN_BY_CODE, wrong).await;
+    let refused = guesser.next_extension(ERROR).await;
+    assert_eq!(refused["code"], "wrong_password", "{refused}");
+    guesser
+        .send_extension(JOIN_BY_CODE, json!({"lobby": home}))
+        .await;
+    assert_eq!(guesser.next_extension(LOBBY).await["code"], home.as_str());
+    // In a lobby, for good: a JOIN of another node's lobby is refused where it is.
+    guesser
+        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
+        .await;
+    assert_eq!(
+        guesser.next_extension(ERROR).await["code"],
+        "already_in_lobby"
+    );
+    // And so it is for a player in another node's lobby (its node is told it entered).
+    player
+        .send_extension(JOIN_BY_CODE, json!({"lobby": home}))
+        .await;
+    assert_eq!(
+        player.next_extension(ERROR).await["code"],
+        "already_in_lobby"
+    );
+    drop((host, player, browser, guesser, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

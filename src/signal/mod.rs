@@ -138,16 +138,13 @@ impl Signal {
             mailbox,
             remote: Arc::default(),
         });
-        let local = LocalRouter {
-            hub: hubs[0].clone(),
-        };
         let shared = (count > 1).then(|| {
             let per_minute = config.borrow().signal.failed_joins_per_minute;
             Arc::new(Shared::new(count, per_minute))
         });
         let router: Arc<dyn Router> = match (&cluster, &shared) {
             (Some(c), _) => Arc::new(ClusterRouter {
-                local,
+                hub: hubs[0].clone(),
                 nodes: c.nodes.clone(),
                 mailbox: c.mailbox.clone(),
                 remote: c.remote.clone(),
@@ -156,7 +153,9 @@ impl Signal {
                 hubs: hubs.clone(),
                 shared: shared.clone(),
             }),
-            (None, None) => Arc::new(local),
+            (None, None) => Arc::new(LocalRouter {
+                hub: hubs[0].clone(),
+            }),
         };
         let tasks: Vec<_> = (receivers.into_iter().zip(&snapshots).enumerate())
             .map(|(index, (rx, snapshot))| {
@@ -639,6 +638,7 @@ mod tests {
         // Sealed: closed exactly seal_close_delay after the SEAL arrived.
         tokio::time::sleep(Duration::from_millis(700)).await;
         host.recv().await; // the JOIN frame
+        assert!(matches!(host.recv().await, Some(Outgoing::Entered)));
         let sealed = tokio::time::Instant::now();
         text(&hub, 1, r#"{"type":7,"id":0,"data":""}"#).await;
         assert!(matches!(host.recv().await, Some(Outgoing::Text(_))));

@@ -45,6 +45,9 @@ pub enum Operator {
 pub enum Outgoing {
     Text(String),
     Close(Reason),
+    /// The player is now in a lobby, after the frames that put it there: nothing to send it, but
+    /// a guest's node is told in order ([`super::remote::forward()`]).
+    Entered,
 }
 
 /// The hub's clock: tokio's, so that tests can pause and advance it.
@@ -129,9 +132,16 @@ impl Outbox {
         Ok(())
     }
 
-    /// The player is now in a lobby, for good.
+    /// The player is now in a lobby, for good: [`Inbox::in_lobby`] says so from now on, and
+    /// [`Outgoing::Entered`] follows the frames queued before.
     pub fn entered(&self) {
-        self.shared.state.lock().unwrap().in_lobby = true;
+        let mut state = self.shared.state.lock().unwrap();
+        state.in_lobby = true;
+        if !state.inbox_gone {
+            state.frames.push_back(Outgoing::Entered);
+            drop(state);
+            self.shared.queued.notify_one();
+        }
     }
 
     pub fn close(&self, reason: Reason) {
@@ -272,19 +282,25 @@ mod tests {
                 got.push(match out {
                     Outgoing::Text(t) => t,
                     Outgoing::Close(reason) => reason.text().to_string(),
+                    Outgoing::Entered => "entered".to_string(),
                 });
             }
             got
         });
         tokio::task::yield_now().await;
         outbox.text("a".into(), 1 << 20).unwrap();
+        outbox.entered();
         outbox.close(Reason::TooSlow);
         assert!(!waiting.is_finished());
         drop(outbox);
         let got = waiting.await.unwrap();
         assert_eq!(
             got,
-            vec!["a".to_string(), Reason::TooSlow.text().to_string()]
+            vec![
+                "a".to_string(),
+                "entered".to_string(),
+                Reason::TooSlow.text().to_string()
+            ]
         );
     }
 

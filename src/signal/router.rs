@@ -1,10 +1,10 @@
-//! Which hub a session's frames go to, decided once per session by a [`Router`] (after
-//! LiveKit's `routing.Router`): the [`LocalRouter`] sends every session to this node's hub; in
-//! a cluster, `remote::ClusterRouter` wraps it and sends a session whose first JOIN names
-//! another node's lobby to that node ([`Upstream::Remote`]); with several hubs in the process,
-//! `shards::ShardRouter` sends it to the hub of its lobby, and again at its next JOIN if that
-//! one failed ([`Routed::Moved`]). A session asks with each frame while its route is
-//! undecided ([`Routed::Later`]) or only moved and it is in no lobby yet.
+//! Which hub a session's frames go to, decided by a [`Router`] (after LiveKit's
+//! `routing.Router`): the [`LocalRouter`] sends every session to this node's one hub; in a
+//! cluster, `remote::ClusterRouter` sends a session whose JOIN names another node's lobby to
+//! that node ([`Upstream::Remote`]); with several hubs in the process, `shards::ShardRouter`
+//! sends it to the hub of its lobby. A session asks with each frame until it is in a lobby
+//! ([`Routed::Later`]: the frame decides nothing; [`Routed::Moved`]: from it on, there), so a
+//! JOIN refused in one hub leaves it free to join a lobby in any other.
 
 use std::time::Instant;
 
@@ -26,6 +26,9 @@ pub struct Player {
     pub join_by: Instant,
     /// Which of this process's hubs it is in (`signal.shards`; 0 with one).
     pub hub: usize,
+    /// In a cluster: the node (its process's address) whose hub it is attached to, if not this
+    /// one's.
+    pub node: Option<String>,
     /// `signal.failed_joins_per_minute`, checked against a cluster's count.
     pub failed_joins_per_minute: u32,
 }
@@ -36,14 +39,12 @@ pub struct Closing(pub Reason);
 
 /// A router's answer for one frame.
 pub enum Routed {
-    /// Not decided by this frame: it goes to this node's hub, and the next one is asked about.
+    /// Not decided by this frame: it goes where the last one went.
     Later,
-    /// From this frame on, the session's frames go here (and what comes back arrives in the
-    /// session's queue, as before).
-    To(Upstream),
-    /// From this frame on, the session's frames go to this process's hub number `hub`; asked
-    /// again with each frame until the player is in a lobby (a JOIN that fails leaves it free to
-    /// try another lobby, in another hub).
+    /// From this frame on, the session's frames go to `upstream` (this process's hub number
+    /// `hub`, or another node's), and what comes back arrives in the session's queue as before;
+    /// asked again with each frame until the player is in a lobby (a JOIN that fails leaves it
+    /// free to try another lobby, in another hub or on another node).
     Moved { hub: usize, upstream: Upstream },
     /// Where the frame's lobby lives could not be asked (the lobby directory is unreachable).
     DirectoryDown,
@@ -62,8 +63,7 @@ pub trait Router: Send + Sync {
     ) -> BoxFuture<'a, Result<Routed, Closing>>;
 }
 
-/// Every session to this node's hub, and in a cluster asked again until the player is in a
-/// lobby (a JOIN refused here leaves it free to join another node's lobby next).
+/// Every session to this node's one hub (no cluster, one shard).
 #[derive(Clone)]
 pub struct LocalRouter {
     pub hub: mpsc::Sender<Input>,

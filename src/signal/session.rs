@@ -86,6 +86,7 @@ pub async fn run(
         join_by: opened + join_timeout,
         failed_joins_per_minute: s.failed_joins_per_minute,
         hub: home,
+        node: None,
     };
     let mut way = Way::new(player, router, hub);
     let send_timeout = s.send_timeout.0;
@@ -152,6 +153,8 @@ pub async fn run(
                     }
                 }
                 Some(Outgoing::Close(reason)) => break reason.into(),
+                // Already known: the router asks the queue's `in_lobby`.
+                Some(Outgoing::Entered) => {}
                 // The hub dropped us: our queue overflowed because we did not read fast enough.
                 None => break Reason::TooSlow.into(),
             },

@@ -1,5 +1,6 @@
 //! Where a session's frames go: this node's hub, or another node's ([`Upstream`]); and the
-//! session's way there ([`Way`]), undecided until its [`Router`] decides, then fixed.
+//! session's way there ([`Way`]), which its [`Router`] may change until the player is in a
+//! lobby, then fixed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,14 @@ pub enum Upstream {
 }
 
 impl Upstream {
+    /// The other node it leads to, if any.
+    fn node(&self) -> Option<String> {
+        match self {
+            Upstream::Local(_) => None,
+            Upstream::Remote { node, .. } => Some(node.clone()),
+        }
+    }
+
     async fn text(&self, player: &Player, text: String, at: Instant) -> Result<(), Closing> {
         let conn = player.conn;
         match self {
@@ -72,23 +81,14 @@ async fn local(hub: &mpsc::Sender<Input>, input: Input) -> Result<(), Closing> {
         .map_err(|_| Closing(Reason::ShuttingDown))
 }
 
-/// A session's way to its hub: this node's while undecided, then where its router sent it.
+/// A session's way to its hub: the one it starts in, then where its router last sent it; the
+/// router is asked about each frame until the player is in a lobby.
 pub struct Way {
     player: Player,
     router: Arc<dyn Router>,
     upstream: Upstream,
-    asking: Asking,
-}
-
-/// When the router is asked about a frame.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Asking {
-    /// Each frame, until it decides.
-    Undecided,
-    /// Each frame while the player is in no lobby (it was moved between this process's hubs).
-    UntilInLobby,
-    /// No more.
-    Decided,
+    /// The player is in a lobby: the router is not asked again.
+    settled: bool,
 }
 
 impl Way {
@@ -97,36 +97,28 @@ impl Way {
             player,
             router,
             upstream: Upstream::Local(hub),
-            asking: Asking::Undecided,
+            settled: false,
         }
     }
 
-    /// A frame from the player (a text frame, or a binary one holding UTF-8). While undecided
-    /// the router is asked first; if it moves the player, the hub it moves to sends into the same
-    /// `outgoing`. `Some`: a frame the session answers itself, to send the player now.
+    /// A frame from the player (a text frame, or a binary one holding UTF-8). Until the player
+    /// is in a lobby the router is asked first; if it moves the player, the hub it moves to
+    /// sends into the same `outgoing`. `Some`: a frame the session answers itself, to send the
+    /// player now.
     pub async fn text(
         &mut self,
         text: String,
         at: Instant,
         outgoing: &Inbox,
     ) -> Result<Option<String>, Closing> {
-        let asks = match self.asking {
-            Asking::Undecided => true,
-            // In a lobby for good: settled, and the queue is not looked at again.
-            Asking::UntilInLobby if outgoing.in_lobby() => {
-                self.asking = Asking::Decided;
-                false
-            }
-            Asking::UntilInLobby => true,
-            Asking::Decided => false,
-        };
-        if asks {
+        // In a lobby for good: the queue is not looked at again.
+        self.settled = self.settled || outgoing.in_lobby();
+        if !self.settled {
             match self.router.route(&self.player, &text, outgoing).await? {
                 Routed::Later => {}
-                Routed::To(upstream) => (self.upstream, self.asking) = (upstream, Asking::Decided),
                 Routed::Moved { hub, upstream } => {
-                    (self.upstream, self.asking) = (upstream, Asking::UntilInLobby);
-                    self.player.hub = hub;
+                    (self.player.hub, self.player.node) = (hub, upstream.node());
+                    self.upstream = upstream;
                 }
                 Routed::DirectoryDown => return self.directory_down(&text).map(Some),
             }

@@ -84,6 +84,12 @@ impl Remote {
                 }
                 None
             }
+            Envelope::Entered { conn } => {
+                if let Some((_, outbox)) = s.attached.get(&conn) {
+                    outbox.entered();
+                }
+                None
+            }
             Envelope::Close { conn, reason } => {
                 if let Some((_, outbox)) = s.attached.remove(&conn) {
                     outbox.close(reason);

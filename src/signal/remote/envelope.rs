@@ -32,6 +32,10 @@ pub enum Envelope {
     Send { conn: ConnId, text: String },
     /// Owner → edge: close the player's socket (the reason as its number).
     Close { conn: ConnId, reason: Reason },
+    /// Owner → edge: the player is in a lobby there, for good (until then a JOIN it sends may
+    /// take it to another node). A node of an earlier version does not read it, and keeps the
+    /// player where it is.
+    Entered { conn: ConnId },
 }
 
 impl Envelope {
@@ -47,7 +51,10 @@ impl Envelope {
     pub fn size(&self) -> usize {
         64 + match self {
             Envelope::Text { text, .. } | Envelope::Send { text, .. } => text.len(),
-            Envelope::Connect { .. } | Envelope::Gone { .. } | Envelope::Close { .. } => 0,
+            Envelope::Connect { .. }
+            | Envelope::Gone { .. }
+            | Envelope::Close { .. }
+            | Envelope::Entered { .. } => 0,
         }
     }
 }

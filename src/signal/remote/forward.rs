@@ -22,6 +22,7 @@ pub async fn forward(
         let envelope = match out {
             Outgoing::Text(text) => Envelope::Send { conn, text },
             Outgoing::Close(reason) => Envelope::Close { conn, reason },
+            Outgoing::Entered => Envelope::Entered { conn },
         };
         if !mailbox.send(&edge, envelope) {
             let close = Envelope::Close {

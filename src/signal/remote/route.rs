@@ -1,21 +1,23 @@
-//! The cluster's router: wraps this node's ([`LocalRouter`]). A session's JOIN (or RESUME, or
-//! CREATE while this node drains) is looked up in the lobby directory, with the address's
-//! failed joins in the same round trip; a lobby here, or nowhere, is the local router's (which
-//! has the session ask again until it is in a lobby); a lobby on another node attaches the
-//! player there, for good. A QUICK_JOIN goes where the
-//! cluster plays its filter (`OtherNodes::plays_on`).
+//! The cluster's router: sends a session to this node's hub or attaches it to another node's.
+//! A session's JOIN (or RESUME, or CREATE while this node drains) is looked up in the lobby
+//! directory, with the address's failed joins in the same round trip; a lobby here, or nowhere,
+//! is this node's hub's; a lobby on another node attaches the player there. A QUICK_JOIN goes
+//! where the cluster plays its filter (`OtherNodes::plays_on`). Until the player is in a lobby
+//! each JOIN is routed anew, so a join refused on one node (a wrong password, a full lobby)
+//! leaves the player free to join a lobby anywhere else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use super::{Envelope, Joining, Mailbox, OtherNodes, Owner, Remote};
 use crate::conn_cap::Source;
 use crate::signal::hub::{Departure, Reason};
 use crate::signal::queue::{Inbox, Input, now};
-use crate::signal::router::{Closing, LocalRouter, Player, Routed, Router};
+use crate::signal::router::{Closing, Player, Routed, Router};
 use crate::signal::upstream::Upstream;
 
 /// How long before its join timeout a player's JOIN stops looking for a lobby the directory
@@ -25,7 +27,8 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(250);
 
 /// Routes sessions across the cluster's nodes.
 pub struct ClusterRouter {
-    pub local: LocalRouter,
+    /// This node's hub.
+    pub hub: mpsc::Sender<Input>,
     pub nodes: Arc<dyn OtherNodes>,
     pub mailbox: Arc<dyn Mailbox>,
     pub remote: Arc<Remote>,
@@ -43,9 +46,10 @@ impl Router for ClusterRouter {
 }
 
 impl ClusterRouter {
-    /// A JOIN of a lobby another node owns attaches the player to that node, and so does
-    /// creating a lobby while this node drains (to the node the cluster picks); any other JOIN
-    /// is the local router's; other frames decide nothing yet.
+    /// Where a JOIN-like frame takes the player: the node of the lobby it names, the node that
+    /// takes its CREATE while this one drains, or the node that plays its QUICK_JOIN; this
+    /// node's hub for its own lobbies, for a lobby nowhere (whose hub then says so) and for an
+    /// address spent on other nodes (whose hub then refuses). Other frames decide nothing.
     async fn decide(
         &self,
         player: &Player,
@@ -54,14 +58,12 @@ impl ClusterRouter {
     ) -> Result<Routed, Closing> {
         let (key, guesser) = match super::joining(frame) {
             Joining::No => return Ok(Routed::Later),
-            Joining::Creates => match self.nodes.creates_on() {
-                Some(node) => return self.attach(player, node, outgoing).await,
-                None => return self.local.route(player, frame, outgoing).await,
-            },
-            Joining::Plays(filter) => match self.nodes.plays_on(&filter) {
-                Some(node) => return self.attach(player, node, outgoing).await,
-                None => return self.local.route(player, frame, outgoing).await,
-            },
+            Joining::Creates => return self.go(player, self.nodes.creates_on(), outgoing).await,
+            Joining::Plays(filter) => {
+                return self
+                    .go(player, self.nodes.plays_on(&filter), outgoing)
+                    .await;
+            }
             Joining::Names(key) => (key, Some(Source::of(player.client.source))),
             // A resume token is no guess.
             Joining::Resumes(key) => (key, None),
@@ -72,57 +74,79 @@ impl ClusterRouter {
                 // Spent on other nodes: this hub refuses the join, as it would its own.
                 Ok((_, failures)) if failures.spent(player.failed_joins_per_minute) => {
                     let source = Source::of(player.client.source);
-                    let _ = self
-                        .local
-                        .hub
-                        .send(Input::SpentElsewhere(source, now()))
-                        .await;
-                    return self.local.route(player, frame, outgoing).await;
+                    let _ = self.hub.send(Input::SpentElsewhere(source, now())).await;
+                    break None;
                 }
-                Ok((Owner::There(node), _)) => break node,
-                Ok((Owner::Here, _)) => return self.local.route(player, frame, outgoing).await,
+                Ok((Owner::There(node), _)) => break Some(node),
+                Ok((Owner::Here, _)) => break None,
                 // The local hub then says it does not exist, in time to say so.
                 Ok((Owner::Nowhere, _)) => match again.next() {
                     Some(wait) if now() + *wait + ANSWER_MARGIN < player.join_by => {
                         tokio::time::sleep(*wait).await
                     }
-                    _ => return self.local.route(player, frame, outgoing).await,
+                    _ => break None,
                 },
                 Err(super::Unreachable) => return Ok(Routed::DirectoryDown),
             }
         };
-        self.attach(player, node, outgoing).await
+        self.go(player, node, outgoing).await
     }
 
-    /// Moves the player from this hub to `node`'s, in the same queue: what this hub sent it
-    /// before it let go (a LIST's answer) is still delivered, before what comes from there.
-    async fn attach(
+    /// Sends the player to `node`'s hub (`None`: this node's), from the hub it is in, in the
+    /// same queue: what the hub it leaves sent it before letting go (a LIST's answer) is still
+    /// delivered, before what comes from the next.
+    async fn go(
         &self,
         player: &Player,
-        node: String,
+        node: Option<String>,
         outgoing: &Inbox,
     ) -> Result<Routed, Closing> {
         let conn = player.conn;
-        // It moves on, not away: nothing of it stays in this hub.
-        let _ = (self.local.hub)
-            .send(Input::Gone(conn, Departure::Left, now()))
-            .await;
-        outgoing.released().await;
-        self.remote.attach(conn, &node, outgoing.reopen());
-        let connect = Envelope::Connect {
-            conn,
-            extension: player.client.extension,
-            source: player.client.source,
-            age_ms: player.opened.elapsed().as_millis() as u64,
-        };
-        if !self.mailbox.send(&node, connect) {
-            self.remote.detach(conn);
-            return Err(Closing(Reason::LinkLost));
+        if node != player.node {
+            // It moves on, not away: nothing of it stays where it was.
+            match &player.node {
+                Some(there) => {
+                    self.remote.detach(conn);
+                    let how = Departure::Left;
+                    self.mailbox.send(there, Envelope::Gone { conn, how });
+                }
+                None => {
+                    let gone = Input::Gone(conn, Departure::Left, now());
+                    let _ = self.hub.send(gone).await;
+                }
+            }
+            outgoing.released().await;
+            let outbox = outgoing.reopen();
+            match &node {
+                Some(there) => {
+                    self.remote.attach(conn, there, outbox);
+                    let connect = Envelope::Connect {
+                        conn,
+                        extension: player.client.extension,
+                        source: player.client.source,
+                        age_ms: player.opened.elapsed().as_millis() as u64,
+                    };
+                    if !self.mailbox.send(there, connect) {
+                        self.remote.detach(conn);
+                        return Err(Closing(Reason::LinkLost));
+                    }
+                }
+                None => {
+                    let connect = Input::Connect(conn, outbox, player.client, player.opened);
+                    if self.hub.send(connect).await.is_err() {
+                        return Err(Closing(Reason::ShuttingDown));
+                    }
+                }
+            }
         }
-        Ok(Routed::To(Upstream::Remote {
-            node,
-            mailbox: self.mailbox.clone(),
-            remote: self.remote.clone(),
-        }))
+        let upstream = match node {
+            Some(node) => Upstream::Remote {
+                node,
+                mailbox: self.mailbox.clone(),
+                remote: self.remote.clone(),
+            },
+            None => Upstream::Local(self.hub.clone()),
+        };
+        Ok(Routed::Moved { hub: 0, upstream })
     }
 }
