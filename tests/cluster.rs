@@ -441,6 +441,20 @@ async fn relayed(player: &mut Player) -> (u64, u64, String) {
     }
 }
 
+/// `player` is closed for a message `refused_by` could not queue for another node, counted
+/// there (the first such refusal).
+async fn lost_contact(player: &mut Player, refused_by: &Server) {
+    assert_eq!(
+        player.closed().await,
+        (4000, "Lost contact with the lobby's server".to_string())
+    );
+    common::wait_for_metrics(
+        refused_by.web,
+        &[r#"rallypoint_cluster_envelopes_total{what="refused"} 1"#],
+    )
+    .await;
+}
+
 /// Reads `player`'s frames until `n` candidates have come or its socket is closed: how many
 /// came, and the close's code and reason.
 async fn candidates_until_closed(player: &mut Player, n: usize) -> (usize, Option<(u16, String)>) {
@@ -587,30 +601,14 @@ async fn players_on_three_nodes_meet_in_one_lobby_and_are_told_when_its_node_die
     // (16 KiB here) closes its sender with a reason; counted, and logged once.
     let (mut big, _) = Player::join(c.web, &lobby).await;
     big.send_json(CANDIDATE as u8, 1, &"x".repeat(20_000)).await;
-    assert_eq!(
-        big.closed().await,
-        (4000, "Lost contact with the lobby's server".to_string())
-    );
-    common::wait_for_metrics(
-        c.web,
-        &[r#"rallypoint_cluster_envelopes_total{what="refused"} 1"#],
-    )
-    .await;
+    lost_contact(&mut big, &c).await;
     c.wait_log("backing up");
     // So does a message for a player on another node that its lobby's node cannot send there:
     // the player is told on its own node, not left waiting.
     let (mut far, id_far) = Player::join(c.web, &lobby).await;
     host.send_json(CANDIDATE as u8, id_far, &"x".repeat(20_000))
         .await;
-    assert_eq!(
-        far.closed().await,
-        (4000, "Lost contact with the lobby's server".to_string())
-    );
-    common::wait_for_metrics(
-        a.web,
-        &[r#"rallypoint_cluster_envelopes_total{what="refused"} 1"#],
-    )
-    .await;
+    lost_contact(&mut far, &a).await;
     // Even with the queue full (Redis pausing writes a moment while a host's frames for the
     // player pile up): the close goes over the budget, after the frames queued before it. (In a
     // lobby of its own: while the queue is full, whoever a frame is for is closed.)
