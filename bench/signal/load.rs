@@ -14,14 +14,18 @@
 //!
 //!   cargo bench --bench signal-load -- --url ws://127.0.0.1:8080/ws --server-pid PID \
 //!       [--peers 10000] [--rate 5000] [--seconds 10] [--extension] [--list-queries 1000] \
-//!       [--join-url ws://127.0.0.1:8081/ws[,ws://127.0.0.1:8082/ws]] [--sources 3] [--threads 2]
+//!       [--join-url ws://127.0.0.1:8081/ws[,ws://127.0.0.1:8082/ws]] [--sources 3] [--threads 2] \
+//!       [--together DIR:N] [--latencies FILE]
 //!
 //! With `--join-url` (other nodes of the same cluster), each lobby's host connects to `--url`
 //! and the three others to the join URLs (member n to the (n-1)th, cycling): every relay then
 //! crosses nodes (through Redis). With `--sources N` the peers connect from 127.0.0.1 to
 //! 127.0.0.N in turn: one source address has only some 28,000 ports for one server port. With
 //! `--threads N` the generator runs on N threads, each sending to its share of the lobbies: one
-//! thread offers about 40,000 messages a second at most.
+//! thread offers about 40,000 messages a second at most. Past one process's open files, several
+//! generators share a load: with `--together DIR:N` each starts its traffic once all N have
+//! connected their peers (each leaves a file in DIR), and `--latencies FILE` writes every relay's
+//! latency (µs, one a line) for `bench/signal/run` to take percentiles over all of them.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +62,11 @@ struct Args {
     sources: usize,
     /// Threads of the generator (and senders, each to its share of the lobbies).
     threads: usize,
+    /// Other generators sharing the load: start the traffic once this many have left a file in
+    /// this folder.
+    together: Option<(String, usize)>,
+    /// Write every relay's latency here.
+    latencies: Option<String>,
 }
 
 fn args() -> Args {
@@ -72,6 +81,8 @@ fn args() -> Args {
         list_queries: 0,
         sources: 1,
         threads: 1,
+        together: None,
+        latencies: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -88,6 +99,12 @@ fn args() -> Args {
             "--list-queries" => a.list_queries = value().parse().expect("list queries"),
             "--sources" => a.sources = value().parse().expect("sources"),
             "--threads" => a.threads = value().parse().expect("threads"),
+            "--together" => {
+                let v = value();
+                let (dir, n) = v.rsplit_once(':').expect("--together DIR:N");
+                a.together = Some((dir.to_string(), n.parse().expect("a number of generators")));
+            }
+            "--latencies" => a.latencies = Some(value()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -369,6 +386,23 @@ fn payload(kind: u64, micros: u64) -> String {
     }
 }
 
+/// Leaves a file in `dir` and waits (two minutes at most) until `n` generators have.
+async fn wait_for_each_other(dir: &str, n: usize) {
+    std::fs::write(format!("{dir}/ready.{}", std::process::id()), "").expect("a ready file");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = std::fs::read_dir(dir).expect("the folder of ready files").count();
+        if ready >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ready} of {n} generators ready"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn main() {
     let a = args();
     let runtime = match a.threads {
@@ -415,6 +449,9 @@ async fn run(a: Args) {
     let held_rss = rss_kib(a.server_pid);
     if a.list_queries > 0 {
         time_list_queries(&a.url, a.list_queries).await;
+    }
+    if let Some((dir, n)) = &a.together {
+        wait_for_each_other(dir, *n).await;
     }
 
     // Readers: record the latency of every relay.
@@ -547,6 +584,10 @@ async fn run(a: Args) {
         l.len(),
         cpu * 1e6 / l.len().max(1) as f64
     );
+    if let Some(file) = &a.latencies {
+        let lines: Vec<String> = l.iter().map(u32::to_string).collect();
+        std::fs::write(file, lines.join("\n")).expect("the latencies written");
+    }
     // One line for bench/signal/run to compare servers with.
     println!(
         "summary: kib_per_peer={:.2} p50_ms={:.3} p99_ms={:.3} relayed={} sent={}",
