@@ -391,7 +391,9 @@ async fn wait_for_each_other(dir: &str, n: usize) {
     std::fs::write(format!("{dir}/ready.{}", std::process::id()), "").expect("a ready file");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = std::fs::read_dir(dir).expect("the folder of ready files").count();
+        let ready = std::fs::read_dir(dir)
+            .expect("the folder of ready files")
+            .count();
         if ready >= n {
             return;
         }
