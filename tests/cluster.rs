@@ -1256,22 +1256,14 @@ async fn one_socket_joins_across_nodes_until_it_is_in_a_lobby() {
         .send_extension(JOIN_BY_CODE, json!({"lobby": home}))
         .await;
     assert_eq!(guesser.next_extension(LOBBY).await["code"], home.as_str());
-    // In a lobby, for good: a JOIN of another node's lobby is refused where it is.
-    guesser
-        .send_extension(JOIN_BY_CODE, json!({"lobby": code}))
-        .await;
-    assert_eq!(
-        guesser.next_extension(ERROR).await["code"],
-        "already_in_lobby"
-    );
-    // And so it is for a player in another node's lobby (its node is told it entered).
-    player
-        .send_extension(JOIN_BY_CODE, json!({"lobby": home}))
-        .await;
-    assert_eq!(
-        player.next_extension(ERROR).await["code"],
-        "already_in_lobby"
-    );
+    // In a lobby, for good: a JOIN of another node's lobby is refused where it is; so it is for
+    // a player in another node's lobby (its node is told it entered).
+    for (in_lobby, other) in [(&mut guesser, &code), (&mut player, &home)] {
+        let join = json!({"lobby": other});
+        in_lobby.send_extension(JOIN_BY_CODE, join).await;
+        let refused = in_lobby.next_extension(ERROR).await;
+        assert_eq!(refused["code"], "already_in_lobby");
+    }
     drop((host, player, browser, guesser, a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
