@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{Envelope, Joining, Mailbox, OtherNodes, Owner, Remote};
 use crate::conn_cap::Source;
 use crate::signal::hub::{Departure, Reason};
-use crate::signal::queue::{Inbox, Input, now};
+use crate::signal::queue::{Inbox, Input, Outbox, now};
 use crate::signal::router::{Closing, Player, Routed, Router};
 use crate::signal::upstream::Upstream;
 
@@ -101,43 +101,11 @@ impl ClusterRouter {
         node: Option<String>,
         outgoing: &Inbox,
     ) -> Result<Routed, Closing> {
-        let conn = player.conn;
         if node != player.node {
-            // It moves on, not away: nothing of it stays where it was.
-            match &player.node {
-                Some(there) => {
-                    self.remote.detach(conn);
-                    let how = Departure::Left;
-                    self.mailbox.send(there, Envelope::Gone { conn, how });
-                }
-                None => {
-                    let gone = Input::Gone(conn, Departure::Left, now());
-                    let _ = self.hub.send(gone).await;
-                }
-            }
+            self.leave(player).await;
             outgoing.released().await;
-            let outbox = outgoing.reopen();
-            match &node {
-                Some(there) => {
-                    self.remote.attach(conn, there, outbox);
-                    let connect = Envelope::Connect {
-                        conn,
-                        extension: player.client.extension,
-                        source: player.client.source,
-                        age_ms: player.opened.elapsed().as_millis() as u64,
-                    };
-                    if !self.mailbox.send(there, connect) {
-                        self.remote.detach(conn);
-                        return Err(Closing(Reason::LinkLost));
-                    }
-                }
-                None => {
-                    let connect = Input::Connect(conn, outbox, player.client, player.opened);
-                    if self.hub.send(connect).await.is_err() {
-                        return Err(Closing(Reason::ShuttingDown));
-                    }
-                }
-            }
+            self.enter(player, node.as_deref(), outgoing.reopen())
+                .await?;
         }
         let upstream = match node {
             Some(node) => Upstream::Remote {
@@ -148,5 +116,54 @@ impl ClusterRouter {
             None => Upstream::Local(self.hub.clone()),
         };
         Ok(Routed::Moved { hub: 0, upstream })
+    }
+
+    /// Takes the player out of the hub it is in. It moves on, not away: nothing of it stays
+    /// there.
+    async fn leave(&self, player: &Player) {
+        let conn = player.conn;
+        match &player.node {
+            Some(there) => {
+                self.remote.detach(conn);
+                let how = Departure::Left;
+                self.mailbox.send(there, Envelope::Gone { conn, how });
+            }
+            None => {
+                let gone = Input::Gone(conn, Departure::Left, now());
+                let _ = self.hub.send(gone).await;
+            }
+        }
+    }
+
+    /// Connects the player to `node`'s hub (`None`: this node's), which sends into `outbox`.
+    async fn enter(
+        &self,
+        player: &Player,
+        node: Option<&str>,
+        outbox: Outbox,
+    ) -> Result<(), Closing> {
+        let conn = player.conn;
+        match node {
+            Some(there) => {
+                self.remote.attach(conn, there, outbox);
+                let connect = Envelope::Connect {
+                    conn,
+                    extension: player.client.extension,
+                    source: player.client.source,
+                    age_ms: player.opened.elapsed().as_millis() as u64,
+                };
+                if !self.mailbox.send(there, connect) {
+                    self.remote.detach(conn);
+                    return Err(Closing(Reason::LinkLost));
+                }
+            }
+            None => {
+                let connect = Input::Connect(conn, outbox, player.client, player.opened);
+                if self.hub.send(connect).await.is_err() {
+                    return Err(Closing(Reason::ShuttingDown));
+                }
+            }
+        }
+        Ok(())
     }
 }
