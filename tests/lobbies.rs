@@ -698,3 +698,54 @@ async fn three_shards_share_the_servers_limits() {
         );
     }
 }
+
+/// `signal.max_lobbies_per_address` is the address's, whichever hubs hold its lobbies: a quick
+/// play opens its lobby in the hub its filter picks, so one address pressing Play with eight
+/// filters reaches several of four hubs, and still opens two lobbies, not two per hub.
+#[tokio::test]
+async fn an_address_playing_eight_filters_over_four_shards_opens_its_two_lobbies() {
+    let server = start("shards = 4\nmax_lobbies_per_address = 2");
+    let address = Ipv4Addr::new(127, 0, 0, 5);
+    // The lobby a new player from `address` opens with filter `n`, or the ERROR's code.
+    let play = |n: u32| async move {
+        let mut player = Peer::ext_from(server.web, address).await;
+        player.send(112, 0, json!({"filter": {"n": n}})).await;
+        loop {
+            match player.recv().await {
+                (101, _, lobby) => return (player, Ok(lobby["data"]["n"].clone())),
+                (199, _, error) => return (player, Err(error["code"].clone())),
+                _ => continue,
+            }
+        }
+    };
+    let mut hosts = Vec::new();
+    let mut refused = 0;
+    for n in 0..8 {
+        match play(n).await {
+            (host, Ok(lobby)) => {
+                assert_eq!(lobby, json!(n));
+                hosts.push(host);
+            }
+            (_, Err(code)) => {
+                assert_eq!(code, "too_many_lobbies");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((hosts.len(), refused), (2, 6));
+    wait_for_metrics(
+        server.web,
+        &[
+            "rallypoint_signal_lobbies 2",
+            r#"rallypoint_signal_limited_total{limit="signal.max_lobbies_per_address"} 6"#,
+        ],
+    )
+    .await;
+    // A host leaves and its lobby ends, in whichever hub: the address may open one more.
+    hosts.pop().unwrap().ws.close(None).await.unwrap();
+    wait_for_metrics(server.web, &["rallypoint_signal_lobbies 1"]).await;
+    let (_host, lobby) = play(8).await;
+    assert_eq!(lobby, Ok(json!(8)));
+    let (_, refused) = play(9).await;
+    assert_eq!(refused, Err(json!("too_many_lobbies")));
+}

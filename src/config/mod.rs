@@ -394,7 +394,8 @@ pub struct Signal {
     /// Joins a second into one lobby (bursts of as many); more are refused "Lobby is busy,
     /// try again". 0 = unlimited.
     pub lobby_joins_per_second: u32,
-    /// Open lobbies created from one address (an IPv6 /64) at once; 0 = unlimited.
+    /// Open lobbies created from one address (an IPv6 /64) at once, by CREATE or quick play, in
+    /// all hubs together (in a cluster, on each node); 0 = unlimited.
     pub max_lobbies_per_address: u32,
     /// Distinct addresses each lobby member may announce to the relay (in its candidates and
     /// SDP); more are not announced. 0 = unlimited.

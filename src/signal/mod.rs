@@ -6,6 +6,7 @@
 //! HTTP request may upgrade. With `signal.shards` there are several hubs, each with its own task
 //! and its share of the lobbies ([`shards`]).
 
+mod address_lobbies;
 mod candidates;
 pub mod codec;
 pub mod ext;
@@ -367,6 +368,9 @@ async fn run_hub(
         crate::random::Random::os(),
     )
     .in_shard(shard);
+    if let Around::Shards(_, shared) = &around {
+        hub = hub.sharing_address_lobbies(shared.address_lobbies.clone());
+    }
     let mut max_queued = config.borrow().signal.max_queued_bytes.0 as usize;
     let mut sessions: HashMap<ConnId, Outbox> = HashMap::new();
     let mut publish = tokio::time::interval(SNAPSHOT_PERIOD);

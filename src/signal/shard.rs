@@ -35,8 +35,8 @@ pub fn of_key(key: &str, count: u32) -> usize {
     of(key, count)
 }
 
-/// The shard where lobbies created from `source` open: all of one address's lobbies in one
-/// hub, so `signal.max_lobbies_per_address` counts them all.
+/// The shard where lobbies created from `source` open (a CREATE; a quick play's lobby opens in
+/// its filter's shard): one address's created lobbies in one hub.
 pub fn of_source(source: Source, count: u32) -> usize {
     of(source, count)
 }

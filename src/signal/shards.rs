@@ -13,6 +13,9 @@
 //!   LIST and quick play, as other nodes' lobbies do in a cluster.
 //! - Failed joins are counted for all hubs together ([`Shared::failed`]): an address that has
 //!   spent its tries on one hub has spent them on all.
+//! - Each address's open lobbies are counted for all hubs together
+//!   ([`Shared::address_lobbies`]): `signal.max_lobbies_per_address` holds for a player whose
+//!   quick plays open lobbies in several hubs.
 //! - `signal.max_peers` and `signal.max_lobbies` count every hub's: each hub publishes how many
 //!   it holds after each input and reads the others' before the next ([`Shared::census`]). Hubs
 //!   admitting at the same moment may pass a limit by one each.
@@ -26,6 +29,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::address_lobbies::AddressLobbies;
 use super::ext::LobbyInfo;
 use super::failed_joins::FailedJoins;
 use super::hub::{Census, ConnId, Departure};
@@ -48,6 +52,8 @@ pub struct Shared {
     failed: Mutex<FailedJoins>,
     /// Each hub's peers and lobbies, as it last published them.
     census: Vec<[AtomicUsize; 2]>,
+    /// Open lobbies per creator's address, in every hub.
+    pub address_lobbies: Arc<AddressLobbies>,
 }
 
 impl Shared {
@@ -56,6 +62,7 @@ impl Shared {
             lists: Mutex::new(vec![(0, Arc::default()); count as usize]),
             failed: Mutex::new(FailedJoins::new(failed_joins_per_minute)),
             census: (0..count).map(|_| Default::default()).collect(),
+            address_lobbies: Arc::default(),
         }
     }
 

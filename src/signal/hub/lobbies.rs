@@ -184,14 +184,11 @@ impl Hub {
         }
         let creator = self.peers[&host].source;
         let per_address = self.limits.max_lobbies_per_address;
-        if per_address > 0
-            && self.lobbies_per_source.get(&creator).copied().unwrap_or(0) >= per_address
-        {
+        if !self.lobbies_per_source.open(creator, per_address) {
             let limit = Refusal::TooManyLobbiesHere.limit().unwrap();
             *self.counts.limited.entry(limit).or_default() += 1;
             return Err(Refusal::TooManyLobbiesHere);
         }
-        *self.lobbies_per_source.entry(creator).or_default() += 1;
         let name = loop {
             let name = lobby::random_from(&mut self.random, LOBBY_NAME_CHARS, LOBBY_NAME_LEN);
             if self.shard.owns_key(&name) && !self.lobby_names.contains_key(&name) {
@@ -245,12 +242,7 @@ impl Hub {
         self.listing_version += 1;
         self.lobby_names.remove(&lobby.name);
         self.lobby_codes.remove(&lobby.code);
-        if let Some(n) = self.lobbies_per_source.get_mut(&lobby.creator) {
-            *n -= 1;
-            if *n == 0 {
-                self.lobbies_per_source.remove(&lobby.creator);
-            }
-        }
+        self.lobbies_per_source.close(lobby.creator);
         self.out.push(Output::Listed {
             keys: vec![lobby.name.clone(), lobby.code.clone()],
             open: false,

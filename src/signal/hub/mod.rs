@@ -31,10 +31,12 @@ mod timers;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use super::address_lobbies::AddressLobbies;
 use super::candidates;
 use super::codec::{self, Command, Dialect, Event, Negotiation};
 use super::ext::{self, ErrorCode, ExtCommand, ExtEvent, LobbyInfo};
@@ -68,8 +70,9 @@ pub struct Hub {
     lobbies: HashMap<u64, Lobby>,
     lobby_names: HashMap<String, u64>,
     lobby_codes: HashMap<String, u64>,
-    /// Open lobbies per creator's address (`signal.max_lobbies_per_address`).
-    lobbies_per_source: HashMap<Source, u32>,
+    /// Open lobbies per creator's address (`signal.max_lobbies_per_address`), this hub's and
+    /// those of the hubs it shares the count with.
+    lobbies_per_source: Arc<AddressLobbies>,
     next_lobby: u64,
     /// Resume token → the peer it belongs to.
     tokens: HashMap<String, ConnId>,
@@ -114,7 +117,7 @@ impl Hub {
             lobbies: HashMap::new(),
             lobby_names: HashMap::new(),
             lobby_codes: HashMap::new(),
-            lobbies_per_source: HashMap::new(),
+            lobbies_per_source: Arc::default(),
             next_lobby: 0,
             tokens: HashMap::new(),
             failed_joins,
@@ -137,6 +140,13 @@ impl Hub {
     /// ids that are `shard`'s.
     pub fn in_shard(mut self, shard: Shard) -> Hub {
         self.shard = shard;
+        self
+    }
+
+    /// The hub counts each address's open lobbies in `lobbies`, with the other hubs that do:
+    /// `signal.max_lobbies_per_address` is then theirs together.
+    pub fn sharing_address_lobbies(mut self, lobbies: Arc<AddressLobbies>) -> Hub {
+        self.lobbies_per_source = lobbies;
         self
     }
 
