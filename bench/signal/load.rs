@@ -1,11 +1,12 @@
 //! Signalling load generator: opens N WebSocket peers in lobbies of four on a running server,
 //! then relays offers, answers and candidates between lobby members at a fixed rate.
 //!
-//! Prints the peers held, the messages per second relayed, the relay latency (send to receive,
-//! p50/p99, and the p99 of each second), the server's memory per connected peer (from
-//! /proc/PID/status) and CPU per message, and the generator's own CPU and lateness (how late a
-//! 1 ms timer of its fires, the worst of each second: a tail the generator causes shows there
-//! too). With
+//! Prints the peers held, the messages per second relayed, the relay latency (p50/p99, and the
+//! p99 of each second) from a message's sending to its arrival at this host (the kernel's receive
+//! timestamp, [`arrival`]) and, beside it, to its reading by the generator, the server's memory
+//! per connected peer (from /proc/PID/status) and CPU per message, and the generator's own CPU
+//! and lateness (how late a 1 ms timer of its fires, the worst of each second: a tail the
+//! generator causes shows there, and in the reading latency only). With
 //! `--extension`, peers use rallypoint's lobby extension (subprotocol `rallypoint.v1`: public
 //! lobbies created with options, joined by code), and `--list-queries N` then times N lobby-list
 //! queries (LIST, one page) over the open lobbies. Without it, the load is Godot's plain protocol,
@@ -25,7 +26,7 @@
 //! thread offers about 40,000 messages a second at most. Past one process's open files, several
 //! generators share a load: with `--together DIR:N` each starts its traffic once all N have
 //! connected their peers (each leaves a file in DIR), and `--latencies FILE` writes every relay's
-//! latency (µs, one a line) for `bench/signal/run` to take percentiles over all of them.
+//! latency to its arrival (µs, one a line) for `bench/signal/run` to take percentiles over all of them.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,15 +36,17 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+mod arrival;
+use arrival::{Arrival, Stamped, now_micros};
+
+type Ws = WebSocketStream<Stamped>;
 type Sink = SplitSink<Ws, Message>;
 
 struct Args {
@@ -126,13 +129,8 @@ fn args() -> Args {
 
 /// Sends `total` messages at `rate` a second, from member i of each lobby to member i+1, cycling
 /// through lobbies; nine in ten are candidates, the rest offers and answers. Each carries when it
-/// was sent, in µs since `epoch`.
-async fn send(
-    mut sinks: Vec<Vec<Member>>,
-    rate: u64,
-    total: u64,
-    epoch: Instant,
-) -> Vec<Vec<Member>> {
+/// was sent ([`now_micros`]).
+async fn send(mut sinks: Vec<Vec<Member>>, rate: u64, total: u64) -> Vec<Vec<Member>> {
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut sent = 0u64;
     let traffic = Instant::now();
@@ -148,7 +146,7 @@ async fn send(
                 1 => 5,
                 _ => 6,
             };
-            let micros = epoch.elapsed().as_micros() as u64;
+            let micros = now_micros();
             let frame = serde_json::json!({"type": kind, "id": to, "data": payload(kind, micros)})
                 .to_string();
             sinks[l][m].sink.send(Message::text(frame)).await.unwrap();
@@ -180,6 +178,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
+/// One relay received: when (ms since the traffic's epoch), and its latency in µs from being
+/// sent to arriving at this host (the kernel's stamp) and to being read by the generator.
+#[derive(Clone, Copy)]
+struct Relay {
+    at: u32,
+    arrived: u32,
+    read: u32,
+}
+
 /// One lobby member: where to write, and the id the others address it by.
 struct Member {
     sink: Sink,
@@ -198,7 +205,8 @@ async fn recv_json(stream: &mut SplitStream<Ws>) -> Value {
 /// The loopback address the next connection comes from, round robin over `--sources`.
 static NEXT_SOURCE: AtomicUsize = AtomicUsize::new(0);
 
-async fn connect(url: &str, extension: bool, sources: usize) -> (Sink, SplitStream<Ws>) {
+/// A WebSocket to `url`: where to write, what it reads, and when its last read arrived.
+async fn connect(url: &str, extension: bool, sources: usize) -> (Sink, SplitStream<Ws>, Arrival) {
     let mut request = url.into_client_request().expect("a ws:// URL");
     if extension {
         request.headers_mut().insert(
@@ -232,14 +240,12 @@ async fn connect(url: &str, extension: bool, sources: usize) -> (Sink, SplitStre
     }
     let stream = socket.connect(server).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    let (ws, _) = tokio_tungstenite::client_async_with_config(
-        request,
-        MaybeTlsStream::Plain(stream),
-        Some(config),
-    )
-    .await
-    .expect("WebSocket handshake");
-    ws.split()
+    let (stream, arrival) = Stamped::new(stream).expect("receive timestamps");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .expect("WebSocket handshake");
+    let (sink, stream) = ws.split();
+    (sink, stream, arrival)
 }
 
 /// An extension message: Godot's envelope, `data` a JSON object as a string.
@@ -265,8 +271,8 @@ async fn lobby(
     join_urls: &[String],
     extension: bool,
     sources: usize,
-) -> Vec<(Member, SplitStream<Ws>)> {
-    let (mut sink, mut stream) = connect(url, extension, sources).await;
+) -> Vec<(Member, SplitStream<Ws>, Arrival)> {
+    let (mut sink, mut stream, arrival) = connect(url, extension, sources).await;
     let name = if extension {
         let options = serde_json::json!({"title": "bench", "public": true, "max_players": 8,
                                          "data": {"version": "1.0", "mode": "bench"}});
@@ -284,17 +290,17 @@ async fn lobby(
             .unwrap()
             .to_string()
     };
-    let mut members = vec![(Member { sink, id: 1 }, stream)];
+    let mut members = vec![(Member { sink, id: 1 }, stream, arrival)];
     for n in 1..4 {
         let join_url = &join_urls[(n - 1) % join_urls.len()];
-        let (mut sink, mut stream) = connect(join_url, extension, sources).await;
+        let (mut sink, mut stream, arrival) = connect(join_url, extension, sources).await;
         let id = if extension {
             sink.send(ext(103, serde_json::json!({"lobby": name.to_lowercase()})))
                 .await
                 .unwrap();
             let id = recv_type(&mut stream, 1).await["id"].as_u64().unwrap();
             recv_type(&mut stream, 101).await; // after PEER_CONNECTs, JOIN, SESSION
-            for (_, s) in members.iter_mut() {
+            for (_, s, _) in members.iter_mut() {
                 recv_type(s, 101).await; // PEER_CONNECT(newcomer), the new count
             }
             id
@@ -305,12 +311,12 @@ async fn lobby(
             for _ in 0..n + 1 {
                 recv_json(&mut stream).await; // PEER_CONNECTs, then JOIN
             }
-            for (_, s) in members.iter_mut() {
+            for (_, s, _) in members.iter_mut() {
                 recv_json(s).await; // PEER_CONNECT(newcomer)
             }
             id
         };
-        members.push((Member { sink, id }, stream));
+        members.push((Member { sink, id }, stream, arrival));
     }
     members
 }
@@ -318,7 +324,7 @@ async fn lobby(
 /// Times `n` lobby-list queries, one after another, from one extension client; prints how many
 /// lobbies are listed and the round trip p50/p99.
 async fn time_list_queries(url: &str, n: usize) {
-    let (mut sink, mut stream) = connect(url, true, 1).await;
+    let (mut sink, mut stream, _) = connect(url, true, 1).await;
     let mut times = Vec::with_capacity(n);
     let mut listed = (0, 0);
     for i in 0..n {
@@ -456,17 +462,16 @@ async fn run(a: Args) {
         wait_for_each_other(dir, *n).await;
     }
 
-    // Readers: record the latency of every relay.
-    // (when it arrived, in ms since `epoch`; its latency, in µs).
-    let latencies = Arc::new(Mutex::new(Vec::<(u32, u32)>::with_capacity(
+    // Readers: record the latency of every relay, to its arrival and to its reading.
+    let relays = Arc::new(Mutex::new(Vec::<Relay>::with_capacity(
         (a.rate * a.seconds) as usize,
     )));
     let mut sinks: Vec<Vec<Member>> = Vec::new();
     let epoch = Instant::now();
     for lobby in lobbies {
         let mut members = Vec::new();
-        for (member, mut stream) in lobby {
-            let latencies = latencies.clone();
+        for (member, mut stream, arrival) in lobby {
+            let relays = relays.clone();
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     if let Message::Text(t) = msg {
@@ -475,12 +480,13 @@ async fn run(a: Args) {
                             .as_str()
                             .and_then(|d| d.split('\n').next()?.parse::<u64>().ok())
                         {
-                            let now = epoch.elapsed().as_micros() as u64;
-                            let arrived = (now / 1000) as u32;
-                            latencies
-                                .lock()
-                                .unwrap()
-                                .push((arrived, (now - sent) as u32));
+                            let read = now_micros();
+                            let arrived = arrival.load(Ordering::Relaxed).clamp(sent, read);
+                            relays.lock().unwrap().push(Relay {
+                                at: epoch.elapsed().as_millis() as u32,
+                                arrived: (arrived - sent) as u32,
+                                read: (read - sent) as u32,
+                            });
                         }
                     }
                 }
@@ -521,7 +527,7 @@ async fn run(a: Args) {
         .map(|(k, share)| {
             let n = a.threads as u64;
             let (rate, total) = (a.rate / n, total / n + u64::from((k as u64) < total % n));
-            tokio::spawn(send(share, rate.max(1), total, epoch))
+            tokio::spawn(send(share, rate.max(1), total))
         })
         .collect();
     // The senders give their peers back, held open until the stragglers are in.
@@ -532,17 +538,23 @@ async fn run(a: Args) {
     let send_time = traffic.elapsed();
     // Wait for stragglers, at most two seconds.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while latencies.lock().unwrap().len() < total as usize && Instant::now() < deadline {
+    while relays.lock().unwrap().len() < total as usize && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = cpu_seconds(a.server_pid) - cpu_before;
     let own_cpu = cpu_seconds(std::process::id()) - own_cpu_before;
     probe.abort();
     let lag = lag.lock().unwrap().clone();
-    let arrivals = latencies.lock().unwrap().clone();
-    let mut l: Vec<u32> = arrivals.iter().map(|&(_, latency)| latency).collect();
-    l.sort_unstable();
-    let pct = |p: f64| {
+    let relays = relays.lock().unwrap().clone();
+    let arrivals: Vec<(u32, u32)> = relays.iter().map(|r| (r.at, r.arrived)).collect();
+    let readings: Vec<(u32, u32)> = relays.iter().map(|r| (r.at, r.read)).collect();
+    let sorted = |of: &[(u32, u32)]| {
+        let mut l: Vec<u32> = of.iter().map(|&(_, latency)| latency).collect();
+        l.sort_unstable();
+        l
+    };
+    let (l, read) = (sorted(&arrivals), sorted(&readings));
+    let pct = |l: &[u32], p: f64| {
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
@@ -567,13 +579,22 @@ async fn run(a: Args) {
         total as f64 / send_time.as_secs_f64(),
         l.len() as f64 / send_time.as_secs_f64()
     );
+    let ms = |micros: u32| micros as f64 / 1000.0;
     println!(
-        "relay latency:         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(0.50) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
-        l.last().copied().unwrap_or(0) as f64 / 1000.0
+        "relay latency:         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (sent to arrived)",
+        ms(pct(&l, 0.50)),
+        ms(pct(&l, 0.99)),
+        ms(pct(&l, 1.0))
     );
     println!("p99 by second:         {}", by_second(&arrivals, 0.99));
+    println!(
+        "as read:               p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (sent to read by the \
+         generator); p99 by second {}",
+        ms(pct(&read, 0.50)),
+        ms(pct(&read, 0.99)),
+        ms(pct(&read, 1.0)),
+        by_second(&readings, 0.99)
+    );
     println!("generator late, max by second: {}", by_second(&lag, 1.0));
     println!(
         "generator CPU:         {:.2} s ({:.0}% of the traffic's time)",
@@ -594,8 +615,8 @@ async fn run(a: Args) {
     println!(
         "summary: kib_per_peer={:.2} p50_ms={:.3} p99_ms={:.3} relayed={} sent={}",
         (held_rss.saturating_sub(base_rss)) as f64 / a.peers as f64,
-        pct(0.50) as f64 / 1000.0,
-        pct(0.99) as f64 / 1000.0,
+        ms(pct(&l, 0.50)),
+        ms(pct(&l, 0.99)),
         l.len(),
         total
     );
