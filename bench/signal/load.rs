@@ -29,7 +29,7 @@
 //! latency to its arrival (µs, one a line) for `bench/signal/run` to take percentiles over all of them.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -466,12 +466,13 @@ async fn run(a: Args) {
     let relays = Arc::new(Mutex::new(Vec::<Relay>::with_capacity(
         (a.rate * a.seconds) as usize,
     )));
+    let unstamped = Arc::new(AtomicU64::new(0));
     let mut sinks: Vec<Vec<Member>> = Vec::new();
     let epoch = Instant::now();
     for lobby in lobbies {
         let mut members = Vec::new();
         for (member, mut stream, arrival) in lobby {
-            let relays = relays.clone();
+            let (relays, unstamped) = (relays.clone(), unstamped.clone());
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     if let Message::Text(t) = msg {
@@ -480,8 +481,16 @@ async fn run(a: Args) {
                             .as_str()
                             .and_then(|d| d.split('\n').next()?.parse::<u64>().ok())
                         {
-                            let read = now_micros();
-                            let arrived = arrival.load(Ordering::Relaxed).clamp(sent, read);
+                            let read = now_micros().max(sent);
+                            // A read the kernel gave no stamp would leave an older one: then
+                            // the reading stands in (never shorter), and is counted.
+                            let stamp = arrival.load(Ordering::Relaxed);
+                            let arrived = if stamp >= sent {
+                                stamp.min(read)
+                            } else {
+                                unstamped.fetch_add(1, Ordering::Relaxed);
+                                read
+                            };
                             relays.lock().unwrap().push(Relay {
                                 at: epoch.elapsed().as_millis() as u32,
                                 arrived: (arrived - sent) as u32,
@@ -580,6 +589,12 @@ async fn run(a: Args) {
         l.len() as f64 / send_time.as_secs_f64()
     );
     let ms = |micros: u32| micros as f64 / 1000.0;
+    let unstamped = unstamped.load(Ordering::Relaxed);
+    if unstamped > 0 {
+        println!(
+            "arrival unknown:       {unstamped} relays (no kernel stamp: their reading counted)"
+        );
+    }
     println!(
         "relay latency:         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (sent to arrived)",
         ms(pct(&l, 0.50)),
