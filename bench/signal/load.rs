@@ -26,7 +26,8 @@
 //! thread offers about 40,000 messages a second at most. Past one process's open files, several
 //! generators share a load: with `--together DIR:N` each starts its traffic once all N have
 //! connected their peers (each leaves a file in DIR), and `--latencies FILE` writes every relay's
-//! latency to its arrival (µs, one a line) for `bench/signal/run` to take percentiles over all of them.
+//! latency to its arrival (µs, one a line) for `bench/signal/run` to take percentiles over all
+//! of them.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -482,8 +483,9 @@ async fn run(a: Args) {
                             .and_then(|d| d.split('\n').next()?.parse::<u64>().ok())
                         {
                             let read = now_micros().max(sent);
-                            // A read the kernel gave no stamp would leave an older one: then
-                            // the reading stands in (never shorter), and is counted.
+                            // A stamp from before the sending is not this frame's arrival
+                            // (its read came without one): the reading stands in (never
+                            // shorter), and is counted.
                             let stamp = arrival.load(Ordering::Relaxed);
                             let arrived = if stamp >= sent {
                                 stamp.min(read)
