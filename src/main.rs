@@ -44,14 +44,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default)
-    Run,
+    Run {
+        /// Configuration file, as --config
+        #[arg(value_name = "PATH", conflicts_with = "config")]
+        path: Option<PathBuf>,
+    },
     /// Validate a configuration file and print every error
     CheckConfig {
-        /// File to check [default: as for --config]
+        /// File to check, as --config
+        #[arg(value_name = "PATH", conflicts_with = "config")]
         path: Option<PathBuf>,
     },
     /// Print the effective configuration with defaults filled in and secrets hidden
-    PrintConfig,
+    PrintConfig {
+        /// Configuration file, as --config
+        #[arg(value_name = "PATH", conflicts_with = "config")]
+        path: Option<PathBuf>,
+    },
     /// Mint a TURN credential and print the iceServers JSON for Godot's WebRTCPeerConnection
     Credentials {
         /// Name embedded in the username (`<expiry>:<user>`)
@@ -108,23 +117,24 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run { path: None });
+    // The commands about one file also take it as their argument, as `check-config FILE`.
+    let file = match &command {
+        Command::Run { path } | Command::CheckConfig { path } | Command::PrintConfig { path } => {
+            path.as_deref()
+        }
+        _ => None,
+    };
     let source = ConfigSource {
         web_listen: cli.listen,
         turn_listen: cli.turn_listen,
         domain: cli.domain,
         web_root: cli.root,
-        ..config_source(cli.config.as_deref())
+        ..config_source(file.or(cli.config.as_deref()))
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(source),
-        Command::CheckConfig { path } => {
-            let source = match path {
-                Some(path) => ConfigSource {
-                    file: Some(path),
-                    ..source
-                },
-                None => source,
-            };
+    match command {
+        Command::Run { .. } => run(source),
+        Command::CheckConfig { .. } => {
             let mut failed = false;
             let code = with_config(&source, |c| {
                 let (errors, mut warnings) =
@@ -154,7 +164,7 @@ fn main() -> ExitCode {
                 code
             }
         }
-        Command::PrintConfig => with_config(&source, |c| print!("{}", c.to_masked_toml())),
+        Command::PrintConfig { .. } => with_config(&source, |c| print!("{}", c.to_masked_toml())),
         Command::Credentials { user, ttl } => {
             with_config(&source, |c| print_credentials(c, &user, ttl))
         }

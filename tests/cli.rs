@@ -240,6 +240,33 @@ fn check_config_prints_every_error_and_exits_one() {
     );
 }
 
+/// `check-config FILE` checks FILE, so `run FILE` runs with it and `print-config FILE` prints
+/// it: an operator who checked a file by name starts the server the same way. Naming a file
+/// twice, as the argument and with --config, is a usage error rather than one silently winning.
+#[test]
+fn the_commands_about_one_file_take_it_as_their_argument() {
+    let path = config_file("[signal]\npath = \"ws\"\n");
+    for command in ["run", "check-config", "print-config"] {
+        let out = rallypoint(&[command, &path]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{path}:2:8: signal.path")),
+            "{command}: {err}"
+        );
+        let twice = rallypoint(&[command, "--config", "config/rallypoint.toml", &path]);
+        assert_eq!(twice.status.code(), Some(2), "{command}");
+        assert!(stderr(&twice).contains("cannot be used with"), "{command}");
+    }
+    let good = config_file("[signal]\nmax_lobbies = 77\n");
+    let out = rallypoint(&["print-config", &good]);
+    assert!(
+        stdout(&out).contains("max_lobbies = 77"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn print_config_fills_defaults_and_never_prints_a_secret() {
     let path = config_file(&format!(
