@@ -484,6 +484,24 @@ async fn a_folder_without_its_slash_is_redirected() {
     assert!(text.contains("location: /single/\r\n"), "{text}");
 }
 
+/// A page named with a trailing slash is redirected to its name: served there, its relative
+/// URLs would resolve under a folder that does not exist (`/single/index.html/index.js`).
+#[tokio::test]
+async fn a_file_named_with_a_slash_is_redirected_to_its_name() {
+    let www = export();
+    let server = server_for(&www, "");
+    let r = get(server.web, "/single/index.html/?lobby=ABC", &[]).await;
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(header(&r, "location"), Some("/single/index.html?lobby=ABC"));
+    let r = get(server.web, "/single/index.wasm//", &[]).await;
+    assert_eq!(header(&r, "location"), Some("/single/index.wasm"));
+    // What is not there is still not there, with or without the slash.
+    assert_eq!(
+        get(server.web, "/single/nothing.js/", &[]).await.status(),
+        404
+    );
+}
+
 #[tokio::test]
 async fn threaded_exports_are_cross_origin_isolated() {
     let www = export();

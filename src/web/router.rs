@@ -208,6 +208,7 @@ async fn serve_file(
         }
         Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
         Err(NoFile::Directory) => add_slash(req),
+        Err(NoFile::Slashed) => drop_slash(req),
     }
 }
 
@@ -250,6 +251,7 @@ async fn serve_release(
         Err(NoFile::Malformed) => plain(StatusCode::BAD_REQUEST, "bad path\n"),
         Err(NoFile::NotFound) => plain(StatusCode::NOT_FOUND, "not found\n"),
         Err(NoFile::Directory) => add_slash(req),
+        Err(NoFile::Slashed) => drop_slash(req),
     }
 }
 
@@ -326,6 +328,15 @@ async fn folder_without_index(root: &Path, path: &str) -> Response<Body> {
 fn add_slash(req: &Request<Incoming>) -> Response<Body> {
     // One leading slash only: "//host" in Location would send the browser to another site.
     let path = format!("/{}/", req.uri().path().trim_start_matches('/'));
+    match req.uri().query() {
+        Some(query) => redirect(&format!("{path}?{query}")),
+        None => redirect(&path),
+    }
+}
+
+/// 308 from a file named with a trailing slash to its name without, query kept.
+fn drop_slash(req: &Request<Incoming>) -> Response<Body> {
+    let path = format!("/{}", req.uri().path().trim_matches('/'));
     match req.uri().query() {
         Some(query) => redirect(&format!("{path}?{query}")),
         None => redirect(&path),

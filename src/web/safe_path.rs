@@ -19,6 +19,9 @@ pub enum NoFile {
     /// A directory named without its trailing slash: the browser must ask again with it, or
     /// the page's relative URLs (`game.js`, `game.wasm`) would resolve against the parent.
     Directory,
+    /// A file named with a trailing slash (`/index.html/`): the browser must ask again without
+    /// it, or the page's relative URLs would resolve under a folder that does not exist.
+    Slashed,
 }
 
 /// The one dot-directory served, at the top of the root only.
@@ -63,6 +66,8 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, NoFile> {
             .join("index.html")
             .canonicalize()
             .map_err(|_| NoFile::NotFound)?;
+    } else if path.ends_with('/') && full.starts_with(&root) && full.is_file() {
+        return Err(NoFile::Slashed);
     }
     if !full.starts_with(&root) || !full.is_file() {
         return Err(NoFile::NotFound);
@@ -98,6 +103,9 @@ mod tests {
                 .ends_with("game/index.html")
         );
         assert_eq!(resolve(&root, "/game"), Err(NoFile::Directory));
+        assert_eq!(resolve(&root, "/game/index.html/"), Err(NoFile::Slashed));
+        // Outside the root a slash changes nothing: not found.
+        assert_eq!(resolve(&root, "/link.txt/"), Err(NoFile::NotFound));
         assert_eq!(resolve(&root, "/gam%65"), Err(NoFile::Directory));
         assert!(
             resolve(&root, "/gam%65/index.html")
