@@ -328,18 +328,20 @@ async fn folder_without_index(root: &Path, path: &str) -> Response<Body> {
 fn add_slash(req: &Request<Incoming>) -> Response<Body> {
     // One leading slash only: "//host" in Location would send the browser to another site.
     let path = format!("/{}/", req.uri().path().trim_start_matches('/'));
-    match req.uri().query() {
-        Some(query) => redirect(&format!("{path}?{query}")),
-        None => redirect(&path),
-    }
+    redirect_keeping_query(req, &path)
 }
 
 /// 308 from a file named with a trailing slash to its name without, query kept.
 fn drop_slash(req: &Request<Incoming>) -> Response<Body> {
     let path = format!("/{}", req.uri().path().trim_matches('/'));
+    redirect_keeping_query(req, &path)
+}
+
+/// 308 to `path`, with the request's query.
+fn redirect_keeping_query(req: &Request<Incoming>, path: &str) -> Response<Body> {
     match req.uri().query() {
         Some(query) => redirect(&format!("{path}?{query}")),
-        None => redirect(&path),
+        None => redirect(path),
     }
 }
 
