@@ -140,6 +140,26 @@ fn a_root_without_index_html_is_warned_about_at_start() {
     );
 }
 
+/// A root one folder above the export, and an empty one, are pointed out at start too.
+#[test]
+fn a_root_above_the_export_or_empty_is_warned_about_at_start() {
+    let above = common::temp_dir("above-www");
+    std::fs::create_dir_all(above.join("web")).unwrap();
+    std::fs::write(above.join("web/index.html"), "<!doctype html>").unwrap();
+    let root = above.display().to_string();
+    let mut server = Server::start_with_args(&ephemeral_config(""), &["--root", &root]);
+    let line = server.wait_log("has no index.html");
+    let expected = format!("one folder down (web/index.html): set web.root to {root}/web");
+    assert!(line.contains("WARN") && line.contains(&expected), "{line}");
+    drop(server);
+
+    let empty = common::temp_dir("empty-www");
+    let root = empty.display().to_string();
+    let mut server = Server::start_with_args(&ephemeral_config(""), &["--root", &root]);
+    let line = server.wait_log("holds no page");
+    assert!(line.contains("rallypoint deploy"), "{line}");
+}
+
 /// Keys set up once at start are named on reload rather than silently ignored.
 #[test]
 fn sighup_names_the_keys_that_need_a_restart() {

@@ -918,6 +918,34 @@ async fn a_folder_with_a_godot_page_not_named_index_says_so() {
     assert_eq!(get(server.web, "/MyGame.html", &[]).await.status(), 200);
 }
 
+/// `--root ~/exports` for `~/exports/web/index.html`: the 404 at `/` points one folder down.
+/// A folder with a space in its name is found as well, and nothing outside the root is listed.
+#[tokio::test]
+async fn a_root_one_folder_above_the_export_says_where_the_game_is() {
+    let dir = common::temp_dir("web-above");
+    for sub in ["web", "my game/web", "assets"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::write(dir.join("web/index.html"), "<html>").unwrap();
+    std::fs::write(dir.join("my game/web/index.html"), "<html>").unwrap();
+    let outside = common::temp_dir("web-above-outside");
+    std::fs::create_dir_all(outside.join("secret-game")).unwrap();
+    std::fs::write(outside.join("secret-game/index.html"), "<html>").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link")).unwrap();
+    let server = server_for(&dir, "");
+    let r = get(server.web, "/", &[]).await;
+    assert_eq!(r.status(), 404);
+    let body = String::from_utf8_lossy(r.body()).into_owned();
+    assert!(body.contains("one folder down: open /web/"), "{body}");
+    let r = get(server.web, "/my%20game/", &[]).await;
+    let body = String::from_utf8_lossy(r.body()).into_owned();
+    assert!(body.contains("open /my%20game/web/"), "{body}");
+    let r = get(server.web, "/link/", &[]).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.body().as_ref(), b"not found\n");
+    assert_eq!(get(server.web, "/web/", &[]).await.status(), 200);
+}
+
 /// Behind nginx or Caddy every connection is the proxy's: its `X-Forwarded-For` names the
 /// player, believed only from `proxy_protocol.trusted`, so per-address limits hold per player;
 /// and `/metrics`, allowed to loopback, is never served through a proxy on loopback.

@@ -14,7 +14,8 @@ use super::file_cache::{FileCache, Resolved};
 use super::ice_quota::IceQuota;
 use super::isolation::Isolation;
 use super::response::{Body, full, page, plain, redirect, redirect_now, streamed};
-use super::safe_path::NoFile;
+use super::root_check::Pages;
+use super::safe_path::{self, NoFile};
 use super::{CompressionCache, file_response, forwarded, ice, selftest};
 use crate::turn::TurnAddresses;
 use prometheus_client::registry::Registry;
@@ -292,36 +293,34 @@ fn to_release(id: &str, path: &str, query: Option<&str>) -> Response<Body> {
 }
 
 /// A folder without `index.html`: still 404, but when it holds a Godot page under another name
-/// (Godot names it after the project), the answer says so.
+/// (Godot names it after the project), or an export one folder down, the answer says so.
 async fn folder_without_index(root: &Path, path: &str) -> Response<Body> {
-    let dir = root.join(path.trim_start_matches('/'));
+    let (root, path_owned) = (root.to_path_buf(), path.to_string());
     let pages = tokio::task::spawn_blocking(move || {
-        std::fs::read_dir(dir).map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".html") && !n.starts_with('.'))
-                .take(5)
-                .collect::<Vec<_>>()
-        })
+        safe_path::folder(&root, &path_owned).and_then(|dir| Pages::of(&dir).ok())
     })
     .await;
-    match pages {
-        Ok(Ok(pages)) if !pages.is_empty() => {
-            let links: Vec<String> = pages.iter().map(|p| format!("{path}{p}")).collect();
-            page(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                format!(
-                    "not found: this folder has no index.html. Godot names the exported page after \
-                     the project: rename {} to index.html, or open {}\n",
-                    pages[0],
-                    links.join(" or ")
-                )
-                .into(),
+    let hint = match pages {
+        Ok(Some(pages)) if !pages.others.is_empty() => {
+            let links: Vec<String> = pages.others.iter().map(|p| format!("{path}{p}")).collect();
+            format!(
+                "Godot names the exported page after the project: rename {} to index.html, or \
+                 open {}",
+                pages.others[0],
+                links.join(" or ")
             )
         }
-        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
-    }
+        Ok(Some(pages)) if !pages.below.is_empty() => {
+            let links: Vec<String> = pages.below.iter().map(|f| format!("{path}{f}/")).collect();
+            format!("the game is one folder down: open {}", links.join(" or "))
+        }
+        _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    page(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        format!("not found: this folder has no index.html. {hint}\n").into(),
+    )
 }
 
 /// 308 from a directory named without its slash to the same path with one, query kept.

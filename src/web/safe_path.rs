@@ -75,6 +75,13 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, NoFile> {
     Ok(full)
 }
 
+/// The folder a request for `path` (still percent-encoded) names, if it is one under the root.
+pub fn folder(root: &Path, path: &str) -> Option<PathBuf> {
+    let root = root.canonicalize().ok()?;
+    let dir = root.join(check_path(path).ok()?).canonicalize().ok()?;
+    (dir.starts_with(&root) && dir.is_dir()).then_some(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +113,8 @@ mod tests {
         assert_eq!(resolve(&root, "/game/index.html/"), Err(NoFile::Slashed));
         // Outside the root a slash changes nothing: not found.
         assert_eq!(resolve(&root, "/link.txt/"), Err(NoFile::NotFound));
+        assert!(folder(&root, "/gam%65/").unwrap().ends_with("www/game"));
+        assert_eq!(folder(&root, "/index.html"), None);
         assert_eq!(resolve(&root, "/gam%65"), Err(NoFile::Directory));
         assert!(
             resolve(&root, "/gam%65/index.html")
