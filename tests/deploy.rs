@@ -106,6 +106,10 @@ fn broken_exports_are_refused_good_ones_go_live_and_rollback_goes_back() {
     .unwrap();
     let renamed = export(&base.join("renamed"), 1);
     std::fs::rename(renamed.join("index.html"), renamed.join("MyGame.html")).unwrap();
+    // The folder holding the export rather than the export: the answer names the export.
+    let above = base.join("exports");
+    let below = export(&above.join("web"), 1).display().to_string();
+    let one_down = format!("the export is one folder down: name {below} instead");
     for (dir, says) in [
         (
             &no_wasm,
@@ -113,6 +117,7 @@ fn broken_exports_are_refused_good_ones_go_live_and_rollback_goes_back() {
         ),
         (&mixed, "but index.html expects"),
         (&renamed, "rename MyGame.html to index.html"),
+        (&above, &one_down),
     ] {
         let out = deploy(&root, &[dir.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use super::pages::Pages;
+
 /// What a page references that must be in the folder: `src="..."` and `href="..."` values that
 /// are relative paths (not URLs, fragments, `data:` or absolute paths, which the export does not
 /// carry).
@@ -108,6 +110,20 @@ pub fn problems(dir: &Path) -> Vec<String> {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     let pages: Vec<&String> = names.iter().filter(|n| n.ends_with(".html")).collect();
+    // The folder above the export: the one thing to say is where the export is.
+    if let Ok(Pages {
+        index: false,
+        others,
+        below,
+    }) = Pages::of(dir)
+        && others.is_empty()
+        && let Some(first) = below.first()
+    {
+        return vec![format!(
+            "no index.html here; the export is one folder down: name {} instead",
+            dir.join(first).display()
+        )];
+    }
     if !names.iter().any(|n| n == "index.html") {
         problems.push(match pages.first() {
             Some(page) => format!(

@@ -9,6 +9,7 @@
 mod export_check;
 mod history;
 pub mod layout;
+pub mod pages;
 mod sidecars;
 
 pub use sidecars::{Compressing, Effort};
