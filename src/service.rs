@@ -120,10 +120,10 @@ pub async fn run(source: ConfigSource) -> Result<(), StartError> {
         log::warn!("{warning}");
     }
     for l in &listeners.web {
-        log::info!("serving http://{}/", l.local_addr()?);
+        log::info!("serving {}", served_at("http", l.local_addr()?));
     }
     for l in &listeners.web_tls {
-        log::info!("serving https://{}/", l.local_addr()?);
+        log::info!("serving {}", served_at("https", l.local_addr()?));
     }
     if let (Some(domain), false) = (&config.server.domain, listeners.web_tls.is_empty()) {
         let port = match listeners.web_tls[0].local_addr()?.port() {
@@ -351,6 +351,24 @@ fn for_domain(config: &mut Config, domain: &str, public: bool) {
 /// The self-test page's URL as a browser elsewhere would open it: on the first HTTPS listener
 /// if there is one, by `server.domain` when set (else the address, a wildcard's as the
 /// interface holding the default route); `None` with `web.selftest = false`.
+/// Where a web listener on `addr` can be opened: itself, or for every address (0.0.0.0, [::]),
+/// this machine's address toward the network and loopback, which a browser can open.
+fn served_at(scheme: &str, addr: SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return format!("{scheme}://{addr}/");
+    }
+    let port = addr.port();
+    let here = SocketAddr::new(turn::addresses::local_address_for(addr), port);
+    let loopback = SocketAddr::new(
+        match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        },
+        port,
+    );
+    format!("{scheme}://{here}/ and {scheme}://{loopback}/ (listening on {addr}: every address)")
+}
+
 fn selftest_url(config: &Config, listeners: &Listeners) -> Option<String> {
     if !config.web.selftest {
         return None;
@@ -576,5 +594,25 @@ async fn admin_ticks(
         last = now;
         let config = config.borrow().clone();
         admin.sweep(&config, now.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_listener_is_served_at_addresses_a_browser_can_open() {
+        let one = served_at("http", "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(one, "http://127.0.0.1:8080/");
+        let every = served_at("https", "0.0.0.0:8443".parse().unwrap());
+        assert!(!every.starts_with("https://0.0.0.0"), "{every}");
+        assert!(every.contains(" and https://127.0.0.1:8443/ "), "{every}");
+        assert!(
+            every.ends_with("(listening on 0.0.0.0:8443: every address)"),
+            "{every}"
+        );
+        let every6 = served_at("http", "[::]:80".parse().unwrap());
+        assert!(every6.contains(" and http://[::1]:80/ "), "{every6}");
     }
 }
