@@ -348,9 +348,6 @@ fn for_domain(config: &mut Config, domain: &str, public: bool) {
     }
 }
 
-/// The self-test page's URL as a browser elsewhere would open it: on the first HTTPS listener
-/// if there is one, by `server.domain` when set (else the address, a wildcard's as the
-/// interface holding the default route); `None` with `web.selftest = false`.
 /// Where a web listener on `addr` can be opened: itself, or for every address (0.0.0.0, [::]),
 /// this machine's address toward the network and loopback, which a browser can open.
 fn served_at(scheme: &str, addr: SocketAddr) -> String {
@@ -369,6 +366,9 @@ fn served_at(scheme: &str, addr: SocketAddr) -> String {
     format!("{scheme}://{here}/ and {scheme}://{loopback}/ (listening on {addr}: every address)")
 }
 
+/// The self-test page's URL as a browser elsewhere would open it: on the first HTTPS listener
+/// if there is one, by `server.domain` when set (else the address, a wildcard's as the
+/// interface holding the default route); `None` with `web.selftest = false`.
 fn selftest_url(config: &Config, listeners: &Listeners) -> Option<String> {
     if !config.web.selftest {
         return None;

@@ -1,6 +1,7 @@
 //! What would surprise at the first page load, said before it happens (by `check-config` and
-//! at start): `web.root` missing or holding no page, a Godot export whose page is not `index.html` (Godot names it after the project), or
-//! an export one folder down (`--root ~/exports` for `~/exports/web/index.html`).
+//! at start): `web.root` missing or holding no page, a Godot export whose page is not
+//! `index.html` (Godot names it after the project), or an export one folder down (`--root
+//! ~/exports` for `~/exports/web/index.html`).
 
 use crate::config::Config;
 use crate::deploy::pages::Pages;
