@@ -37,7 +37,10 @@ try {
         new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 60000)),
       ]);
     } catch (e) {
-      host = guest = { error: String(e) };
+      // Where each side stopped: its page's trace (call.js `steps`).
+      const steps = (page) => page.evaluate(() => window.steps).catch((err) => [String(err)]);
+      host = { error: String(e), steps: await steps(hostPage) };
+      guest = { error: String(e), steps: await steps(guestPage) };
     }
     const relayed = (p) => p && p.local === "relay" && p.remote === "relay";
     const ok = !host.error && host.got === count && guest.got === count && host.inOrder && guest.inOrder

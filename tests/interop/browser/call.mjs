@@ -39,7 +39,9 @@ try {
         new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), deadPort ? 10000 : 30000)),
       ]);
     } catch (e) {
-      r = { error: String(e) };
+      // Where the call stopped (call.js `steps`), unless this case expects it not to connect.
+      const steps = deadPort ? [] : await page.evaluate(() => window.steps).catch((err) => [String(err)]);
+      r = { error: String(e), steps };
     }
     if (echoSocket) {
       // Wait for the event each case expects, at most 5 s: the relay's 403 for the unannounced

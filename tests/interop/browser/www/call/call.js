@@ -6,6 +6,22 @@
 // by code), each player with the lobby-bound TURN credentials the hub hands it (ICE_SERVERS).
 
 const JOIN = 0, ID = 1, PEER_CONNECT = 2, OFFER = 4, ANSWER = 5, CANDIDATE = 6;
+
+// What this page did, for a call that never completes: the driver reads `window.steps` when it
+// gives up, so the report says where each side stopped (signalling, ICE, the channel).
+const started = performance.now();
+window.steps = [];
+function step(what) {
+  window.steps.push(`${Math.round(performance.now() - started)}ms ${what}`);
+}
+
+// Traces a peer connection's ICE: gathering, connection state, and the candidates it makes.
+function traced(pc, who) {
+  pc.addEventListener("icegatheringstatechange", () => step(`${who} gathering ${pc.iceGatheringState}`));
+  pc.addEventListener("iceconnectionstatechange", () => step(`${who} ice ${pc.iceConnectionState}`));
+  pc.addEventListener("icecandidateerror", (e) => step(`${who} candidate error ${e.errorCode} ${e.errorText} ${e.url}`));
+  return pc;
+}
 const CREATE = 100, LOBBY = 101, JOIN_BY_CODE = 103, ICE_SERVERS = 111;
 
 function codec(dialect) {
@@ -69,10 +85,12 @@ function wire(pc, client, other, afterAnswer = async () => {}) {
   pc.onicecandidate = (e) => {
     if (e.candidate && e.candidate.candidate) {
       const c = e.candidate;
+      step(`candidate sent: ${c.candidate}`);
       client.send(CANDIDATE, other(), `\n${c.sdpMid}\n${c.sdpMLineIndex}\n${c.candidate}`);
     }
   };
   return async (m) => {
+    step(`signal got type ${m.type} from ${m.id}`);
     if (m.type === CANDIDATE) {
       const [mid, index, candidate] = m.data.split("\n").filter((s) => s.length > 0);
       await pc.addIceCandidate({ sdpMid: mid, sdpMLineIndex: Number(index), candidate });
@@ -179,7 +197,8 @@ window.runCall = async ({ transport: transports, dialect, count, turnPort, echo 
   }
   const refusedBefore = await turnErrors403();
 
-  const hostPc = new RTCPeerConnection(hostConfig), guestPc = new RTCPeerConnection(guestConfig);
+  const hostPc = traced(new RTCPeerConnection(hostConfig), "host");
+  const guestPc = traced(new RTCPeerConnection(guestConfig), "guest");
   // Godot's data channels are pre-negotiated, ids from 1.
   const hostChannel = hostPc.createDataChannel("game", { negotiated: true, id: 1 });
   const guestChannel = guestPc.createDataChannel("game", { negotiated: true, id: 1 });
@@ -234,6 +253,7 @@ window.openLobby = async ({ dialect }) => {
     ice = await (await fetch(`/api/ice?lobby=${encodeURIComponent(lobby)}`)).json();
   }
   hostSide = { client, ice };
+  step(`host: lobby ${lobby} open`);
   return lobby;
 };
 
@@ -241,6 +261,7 @@ window.openLobby = async ({ dialect }) => {
 // collects the other side's (tagged `other`); the result with the selected pair.
 async function play(pc, channel, tag, other, count, ice) {
   await opened(channel);
+  step("channel open");
   const got = await exchange(channel, tag, count);
   const result = { got: got.length, inOrder: got.every((m, i) => m === `${other}${i}`),
                    pair: await selectedPair(pc), turn: ice.iceServers[0].urls };
@@ -251,7 +272,8 @@ async function play(pc, channel, tag, other, count, ice) {
 window.playHost = async ({ transport, count, hosts }) => {
   const { client, ice } = hostSide;
   const guestId = (await nextOfType(client, PEER_CONNECT)).id;
-  const pc = new RTCPeerConnection(relayConfig(ice, transport, undefined, hosts));
+  step(`host: peer ${guestId} connected`);
+  const pc = traced(new RTCPeerConnection(relayConfig(ice, transport, undefined, hosts)), "host");
   const channel = pc.createDataChannel("game", { negotiated: true, id: 1 });
   client.onMessage(wire(pc, client, () => guestId));
   const result = await play(pc, channel, "h", "g", count, ice);
@@ -272,12 +294,14 @@ window.playGuest = async ({ transport, dialect, lobby, count }) => {
     await nextOfType(client, ID);
     await nextOfType(client, JOIN);
   }
-  const pc = new RTCPeerConnection(relayConfig(ice, transport));
+  step("guest: joined");
+  const pc = traced(new RTCPeerConnection(relayConfig(ice, transport)), "guest");
   const channel = pc.createDataChannel("game", { negotiated: true, id: 1 });
   client.onMessage(wire(pc, client, () => 1));
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   client.send(OFFER, 1, offer.sdp);
+  step("guest: offer sent");
   const result = await play(pc, channel, "g", "h", count, ice);
   client.close();
   return result;
