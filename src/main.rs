@@ -46,19 +46,19 @@ enum Command {
     /// Run the server (the default)
     Run {
         /// Configuration file, as --config
-        #[arg(value_name = "PATH", conflicts_with = "config")]
+        #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
     /// Validate a configuration file and print every error
     CheckConfig {
         /// File to check, as --config
-        #[arg(value_name = "PATH", conflicts_with = "config")]
+        #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
     /// Print the effective configuration with defaults filled in and secrets hidden
     PrintConfig {
         /// Configuration file, as --config
-        #[arg(value_name = "PATH", conflicts_with = "config")]
+        #[arg(value_name = "PATH")]
         path: Option<PathBuf>,
     },
     /// Mint a TURN credential and print the iceServers JSON for Godot's WebRTCPeerConnection
@@ -125,6 +125,12 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
+    if file.is_some() && cli.config.is_some() {
+        eprintln!(
+            "error: the configuration file is named twice (--config and the argument); name it once"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let source = ConfigSource {
         web_listen: cli.listen,
         turn_listen: cli.turn_listen,

@@ -254,9 +254,14 @@ fn the_commands_about_one_file_take_it_as_their_argument() {
             err.contains(&format!("{path}:2:8: signal.path")),
             "{command}: {err}"
         );
-        let twice = rallypoint(&[command, "--config", "config/rallypoint.toml", &path]);
-        assert_eq!(twice.status.code(), Some(2), "{command}");
-        assert!(stderr(&twice).contains("cannot be used with"), "{command}");
+        for twice in [
+            [command, "--config", "config/rallypoint.toml", &path],
+            ["--config", "config/rallypoint.toml", command, &path],
+        ] {
+            let out = rallypoint(&twice);
+            assert_eq!(out.status.code(), Some(2), "{twice:?}");
+            assert!(stderr(&out).contains("named twice"), "{twice:?}");
+        }
     }
     let good = config_file("[signal]\nmax_lobbies = 77\n");
     let out = rallypoint(&["print-config", &good]);
