@@ -50,6 +50,8 @@ function connect(dialect) {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const ws = dialect === "lobby" ? new WebSocket(url, "rallypoint.v1") : new WebSocket(url);
   const queue = [], waiting = [];
+  // Who closed the signalling socket, and why (a player the server drops leaves its lobby).
+  ws.addEventListener("close", (e) => step(`websocket closed ${e.code} ${e.reason} (clean: ${e.wasClean})`));
   ws.onmessage = (e) => {
     const m = c.decode(e.data);
     if (waiting.length) waiting.shift()(m); else queue.push(m);
